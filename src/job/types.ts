@@ -1,0 +1,127 @@
+/**
+ * The job domain: plain data, no I/O. Times are epoch milliseconds, durations carry their unit.
+ */
+
+export const JOB_STATUSES = ["queued", "running", "succeeded", "failed", "canceled"] as const;
+export type JobStatus = (typeof JOB_STATUSES)[number];
+
+/** Statuses a job never leaves. */
+export const TERMINAL_STATUSES: ReadonlySet<JobStatus> = new Set([
+  "succeeded",
+  "failed",
+  "canceled",
+]);
+
+export function isTerminal(status: JobStatus): boolean {
+  return TERMINAL_STATUSES.has(status);
+}
+
+export const HTTP_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] as const;
+export type HttpMethod = (typeof HTTP_METHODS)[number];
+
+export const BACKOFF_STRATEGIES = ["fixed", "linear", "exponential"] as const;
+export type BackoffStrategy = (typeof BACKOFF_STRATEGIES)[number];
+
+export type JsonValue =
+  | null
+  | boolean
+  | number
+  | string
+  | JsonValue[]
+  | { [key: string]: JsonValue };
+
+/** A request body as submitted: a JSON value (a string is sent as text) or raw bytes. */
+export type RequestBody = { kind: "json"; value: JsonValue } | { kind: "bytes"; bytes: Uint8Array };
+
+/** What a client asks for; validated into a {@link NewJob}. */
+export interface JobSpec {
+  method: HttpMethod;
+  url: string;
+  headers: Record<string, string>;
+  params: Record<string, string>;
+  body: RequestBody | null;
+  timeoutMs: number;
+  priority: number;
+  maxAttempts: number;
+  backoffStrategy: BackoffStrategy;
+  backoffBaseMs: number;
+  /** Earliest first run, if the client set one. */
+  scheduledAt: number | null;
+  /** Keep the job this long after it ends; null keeps it. */
+  ttlMs: number | null;
+  tags: string[];
+  idempotencyKey: string | null;
+}
+
+/** A validated job about to be stored. */
+export interface NewJob extends JobSpec {
+  id: string;
+  createdAt: number;
+  /** When the first attempt may start: scheduledAt or createdAt. */
+  runAt: number;
+}
+
+/** A stored job. */
+export interface Job extends NewJob {
+  status: JobStatus;
+  attempt: number;
+  startedAt: number | null;
+  finishedAt: number | null;
+  expiresAt: number | null;
+  lastError: string | null;
+  updatedAt: number;
+}
+
+export const BODY_ENCODINGS = ["json", "text", "base64"] as const;
+export type BodyEncoding = (typeof BODY_ENCODINGS)[number];
+
+/** A response as kept: the body bytes as received (up to the cap) and how to present them. */
+export interface StoredResponse {
+  status: number;
+  headers: Record<string, string>;
+  body: Uint8Array;
+  bodyEncoding: BodyEncoding;
+  truncated: boolean;
+}
+
+/** The latest finished attempt of a job: its response if the target answered, its error if not. */
+export interface JobResult {
+  jobId: string;
+  attempt: number;
+  response: StoredResponse | null;
+  error: string | null;
+  durationMs: number;
+  finishedAt: number;
+}
+
+export const ATTEMPT_OUTCOMES = [
+  "running",
+  "succeeded",
+  "failed",
+  "canceled",
+  "interrupted",
+  "lost",
+] as const;
+export type AttemptOutcome = (typeof ATTEMPT_OUTCOMES)[number];
+
+/** Machine-readable reasons an attempt did not succeed. */
+export type ErrorCode =
+  | "http_status"
+  | "timeout"
+  | "network"
+  | "canceled"
+  | "interrupted"
+  | "lease_expired";
+
+export interface Attempt {
+  jobId: string;
+  attempt: number;
+  outcome: AttemptOutcome;
+  startedAt: number;
+  finishedAt: number | null;
+  responseStatus: number | null;
+  errorCode: ErrorCode | null;
+  error: string | null;
+  durationMs: number | null;
+  retryable: boolean;
+}

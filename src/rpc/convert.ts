@@ -1,0 +1,179 @@
+import { fromJson, type MessageInitShape, toJson } from "@bufbuild/protobuf";
+import { type Timestamp, timestampFromMs, timestampMs, ValueSchema } from "@bufbuild/protobuf/wkt";
+import {
+  AttemptOutcome as AttemptOutcomePb,
+  type AttemptSchema,
+  BackoffStrategy as BackoffStrategyPb,
+  BodyEncoding as BodyEncodingPb,
+  type JobSchema,
+  JobStatus as JobStatusPb,
+} from "../../gen/jobqueue/v1/job_pb.js";
+import type {
+  EnqueueJobRequest,
+  GetJobResultResponseSchema,
+} from "../../gen/jobqueue/v1/job_queue_service_pb.js";
+import { presentBody } from "../job/response-body.js";
+import type {
+  Attempt,
+  AttemptOutcome,
+  BackoffStrategy,
+  BodyEncoding,
+  Job,
+  JobResult,
+  JobStatus,
+  JsonValue,
+} from "../job/types.js";
+import type { EnqueueInput } from "../job/validate.js";
+
+/** Conversions between the generated messages and the domain. Nothing else happens here. */
+
+const STATUS: Record<JobStatus, JobStatusPb> = {
+  queued: JobStatusPb.QUEUED,
+  running: JobStatusPb.RUNNING,
+  succeeded: JobStatusPb.SUCCEEDED,
+  failed: JobStatusPb.FAILED,
+  canceled: JobStatusPb.CANCELED,
+};
+
+const STATUS_FROM_PB = new Map(Object.entries(STATUS).map(([k, v]) => [v, k as JobStatus]));
+
+const BACKOFF: Record<BackoffStrategy, BackoffStrategyPb> = {
+  fixed: BackoffStrategyPb.FIXED,
+  linear: BackoffStrategyPb.LINEAR,
+  exponential: BackoffStrategyPb.EXPONENTIAL,
+};
+
+const BACKOFF_FROM_PB = new Map(Object.entries(BACKOFF).map(([k, v]) => [v, k]));
+
+const ENCODING: Record<BodyEncoding, BodyEncodingPb> = {
+  json: BodyEncodingPb.JSON,
+  text: BodyEncodingPb.TEXT,
+  base64: BodyEncodingPb.BASE64,
+};
+
+const OUTCOME: Record<AttemptOutcome, AttemptOutcomePb> = {
+  running: AttemptOutcomePb.RUNNING,
+  succeeded: AttemptOutcomePb.SUCCEEDED,
+  failed: AttemptOutcomePb.FAILED,
+  canceled: AttemptOutcomePb.CANCELED,
+  interrupted: AttemptOutcomePb.INTERRUPTED,
+  lost: AttemptOutcomePb.LOST,
+};
+
+function ts(ms: number | null): Timestamp | undefined {
+  return ms === null ? undefined : timestampFromMs(ms);
+}
+
+export function statusToPb(status: JobStatus): JobStatusPb {
+  return STATUS[status];
+}
+
+/** Statuses from a request; an unknown number reads as a string the validator will name. */
+export function statusesFromPb(values: JobStatusPb[]): JobStatus[] | string {
+  const out: JobStatus[] = [];
+  for (const v of values) {
+    const s = STATUS_FROM_PB.get(v);
+    if (!s) return String(v);
+    out.push(s);
+  }
+  return out;
+}
+
+export function enqueueInputFromPb(req: EnqueueJobRequest): EnqueueInput {
+  let body: EnqueueInput["body"] = null;
+  if (req.payload.case === "body") {
+    const value = toJson(ValueSchema, req.payload.value) as JsonValue;
+    body = value === null ? null : { kind: "json", value };
+  } else if (req.payload.case === "bodyBytes") {
+    body = { kind: "bytes", bytes: req.payload.value };
+  }
+  return {
+    method: req.method,
+    url: req.url,
+    headers: req.headers,
+    params: req.params,
+    body,
+    timeoutSec: req.timeoutSec,
+    priority: req.priority,
+    maxAttempts: req.maxAttempts,
+    backoffStrategy:
+      req.backoffStrategy === BackoffStrategyPb.UNSPECIFIED
+        ? undefined
+        : (BACKOFF_FROM_PB.get(req.backoffStrategy) ?? String(req.backoffStrategy)),
+    backoffSeconds: req.backoffSeconds,
+    scheduledAt: req.scheduledAt ? timestampMs(req.scheduledAt) : null,
+    ttlSeconds: req.ttlSeconds,
+    tags: req.tags,
+    idempotencyKey: req.idempotencyKey,
+  };
+}
+
+export function jobToPb(job: Job): MessageInitShape<typeof JobSchema> {
+  return {
+    jobId: job.id,
+    status: STATUS[job.status],
+    attempt: job.attempt,
+    maxAttempts: job.maxAttempts,
+    priority: job.priority,
+    scheduledAt: ts(job.scheduledAt),
+    createdAt: ts(job.createdAt),
+    startedAt: ts(job.startedAt),
+    finishedAt: ts(job.finishedAt),
+    method: job.method,
+    url: job.url,
+    timeoutSec: job.timeoutMs / 1000,
+    tags: job.tags,
+    headers: job.headers,
+    params: job.params,
+    payload:
+      job.body === null
+        ? { case: undefined }
+        : job.body.kind === "bytes"
+          ? { case: "bodyBytes", value: job.body.bytes }
+          : { case: "body", value: fromJson(ValueSchema, job.body.value) },
+    backoffStrategy: BACKOFF[job.backoffStrategy],
+    backoffSeconds: job.backoffBaseMs / 1000,
+    ttlSeconds: job.ttlMs === null ? undefined : Math.round(job.ttlMs / 1000),
+    nextRunAt: job.status === "queued" ? ts(job.runAt) : undefined,
+    expiresAt: ts(job.expiresAt),
+    idempotencyKey: job.idempotencyKey ?? undefined,
+    lastError: job.lastError ?? undefined,
+    updatedAt: ts(job.updatedAt),
+  };
+}
+
+export function attemptToPb(a: Attempt): MessageInitShape<typeof AttemptSchema> {
+  return {
+    attempt: a.attempt,
+    outcome: OUTCOME[a.outcome],
+    startedAt: ts(a.startedAt),
+    finishedAt: ts(a.finishedAt),
+    responseStatus: a.responseStatus ?? undefined,
+    errorCode: a.errorCode ?? undefined,
+    error: a.error ?? undefined,
+    durationMs: a.durationMs ?? undefined,
+    retryable: a.retryable,
+  };
+}
+
+export function resultToPb(
+  job: Job,
+  result: JobResult | null,
+): MessageInitShape<typeof GetJobResultResponseSchema> {
+  const response = result?.response ?? null;
+  return {
+    jobId: job.id,
+    status: STATUS[job.status],
+    responseStatus: response?.status,
+    responseHeaders: response?.headers ?? {},
+    responseBody: response
+      ? fromJson(ValueSchema, presentBody(response.body, response.bodyEncoding))
+      : undefined,
+    responseBodyEncoding: response ? ENCODING[response.bodyEncoding] : BodyEncodingPb.UNSPECIFIED,
+    truncated: response?.truncated ?? false,
+    error: result?.error ?? undefined,
+    durationMs: result?.durationMs,
+    attempt: result?.attempt ?? 0,
+    finishedAt: result ? ts(result.finishedAt) : undefined,
+  };
+}

@@ -1,0 +1,62 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+import type { Logger } from "pino";
+import { BadRequestSchema } from "../../gen/google/rpc/error_details_pb.js";
+import { InvalidArgumentError, JobNotFoundError, JobStateError } from "../job/errors.js";
+
+/**
+ * The one place where domain errors become transport codes. Clients get a clear message (and, for
+ * bad input, a google.rpc.BadRequest detail naming the field); anything unexpected is logged with
+ * its cause and reaches the client only as "internal error".
+ */
+export function toConnectError(err: unknown, logger: Logger): ConnectError {
+  if (err instanceof ConnectError) {
+    if (err.code === Code.Internal || err.code === Code.Unknown) {
+      logger.error({ err }, "request failed");
+      return new ConnectError("internal error", Code.Internal);
+    }
+    return err;
+  }
+  if (err instanceof InvalidArgumentError) {
+    return new ConnectError(err.message, Code.InvalidArgument, undefined, [
+      {
+        desc: BadRequestSchema,
+        value: { fieldViolations: [{ field: err.field, description: err.problem }] },
+      },
+    ]);
+  }
+  if (err instanceof JobNotFoundError) return new ConnectError(err.message, Code.NotFound);
+  if (err instanceof JobStateError) return new ConnectError(err.message, Code.FailedPrecondition);
+  logger.error({ err }, "request failed");
+  return new ConnectError("internal error", Code.Internal);
+}
+
+/** The field named by an invalid-argument error, if any. */
+export function violatedField(err: ConnectError): string | undefined {
+  return err.findDetails(BadRequestSchema)[0]?.fieldViolations[0]?.field;
+}
+
+const HTTP_STATUS: Partial<Record<Code, number>> = {
+  [Code.Canceled]: 499,
+  [Code.InvalidArgument]: 400,
+  [Code.DeadlineExceeded]: 504,
+  [Code.NotFound]: 404,
+  [Code.AlreadyExists]: 409,
+  [Code.PermissionDenied]: 403,
+  [Code.ResourceExhausted]: 429,
+  [Code.FailedPrecondition]: 409,
+  [Code.Aborted]: 409,
+  [Code.OutOfRange]: 400,
+  [Code.Unimplemented]: 501,
+  [Code.Unavailable]: 503,
+  [Code.Unauthenticated]: 401,
+};
+
+/** The HTTP status REST answers for a code (409 for a failed precondition, as REST clients expect). */
+export function httpStatusOf(code: Code): number {
+  return HTTP_STATUS[code] ?? 500;
+}
+
+/** Connect's snake_case name of a code ("invalid_argument"). */
+export function codeName(code: Code): string {
+  return Code[code]!.replace(/[A-Z]/g, (c, i) => (i === 0 ? c : `_${c}`)).toLowerCase();
+}

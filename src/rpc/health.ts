@@ -1,0 +1,49 @@
+import type { ConnectRouter } from "@connectrpc/connect";
+import { Code, ConnectError } from "@connectrpc/connect";
+import {
+  Health,
+  HealthCheckResponse_ServingStatus as ServingStatus,
+} from "../../gen/grpc/health/v1/health_pb.js";
+
+/** What the health endpoints report: serving until the process begins to stop. */
+export interface HealthState {
+  serving(): boolean;
+  /** Resolves when the process begins to stop. */
+  stopping: Promise<void>;
+}
+
+/**
+ * grpc.health.v1.Health for the whole server ("") and each served service. Check answers at once;
+ * Watch sends the status now and again when the server starts to stop.
+ */
+export function registerHealth(router: ConnectRouter, serviceNames: string[], state: HealthState) {
+  const known = new Set(["", ...serviceNames]);
+  const status = () => (state.serving() ? ServingStatus.SERVING : ServingStatus.NOT_SERVING);
+
+  router.service(Health, {
+    check(req) {
+      if (!known.has(req.service)) {
+        throw new ConnectError(`unknown service ${req.service}`, Code.NotFound);
+      }
+      return { status: status() };
+    },
+    async *watch(req, ctx) {
+      if (!known.has(req.service)) {
+        yield { status: ServingStatus.SERVICE_UNKNOWN };
+        return;
+      }
+      yield { status: status() };
+      if (!state.serving()) return;
+      const aborted = new Promise<void>((resolve) =>
+        ctx.signal.addEventListener("abort", () => resolve(), { once: true }),
+      );
+      await Promise.race([state.stopping, aborted]);
+      if (!ctx.signal.aborted) yield { status: ServingStatus.NOT_SERVING };
+    },
+    list() {
+      return {
+        statuses: Object.fromEntries([...known].map((name) => [name, { status: status() }])),
+      };
+    },
+  });
+}

@@ -1,0 +1,232 @@
+import {
+  type DescEnum,
+  type DescField,
+  type DescMessage,
+  fromJson,
+  type JsonObject,
+  type JsonValue,
+  type MessageShape,
+  ScalarType,
+  toJson,
+} from "@bufbuild/protobuf";
+import { InvalidArgumentError } from "../job/errors.js";
+
+/**
+ * The seed's REST JSON, derived from the descriptors: proto field names (snake_case), enums in
+ * lowercase without their prefix ("queued"), `null` for anything unset, 64-bit integers as
+ * numbers. Well-known types keep their canonical JSON (RFC 3339 times, free JSON values).
+ */
+
+const WKT_PREFIX = "google.protobuf.";
+
+/** Encodes a message as REST JSON. */
+export function toRestJson<Desc extends DescMessage>(
+  schema: Desc,
+  message: MessageShape<Desc>,
+): JsonValue {
+  const json = toJson(schema, message, { useProtoFieldName: true, alwaysEmitImplicit: true });
+  return restify(schema, json);
+}
+
+function restify(schema: DescMessage, json: JsonValue): JsonValue {
+  if (schema.typeName.startsWith(WKT_PREFIX)) return json;
+  const obj = (json ?? {}) as JsonObject;
+  const out: JsonObject = {};
+  for (const field of schema.fields) {
+    const value = obj[field.name];
+    out[field.name] = value === undefined ? emptyOf(field) : restifyField(field, value);
+  }
+  return out;
+}
+
+function emptyOf(field: DescField): JsonValue {
+  if (field.fieldKind === "list") return [];
+  if (field.fieldKind === "map") return {};
+  return null;
+}
+
+function restifyField(field: DescField, value: JsonValue): JsonValue {
+  switch (field.fieldKind) {
+    case "enum":
+      return enumOut(field.enum, value);
+    case "message":
+      return restify(field.message, value);
+    case "scalar":
+      return scalarOut(field.scalar, value);
+    case "list":
+      return (value as JsonValue[]).map((v) =>
+        field.listKind === "enum"
+          ? enumOut(field.enum, v)
+          : field.listKind === "message"
+            ? restify(field.message, v)
+            : scalarOut(field.scalar, v),
+      );
+    case "map": {
+      const out: JsonObject = {};
+      for (const [k, v] of Object.entries(value as JsonObject)) {
+        out[k] =
+          field.mapKind === "enum"
+            ? enumOut(field.enum, v)
+            : field.mapKind === "message"
+              ? restify(field.message, v)
+              : scalarOut(field.scalar, v);
+      }
+      return out;
+    }
+  }
+}
+
+function enumOut(desc: DescEnum, value: JsonValue): JsonValue {
+  if (typeof value !== "string") return value;
+  const v = desc.values.find((x) => x.name === value);
+  if (!v || v.number === 0) return null;
+  return shortEnumName(desc, v.name);
+}
+
+function shortEnumName(desc: DescEnum, name: string): string {
+  const prefix = desc.sharedPrefix ?? "";
+  return name.slice(prefix.length).toLowerCase();
+}
+
+function scalarOut(scalar: ScalarType, value: JsonValue): JsonValue {
+  if (typeof value === "string" && isInt64(scalar)) {
+    const n = Number(value);
+    return Number.isSafeInteger(n) ? n : value;
+  }
+  return value;
+}
+
+function isInt64(scalar: ScalarType): boolean {
+  return (
+    scalar === ScalarType.INT64 ||
+    scalar === ScalarType.UINT64 ||
+    scalar === ScalarType.SINT64 ||
+    scalar === ScalarType.FIXED64 ||
+    scalar === ScalarType.SFIXED64
+  );
+}
+
+/**
+ * Decodes REST JSON into a message. Accepts proto and JSON field names, lowercase enum names and
+ * `null` for "unset"; rejects unknown fields and wrong types with an {@link InvalidArgumentError}
+ * naming the field.
+ */
+export function fromRestJson<Desc extends DescMessage>(
+  schema: Desc,
+  json: unknown,
+  path = "",
+): MessageShape<Desc> {
+  const normalized = normalize(schema, json, path);
+  try {
+    return fromJson(schema, normalized, { ignoreUnknownFields: false });
+  } catch {
+    // Find the field at fault by decoding each on its own, to name it.
+    for (const [key, value] of Object.entries(normalized)) {
+      try {
+        fromJson(schema, { [key]: value }, { ignoreUnknownFields: false });
+      } catch (err) {
+        throw new InvalidArgumentError(path + key, describeJsonError(err, value));
+      }
+    }
+    throw new InvalidArgumentError(path || "body", "is not a valid request");
+  }
+}
+
+function normalize(schema: DescMessage, json: unknown, path: string): JsonObject {
+  if (json === null || typeof json !== "object" || Array.isArray(json)) {
+    throw new InvalidArgumentError(path.replace(/\.$/, "") || "body", "must be a JSON object");
+  }
+  const out: JsonObject = {};
+  for (const [key, value] of Object.entries(json as JsonObject)) {
+    const field = schema.fields.find((f) => f.name === key || f.jsonName === key);
+    if (!field) throw new InvalidArgumentError(path + key, "unknown field");
+    if (value === null && !isValueField(field)) continue;
+    out[field.name] = normalizeField(field, value, `${path}${field.name}`);
+  }
+  return out;
+}
+
+function isValueField(field: DescField): boolean {
+  return field.fieldKind === "message" && field.message.typeName === "google.protobuf.Value";
+}
+
+function normalizeField(field: DescField, value: JsonValue, path: string): JsonValue {
+  switch (field.fieldKind) {
+    case "enum":
+      return enumIn(field.enum, value);
+    case "list":
+      if (!Array.isArray(value)) throw new InvalidArgumentError(path, "must be a JSON array");
+      if (field.listKind === "enum") return value.map((v) => enumIn(field.enum, v));
+      if (field.listKind === "message" && !field.message.typeName.startsWith(WKT_PREFIX)) {
+        return value.map((v, i) => normalize(field.message, v, `${path}[${i}].`));
+      }
+      return value;
+    case "message":
+      if (field.message.typeName.startsWith(WKT_PREFIX)) return value;
+      return normalize(field.message, value, `${path}.`);
+    default:
+      return value;
+  }
+}
+
+function enumIn(desc: DescEnum, value: JsonValue): JsonValue {
+  if (typeof value !== "string") return value;
+  const prefix = (desc.sharedPrefix ?? "").toUpperCase();
+  const full = value.toUpperCase().startsWith(prefix) ? value : prefix + value.toUpperCase();
+  const match = desc.values.find((v) => v.name === full || v.name === value);
+  return match ? match.name : value;
+}
+
+function describeJsonError(err: unknown, value: unknown): string {
+  const shown = JSON.stringify(value);
+  const brief = shown && shown.length > 60 ? `${shown.slice(0, 57)}...` : shown;
+  const msg = err instanceof Error ? err.message : "";
+  if (/is unknown|unknown field/i.test(msg)) return "unknown field";
+  return `invalid value ${brief}`;
+}
+
+/**
+ * Converts query parameters (strings, possibly repeated) to JSON typed by the fields they name,
+ * so that `?status=queued&status=running&page_size=10` decodes like its JSON equivalent.
+ */
+export function queryToJson(schema: DescMessage, query: URLSearchParams): JsonObject {
+  const out: JsonObject = {};
+  for (const key of new Set(query.keys())) {
+    const field = schema.fields.find((f) => f.name === key || f.jsonName === key);
+    if (!field) throw new InvalidArgumentError(key, "unknown query parameter");
+    const values = query.getAll(key);
+    if (field.fieldKind === "list") {
+      out[field.name] = values
+        .flatMap((v) => v.split(","))
+        .filter((v) => v !== "")
+        .map((v) => (field.listKind === "scalar" ? scalarFromString(field.scalar, v, key) : v));
+    } else if (field.fieldKind === "scalar") {
+      if (values.length > 1) throw new InvalidArgumentError(key, "must not be repeated");
+      out[field.name] = scalarFromString(field.scalar, values[0]!, key);
+    } else if (field.fieldKind === "enum" || field.fieldKind === "message") {
+      if (values.length > 1) throw new InvalidArgumentError(key, "must not be repeated");
+      out[field.name] = values[0]!;
+    } else {
+      throw new InvalidArgumentError(key, "cannot be given as a query parameter");
+    }
+  }
+  return out;
+}
+
+function scalarFromString(scalar: ScalarType, raw: string, key: string): JsonValue {
+  switch (scalar) {
+    case ScalarType.STRING:
+    case ScalarType.BYTES:
+      return raw;
+    case ScalarType.BOOL:
+      if (raw === "true" || raw === "false") return raw === "true";
+      throw new InvalidArgumentError(key, "must be true or false");
+    default: {
+      const n = Number(raw);
+      if (raw.trim() === "" || !Number.isFinite(n)) {
+        throw new InvalidArgumentError(key, `must be a number (got ${JSON.stringify(raw)})`);
+      }
+      return n;
+    }
+  }
+}

@@ -1,0 +1,260 @@
+import type { ServerResponse } from "node:http";
+import {
+  create,
+  type DescMessage,
+  type DescMethod,
+  type DescService,
+  getOption,
+  type JsonObject,
+  type JsonValue,
+} from "@bufbuild/protobuf";
+import { Code, createHandlerContext } from "@connectrpc/connect";
+import type { ConnectNodeAdapterOptions } from "@connectrpc/connect-node";
+import type { Logger } from "pino";
+import { http } from "../../gen/google/api/annotations_pb.js";
+import type { HttpRule } from "../../gen/google/api/http_pb.js";
+import { InvalidArgumentError } from "../job/errors.js";
+import { codeName, httpStatusOf, toConnectError, violatedField } from "./errors.js";
+import { fromRestJson, queryToJson, toRestJson } from "./rest-json.js";
+
+type NodeHandler = NonNullable<ConnectNodeAdapterOptions["fallback"]>;
+type Request = Parameters<NodeHandler>[0];
+type Response = Parameters<NodeHandler>[1];
+
+/** A REST route derived from a method's google.api.http rule. */
+export interface RestRoute {
+  httpMethod: string;
+  /** The path template, e.g. "/jobs/{job_id}". */
+  template: string;
+  segments: ({ literal: string } | { field: string })[];
+  method: DescMethod;
+  /** "*" (the whole body is the request), a field name, or "" (no body). */
+  body: string;
+  /** The response field to answer with instead of the whole response, or "". */
+  responseBody: string;
+}
+
+/**
+ * Reads the google.api.http rules of a service's methods into routes, at start-up, so that a route
+ * cannot drift from its RPC. Supports the rule forms the proto uses: get/post/put/patch/delete with
+ * `{field}` path variables, `body` and `response_body`.
+ */
+export function deriveRestRoutes(service: DescService): RestRoute[] {
+  const routes: RestRoute[] = [];
+  for (const method of service.methods) {
+    if (method.methodKind !== "unary") continue;
+    const rule = getOption(method, http);
+    for (const r of [rule, ...rule.additionalBindings]) {
+      const route = toRoute(method, r);
+      if (route) routes.push(route);
+    }
+  }
+  return routes;
+}
+
+function toRoute(method: DescMethod, rule: HttpRule): RestRoute | null {
+  if (rule.pattern.case === undefined || rule.pattern.case === "custom") return null;
+  const template = rule.pattern.value;
+  const segments = template
+    .split("/")
+    .filter((s) => s !== "")
+    .map((s) => {
+      const m = /^\{([a-z_][a-z0-9_]*)(?:=\*)?\}$/.exec(s);
+      if (m) {
+        if (!method.input.fields.some((f) => f.name === m[1])) {
+          throw new Error(`${method.name}: path variable {${m[1]}} is not a request field`);
+        }
+        return { field: m[1]! };
+      }
+      if (s.includes("{")) throw new Error(`${method.name}: unsupported path template ${template}`);
+      return { literal: s };
+    });
+  return {
+    httpMethod: rule.pattern.case.toUpperCase(),
+    template,
+    segments,
+    method,
+    body: rule.body,
+    responseBody: rule.responseBody,
+  };
+}
+
+export interface RestHandlerOptions {
+  service: DescService;
+  /** The same handler object the Connect router serves. */
+  impl: Record<string, unknown>;
+  logger: Logger;
+  /** Request bodies larger than this are refused with 413. */
+  maxRequestBytes: number;
+}
+
+/**
+ * Serves the derived REST routes with the seed's JSON. Returns false when no route has the path,
+ * so the caller can answer 404 its own way.
+ */
+export function createRestHandler(options: RestHandlerOptions) {
+  const routes = deriveRestRoutes(options.service);
+  const { logger } = options;
+
+  return async function handleRest(req: Request, res: Response): Promise<boolean> {
+    const url = new URL(req.url ?? "/", "http://localhost");
+    const parts = url.pathname.split("/").filter((s) => s !== "");
+    const matching = routes
+      .map((route) => ({ route, vars: match(route, parts) }))
+      .filter((m) => m.vars !== null);
+    if (matching.length === 0) return false;
+    const hit = matching.find((m) => m.route.httpMethod === req.method);
+    if (!hit) {
+      const allow = [...new Set(matching.map((m) => m.route.httpMethod))].join(", ");
+      sendJson(res, 405, { code: "unimplemented", message: `use ${allow}` }, { allow });
+      return true;
+    }
+    const { route } = hit;
+    try {
+      const json = await requestJson(req, route, url, hit.vars!, options.maxRequestBytes);
+      const input = fromRestJson(route.method.input, json);
+      const ac = new AbortController();
+      res.once("close", () => ac.abort());
+      const ctx = createHandlerContext({
+        service: options.service,
+        method: route.method,
+        protocolName: "rest",
+        requestMethod: req.method ?? "GET",
+        url: url.href,
+        requestSignal: ac.signal,
+        requestHeader: toHeaders(req.headers),
+      });
+      const fn = options.impl[route.method.localName] as (
+        req: unknown,
+        ctx: unknown,
+      ) => Promise<Record<string, unknown>>;
+      const output = create(route.method.output, await fn(input, ctx));
+      sendJson(res, 200, responseJson(route, output));
+    } catch (err) {
+      const cerr = toConnectError(err, logger);
+      const field = cerr.code === Code.InvalidArgument ? violatedField(cerr) : undefined;
+      sendJson(res, httpStatusOf(cerr.code), {
+        code: codeName(cerr.code),
+        message: cerr.rawMessage,
+        ...(field ? { field } : {}),
+      });
+    }
+    return true;
+  };
+}
+
+function match(route: RestRoute, parts: string[]): Record<string, string> | null {
+  if (parts.length !== route.segments.length) return null;
+  const vars: Record<string, string> = {};
+  for (let i = 0; i < parts.length; i++) {
+    const seg = route.segments[i]!;
+    const part = parts[i]!;
+    if ("literal" in seg) {
+      if (seg.literal !== part) return null;
+    } else {
+      try {
+        vars[seg.field] = decodeURIComponent(part);
+      } catch {
+        return null;
+      }
+    }
+  }
+  return vars;
+}
+
+async function requestJson(
+  req: Request,
+  route: RestRoute,
+  url: URL,
+  vars: Record<string, string>,
+  maxBytes: number,
+): Promise<JsonObject> {
+  let json: JsonObject = {};
+  if (route.body !== "") {
+    const body = await readBody(req, maxBytes);
+    if (body.trim() !== "") {
+      let parsed: JsonValue;
+      try {
+        parsed = JSON.parse(body) as JsonValue;
+      } catch (err) {
+        throw new InvalidArgumentError("body", `malformed JSON: ${(err as Error).message}`);
+      }
+      if (route.body === "*") {
+        if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) {
+          throw new InvalidArgumentError("body", "must be a JSON object");
+        }
+        json = parsed;
+      } else {
+        json = { [route.body]: parsed };
+      }
+    }
+  }
+  if (route.body !== "*") {
+    Object.assign(json, queryToJson(route.method.input, url.searchParams));
+  } else if ([...url.searchParams.keys()].length > 0) {
+    const name = [...url.searchParams.keys()][0]!;
+    throw new InvalidArgumentError(name, "query parameters are not accepted here; send JSON");
+  }
+  for (const [field, value] of Object.entries(vars)) {
+    if (field in json && json[field] !== value) {
+      throw new InvalidArgumentError(field, "differs between the path and the body");
+    }
+    json[field] = value;
+  }
+  return json;
+}
+
+function readBody(req: Request, maxBytes: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on("data", (chunk: Buffer) => {
+      size += chunk.byteLength;
+      if (size > maxBytes) {
+        req.removeAllListeners("data");
+        req.resume();
+        reject(new InvalidArgumentError("body", `is larger than ${maxBytes} bytes`));
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on("end", () => resolve(Buffer.concat(chunks).toString("utf8")));
+    req.on("error", reject);
+  });
+}
+
+function responseJson(route: RestRoute, output: Record<string, unknown>): JsonValue {
+  const schema: DescMessage = route.method.output;
+  if (route.responseBody === "") return toRestJson(schema, output as never);
+  const field = schema.fields.find((f) => f.name === route.responseBody);
+  if (field?.fieldKind !== "message") {
+    throw new Error(`${route.method.name}: response_body ${route.responseBody} is not a message`);
+  }
+  const value = output[field.localName] ?? create(field.message);
+  return toRestJson(field.message, value as never);
+}
+
+function toHeaders(raw: Request["headers"]): Headers {
+  const headers = new Headers();
+  for (const [name, value] of Object.entries(raw)) {
+    if (name.startsWith(":") || value === undefined) continue;
+    for (const v of Array.isArray(value) ? value : [value]) headers.append(name, v);
+  }
+  return headers;
+}
+
+/** Writes a JSON answer; works on HTTP/1.1 and HTTP/2 responses alike. */
+export function sendJson(
+  res: Response,
+  status: number,
+  body: JsonValue,
+  headers: Record<string, string> = {},
+): void {
+  const payload = JSON.stringify(body);
+  (res as ServerResponse).writeHead(status, {
+    "content-type": "application/json",
+    "content-length": Buffer.byteLength(payload),
+    ...headers,
+  });
+  res.end(payload);
+}

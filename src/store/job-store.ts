@@ -1,0 +1,138 @@
+import type {
+  Attempt,
+  AttemptOutcome,
+  ErrorCode,
+  Job,
+  JobResult,
+  JobStatus,
+  NewJob,
+} from "../job/types.js";
+
+/**
+ * The one storage seam. Every driver (SQLite now, PostgreSQL next) implements it and passes the
+ * conformance suite in test/store-conformance.ts. Methods are noun-first and take one params
+ * object; all SQL lives behind it. Every method is atomic.
+ *
+ * Claims: a claimed job carries a lease token. Every write after the claim names the token, and
+ * only the current holder's write takes effect, so a worker whose lease expired cannot overwrite
+ * what happened since.
+ */
+export interface JobStore {
+  /**
+   * Stores a job, durably before it resolves. If a kept job has the same idempotency key, stores
+   * nothing and returns that job with `inserted: false`.
+   */
+  jobInsert(job: NewJob): Promise<{ job: Job; inserted: boolean }>;
+
+  /** A job, or null if there is none or its TTL has passed. */
+  jobGet(params: { id: string; now: number }): Promise<Job | null>;
+
+  /** Jobs newest first, filtered; `more` says whether another page follows. */
+  jobList(params: JobListParams): Promise<{ jobs: Job[]; more: boolean }>;
+
+  /**
+   * Cancels a queued or running job: it becomes `canceled` at once and its lease is dropped (an
+   * open attempt is closed as canceled), so the worker's later writes do not take.
+   */
+  jobCancel(params: { id: string; now: number }): Promise<CancelResult>;
+
+  /**
+   * Claims up to `limit` due queued jobs (priority high to low, then run time, then age), marks
+   * them running under a new lease, counts the attempt and opens its history row.
+   */
+  jobClaim(params: {
+    now: number;
+    limit: number;
+    leaseMs: number;
+    owner: string;
+  }): Promise<ClaimedJob[]>;
+
+  /** Extends the leases still held; returns the ids of the jobs whose lease was extended. */
+  jobRenewLeases(params: { leases: Lease[]; now: number; leaseMs: number }): Promise<Set<string>>;
+
+  /**
+   * Ends a claimed attempt: closes its history row if still open, stores the result if given and,
+   * if the lease is still held, moves the job on. Returns whether the lease was held.
+   */
+  jobFinishAttempt(params: FinishAttemptParams): Promise<boolean>;
+
+  /**
+   * Rescues running jobs whose lease expired before `now` (their worker died): the open attempt is
+   * closed as lost, and the job goes back to the queue, or fails if it has no attempts left.
+   */
+  jobRescueExpired(params: { now: number; limit: number }): Promise<RescuedJob[]>;
+
+  /** Deletes up to `limit` jobs whose TTL has passed, with their attempts and results. */
+  jobDeleteExpired(params: { now: number; limit: number }): Promise<number>;
+
+  /** The earliest run time of a queued job, or null if none is queued. */
+  jobNextRunAt(): Promise<number | null>;
+
+  /** The earliest expiry of a kept job, or null if none expires. */
+  jobNextExpiry(): Promise<number | null>;
+
+  /** The attempts of a job, oldest first. */
+  attemptList(params: { jobId: string }): Promise<Attempt[]>;
+
+  /** The latest finished attempt's result of a job, or null before the first ends. */
+  resultGet(params: { jobId: string }): Promise<JobResult | null>;
+
+  /** Releases the store's connections. Idempotent. */
+  close(): Promise<void>;
+}
+
+export interface JobListParams {
+  now: number;
+  statuses?: JobStatus[];
+  /** Every one must match. */
+  tags?: string[];
+  createdAfter?: number;
+  createdBefore?: number;
+  /** Continue after this job id (exclusive), i.e. with older jobs. */
+  afterId?: string;
+  limit: number;
+}
+
+export type CancelResult =
+  | { kind: "canceled"; job: Job; wasRunning: boolean }
+  | { kind: "already-finished"; job: Job }
+  | { kind: "not-found" };
+
+export interface Lease {
+  jobId: string;
+  token: string;
+}
+
+export interface ClaimedJob extends Job {
+  leaseToken: string;
+}
+
+export interface AttemptEndRecord {
+  outcome: Exclude<AttemptOutcome, "running">;
+  responseStatus: number | null;
+  errorCode: ErrorCode | null;
+  error: string | null;
+  retryable: boolean;
+  durationMs: number;
+}
+
+/** Where a job goes after an attempt. `released` puts it back without counting the attempt. */
+export type NextState =
+  | { status: "succeeded" }
+  | { status: "failed" }
+  | { status: "queued"; runAt: number }
+  | { status: "released" };
+
+export interface FinishAttemptParams {
+  lease: Lease;
+  now: number;
+  end: AttemptEndRecord;
+  /** Null only closes the attempt row (e.g. after a cancel, when the job has already ended). */
+  next: NextState | null;
+  result: JobResult | null;
+}
+
+export interface RescuedJob {
+  jobId: string;
+  status: Extract<JobStatus, "queued" | "failed">;
+}

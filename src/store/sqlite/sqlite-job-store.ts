@@ -1,0 +1,591 @@
+import { mkdirSync, readdirSync, readFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import Database from "better-sqlite3";
+import type {
+  Attempt,
+  AttemptOutcome,
+  BackoffStrategy,
+  BodyEncoding,
+  ErrorCode,
+  HttpMethod,
+  Job,
+  JobResult,
+  JobStatus,
+  NewJob,
+  RequestBody,
+} from "../../job/types.js";
+import type {
+  CancelResult,
+  ClaimedJob,
+  FinishAttemptParams,
+  JobListParams,
+  JobStore,
+  Lease,
+  RescuedJob,
+} from "../job-store.js";
+
+const MIGRATIONS_DIR = fileURLToPath(new URL("./migrations/", import.meta.url));
+
+export interface SqliteJobStoreOptions {
+  /** A file path, or ":memory:" for tests that do not need a file. */
+  path: string;
+  /** How long a write waits for another connection's lock before failing. */
+  busyTimeoutMs?: number;
+}
+
+/**
+ * The embedded default store: one better-sqlite3 connection in WAL mode with
+ * `synchronous=FULL`, so a commit is on disk (the WAL fsynced) before a call resolves. A crash or a
+ * power cut after an acknowledged enqueue cannot lose the job. WAL lets readers run alongside the
+ * writer; numbered migrations in ./migrations are applied in order, each in its own transaction.
+ */
+export function createSqliteJobStore(options: SqliteJobStoreOptions): JobStore {
+  if (options.path !== ":memory:") mkdirSync(dirname(options.path), { recursive: true });
+  const db = new Database(options.path);
+  db.pragma("journal_mode = WAL");
+  db.pragma("synchronous = FULL");
+  db.pragma(`busy_timeout = ${options.busyTimeoutMs ?? 5000}`);
+  db.pragma("foreign_keys = ON");
+  migrate(db);
+  return new SqliteJobStore(db);
+}
+
+/** Applies the numbered .sql migrations that the database has not seen yet. */
+function migrate(db: Database.Database): void {
+  db.exec(`CREATE TABLE IF NOT EXISTS schema_migrations (
+    version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)`);
+  const applied = new Set(
+    db
+      .prepare("SELECT version FROM schema_migrations")
+      .pluck()
+      .all()
+      .map((v) => v as number),
+  );
+  const files = readdirSync(MIGRATIONS_DIR)
+    .filter((f) => /^\d+_.+\.sql$/.test(f))
+    .sort();
+  for (const file of files) {
+    const version = Number.parseInt(file, 10);
+    if (applied.has(version)) continue;
+    const sql = readFileSync(join(MIGRATIONS_DIR, file), "utf8");
+    db.transaction(() => {
+      db.exec(sql);
+      db.prepare("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)").run(
+        version,
+        file,
+        Date.now(),
+      );
+    }).immediate();
+  }
+}
+
+interface JobRow {
+  id: string;
+  status: JobStatus;
+  attempt: number;
+  max_attempts: number;
+  priority: number;
+  run_at: number;
+  scheduled_at: number | null;
+  created_at: number;
+  updated_at: number;
+  started_at: number | null;
+  finished_at: number | null;
+  expires_at: number | null;
+  method: HttpMethod;
+  url: string;
+  headers: string;
+  params: string;
+  body_kind: "json" | "bytes" | null;
+  body: Buffer | null;
+  timeout_ms: number;
+  backoff_strategy: BackoffStrategy;
+  backoff_base_ms: number;
+  ttl_ms: number | null;
+  tags: string;
+  idempotency_key: string | null;
+  last_error: string | null;
+  lease_token: string | null;
+  lease_expires_at: number | null;
+}
+
+interface AttemptRow {
+  job_id: string;
+  attempt: number;
+  outcome: AttemptOutcome;
+  started_at: number;
+  finished_at: number | null;
+  response_status: number | null;
+  error_code: ErrorCode | null;
+  error: string | null;
+  duration_ms: number | null;
+  retryable: number;
+}
+
+interface ResultRow {
+  job_id: string;
+  attempt: number;
+  response_status: number | null;
+  response_headers: string | null;
+  body: Buffer | null;
+  body_encoding: BodyEncoding | null;
+  truncated: number;
+  error: string | null;
+  duration_ms: number;
+  finished_at: number;
+}
+
+const LOST_ERROR =
+  "the worker stopped renewing its lease (it died or hung); the call was abandoned";
+
+class SqliteJobStore implements JobStore {
+  private closed = false;
+  private readonly listStatements = new Map<string, Database.Statement>();
+
+  private readonly s: ReturnType<typeof prepareStatements>;
+
+  constructor(private readonly db: Database.Database) {
+    this.s = prepareStatements(db);
+  }
+
+  async jobInsert(job: NewJob): Promise<{ job: Job; inserted: boolean }> {
+    return this.db
+      .transaction(() => {
+        if (job.idempotencyKey !== null) {
+          const existing = this.s.getByIdempotencyKey.get(job.idempotencyKey) as JobRow | undefined;
+          if (existing) {
+            if (existing.expires_at === null || existing.expires_at > job.createdAt) {
+              return { job: rowToJob(existing), inserted: false };
+            }
+            this.s.deleteJob.run(existing.id);
+          }
+        }
+        const body = encodeRequestBody(job.body);
+        this.s.insertJob.run({
+          id: job.id,
+          run_at: job.runAt,
+          scheduled_at: job.scheduledAt,
+          created_at: job.createdAt,
+          max_attempts: job.maxAttempts,
+          priority: job.priority,
+          method: job.method,
+          url: job.url,
+          headers: JSON.stringify(job.headers),
+          params: JSON.stringify(job.params),
+          body_kind: body.kind,
+          body: body.bytes,
+          timeout_ms: job.timeoutMs,
+          backoff_strategy: job.backoffStrategy,
+          backoff_base_ms: job.backoffBaseMs,
+          ttl_ms: job.ttlMs,
+          tags: JSON.stringify(job.tags),
+          idempotency_key: job.idempotencyKey,
+        });
+        for (const tag of job.tags) this.s.insertTag.run(tag, job.id);
+        const stored: Job = {
+          ...job,
+          status: "queued",
+          attempt: 0,
+          startedAt: null,
+          finishedAt: null,
+          expiresAt: null,
+          lastError: null,
+          updatedAt: job.createdAt,
+        };
+        return { job: stored, inserted: true };
+      })
+      .immediate();
+  }
+
+  async jobGet({ id, now }: { id: string; now: number }): Promise<Job | null> {
+    const row = this.s.getJob.get(id, now) as JobRow | undefined;
+    return row ? rowToJob(row) : null;
+  }
+
+  async jobList(params: JobListParams): Promise<{ jobs: Job[]; more: boolean }> {
+    const where = ["(expires_at IS NULL OR expires_at > ?)"];
+    const args: unknown[] = [params.now];
+    if (params.statuses && params.statuses.length > 0) {
+      where.push(`status IN (${params.statuses.map(() => "?").join(", ")})`);
+      args.push(...params.statuses);
+    }
+    for (const tag of params.tags ?? []) {
+      where.push("id IN (SELECT job_id FROM job_tags WHERE tag = ?)");
+      args.push(tag);
+    }
+    if (params.createdAfter !== undefined) {
+      where.push("created_at > ?");
+      args.push(params.createdAfter);
+    }
+    if (params.createdBefore !== undefined) {
+      where.push("created_at < ?");
+      args.push(params.createdBefore);
+    }
+    if (params.afterId !== undefined) {
+      where.push("id < ?");
+      args.push(params.afterId);
+    }
+    const sql = `SELECT * FROM jobs WHERE ${where.join(" AND ")} ORDER BY id DESC LIMIT ?`;
+    args.push(params.limit + 1);
+    let stmt = this.listStatements.get(sql);
+    if (!stmt) {
+      stmt = this.db.prepare(sql);
+      if (this.listStatements.size < 256) this.listStatements.set(sql, stmt);
+    }
+    const rows = stmt.all(...args) as JobRow[];
+    const more = rows.length > params.limit;
+    return { jobs: rows.slice(0, params.limit).map(rowToJob), more };
+  }
+
+  async jobCancel({ id, now }: { id: string; now: number }): Promise<CancelResult> {
+    return this.db
+      .transaction((): CancelResult => {
+        const row = this.s.getJob.get(id, now) as JobRow | undefined;
+        if (!row) return { kind: "not-found" };
+        if (row.status !== "queued" && row.status !== "running") {
+          return { kind: "already-finished", job: rowToJob(row) };
+        }
+        this.s.closeOpenAttemptsOfJob.run({
+          job_id: id,
+          now,
+          outcome: "canceled",
+          error_code: "canceled",
+          error: "canceled while the call was in flight",
+        });
+        const updated = this.s.cancelJob.get({ id, now }) as JobRow;
+        return { kind: "canceled", job: rowToJob(updated), wasRunning: row.status === "running" };
+      })
+      .immediate();
+  }
+
+  async jobClaim(params: {
+    now: number;
+    limit: number;
+    leaseMs: number;
+    owner: string;
+  }): Promise<ClaimedJob[]> {
+    if (params.limit <= 0) return [];
+    const token = `${params.owner}:${++this.claimSeq}`;
+    return this.db
+      .transaction(() => {
+        const rows = this.s.claim.all({
+          now: params.now,
+          limit: params.limit,
+          token,
+          lease_expires_at: params.now + params.leaseMs,
+        }) as JobRow[];
+        rows.sort(claimOrder);
+        return rows.map((row) => {
+          this.s.insertAttempt.run({
+            job_id: row.id,
+            attempt: row.attempt,
+            lease_token: token,
+            started_at: params.now,
+          });
+          return { ...rowToJob(row), leaseToken: token };
+        });
+      })
+      .immediate();
+  }
+  private claimSeq = 0;
+
+  async jobRenewLeases(params: {
+    leases: Lease[];
+    now: number;
+    leaseMs: number;
+  }): Promise<Set<string>> {
+    const held = new Set<string>();
+    if (params.leases.length === 0) return held;
+    this.db
+      .transaction(() => {
+        for (const lease of params.leases) {
+          const r = this.s.renewLease.run(params.now + params.leaseMs, lease.jobId, lease.token);
+          if (r.changes === 1) held.add(lease.jobId);
+        }
+      })
+      .immediate();
+    return held;
+  }
+
+  async jobFinishAttempt(p: FinishAttemptParams): Promise<boolean> {
+    return this.db
+      .transaction(() => {
+        this.s.closeAttempt.run({
+          job_id: p.lease.jobId,
+          lease_token: p.lease.token,
+          now: p.now,
+          outcome: p.end.outcome,
+          response_status: p.end.responseStatus,
+          error_code: p.end.errorCode,
+          error: p.end.error,
+          duration_ms: p.end.durationMs,
+          retryable: p.end.retryable ? 1 : 0,
+        });
+        if (p.next === null) return false;
+        const key = { id: p.lease.jobId, token: p.lease.token, now: p.now };
+        let changes: number;
+        switch (p.next.status) {
+          case "succeeded":
+            changes = this.s.finishJob.run({ ...key, status: "succeeded", error: null }).changes;
+            break;
+          case "failed":
+            changes = this.s.finishJob.run({
+              ...key,
+              status: "failed",
+              error: p.end.error,
+            }).changes;
+            break;
+          case "queued":
+            changes = this.s.requeueJob.run({
+              ...key,
+              run_at: p.next.runAt,
+              error: p.end.error,
+            }).changes;
+            break;
+          case "released":
+            changes = this.s.releaseJob.run(key).changes;
+            break;
+        }
+        const held = changes === 1;
+        if (held && p.result) this.writeResult(p.result);
+        return held;
+      })
+      .immediate();
+  }
+
+  private writeResult(r: JobResult): void {
+    this.s.upsertResult.run({
+      job_id: r.jobId,
+      attempt: r.attempt,
+      response_status: r.response?.status ?? null,
+      response_headers: r.response ? JSON.stringify(r.response.headers) : null,
+      body: r.response ? Buffer.from(r.response.body) : null,
+      body_encoding: r.response?.bodyEncoding ?? null,
+      truncated: r.response?.truncated ? 1 : 0,
+      error: r.error,
+      duration_ms: r.durationMs,
+      finished_at: r.finishedAt,
+    });
+  }
+
+  async jobRescueExpired({ now, limit }: { now: number; limit: number }): Promise<RescuedJob[]> {
+    return this.db
+      .transaction(() => {
+        const expired = this.s.expiredLeases.all(now, limit) as Pick<
+          JobRow,
+          "id" | "lease_token" | "attempt" | "max_attempts"
+        >[];
+        return expired.map((row): RescuedJob => {
+          this.s.closeAttempt.run({
+            job_id: row.id,
+            lease_token: row.lease_token,
+            now,
+            outcome: "lost",
+            response_status: null,
+            error_code: "lease_expired",
+            error: LOST_ERROR,
+            duration_ms: null,
+            retryable: 1,
+          });
+          const key = { id: row.id, token: row.lease_token, now };
+          const status = row.attempt >= row.max_attempts ? "failed" : "queued";
+          if (status === "failed") this.s.finishJob.run({ ...key, status, error: LOST_ERROR });
+          else this.s.requeueJob.run({ ...key, run_at: now, error: LOST_ERROR });
+          this.writeResult({
+            jobId: row.id,
+            attempt: row.attempt,
+            response: null,
+            error: LOST_ERROR,
+            durationMs: 0,
+            finishedAt: now,
+          });
+          return { jobId: row.id, status };
+        });
+      })
+      .immediate();
+  }
+
+  async jobDeleteExpired({ now, limit }: { now: number; limit: number }): Promise<number> {
+    return this.s.deleteExpired.run(now, limit).changes;
+  }
+
+  async jobNextRunAt(): Promise<number | null> {
+    return (this.s.nextRunAt.get() as number | null | undefined) ?? null;
+  }
+
+  async jobNextExpiry(): Promise<number | null> {
+    return (this.s.nextExpiry.get() as number | null | undefined) ?? null;
+  }
+
+  async attemptList({ jobId }: { jobId: string }): Promise<Attempt[]> {
+    return (this.s.listAttempts.all(jobId) as AttemptRow[]).map(rowToAttempt);
+  }
+
+  async resultGet({ jobId }: { jobId: string }): Promise<JobResult | null> {
+    const row = this.s.getResult.get(jobId) as ResultRow | undefined;
+    return row ? rowToResult(row) : null;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.db.close();
+  }
+}
+
+function prepareStatements(db: Database.Database) {
+  const clearLease = "lease_token = NULL, lease_expires_at = NULL";
+  const held = "id = @id AND lease_token = @token AND status = 'running'";
+  const expiry = "CASE WHEN ttl_ms IS NULL THEN NULL ELSE @now + ttl_ms END";
+  return {
+    insertJob: db.prepare(`INSERT INTO jobs (
+        id, status, run_at, scheduled_at, created_at, updated_at, max_attempts, priority, method, url,
+        headers, params, body_kind, body, timeout_ms, backoff_strategy, backoff_base_ms, ttl_ms, tags,
+        idempotency_key)
+      VALUES (
+        @id, 'queued', @run_at, @scheduled_at, @created_at, @created_at, @max_attempts, @priority,
+        @method, @url, @headers, @params, @body_kind, @body, @timeout_ms, @backoff_strategy,
+        @backoff_base_ms, @ttl_ms, @tags, @idempotency_key)`),
+    insertTag: db.prepare("INSERT OR IGNORE INTO job_tags (tag, job_id) VALUES (?, ?)"),
+    getJob: db.prepare(
+      "SELECT * FROM jobs WHERE id = ? AND (expires_at IS NULL OR expires_at > ?)",
+    ),
+    getByIdempotencyKey: db.prepare("SELECT * FROM jobs WHERE idempotency_key = ?"),
+    deleteJob: db.prepare("DELETE FROM jobs WHERE id = ?"),
+    cancelJob: db.prepare(`UPDATE jobs SET status = 'canceled', finished_at = @now,
+        updated_at = @now, expires_at = ${expiry}, ${clearLease}
+      WHERE id = @id RETURNING *`),
+    claim: db.prepare(`UPDATE jobs SET status = 'running', attempt = attempt + 1,
+        lease_token = @token, lease_expires_at = @lease_expires_at,
+        started_at = COALESCE(started_at, @now), updated_at = @now
+      WHERE id IN (
+        SELECT id FROM jobs WHERE status = 'queued' AND run_at <= @now
+        ORDER BY priority DESC, run_at, id LIMIT @limit)
+      RETURNING *`),
+    insertAttempt:
+      db.prepare(`INSERT INTO attempts (job_id, attempt, lease_token, outcome, started_at)
+      VALUES (@job_id, @attempt, @lease_token, 'running', @started_at)`),
+    renewLease: db.prepare(
+      "UPDATE jobs SET lease_expires_at = ? WHERE id = ? AND lease_token = ? AND status = 'running'",
+    ),
+    closeAttempt: db.prepare(`UPDATE attempts SET outcome = @outcome, finished_at = @now,
+        response_status = @response_status, error_code = @error_code, error = @error,
+        duration_ms = @duration_ms, retryable = @retryable
+      WHERE job_id = @job_id AND lease_token = @lease_token AND finished_at IS NULL`),
+    closeOpenAttemptsOfJob: db.prepare(`UPDATE attempts SET outcome = @outcome, finished_at = @now,
+        error_code = @error_code, error = @error, duration_ms = @now - started_at
+      WHERE job_id = @job_id AND finished_at IS NULL`),
+    finishJob: db.prepare(`UPDATE jobs SET status = @status, finished_at = @now, updated_at = @now,
+        expires_at = ${expiry}, last_error = @error, ${clearLease}
+      WHERE ${held}`),
+    requeueJob: db.prepare(`UPDATE jobs SET status = 'queued', run_at = @run_at, updated_at = @now,
+        last_error = @error, ${clearLease}
+      WHERE ${held}`),
+    releaseJob: db.prepare(`UPDATE jobs SET status = 'queued', run_at = @now, updated_at = @now,
+        attempt = attempt - 1, started_at = CASE WHEN attempt = 1 THEN NULL ELSE started_at END,
+        ${clearLease}
+      WHERE ${held}`),
+    upsertResult: db.prepare(`INSERT INTO results (job_id, attempt, response_status,
+        response_headers, body, body_encoding, truncated, error, duration_ms, finished_at)
+      VALUES (@job_id, @attempt, @response_status, @response_headers, @body, @body_encoding,
+        @truncated, @error, @duration_ms, @finished_at)
+      ON CONFLICT (job_id) DO UPDATE SET attempt = excluded.attempt,
+        response_status = excluded.response_status, response_headers = excluded.response_headers,
+        body = excluded.body, body_encoding = excluded.body_encoding,
+        truncated = excluded.truncated, error = excluded.error,
+        duration_ms = excluded.duration_ms, finished_at = excluded.finished_at`),
+    expiredLeases: db.prepare(`SELECT id, lease_token, attempt, max_attempts FROM jobs
+      WHERE status = 'running' AND lease_expires_at <= ? LIMIT ?`),
+    deleteExpired: db.prepare(
+      "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE expires_at <= ? LIMIT ?)",
+    ),
+    nextRunAt: db.prepare("SELECT MIN(run_at) FROM jobs WHERE status = 'queued'").pluck(),
+    nextExpiry: db.prepare("SELECT MIN(expires_at) FROM jobs WHERE expires_at IS NOT NULL").pluck(),
+    listAttempts: db.prepare("SELECT * FROM attempts WHERE job_id = ? ORDER BY id"),
+    getResult: db.prepare("SELECT * FROM results WHERE job_id = ?"),
+  };
+}
+
+function claimOrder(a: JobRow, b: JobRow): number {
+  return b.priority - a.priority || a.run_at - b.run_at || (a.id < b.id ? -1 : 1);
+}
+
+function encodeRequestBody(body: RequestBody | null): {
+  kind: "json" | "bytes" | null;
+  bytes: Buffer | null;
+} {
+  if (body === null) return { kind: null, bytes: null };
+  if (body.kind === "bytes") return { kind: "bytes", bytes: Buffer.from(body.bytes) };
+  return { kind: "json", bytes: Buffer.from(JSON.stringify(body.value)) };
+}
+
+function decodeRequestBody(kind: JobRow["body_kind"], bytes: Buffer | null): RequestBody | null {
+  if (kind === null || bytes === null) return null;
+  if (kind === "bytes") return { kind: "bytes", bytes: new Uint8Array(bytes) };
+  return { kind: "json", value: JSON.parse(bytes.toString("utf8")) };
+}
+
+function rowToJob(row: JobRow): Job {
+  return {
+    id: row.id,
+    status: row.status,
+    attempt: row.attempt,
+    maxAttempts: row.max_attempts,
+    priority: row.priority,
+    runAt: row.run_at,
+    scheduledAt: row.scheduled_at,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+    startedAt: row.started_at,
+    finishedAt: row.finished_at,
+    expiresAt: row.expires_at,
+    method: row.method,
+    url: row.url,
+    headers: JSON.parse(row.headers),
+    params: JSON.parse(row.params),
+    body: decodeRequestBody(row.body_kind, row.body),
+    timeoutMs: row.timeout_ms,
+    backoffStrategy: row.backoff_strategy,
+    backoffBaseMs: row.backoff_base_ms,
+    ttlMs: row.ttl_ms,
+    tags: JSON.parse(row.tags),
+    idempotencyKey: row.idempotency_key,
+    lastError: row.last_error,
+  };
+}
+
+function rowToAttempt(row: AttemptRow): Attempt {
+  return {
+    jobId: row.job_id,
+    attempt: row.attempt,
+    outcome: row.outcome,
+    startedAt: row.started_at,
+    finishedAt: row.finished_at,
+    responseStatus: row.response_status,
+    errorCode: row.error_code,
+    error: row.error,
+    durationMs: row.duration_ms,
+    retryable: row.retryable === 1,
+  };
+}
+
+function rowToResult(row: ResultRow): JobResult {
+  return {
+    jobId: row.job_id,
+    attempt: row.attempt,
+    response:
+      row.response_status === null
+        ? null
+        : {
+            status: row.response_status,
+            headers: row.response_headers ? JSON.parse(row.response_headers) : {},
+            body: row.body ? new Uint8Array(row.body) : new Uint8Array(),
+            bodyEncoding: row.body_encoding ?? "base64",
+            truncated: row.truncated === 1,
+          },
+    error: row.error,
+    durationMs: row.duration_ms,
+    finishedAt: row.finished_at,
+  };
+}
