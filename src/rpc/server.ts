@@ -74,6 +74,9 @@ export function createRpcServer(options: RpcServerOptions): RpcServer {
   }
 
   const h1 = http.createServer({ keepAliveTimeout: 5_000, headersTimeout: 30_000 }, handler);
+  // h1 never listens itself (the TCP server hands it sockets), but "listening" is what starts its
+  // connection tracking: idle-connection closing and the header and request timeouts.
+  h1.emit("listening");
   const h2 = http2.createServer({}, handler);
   const sockets = new Set<net.Socket>();
   const sessions = new Set<http2.ServerHttp2Session>();
@@ -125,7 +128,9 @@ export function createRpcServer(options: RpcServerOptions): RpcServer {
       if (closing) return closing;
       closing = (async () => {
         const stopped = new Promise<void>((resolve) => tcp.close(() => resolve()));
-        h1.closeIdleConnections();
+        // Closes idle keep-alive connections and stops h1's timers; busy ones close after their
+        // request (the interval below), or at the end of the grace period.
+        h1.close();
         for (const session of sessions) session.close();
         const timer = setTimeout(() => {
           for (const socket of sockets) socket.destroy();
