@@ -124,8 +124,9 @@ export function fromRestJson<Desc extends DescMessage>(
     for (const [key, value] of Object.entries(normalized)) {
       try {
         fromJson(schema, { [key]: value }, { ignoreUnknownFields: false });
-      } catch (err) {
-        throw new InvalidArgumentError(path + key, describeJsonError(err, value));
+      } catch {
+        const field = schema.fields.find((f) => f.name === key)!;
+        throw new InvalidArgumentError(path + key, describeBadValue(field, value));
       }
     }
     throw new InvalidArgumentError(path || "body", "is not a valid request");
@@ -142,6 +143,15 @@ function normalize(schema: DescMessage, json: unknown, path: string): JsonObject
     if (!field) throw new InvalidArgumentError(path + key, "unknown field");
     if (value === null && !isValueField(field)) continue;
     out[field.name] = normalizeField(field, value, `${path}${field.name}`);
+  }
+  for (const oneof of schema.oneofs) {
+    const set = oneof.fields.filter((f) => f.name in out);
+    if (set.length > 1) {
+      throw new InvalidArgumentError(
+        path + set[1]!.name,
+        `only one of ${set.map((f) => f.name).join(" and ")} may be set`,
+      );
+    }
   }
   return out;
 }
@@ -161,6 +171,11 @@ function normalizeField(field: DescField, value: JsonValue, path: string): JsonV
         return value.map((v, i) => normalize(field.message, v, `${path}[${i}].`));
       }
       return value;
+    case "map":
+      if (value === null || typeof value !== "object" || Array.isArray(value)) {
+        throw new InvalidArgumentError(path, "must be a JSON object");
+      }
+      return value;
     case "message":
       if (field.message.typeName.startsWith(WKT_PREFIX)) return value;
       return normalize(field.message, value, `${path}.`);
@@ -177,12 +192,42 @@ function enumIn(desc: DescEnum, value: JsonValue): JsonValue {
   return match ? match.name : value;
 }
 
-function describeJsonError(err: unknown, value: unknown): string {
-  const shown = JSON.stringify(value);
-  const brief = shown && shown.length > 60 ? `${shown.slice(0, 57)}...` : shown;
-  const msg = err instanceof Error ? err.message : "";
-  if (/is unknown|unknown field/i.test(msg)) return "unknown field";
-  return `invalid value ${brief}`;
+/** Says what a field expects, for a value that does not fit it. */
+function describeBadValue(field: DescField, value: unknown): string {
+  const shown = JSON.stringify(value) ?? String(value);
+  const got = `(got ${shown.length > 60 ? `${shown.slice(0, 57)}...` : shown})`;
+  const kind = field.fieldKind === "list" || field.fieldKind === "map" ? field.fieldKind : null;
+  const elem = field.fieldKind === "list" ? field.listKind : field.fieldKind;
+  const each = kind === "list" ? "each item " : kind === "map" ? "each value " : "";
+  if (elem === "enum" && field.enum) {
+    const names = field.enum.values
+      .filter((v) => v.number !== 0)
+      .map((v) => shortEnumName(field.enum!, v.name));
+    return `${each}must be one of ${names.join(", ")} ${got}`;
+  }
+  if (elem === "message" && field.message?.typeName === "google.protobuf.Timestamp") {
+    return `${each}must be an RFC 3339 time such as "2025-09-22T14:00:00Z" ${got}`;
+  }
+  if ((elem === "scalar" || kind === "map") && field.scalar !== undefined) {
+    return `${each}must be ${scalarNoun(field.scalar)} ${got}`;
+  }
+  return `has an invalid value ${got}`;
+}
+
+function scalarNoun(scalar: ScalarType): string {
+  switch (scalar) {
+    case ScalarType.STRING:
+      return "a string";
+    case ScalarType.BOOL:
+      return "true or false";
+    case ScalarType.BYTES:
+      return "base64 data";
+    case ScalarType.DOUBLE:
+    case ScalarType.FLOAT:
+      return "a number";
+    default:
+      return "an integer in range";
+  }
 }
 
 /**
