@@ -58,8 +58,8 @@ function int(min: number, max: number) {
 /** Seconds (fractions allowed) to milliseconds. */
 function seconds(min: number, max: number) {
   return (raw: string): number => {
+    if (!/^-?\d*\.?\d+$/.test(raw.trim())) throw new BadValue("must be a number of seconds");
     const n = Number(raw.trim());
-    if (raw.trim() === "" || !Number.isFinite(n)) throw new BadValue("must be a number of seconds");
     if (n < min || n > max) throw new BadValue(`must be between ${min} and ${max} seconds`);
     return Math.round(n * 1000);
   };
@@ -81,13 +81,13 @@ function oneOf<T extends string>(values: readonly T[]) {
  */
 export function parseDbUrl(raw: string): string {
   const url = raw.trim();
-  const sqlite = /^sqlite(?:\+\w+)?:\/\/\/?(.*)$/.exec(url);
+  const sqlite = /^sqlite(?:\+[\w-]+)?:(?:\/\/\/?)?(.*)$/i.exec(url);
   if (sqlite) {
     const rest = sqlite[1]!.split("?")[0]!;
     if (rest === ":memory:" || rest === "") return ":memory:";
     return resolve(rest.startsWith("/") ? rest : `./${rest.replace(/^\.\//, "")}`);
   }
-  if (/^postgres(?:ql)?:/.test(url)) {
+  if (/^postgres(?:ql)?(?:\+[\w-]+)?:/i.test(url)) {
     throw new BadValue("PostgreSQL is not supported yet; use a sqlite: URL or a file path");
   }
   if (/^[a-z][\w+.-]*:\/\//i.test(url)) {

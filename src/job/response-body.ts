@@ -41,11 +41,20 @@ export function presentBody(body: Uint8Array, encoding: BodyEncoding): JsonValue
 function isText(body: Uint8Array, truncated: boolean): boolean {
   if (isUtf8(body)) return true;
   if (!truncated) return false;
-  // The cap may have cut a multi-byte character in two: forgive an incomplete tail.
-  for (let cut = 1; cut <= 3 && cut < body.byteLength; cut++) {
-    if (isUtf8(body.subarray(0, body.byteLength - cut))) return true;
+  // The cap may have cut a multi-byte character in two: forgive exactly that incomplete tail.
+  const cut = incompleteTail(body);
+  return cut > 0 && isUtf8(body.subarray(0, body.byteLength - cut));
+}
+
+/** The length of a UTF-8 sequence started but not finished at the end of `body`, or 0. */
+function incompleteTail(body: Uint8Array): number {
+  for (let back = 1; back <= Math.min(3, body.byteLength); back++) {
+    const byte = body[body.byteLength - back]!;
+    if ((byte & 0xc0) === 0x80) continue; // a continuation byte: keep looking for the lead
+    const need = byte >= 0xf0 && byte <= 0xf4 ? 4 : byte >= 0xe0 ? 3 : byte >= 0xc2 ? 2 : 0;
+    return need > back ? back : 0;
   }
-  return false;
+  return 0;
 }
 
 function parsesAsJson(body: Uint8Array): boolean {

@@ -52,7 +52,7 @@ export interface AttemptContext {
 /** Whether a status is success, worth retrying, or a final failure. */
 export function classifyStatus(status: number): "success" | "retryable" | "final" {
   if (status >= 200 && status < 300) return "success";
-  if (status === 408 || status === 429 || status >= 500) return "retryable";
+  if (status === 408 || status === 429 || (status >= 500 && status < 600)) return "retryable";
   return "final";
 }
 
@@ -133,10 +133,18 @@ export function backoffDelayMs(ctx: AttemptContext, policy: RetryPolicy): number
   return Math.round(capped * (1 - policy.jitter * policy.random()));
 }
 
+// The three HTTP-date forms of RFC 9110 §5.6.7: IMF-fixdate, RFC 850 and asctime.
+const HTTP_DATE = [
+  /^[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} GMT$/,
+  /^[A-Z][a-z]{5,8}, \d{2}-[A-Z][a-z]{2}-\d{2} \d{2}:\d{2}:\d{2} GMT$/,
+  /^[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d{2}:\d{2}:\d{2} \d{4}$/,
+];
+
 /** Parses a Retry-After value (delta seconds or an HTTP date) into a delay in ms; null if invalid. */
 export function parseRetryAfter(value: string, now: number): number | null {
   const trimmed = value.trim();
   if (/^\d+$/.test(trimmed)) return Number(trimmed) * 1000;
+  if (!HTTP_DATE.some((re) => re.test(trimmed))) return null;
   const date = Date.parse(trimmed);
   if (Number.isNaN(date)) return null;
   return Math.max(0, date - now);
