@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import { mkdirSync, readdirSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -65,11 +66,14 @@ function migrate(db: Database.Database): void {
   const files = readdirSync(MIGRATIONS_DIR)
     .filter((f) => /^\d+_.+\.sql$/.test(f))
     .sort();
+  const isApplied = db.prepare("SELECT 1 FROM schema_migrations WHERE version = ?").pluck();
   for (const file of files) {
     const version = Number.parseInt(file, 10);
     if (applied.has(version)) continue;
     const sql = readFileSync(join(MIGRATIONS_DIR, file), "utf8");
     db.transaction(() => {
+      // Checked again under the write lock: another process may have applied it meanwhile.
+      if (isApplied.get(version)) return;
       db.exec(sql);
       db.prepare("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)").run(
         version,
@@ -266,7 +270,8 @@ class SqliteJobStore implements JobStore {
     owner: string;
   }): Promise<ClaimedJob[]> {
     if (params.limit <= 0) return [];
-    const token = `${params.owner}:${++this.claimSeq}`;
+    // Random, so that no other claim (another process, a restart) can ever hold the same token.
+    const token = `${params.owner}:${randomUUID()}`;
     return this.db
       .transaction(() => {
         const rows = this.s.claim.all({
@@ -288,7 +293,6 @@ class SqliteJobStore implements JobStore {
       })
       .immediate();
   }
-  private claimSeq = 0;
 
   async jobRenewLeases(params: {
     leases: Lease[];

@@ -1,0 +1,192 @@
+import { readdirSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import Database from "better-sqlite3";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import type { JobStore } from "../../src/store/job-store.js";
+import { createSqliteJobStore } from "../../src/store/sqlite/sqlite-job-store.js";
+import { newJob, runStoreConformance, T0 } from "../store-conformance.js";
+
+const MIGRATIONS_DIR = fileURLToPath(
+  new URL("../../src/store/sqlite/migrations/", import.meta.url),
+);
+
+/** A fresh SQLite file in its own temp directory; cleanup closes the store and removes it all. */
+async function openSqliteFile() {
+  const dir = await mkdtemp(join(tmpdir(), "jobqueue-store-"));
+  const path = join(dir, "jobs.db");
+  const store = createSqliteJobStore({ path });
+  return {
+    store,
+    path,
+    cleanup: async () => {
+      await store.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+runStoreConformance("sqlite", openSqliteFile);
+
+describe("sqlite store on a file", () => {
+  let world: Awaited<ReturnType<typeof openSqliteFile>>;
+  let store: JobStore;
+  // Second connections opened by a test, closed after it.
+  const peers: Database.Database[] = [];
+
+  function peer(): Database.Database {
+    const db = new Database(world.path);
+    peers.push(db);
+    return db;
+  }
+
+  beforeEach(async () => {
+    world = await openSqliteFile();
+    store = world.store;
+  });
+
+  afterEach(async () => {
+    for (const db of peers.splice(0)) db.close();
+    await store.close();
+    await world.cleanup();
+  });
+
+  it("puts the file in WAL mode", () => {
+    expect(peer().pragma("journal_mode", { simple: true })).toBe("wal");
+  });
+
+  it("records every migration in schema_migrations", () => {
+    const files = readdirSync(MIGRATIONS_DIR)
+      .filter((f) => /^\d+_.+\.sql$/.test(f))
+      .sort();
+    expect(files.length).toBeGreaterThan(0);
+    const rows = peer()
+      .prepare("SELECT version, name FROM schema_migrations ORDER BY version")
+      .all() as { version: number; name: string }[];
+    expect(rows).toEqual(files.map((name) => ({ version: Number.parseInt(name, 10), name })));
+  });
+
+  it("reopening an existing file keeps the data and does not re-apply migrations", async () => {
+    const job = newJob({ tags: ["keep"], idempotencyKey: "reopen" });
+    await store.jobInsert(job);
+    const [claimed] = await store.jobClaim({ now: T0 + 10, limit: 1, leaseMs: 1_000, owner: "w1" });
+    expect(claimed?.id).toBe(job.id);
+    const migrationsBefore = peer().prepare("SELECT * FROM schema_migrations").all();
+    await store.close();
+
+    store = createSqliteJobStore({ path: world.path });
+    // A re-run of 001_init.sql would have failed (CREATE TABLE jobs) or wiped the data.
+    expect(peer().prepare("SELECT * FROM schema_migrations").all()).toEqual(migrationsBefore);
+    const reopened = await store.jobGet({ id: job.id, now: T0 + 20 });
+    expect(reopened).toMatchObject({ status: "running", attempt: 1, tags: ["keep"] });
+    expect(await store.attemptList({ jobId: job.id })).toHaveLength(1);
+    const dup = await store.jobInsert(newJob({ idempotencyKey: "reopen", createdAt: T0 + 20 }));
+    expect(dup.inserted).toBe(false);
+    expect(dup.job.id).toBe(job.id);
+    // The lease survives the restart: it is rescued at its expiry, not before.
+    expect(await store.jobRescueExpired({ now: T0 + 1_009, limit: 10 })).toEqual([]);
+    expect(await store.jobRescueExpired({ now: T0 + 1_010, limit: 10 })).toEqual([
+      { jobId: job.id, status: "queued" },
+    ]);
+    expect(peer().pragma("journal_mode", { simple: true })).toBe("wal");
+  });
+
+  it("a job is committed before jobInsert resolves: another connection sees it at once", async () => {
+    const reader = peer();
+    const byId = reader.prepare("SELECT status, attempt FROM jobs WHERE id = ?");
+    const job = newJob();
+    expect(byId.get(job.id)).toBeUndefined();
+
+    await store.jobInsert(job);
+    expect(byId.get(job.id)).toEqual({ status: "queued", attempt: 0 });
+
+    const [claimed] = await store.jobClaim({ now: T0, limit: 1, leaseMs: 1_000, owner: "w1" });
+    expect(byId.get(job.id)).toEqual({ status: "running", attempt: 1 });
+    await store.jobFinishAttempt({
+      lease: { jobId: job.id, token: claimed!.leaseToken },
+      now: T0 + 10,
+      end: {
+        outcome: "succeeded",
+        responseStatus: 200,
+        errorCode: null,
+        error: null,
+        retryable: false,
+        durationMs: 10,
+      },
+      next: { status: "succeeded" },
+      result: null,
+    });
+    expect(byId.get(job.id)).toEqual({ status: "succeeded", attempt: 1 });
+    expect(
+      reader.prepare("SELECT outcome FROM attempts WHERE job_id = ?").pluck().all(job.id),
+    ).toEqual(["succeeded"]);
+  });
+
+  it("deleting expired jobs, or replacing one by its idempotency key, leaves no orphan rows", async () => {
+    const counts = () =>
+      Object.fromEntries(
+        ["jobs", "job_tags", "attempts", "results"].map((t) => [
+          t,
+          peer().prepare(`SELECT count(*) FROM ${t}`).pluck().get(),
+        ]),
+      );
+    for (const key of ["a", "b"]) {
+      await store.jobInsert(newJob({ tags: ["t1", "t2"], ttlMs: 100, idempotencyKey: key }));
+      const [claimed] = await store.jobClaim({ now: T0, limit: 1, leaseMs: 1_000, owner: "w" });
+      await store.jobFinishAttempt({
+        lease: { jobId: claimed!.id, token: claimed!.leaseToken },
+        now: T0 + 10,
+        end: {
+          outcome: "failed",
+          responseStatus: 500,
+          errorCode: "http_status",
+          error: "500",
+          retryable: false,
+          durationMs: 10,
+        },
+        next: { status: "failed" },
+        result: {
+          jobId: claimed!.id,
+          attempt: 1,
+          response: null,
+          error: "500",
+          durationMs: 10,
+          finishedAt: T0 + 10,
+        },
+      });
+    }
+    expect(counts()).toEqual({ jobs: 2, job_tags: 4, attempts: 2, results: 2 });
+
+    // Key "a" expired at T0 + 110: a new job with it replaces the old one and its rows.
+    const fresh = await store.jobInsert(newJob({ idempotencyKey: "a", createdAt: T0 + 110 }));
+    expect(fresh.inserted).toBe(true);
+    expect(counts()).toEqual({ jobs: 2, job_tags: 2, attempts: 1, results: 1 });
+
+    expect(await store.jobDeleteExpired({ now: T0 + 110, limit: 10 })).toBe(1);
+    expect(counts()).toEqual({ jobs: 1, job_tags: 0, attempts: 0, results: 0 });
+  });
+
+  it("two stores on one file never claim the same job", async () => {
+    const other = createSqliteJobStore({ path: world.path });
+    try {
+      for (let i = 0; i < 6; i++) await store.jobInsert(newJob({ createdAt: T0 + i }));
+      const ids: string[] = [];
+      for (let round = 0; round < 4; round++) {
+        const a = await store.jobClaim({ now: T0 + 10, limit: 1, leaseMs: 1_000, owner: "a" });
+        const b = await other.jobClaim({ now: T0 + 10, limit: 1, leaseMs: 1_000, owner: "b" });
+        ids.push(...a.map((j) => j.id), ...b.map((j) => j.id));
+      }
+      expect(ids).toHaveLength(6);
+      expect(new Set(ids).size).toBe(6);
+    } finally {
+      await other.close();
+    }
+  });
+
+  it("close is idempotent", async () => {
+    await store.close();
+    await expect(store.close()).resolves.toBeUndefined();
+  });
+});
