@@ -300,7 +300,8 @@ function jsonSize(value: unknown): number {
   return Buffer.byteLength(typeof value === "string" ? value : JSON.stringify(value));
 }
 
-const JOB_ID = /^j_[0-9A-HJKMNP-TV-Z]{26}$/i;
+// A ULID is 26 Crockford base32 characters; the first is at most 7 (128 bits in all).
+const JOB_ID = /^j_[0-7][0-9A-HJKMNP-TV-Z]{25}$/i;
 
 /**
  * Checks the form of a job id, so that a typo reads as such rather than as a missing job, and

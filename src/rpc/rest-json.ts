@@ -189,7 +189,8 @@ function enumIn(desc: DescEnum, value: JsonValue): JsonValue {
   const prefix = (desc.sharedPrefix ?? "").toUpperCase();
   const full = value.toUpperCase().startsWith(prefix) ? value : prefix + value.toUpperCase();
   const match = desc.values.find((v) => v.name === full || v.name === value);
-  return match ? match.name : value;
+  // The zero value means "not set"; naming it is not a choice, so it reads as unknown.
+  return match && match.number !== 0 ? match.name : value;
 }
 
 /** Says what a field expects, for a value that does not fit it. */

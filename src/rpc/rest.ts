@@ -84,7 +84,7 @@ export interface RestHandlerOptions {
   /** The same handler object the Connect router serves. */
   impl: Record<string, unknown>;
   logger: Logger;
-  /** Request bodies larger than this are refused with 413. */
+  /** Request bodies larger than this are refused with a 400 naming the body. */
   maxRequestBytes: number;
 }
 
@@ -103,9 +103,13 @@ export function createRestHandler(options: RestHandlerOptions) {
       .map((route) => ({ route, vars: match(route, parts) }))
       .filter((m) => m.vars !== null);
     if (matching.length === 0) return false;
-    const hit = matching.find((m) => m.route.httpMethod === req.method);
+    // HEAD is served wherever GET is, without the body.
+    const verb = req.method === "HEAD" ? "GET" : req.method;
+    const hit = matching.find((m) => m.route.httpMethod === verb);
     if (!hit) {
-      const allow = [...new Set(matching.map((m) => m.route.httpMethod))].join(", ");
+      const verbs = new Set(matching.map((m) => m.route.httpMethod));
+      if (verbs.has("GET")) verbs.add("HEAD");
+      const allow = [...verbs].join(", ");
       sendJson(res, 405, { code: "unimplemented", message: `use ${allow}` }, { allow });
       return true;
     }
@@ -256,5 +260,5 @@ export function sendJson(
     "content-length": Buffer.byteLength(payload),
     ...headers,
   });
-  res.end(payload);
+  res.end(payload); // Node drops the body itself for HEAD
 }
