@@ -174,6 +174,29 @@ export function runStoreConformance(name: string, open: () => Promise<OpenedStor
       return jobs.map((j) => j.id);
     }
 
+    describe("insert many", () => {
+      it("stores every job in order, as jobInsert would, and dedupes idempotency keys within the batch", async () => {
+        const a = newJob({ tags: ["x"] });
+        const b = newJob({ idempotencyKey: "same", priority: 3 });
+        const c = newJob({ idempotencyKey: "same", priority: 9 });
+        const results = await store.jobInsertMany([a, b, c]);
+        expect(results.map((r) => [r.job.id, r.inserted])).toEqual([
+          [a.id, true],
+          [b.id, true],
+          [b.id, false],
+        ]);
+        expect(results[2]!.job.priority).toBe(3);
+        expect(await listIds(T0)).toEqual([b.id, a.id]);
+        expect((await get(a.id, T0)).tags).toEqual(["x"]);
+      });
+
+      it("returns the kept job for a key stored by an earlier insert", async () => {
+        const first = await insert({ idempotencyKey: "k" });
+        const [res] = await store.jobInsertMany([newJob({ idempotencyKey: "k" })]);
+        expect(res).toMatchObject({ inserted: false, job: { id: first.id } });
+      });
+    });
+
     describe("insert and get", () => {
       it("returns every field as given, queued at attempt 0, from insert and from get", async () => {
         const spec = newJob({

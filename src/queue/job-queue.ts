@@ -7,6 +7,7 @@ import {
   type Job,
   type JobResult,
   type JobStatus,
+  type NewJob,
 } from "../job/types.js";
 import {
   type EnqueueInput,
@@ -29,6 +30,7 @@ export interface ListInput {
 
 export const PAGE_SIZE_DEFAULT = 50;
 export const PAGE_SIZE_MAX = 1000;
+export const BATCH_MAX = 1000;
 
 /**
  * The facade every transport calls: enqueue, read, list, cancel and watch jobs. It validates,
@@ -37,6 +39,11 @@ export const PAGE_SIZE_MAX = 1000;
 export interface JobQueue {
   /** Stores a job (durably, before resolving), or returns the kept job with the same idempotency key. */
   enqueue(input: EnqueueInput): Promise<{ job: Job; inserted: boolean }>;
+  /**
+   * Stores up to {@link BATCH_MAX} jobs in one transaction: all, or none if one is invalid (the
+   * error names `jobs[i].<field>`).
+   */
+  enqueueMany(inputs: EnqueueInput[]): Promise<{ job: Job; inserted: boolean }[]>;
   get(jobId: string): Promise<Job>;
   getResult(jobId: string): Promise<{ job: Job; result: JobResult | null }>;
   /** Cancels a queued or running job; a job that already ended is a {@link JobStateError}. */
@@ -61,6 +68,22 @@ export function createJobQueue(options: JobQueueOptions): JobQueue {
   const nextUlid = monotonicFactory();
   const watchPollMs = options.watchPollMs ?? 1000;
 
+  function newJob(input: EnqueueInput, now: number): NewJob {
+    const spec = validateEnqueue(input, limits, now);
+    const runAt = spec.scheduledAt !== null && spec.scheduledAt > now ? spec.scheduledAt : now;
+    return { ...spec, id: `j_${nextUlid(now)}`, createdAt: now, runAt };
+  }
+
+  function announce(results: { job: Job; inserted: boolean }[]) {
+    let any = false;
+    for (const { job, inserted } of results) {
+      if (!inserted) continue;
+      any = true;
+      notifier.jobChanged({ jobId: job.id, status: "queued" });
+    }
+    if (any) notifier.jobsAvailable();
+  }
+
   async function mustGet(jobId: string): Promise<Job> {
     const id = validateJobId(jobId);
     const job = await store.jobGet({ id, now: clock.now() });
@@ -70,15 +93,27 @@ export function createJobQueue(options: JobQueueOptions): JobQueue {
 
   return {
     async enqueue(input) {
-      const now = clock.now();
-      const spec = validateEnqueue(input, limits, now);
-      const id = `j_${nextUlid(now)}`;
-      const runAt = spec.scheduledAt !== null && spec.scheduledAt > now ? spec.scheduledAt : now;
-      const res = await store.jobInsert({ ...spec, id, createdAt: now, runAt });
-      if (res.inserted) {
-        notifier.jobChanged({ jobId: id, status: "queued" });
-        notifier.jobsAvailable();
+      const res = await store.jobInsert(newJob(input, clock.now()));
+      announce([res]);
+      return res;
+    },
+
+    async enqueueMany(inputs) {
+      if (inputs.length === 0) throw new InvalidArgumentError("jobs", "must hold at least one job");
+      if (inputs.length > BATCH_MAX) {
+        throw new InvalidArgumentError("jobs", `holds ${inputs.length} jobs; at most ${BATCH_MAX}`);
       }
+      const now = clock.now();
+      const jobs = inputs.map((input, i) => {
+        try {
+          return newJob(input, now);
+        } catch (err) {
+          if (!(err instanceof InvalidArgumentError)) throw err;
+          throw new InvalidArgumentError(`jobs[${i}].${err.field}`, err.problem);
+        }
+      });
+      const res = await store.jobInsertMany(jobs);
+      announce(res);
       return res;
     },
 

@@ -28,6 +28,13 @@ export function createJobQueueServiceImpl(queue: JobQueue, logger: Logger): JobQ
       return { jobId: job.id, status: statusToPb(job.status) };
     }),
 
+    enqueueJobs: unary(logger, async (req) => {
+      const results = await queue.enqueueMany(req.jobs.map(enqueueInputFromPb));
+      return {
+        jobs: results.map(({ job }) => ({ jobId: job.id, status: statusToPb(job.status) })),
+      };
+    }),
+
     getJob: unary(logger, async (req) => ({ job: jobToPb(await queue.get(req.jobId)) })),
 
     getJobResult: unary(logger, async (req) => {

@@ -24,6 +24,9 @@ export interface JobStore {
    */
   jobInsert(job: NewJob): Promise<{ job: Job; inserted: boolean }>;
 
+  /** Stores several jobs in one transaction, as {@link jobInsert} would one by one, in order. */
+  jobInsertMany(jobs: NewJob[]): Promise<{ job: Job; inserted: boolean }[]>;
+
   /** A job, or null if there is none or its TTL has passed. */
   jobGet(params: { id: string; now: number }): Promise<Job | null>;
 

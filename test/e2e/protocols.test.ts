@@ -496,15 +496,8 @@ describe("WatchJob", () => {
 describe("buf curl, by reflection", () => {
   const bufCurl = async (...args: string[]) =>
     (await run(BUF, ["curl", "--http2-prior-knowledge", "--protocol", "grpc", ...args])).stdout;
-  const METHODS = [
-    "EnqueueJob",
-    "GetJob",
-    "GetJobResult",
-    "CancelJob",
-    "ListJobs",
-    "ListJobAttempts",
-    "WatchJob",
-  ].map((m) => `jobqueue.v1.JobQueueService/${m}`);
+  // Every method the contract declares, so a new RPC cannot be missing from reflection.
+  const METHODS = JobQueueService.methods.map((m) => `${JobQueueService.typeName}/${m.name}`);
 
   it("lists the methods without proto files", async () => {
     const listed = (await bufCurl("--list-methods", t.url)).split("\n").filter(Boolean);

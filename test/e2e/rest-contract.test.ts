@@ -536,3 +536,45 @@ describe("idempotency", () => {
     expect((await t.rest.get("/jobs")).json.jobs).toHaveLength(3);
   });
 });
+
+describe("POST /jobs:batch", () => {
+  it("stores every job in one call and answers their ids in request order; all run", async () => {
+    const res = await t.rest.post("/jobs:batch", {
+      jobs: [
+        { url: `${target.url}/b?i=0` },
+        { url: `${target.url}/b?i=1`, method: "POST", body: { n: 1 } },
+        { url: `${target.url}/b?i=2`, tags: ["batch"] },
+      ],
+    });
+    expect(res.status).toBe(200);
+    expect(res.json.jobs).toHaveLength(3);
+    for (const job of res.json.jobs)
+      expect(job).toEqual({ job_id: expect.stringMatching(JOB_ID), status: "queued" });
+    for (const [i, job] of res.json.jobs.entries()) {
+      const done = await t.waitForStatus(job.job_id, "succeeded");
+      expect(done.url).toBe(`${target.url}/b?i=${i}`);
+    }
+    expect(target.received("/b")).toHaveLength(3);
+  });
+
+  it("stores nothing when one job is invalid, and names it by index", async () => {
+    const res = await t.rest.post("/jobs:batch", {
+      jobs: [{ url: `${target.url}/ok` }, { url: "ftp://example.com/x" }],
+    });
+    expect(res.status).toBe(400);
+    expect(res.json).toMatchObject({ code: "invalid_argument", field: "jobs[1].url" });
+    expect((await t.rest.get("/jobs")).json.jobs).toEqual([]);
+  });
+
+  it("refuses an empty batch and one over 1000 jobs", async () => {
+    const empty = await t.rest.post("/jobs:batch", { jobs: [] });
+    expect(empty.status).toBe(400);
+    expect(empty.json.field).toBe("jobs");
+    const huge = await t.rest.post("/jobs:batch", {
+      jobs: Array.from({ length: 1001 }, () => ({ url: `${target.url}/x` })),
+    });
+    expect(huge.status).toBe(400);
+    expect(huge.json.message).toMatch(/at most 1000/);
+    expect((await t.rest.get("/jobs")).json.jobs).toEqual([]);
+  });
+});

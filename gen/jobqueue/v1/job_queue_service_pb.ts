@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file jobqueue/v1/job_queue_service.proto.
  */
 export const file_jobqueue_v1_job_queue_service: GenFile = /*@__PURE__*/
-  fileDesc("CiNqb2JxdWV1ZS92MS9qb2JfcXVldWVfc2VydmljZS5wcm90bxILam9icXVldWUudjEipwUKEUVucXVldWVKb2JSZXF1ZXN0Eg4KBm1ldGhvZBgBIAEoCRILCgN1cmwYAiABKAkSPAoHaGVhZGVycxgDIAMoCzIrLmpvYnF1ZXVlLnYxLkVucXVldWVKb2JSZXF1ZXN0LkhlYWRlcnNFbnRyeRI6CgZwYXJhbXMYBCADKAsyKi5qb2JxdWV1ZS52MS5FbnF1ZXVlSm9iUmVxdWVzdC5QYXJhbXNFbnRyeRImCgRib2R5GAUgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlSAASFAoKYm9keV9ieXRlcxgGIAEoDEgAEhgKC3RpbWVvdXRfc2VjGAcgASgBSAGIAQESEAoIcHJpb3JpdHkYCCABKAUSGQoMbWF4X2F0dGVtcHRzGAkgASgFSAKIAQESNgoQYmFja29mZl9zdHJhdGVneRgKIAEoDjIcLmpvYnF1ZXVlLnYxLkJhY2tvZmZTdHJhdGVneRIcCg9iYWNrb2ZmX3NlY29uZHMYCyABKAFIA4gBARIwCgxzY2hlZHVsZWRfYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhgKC3R0bF9zZWNvbmRzGA0gASgFSASIAQESDAoEdGFncxgOIAMoCRIXCg9pZGVtcG90ZW5jeV9rZXkYDyABKAkaLgoMSGVhZGVyc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEaLQoLUGFyYW1zRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIJCgdwYXlsb2FkQg4KDF90aW1lb3V0X3NlY0IPCg1fbWF4X2F0dGVtcHRzQhIKEF9iYWNrb2ZmX3NlY29uZHNCDgoMX3R0bF9zZWNvbmRzIkwKEkVucXVldWVKb2JSZXNwb25zZRIOCgZqb2JfaWQYASABKAkSJgoGc3RhdHVzGAIgASgOMhYuam9icXVldWUudjEuSm9iU3RhdHVzIh8KDUdldEpvYlJlcXVlc3QSDgoGam9iX2lkGAEgASgJIi8KDkdldEpvYlJlc3BvbnNlEh0KA2pvYhgBIAEoCzIQLmpvYnF1ZXVlLnYxLkpvYiIlChNHZXRKb2JSZXN1bHRSZXF1ZXN0Eg4KBmpvYl9pZBgBIAEoCSKRBAoUR2V0Sm9iUmVzdWx0UmVzcG9uc2USDgoGam9iX2lkGAEgASgJEiYKBnN0YXR1cxgCIAEoDjIWLmpvYnF1ZXVlLnYxLkpvYlN0YXR1cxIcCg9yZXNwb25zZV9zdGF0dXMYAyABKAVIAIgBARJQChByZXNwb25zZV9oZWFkZXJzGAQgAygLMjYuam9icXVldWUudjEuR2V0Sm9iUmVzdWx0UmVzcG9uc2UuUmVzcG9uc2VIZWFkZXJzRW50cnkSLQoNcmVzcG9uc2VfYm9keRgFIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRI5ChZyZXNwb25zZV9ib2R5X2VuY29kaW5nGAYgASgOMhkuam9icXVldWUudjEuQm9keUVuY29kaW5nEhEKCXRydW5jYXRlZBgHIAEoCBISCgVlcnJvchgIIAEoCUgBiAEBEhgKC2R1cmF0aW9uX21zGAkgASgFSAKIAQESDwoHYXR0ZW1wdBgKIAEoBRIvCgtmaW5pc2hlZF9hdBgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAaNgoUUmVzcG9uc2VIZWFkZXJzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUISChBfcmVzcG9uc2Vfc3RhdHVzQggKBl9lcnJvckIOCgxfZHVyYXRpb25fbXMiIgoQQ2FuY2VsSm9iUmVxdWVzdBIOCgZqb2JfaWQYASABKAkiMgoRQ2FuY2VsSm9iUmVzcG9uc2USHQoDam9iGAEgASgLMhAuam9icXVldWUudjEuSm9iItQBCg9MaXN0Sm9ic1JlcXVlc3QSJgoGc3RhdHVzGAEgAygOMhYuam9icXVldWUudjEuSm9iU3RhdHVzEgsKA3RhZxgCIAMoCRIxCg1jcmVhdGVkX2FmdGVyGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCg5jcmVhdGVkX2JlZm9yZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJcGFnZV9zaXplGAUgASgFEhIKCnBhZ2VfdG9rZW4YBiABKAkiZAoQTGlzdEpvYnNSZXNwb25zZRIeCgRqb2JzGAEgAygLMhAuam9icXVldWUudjEuSm9iEhwKD25leHRfcGFnZV90b2tlbhgCIAEoCUgAiAEBQhIKEF9uZXh0X3BhZ2VfdG9rZW4iKAoWTGlzdEpvYkF0dGVtcHRzUmVxdWVzdBIOCgZqb2JfaWQYASABKAkiUQoXTGlzdEpvYkF0dGVtcHRzUmVzcG9uc2USDgoGam9iX2lkGAEgASgJEiYKCGF0dGVtcHRzGAIgAygLMhQuam9icXVldWUudjEuQXR0ZW1wdCIhCg9XYXRjaEpvYlJlcXVlc3QSDgoGam9iX2lkGAEgASgJIjEKEFdhdGNoSm9iUmVzcG9uc2USHQoDam9iGAEgASgLMhAuam9icXVldWUudjEuSm9iMu0FCg9Kb2JRdWV1ZVNlcnZpY2USXwoKRW5xdWV1ZUpvYhIeLmpvYnF1ZXVlLnYxLkVucXVldWVKb2JSZXF1ZXN0Gh8uam9icXVldWUudjEuRW5xdWV1ZUpvYlJlc3BvbnNlIhCC0+STAgo6ASoiBS9qb2JzEmEKBkdldEpvYhIaLmpvYnF1ZXVlLnYxLkdldEpvYlJlcXVlc3QaGy5qb2JxdWV1ZS52MS5HZXRKb2JSZXNwb25zZSIekAIBgtPkkwIVYgNqb2ISDi9qb2JzL3tqb2JfaWR9EnUKDEdldEpvYlJlc3VsdBIgLmpvYnF1ZXVlLnYxLkdldEpvYlJlc3VsdFJlcXVlc3QaIS5qb2JxdWV1ZS52MS5HZXRKb2JSZXN1bHRSZXNwb25zZSIgkAIBgtPkkwIXEhUvam9icy97am9iX2lkfS9yZXN1bHQScQoJQ2FuY2VsSm9iEh0uam9icXVldWUudjEuQ2FuY2VsSm9iUmVxdWVzdBoeLmpvYnF1ZXVlLnYxLkNhbmNlbEpvYlJlc3BvbnNlIiWC0+STAh86ASpiA2pvYiIVL2pvYnMve2pvYl9pZH0vY2FuY2VsElkKCExpc3RKb2JzEhwuam9icXVldWUudjEuTGlzdEpvYnNSZXF1ZXN0Gh0uam9icXVldWUudjEuTGlzdEpvYnNSZXNwb25zZSIQkAIBgtPkkwIHEgUvam9icxKAAQoPTGlzdEpvYkF0dGVtcHRzEiMuam9icXVldWUudjEuTGlzdEpvYkF0dGVtcHRzUmVxdWVzdBokLmpvYnF1ZXVlLnYxLkxpc3RKb2JBdHRlbXB0c1Jlc3BvbnNlIiKQAgGC0+STAhkSFy9qb2JzL3tqb2JfaWR9L2F0dGVtcHRzEk4KCFdhdGNoSm9iEhwuam9icXVldWUudjEuV2F0Y2hKb2JSZXF1ZXN0Gh0uam9icXVldWUudjEuV2F0Y2hKb2JSZXNwb25zZSIDkAIBMAFiBnByb3RvMw", [file_google_api_annotations, file_google_protobuf_struct, file_google_protobuf_timestamp, file_jobqueue_v1_job]);
+  fileDesc("CiNqb2JxdWV1ZS92MS9qb2JfcXVldWVfc2VydmljZS5wcm90bxILam9icXVldWUudjEipwUKEUVucXVldWVKb2JSZXF1ZXN0Eg4KBm1ldGhvZBgBIAEoCRILCgN1cmwYAiABKAkSPAoHaGVhZGVycxgDIAMoCzIrLmpvYnF1ZXVlLnYxLkVucXVldWVKb2JSZXF1ZXN0LkhlYWRlcnNFbnRyeRI6CgZwYXJhbXMYBCADKAsyKi5qb2JxdWV1ZS52MS5FbnF1ZXVlSm9iUmVxdWVzdC5QYXJhbXNFbnRyeRImCgRib2R5GAUgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlSAASFAoKYm9keV9ieXRlcxgGIAEoDEgAEhgKC3RpbWVvdXRfc2VjGAcgASgBSAGIAQESEAoIcHJpb3JpdHkYCCABKAUSGQoMbWF4X2F0dGVtcHRzGAkgASgFSAKIAQESNgoQYmFja29mZl9zdHJhdGVneRgKIAEoDjIcLmpvYnF1ZXVlLnYxLkJhY2tvZmZTdHJhdGVneRIcCg9iYWNrb2ZmX3NlY29uZHMYCyABKAFIA4gBARIwCgxzY2hlZHVsZWRfYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhgKC3R0bF9zZWNvbmRzGA0gASgFSASIAQESDAoEdGFncxgOIAMoCRIXCg9pZGVtcG90ZW5jeV9rZXkYDyABKAkaLgoMSGVhZGVyc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEaLQoLUGFyYW1zRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIJCgdwYXlsb2FkQg4KDF90aW1lb3V0X3NlY0IPCg1fbWF4X2F0dGVtcHRzQhIKEF9iYWNrb2ZmX3NlY29uZHNCDgoMX3R0bF9zZWNvbmRzIkwKEkVucXVldWVKb2JSZXNwb25zZRIOCgZqb2JfaWQYASABKAkSJgoGc3RhdHVzGAIgASgOMhYuam9icXVldWUudjEuSm9iU3RhdHVzIkIKEkVucXVldWVKb2JzUmVxdWVzdBIsCgRqb2JzGAEgAygLMh4uam9icXVldWUudjEuRW5xdWV1ZUpvYlJlcXVlc3QiRAoTRW5xdWV1ZUpvYnNSZXNwb25zZRItCgRqb2JzGAEgAygLMh8uam9icXVldWUudjEuRW5xdWV1ZUpvYlJlc3BvbnNlIh8KDUdldEpvYlJlcXVlc3QSDgoGam9iX2lkGAEgASgJIi8KDkdldEpvYlJlc3BvbnNlEh0KA2pvYhgBIAEoCzIQLmpvYnF1ZXVlLnYxLkpvYiIlChNHZXRKb2JSZXN1bHRSZXF1ZXN0Eg4KBmpvYl9pZBgBIAEoCSKRBAoUR2V0Sm9iUmVzdWx0UmVzcG9uc2USDgoGam9iX2lkGAEgASgJEiYKBnN0YXR1cxgCIAEoDjIWLmpvYnF1ZXVlLnYxLkpvYlN0YXR1cxIcCg9yZXNwb25zZV9zdGF0dXMYAyABKAVIAIgBARJQChByZXNwb25zZV9oZWFkZXJzGAQgAygLMjYuam9icXVldWUudjEuR2V0Sm9iUmVzdWx0UmVzcG9uc2UuUmVzcG9uc2VIZWFkZXJzRW50cnkSLQoNcmVzcG9uc2VfYm9keRgFIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRI5ChZyZXNwb25zZV9ib2R5X2VuY29kaW5nGAYgASgOMhkuam9icXVldWUudjEuQm9keUVuY29kaW5nEhEKCXRydW5jYXRlZBgHIAEoCBISCgVlcnJvchgIIAEoCUgBiAEBEhgKC2R1cmF0aW9uX21zGAkgASgFSAKIAQESDwoHYXR0ZW1wdBgKIAEoBRIvCgtmaW5pc2hlZF9hdBgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAaNgoUUmVzcG9uc2VIZWFkZXJzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUISChBfcmVzcG9uc2Vfc3RhdHVzQggKBl9lcnJvckIOCgxfZHVyYXRpb25fbXMiIgoQQ2FuY2VsSm9iUmVxdWVzdBIOCgZqb2JfaWQYASABKAkiMgoRQ2FuY2VsSm9iUmVzcG9uc2USHQoDam9iGAEgASgLMhAuam9icXVldWUudjEuSm9iItQBCg9MaXN0Sm9ic1JlcXVlc3QSJgoGc3RhdHVzGAEgAygOMhYuam9icXVldWUudjEuSm9iU3RhdHVzEgsKA3RhZxgCIAMoCRIxCg1jcmVhdGVkX2FmdGVyGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCg5jcmVhdGVkX2JlZm9yZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJcGFnZV9zaXplGAUgASgFEhIKCnBhZ2VfdG9rZW4YBiABKAkiZAoQTGlzdEpvYnNSZXNwb25zZRIeCgRqb2JzGAEgAygLMhAuam9icXVldWUudjEuSm9iEhwKD25leHRfcGFnZV90b2tlbhgCIAEoCUgAiAEBQhIKEF9uZXh0X3BhZ2VfdG9rZW4iKAoWTGlzdEpvYkF0dGVtcHRzUmVxdWVzdBIOCgZqb2JfaWQYASABKAkiUQoXTGlzdEpvYkF0dGVtcHRzUmVzcG9uc2USDgoGam9iX2lkGAEgASgJEiYKCGF0dGVtcHRzGAIgAygLMhQuam9icXVldWUudjEuQXR0ZW1wdCIhCg9XYXRjaEpvYlJlcXVlc3QSDgoGam9iX2lkGAEgASgJIjEKEFdhdGNoSm9iUmVzcG9uc2USHQoDam9iGAEgASgLMhAuam9icXVldWUudjEuSm9iMtcGCg9Kb2JRdWV1ZVNlcnZpY2USXwoKRW5xdWV1ZUpvYhIeLmpvYnF1ZXVlLnYxLkVucXVldWVKb2JSZXF1ZXN0Gh8uam9icXVldWUudjEuRW5xdWV1ZUpvYlJlc3BvbnNlIhCC0+STAgo6ASoiBS9qb2JzEmgKC0VucXVldWVKb2JzEh8uam9icXVldWUudjEuRW5xdWV1ZUpvYnNSZXF1ZXN0GiAuam9icXVldWUudjEuRW5xdWV1ZUpvYnNSZXNwb25zZSIWgtPkkwIQOgEqIgsvam9iczpiYXRjaBJhCgZHZXRKb2ISGi5qb2JxdWV1ZS52MS5HZXRKb2JSZXF1ZXN0Ghsuam9icXVldWUudjEuR2V0Sm9iUmVzcG9uc2UiHpACAYLT5JMCFWIDam9iEg4vam9icy97am9iX2lkfRJ1CgxHZXRKb2JSZXN1bHQSIC5qb2JxdWV1ZS52MS5HZXRKb2JSZXN1bHRSZXF1ZXN0GiEuam9icXVldWUudjEuR2V0Sm9iUmVzdWx0UmVzcG9uc2UiIJACAYLT5JMCFxIVL2pvYnMve2pvYl9pZH0vcmVzdWx0EnEKCUNhbmNlbEpvYhIdLmpvYnF1ZXVlLnYxLkNhbmNlbEpvYlJlcXVlc3QaHi5qb2JxdWV1ZS52MS5DYW5jZWxKb2JSZXNwb25zZSIlgtPkkwIfOgEqYgNqb2IiFS9qb2JzL3tqb2JfaWR9L2NhbmNlbBJZCghMaXN0Sm9icxIcLmpvYnF1ZXVlLnYxLkxpc3RKb2JzUmVxdWVzdBodLmpvYnF1ZXVlLnYxLkxpc3RKb2JzUmVzcG9uc2UiEJACAYLT5JMCBxIFL2pvYnMSgAEKD0xpc3RKb2JBdHRlbXB0cxIjLmpvYnF1ZXVlLnYxLkxpc3RKb2JBdHRlbXB0c1JlcXVlc3QaJC5qb2JxdWV1ZS52MS5MaXN0Sm9iQXR0ZW1wdHNSZXNwb25zZSIikAIBgtPkkwIZEhcvam9icy97am9iX2lkfS9hdHRlbXB0cxJOCghXYXRjaEpvYhIcLmpvYnF1ZXVlLnYxLldhdGNoSm9iUmVxdWVzdBodLmpvYnF1ZXVlLnYxLldhdGNoSm9iUmVzcG9uc2UiA5ACATABYgZwcm90bzM", [file_google_api_annotations, file_google_protobuf_struct, file_google_protobuf_timestamp, file_jobqueue_v1_job]);
 
 /**
  * @generated from message jobqueue.v1.EnqueueJobRequest
@@ -163,6 +163,40 @@ export const EnqueueJobResponseSchema: GenMessage<EnqueueJobResponse> = /*@__PUR
   messageDesc(file_jobqueue_v1_job_queue_service, 1);
 
 /**
+ * @generated from message jobqueue.v1.EnqueueJobsRequest
+ */
+export type EnqueueJobsRequest = Message<"jobqueue.v1.EnqueueJobsRequest"> & {
+  /**
+   * @generated from field: repeated jobqueue.v1.EnqueueJobRequest jobs = 1;
+   */
+  jobs: EnqueueJobRequest[];
+};
+
+/**
+ * Describes the message jobqueue.v1.EnqueueJobsRequest.
+ * Use `create(EnqueueJobsRequestSchema)` to create a new message.
+ */
+export const EnqueueJobsRequestSchema: GenMessage<EnqueueJobsRequest> = /*@__PURE__*/
+  messageDesc(file_jobqueue_v1_job_queue_service, 2);
+
+/**
+ * @generated from message jobqueue.v1.EnqueueJobsResponse
+ */
+export type EnqueueJobsResponse = Message<"jobqueue.v1.EnqueueJobsResponse"> & {
+  /**
+   * @generated from field: repeated jobqueue.v1.EnqueueJobResponse jobs = 1;
+   */
+  jobs: EnqueueJobResponse[];
+};
+
+/**
+ * Describes the message jobqueue.v1.EnqueueJobsResponse.
+ * Use `create(EnqueueJobsResponseSchema)` to create a new message.
+ */
+export const EnqueueJobsResponseSchema: GenMessage<EnqueueJobsResponse> = /*@__PURE__*/
+  messageDesc(file_jobqueue_v1_job_queue_service, 3);
+
+/**
  * @generated from message jobqueue.v1.GetJobRequest
  */
 export type GetJobRequest = Message<"jobqueue.v1.GetJobRequest"> & {
@@ -177,7 +211,7 @@ export type GetJobRequest = Message<"jobqueue.v1.GetJobRequest"> & {
  * Use `create(GetJobRequestSchema)` to create a new message.
  */
 export const GetJobRequestSchema: GenMessage<GetJobRequest> = /*@__PURE__*/
-  messageDesc(file_jobqueue_v1_job_queue_service, 2);
+  messageDesc(file_jobqueue_v1_job_queue_service, 4);
 
 /**
  * @generated from message jobqueue.v1.GetJobResponse
@@ -194,7 +228,7 @@ export type GetJobResponse = Message<"jobqueue.v1.GetJobResponse"> & {
  * Use `create(GetJobResponseSchema)` to create a new message.
  */
 export const GetJobResponseSchema: GenMessage<GetJobResponse> = /*@__PURE__*/
-  messageDesc(file_jobqueue_v1_job_queue_service, 3);
+  messageDesc(file_jobqueue_v1_job_queue_service, 5);
 
 /**
  * @generated from message jobqueue.v1.GetJobResultRequest
@@ -211,7 +245,7 @@ export type GetJobResultRequest = Message<"jobqueue.v1.GetJobResultRequest"> & {
  * Use `create(GetJobResultRequestSchema)` to create a new message.
  */
 export const GetJobResultRequestSchema: GenMessage<GetJobResultRequest> = /*@__PURE__*/
-  messageDesc(file_jobqueue_v1_job_queue_service, 4);
+  messageDesc(file_jobqueue_v1_job_queue_service, 6);
 
 /**
  * @generated from message jobqueue.v1.GetJobResultResponse
@@ -291,7 +325,7 @@ export type GetJobResultResponse = Message<"jobqueue.v1.GetJobResultResponse"> &
  * Use `create(GetJobResultResponseSchema)` to create a new message.
  */
 export const GetJobResultResponseSchema: GenMessage<GetJobResultResponse> = /*@__PURE__*/
-  messageDesc(file_jobqueue_v1_job_queue_service, 5);
+  messageDesc(file_jobqueue_v1_job_queue_service, 7);
 
 /**
  * @generated from message jobqueue.v1.CancelJobRequest
@@ -308,7 +342,7 @@ export type CancelJobRequest = Message<"jobqueue.v1.CancelJobRequest"> & {
  * Use `create(CancelJobRequestSchema)` to create a new message.
  */
 export const CancelJobRequestSchema: GenMessage<CancelJobRequest> = /*@__PURE__*/
-  messageDesc(file_jobqueue_v1_job_queue_service, 6);
+  messageDesc(file_jobqueue_v1_job_queue_service, 8);
 
 /**
  * @generated from message jobqueue.v1.CancelJobResponse
@@ -325,7 +359,7 @@ export type CancelJobResponse = Message<"jobqueue.v1.CancelJobResponse"> & {
  * Use `create(CancelJobResponseSchema)` to create a new message.
  */
 export const CancelJobResponseSchema: GenMessage<CancelJobResponse> = /*@__PURE__*/
-  messageDesc(file_jobqueue_v1_job_queue_service, 7);
+  messageDesc(file_jobqueue_v1_job_queue_service, 9);
 
 /**
  * @generated from message jobqueue.v1.ListJobsRequest
@@ -375,7 +409,7 @@ export type ListJobsRequest = Message<"jobqueue.v1.ListJobsRequest"> & {
  * Use `create(ListJobsRequestSchema)` to create a new message.
  */
 export const ListJobsRequestSchema: GenMessage<ListJobsRequest> = /*@__PURE__*/
-  messageDesc(file_jobqueue_v1_job_queue_service, 8);
+  messageDesc(file_jobqueue_v1_job_queue_service, 10);
 
 /**
  * @generated from message jobqueue.v1.ListJobsResponse
@@ -399,7 +433,7 @@ export type ListJobsResponse = Message<"jobqueue.v1.ListJobsResponse"> & {
  * Use `create(ListJobsResponseSchema)` to create a new message.
  */
 export const ListJobsResponseSchema: GenMessage<ListJobsResponse> = /*@__PURE__*/
-  messageDesc(file_jobqueue_v1_job_queue_service, 9);
+  messageDesc(file_jobqueue_v1_job_queue_service, 11);
 
 /**
  * @generated from message jobqueue.v1.ListJobAttemptsRequest
@@ -416,7 +450,7 @@ export type ListJobAttemptsRequest = Message<"jobqueue.v1.ListJobAttemptsRequest
  * Use `create(ListJobAttemptsRequestSchema)` to create a new message.
  */
 export const ListJobAttemptsRequestSchema: GenMessage<ListJobAttemptsRequest> = /*@__PURE__*/
-  messageDesc(file_jobqueue_v1_job_queue_service, 10);
+  messageDesc(file_jobqueue_v1_job_queue_service, 12);
 
 /**
  * @generated from message jobqueue.v1.ListJobAttemptsResponse
@@ -438,7 +472,7 @@ export type ListJobAttemptsResponse = Message<"jobqueue.v1.ListJobAttemptsRespon
  * Use `create(ListJobAttemptsResponseSchema)` to create a new message.
  */
 export const ListJobAttemptsResponseSchema: GenMessage<ListJobAttemptsResponse> = /*@__PURE__*/
-  messageDesc(file_jobqueue_v1_job_queue_service, 11);
+  messageDesc(file_jobqueue_v1_job_queue_service, 13);
 
 /**
  * @generated from message jobqueue.v1.WatchJobRequest
@@ -455,7 +489,7 @@ export type WatchJobRequest = Message<"jobqueue.v1.WatchJobRequest"> & {
  * Use `create(WatchJobRequestSchema)` to create a new message.
  */
 export const WatchJobRequestSchema: GenMessage<WatchJobRequest> = /*@__PURE__*/
-  messageDesc(file_jobqueue_v1_job_queue_service, 12);
+  messageDesc(file_jobqueue_v1_job_queue_service, 14);
 
 /**
  * @generated from message jobqueue.v1.WatchJobResponse
@@ -472,7 +506,7 @@ export type WatchJobResponse = Message<"jobqueue.v1.WatchJobResponse"> & {
  * Use `create(WatchJobResponseSchema)` to create a new message.
  */
 export const WatchJobResponseSchema: GenMessage<WatchJobResponse> = /*@__PURE__*/
-  messageDesc(file_jobqueue_v1_job_queue_service, 13);
+  messageDesc(file_jobqueue_v1_job_queue_service, 15);
 
 /**
  * JobQueueService turns "call this HTTP API" into a durable job: it stores
@@ -494,6 +528,18 @@ export const JobQueueService: GenService<{
     methodKind: "unary";
     input: typeof EnqueueJobRequestSchema;
     output: typeof EnqueueJobResponseSchema;
+  },
+  /**
+   * EnqueueJobs stores up to 1000 jobs in one transaction: all of them, or
+   * none if any is invalid (the error names the job's index and field). The
+   * reply lists them in request order, after they are durable.
+   *
+   * @generated from rpc jobqueue.v1.JobQueueService.EnqueueJobs
+   */
+  enqueueJobs: {
+    methodKind: "unary";
+    input: typeof EnqueueJobsRequestSchema;
+    output: typeof EnqueueJobsResponseSchema;
   },
   /**
    * GetJob returns a job and where it is in its life.

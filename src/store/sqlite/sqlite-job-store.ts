@@ -154,52 +154,57 @@ class SqliteJobStore implements JobStore {
   }
 
   async jobInsert(job: NewJob): Promise<{ job: Job; inserted: boolean }> {
-    return this.db
-      .transaction(() => {
-        if (job.idempotencyKey !== null) {
-          const existing = this.s.getByIdempotencyKey.get(job.idempotencyKey) as JobRow | undefined;
-          if (existing) {
-            if (existing.expires_at === null || existing.expires_at > job.createdAt) {
-              return { job: rowToJob(existing), inserted: false };
-            }
-            this.s.deleteJob.run(existing.id);
-          }
+    return this.db.transaction(() => this.insertOne(job)).immediate();
+  }
+
+  async jobInsertMany(jobs: NewJob[]): Promise<{ job: Job; inserted: boolean }[]> {
+    return this.db.transaction(() => jobs.map((job) => this.insertOne(job))).immediate();
+  }
+
+  /** Inserts a job, or finds the kept job with its idempotency key. Runs inside a transaction. */
+  private insertOne(job: NewJob): { job: Job; inserted: boolean } {
+    if (job.idempotencyKey !== null) {
+      const existing = this.s.getByIdempotencyKey.get(job.idempotencyKey) as JobRow | undefined;
+      if (existing) {
+        if (existing.expires_at === null || existing.expires_at > job.createdAt) {
+          return { job: rowToJob(existing), inserted: false };
         }
-        const body = encodeRequestBody(job.body);
-        this.s.insertJob.run({
-          id: job.id,
-          run_at: job.runAt,
-          scheduled_at: job.scheduledAt,
-          created_at: job.createdAt,
-          max_attempts: job.maxAttempts,
-          priority: job.priority,
-          method: job.method,
-          url: job.url,
-          headers: JSON.stringify(job.headers),
-          params: JSON.stringify(job.params),
-          body_kind: body.kind,
-          body: body.bytes,
-          timeout_ms: job.timeoutMs,
-          backoff_strategy: job.backoffStrategy,
-          backoff_base_ms: job.backoffBaseMs,
-          ttl_ms: job.ttlMs,
-          tags: JSON.stringify(job.tags),
-          idempotency_key: job.idempotencyKey,
-        });
-        for (const tag of job.tags) this.s.insertTag.run(tag, job.id);
-        const stored: Job = {
-          ...job,
-          status: "queued",
-          attempt: 0,
-          startedAt: null,
-          finishedAt: null,
-          expiresAt: null,
-          lastError: null,
-          updatedAt: job.createdAt,
-        };
-        return { job: stored, inserted: true };
-      })
-      .immediate();
+        this.s.deleteJob.run(existing.id);
+      }
+    }
+    const body = encodeRequestBody(job.body);
+    this.s.insertJob.run({
+      id: job.id,
+      run_at: job.runAt,
+      scheduled_at: job.scheduledAt,
+      created_at: job.createdAt,
+      max_attempts: job.maxAttempts,
+      priority: job.priority,
+      method: job.method,
+      url: job.url,
+      headers: JSON.stringify(job.headers),
+      params: JSON.stringify(job.params),
+      body_kind: body.kind,
+      body: body.bytes,
+      timeout_ms: job.timeoutMs,
+      backoff_strategy: job.backoffStrategy,
+      backoff_base_ms: job.backoffBaseMs,
+      ttl_ms: job.ttlMs,
+      tags: JSON.stringify(job.tags),
+      idempotency_key: job.idempotencyKey,
+    });
+    for (const tag of job.tags) this.s.insertTag.run(tag, job.id);
+    const stored: Job = {
+      ...job,
+      status: "queued",
+      attempt: 0,
+      startedAt: null,
+      finishedAt: null,
+      expiresAt: null,
+      lastError: null,
+      updatedAt: job.createdAt,
+    };
+    return { job: stored, inserted: true };
   }
 
   async jobGet({ id, now }: { id: string; now: number }): Promise<Job | null> {
