@@ -1,0 +1,150 @@
+/**
+ * The store micro-benchmark, in-process against `createSqliteJobStore` (the real SQLite file on
+ * disk, `synchronous=FULL`).
+ *
+ * - `prefill`: inserts `size` due jobs (as the server would store a GET to the target) with
+ *   jobInsertMany in batches of 1000.
+ * - `claim`: with the queue `depth` deep, repeats a cycle: jobClaim(limit C), then one
+ *   jobFinishAttempt per claimed job (succeeded, with the target's small response as result) —
+ *   timed; then, untimed, inserts as many new jobs as were claimed so the depth stays put. Runs
+ *   until `claims` jobs were claimed or `maxMs` passed, whichever comes first.
+ */
+import { existsSync } from "node:fs";
+import { monotonicFactory } from "ulid";
+import type { NewJob } from "../src/job/types.js";
+import { createSqliteJobStore } from "../src/store/sqlite/sqlite-job-store.js";
+import { nowMs, runChild } from "./child-main.js";
+
+export type StoreClaimParams =
+  | { mode: "prefill"; path: string; size: number; url: string }
+  | {
+      mode: "claim";
+      path: string;
+      /** Prefilled here first if the file does not exist (small depths). */
+      depth: number;
+      url: string;
+      concurrency: number;
+      claims: number;
+      maxMs: number;
+    };
+
+export interface ClaimResult {
+  depth: number;
+  claimed: number;
+  cycles: number;
+  /** Time in jobClaim plus jobFinishAttempt calls. */
+  cycleMs: number;
+  /** Time in jobClaim calls alone. */
+  claimMs: number;
+  timedOut: boolean;
+}
+
+const RESPONSE_BODY = new TextEncoder().encode('{"ok":true}');
+
+runChild<StoreClaimParams>(async (p, ctx) => {
+  const fresh = !existsSync(p.path);
+  const store = createSqliteJobStore({ path: p.path });
+  const nextUlid = monotonicFactory();
+  const newJob = (now: number): NewJob => ({
+    id: `j_${nextUlid(now)}`,
+    createdAt: now,
+    runAt: now,
+    method: "GET",
+    url: p.url,
+    headers: {},
+    params: {},
+    body: null,
+    timeoutMs: 30_000,
+    priority: 0,
+    maxAttempts: 3,
+    backoffStrategy: "exponential",
+    backoffBaseMs: 1_000,
+    scheduledAt: null,
+    ttlMs: null,
+    tags: [],
+    idempotencyKey: null,
+  });
+  const insert = async (count: number, report?: (done: number) => void) => {
+    for (let done = 0; done < count; ) {
+      const now = Date.now();
+      const batch = Math.min(1000, count - done);
+      await store.jobInsertMany(Array.from({ length: batch }, () => newJob(now)));
+      done += batch;
+      report?.(done);
+    }
+  };
+
+  try {
+    if (p.mode === "prefill") {
+      const started = nowMs();
+      await insert(p.size, (done) => ctx.progress("prefill", done, p.size));
+      return { size: p.size, elapsedMs: nowMs() - started };
+    }
+
+    if (fresh) await insert(p.depth);
+    let claimed = 0;
+    let cycles = 0;
+    let cycleMs = 0;
+    let claimMs = 0;
+    const owner = "bench";
+    const deadline = nowMs() + p.maxMs;
+    while (claimed < p.claims && nowMs() < deadline) {
+      const t0 = nowMs();
+      const jobs = await store.jobClaim({
+        now: Date.now(),
+        limit: p.concurrency,
+        leaseMs: 30_000,
+        owner,
+      });
+      const t1 = nowMs();
+      for (const job of jobs) {
+        const now = Date.now();
+        await store.jobFinishAttempt({
+          lease: { jobId: job.id, token: job.leaseToken },
+          now,
+          end: {
+            outcome: "succeeded",
+            responseStatus: 200,
+            errorCode: null,
+            error: null,
+            retryable: false,
+            durationMs: 1,
+          },
+          next: { status: "succeeded" },
+          result: {
+            jobId: job.id,
+            attempt: job.attempt,
+            response: {
+              status: 200,
+              headers: { "content-type": "application/json", "content-length": "11" },
+              body: RESPONSE_BODY,
+              bodyEncoding: "json",
+              truncated: false,
+            },
+            error: null,
+            durationMs: 1,
+            finishedAt: now,
+          },
+        });
+      }
+      const t2 = nowMs();
+      if (jobs.length === 0) throw new Error("the queue ran dry: nothing to claim");
+      claimed += jobs.length;
+      cycles++;
+      claimMs += t1 - t0;
+      cycleMs += t2 - t0;
+      ctx.progress("claim", Math.min(claimed, p.claims), p.claims);
+      await insert(jobs.length);
+    }
+    return {
+      depth: p.depth,
+      claimed,
+      cycles,
+      cycleMs,
+      claimMs,
+      timedOut: claimed < p.claims,
+    } satisfies ClaimResult;
+  } finally {
+    await store.close();
+  }
+});
