@@ -43,6 +43,13 @@ export function newJob(overrides: Partial<NewJob> = {}): NewJob {
     ttlMs: null,
     tags: [],
     idempotencyKey: null,
+    secretHeaderNames: [],
+    sealedHeaders: null,
+    followRedirects: false,
+    maxRedirects: 5,
+    rateLimitKey: null,
+    owner: null,
+    bucket: "example.test",
     createdAt,
     runAt: scheduledAt ?? createdAt,
     ...overrides,
@@ -138,12 +145,14 @@ export function runStoreConformance(name: string, open: () => Promise<OpenedStor
       return job;
     }
 
-    async function claim(now: number, limit = 100, owner = "w1", leaseMs = LEASE_MS) {
-      return store.jobClaim({ now, limit, leaseMs, owner });
+    /** Claims as the worker pool does, after the scheduler has made due jobs available. */
+    async function claim(now: number, limit = 100, worker = "w1", leaseMs = LEASE_MS) {
+      await store.jobPromoteScheduled({ now, limit: 10_000 });
+      return (await store.jobClaim({ now, limit, leaseMs, worker })).jobs;
     }
 
-    async function claimOne(now: number, owner = "w1", leaseMs = LEASE_MS): Promise<ClaimedJob> {
-      const claimed = await claim(now, 1, owner, leaseMs);
+    async function claimOne(now: number, worker = "w1", leaseMs = LEASE_MS): Promise<ClaimedJob> {
+      const claimed = await claim(now, 1, worker, leaseMs);
       expect(claimed).toHaveLength(1);
       return claimed[0]!;
     }
@@ -575,7 +584,7 @@ export function runStoreConformance(name: string, open: () => Promise<OpenedStor
         expect(new TextDecoder().decode(got?.response?.body)).toBe("busy");
         expect(got?.error).toBe("the target answered 503");
 
-        expect(await store.jobNextRunAt()).toBe(T0 + 5_000);
+        expect(await store.jobNextScheduledAt()).toBe(T0 + 5_000);
         expect(await claim(T0 + 4_999)).toEqual([]);
         const again = await claimOne(T0 + 5_000);
         expect(again.id).toBe(job.id);
@@ -739,7 +748,7 @@ export function runStoreConformance(name: string, open: () => Promise<OpenedStor
         expect(r.job).toMatchObject({ id: job.id, status: "canceled", finishedAt: T0 + 10 });
         expect((await get(job.id, T0 + 10)).status).toBe("canceled");
         expect(await claim(T0 + 20)).toEqual([]);
-        expect(await store.jobNextRunAt()).toBeNull();
+        expect(await store.jobNextScheduledAt()).toBeNull();
         expect(await store.attemptList({ jobId: job.id })).toEqual([]);
       });
 
@@ -920,12 +929,7 @@ export function runStoreConformance(name: string, open: () => Promise<OpenedStor
     describe("TTL", () => {
       async function finishedWithTtl(ttlMs: number, createdAt: number, finishedAt: number) {
         const job = await insert({ ttlMs, createdAt });
-        const claimed = await store.jobClaim({
-          now: finishedAt,
-          limit: 1,
-          leaseMs: LEASE_MS,
-          owner: "w1",
-        });
+        const claimed = await claim(finishedAt, 1);
         expect(claimed.map((j) => j.id)).toEqual([job.id]);
         const result = responseResult(claimed[0]!, finishedAt);
         expect(
@@ -985,21 +989,39 @@ export function runStoreConformance(name: string, open: () => Promise<OpenedStor
       });
     });
 
-    describe("nextRunAt", () => {
-      it("is the earliest run time among queued jobs, and null when none is queued", async () => {
-        expect(await store.jobNextRunAt()).toBeNull();
+    describe("scheduled jobs", () => {
+      it("nextScheduledAt is the earliest run time of a job not yet due, null when none", async () => {
+        expect(await store.jobNextScheduledAt()).toBeNull();
         await insert({ createdAt: T0, scheduledAt: T0 + 3_000 });
         await insert({ createdAt: T0 + 1, scheduledAt: T0 + 2_000 });
         const due = await insert({ createdAt: T0 + 2, priority: -5 });
-        expect(await store.jobNextRunAt()).toBe(T0 + 2);
+        // A job due at once is available, not scheduled.
+        expect(await store.jobNextScheduledAt()).toBe(T0 + 2_000);
 
-        // A running job is not queued.
         const claimed = await claimOne(T0 + 10);
         expect(claimed.id).toBe(due.id);
-        expect(await store.jobNextRunAt()).toBe(T0 + 2_000);
+        expect(await store.jobNextScheduledAt()).toBe(T0 + 2_000);
 
         await claim(T0 + 3_000);
-        expect(await store.jobNextRunAt()).toBeNull();
+        expect(await store.jobNextScheduledAt()).toBeNull();
+      });
+
+      it("a job not yet due is not claimable until promoted, and promotion respects the time", async () => {
+        const later = await insert({ createdAt: T0, scheduledAt: T0 + 1_000 });
+        expect(
+          (await store.jobClaim({ now: T0 + 2_000, limit: 10, leaseMs: LEASE_MS, worker: "w" }))
+            .jobs,
+        ).toEqual([]);
+        expect(await store.jobPromoteScheduled({ now: T0 + 999, limit: 10 })).toBe(0);
+        expect(await store.jobPromoteScheduled({ now: T0 + 1_000, limit: 10 })).toBe(1);
+        const { jobs } = await store.jobClaim({
+          now: T0 + 1_000,
+          limit: 10,
+          leaseMs: LEASE_MS,
+          worker: "w",
+        });
+        expect(jobs.map((j) => j.id)).toEqual([later.id]);
+        expect((await get(later.id, T0 + 1_000)).status).toBe("running");
       });
     });
 

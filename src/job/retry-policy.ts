@@ -10,7 +10,13 @@ export type CallResult =
       truncated: boolean;
       durationMs: number;
     }
-  | { kind: "error"; code: "timeout" | "network"; message: string; durationMs: number }
+  | {
+      kind: "error";
+      /** timeout and network failures are retried; a refused destination or redirect loop is not. */
+      code: "timeout" | "network" | "destination_blocked" | "too_many_redirects";
+      message: string;
+      durationMs: number;
+    }
   /** Stopped from our side (cancel, shutdown, lost lease); the caller knows why. */
   | { kind: "aborted"; durationMs: number };
 
@@ -100,7 +106,7 @@ export function decide(
       responseStatus: null,
       errorCode: result.code,
       error: result.message,
-      retryable: true,
+      retryable: result.code === "timeout" || result.code === "network",
       durationMs: result.durationMs,
     };
   }

@@ -71,7 +71,9 @@ describe("sqlite store on a file", () => {
   it("reopening an existing file keeps the data and does not re-apply migrations", async () => {
     const job = newJob({ tags: ["keep"], idempotencyKey: "reopen" });
     await store.jobInsert(job);
-    const [claimed] = await store.jobClaim({ now: T0 + 10, limit: 1, leaseMs: 1_000, owner: "w1" });
+    const [claimed] = (
+      await store.jobClaim({ now: T0 + 10, limit: 1, leaseMs: 1_000, worker: "w1" })
+    ).jobs;
     expect(claimed?.id).toBe(job.id);
     const migrationsBefore = peer().prepare("SELECT * FROM schema_migrations").all();
     await store.close();
@@ -95,14 +97,15 @@ describe("sqlite store on a file", () => {
 
   it("a job is committed before jobInsert resolves: another connection sees it at once", async () => {
     const reader = peer();
-    const byId = reader.prepare("SELECT status, attempt FROM jobs WHERE id = ?");
+    const byId = reader.prepare("SELECT state AS status, attempt FROM jobs WHERE id = ?");
     const job = newJob();
     expect(byId.get(job.id)).toBeUndefined();
 
     await store.jobInsert(job);
-    expect(byId.get(job.id)).toEqual({ status: "queued", attempt: 0 });
+    expect(byId.get(job.id)).toEqual({ status: "available", attempt: 0 });
 
-    const [claimed] = await store.jobClaim({ now: T0, limit: 1, leaseMs: 1_000, owner: "w1" });
+    const [claimed] = (await store.jobClaim({ now: T0, limit: 1, leaseMs: 1_000, worker: "w1" }))
+      .jobs;
     expect(byId.get(job.id)).toEqual({ status: "running", attempt: 1 });
     await store.jobFinishAttempt({
       lease: { jobId: job.id, token: claimed!.leaseToken },
@@ -134,7 +137,8 @@ describe("sqlite store on a file", () => {
       );
     for (const key of ["a", "b"]) {
       await store.jobInsert(newJob({ tags: ["t1", "t2"], ttlMs: 100, idempotencyKey: key }));
-      const [claimed] = await store.jobClaim({ now: T0, limit: 1, leaseMs: 1_000, owner: "w" });
+      const [claimed] = (await store.jobClaim({ now: T0, limit: 1, leaseMs: 1_000, worker: "w" }))
+        .jobs;
       await store.jobFinishAttempt({
         lease: { jobId: claimed!.id, token: claimed!.leaseToken },
         now: T0 + 10,
@@ -174,8 +178,10 @@ describe("sqlite store on a file", () => {
       for (let i = 0; i < 6; i++) await store.jobInsert(newJob({ createdAt: T0 + i }));
       const ids: string[] = [];
       for (let round = 0; round < 4; round++) {
-        const a = await store.jobClaim({ now: T0 + 10, limit: 1, leaseMs: 1_000, owner: "a" });
-        const b = await other.jobClaim({ now: T0 + 10, limit: 1, leaseMs: 1_000, owner: "b" });
+        const a = (await store.jobClaim({ now: T0 + 10, limit: 1, leaseMs: 1_000, worker: "a" }))
+          .jobs;
+        const b = (await other.jobClaim({ now: T0 + 10, limit: 1, leaseMs: 1_000, worker: "b" }))
+          .jobs;
         ids.push(...a.map((j) => j.id), ...b.map((j) => j.id));
       }
       expect(ids).toHaveLength(6);
