@@ -4,7 +4,6 @@ import type { JobSpec } from "../../src/job/types.js";
 import {
   type EnqueueInput,
   type JobLimits,
-  LIMITS,
   validateEnqueue,
   validateJobId,
 } from "../../src/job/validate.js";
