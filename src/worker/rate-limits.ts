@@ -38,18 +38,20 @@ export function parseHostLimits(raw: string): Rule[] {
       .slice(eq + 1)
       .split(";")
       .map((s) => s.trim())) {
-      let m: RegExpExecArray | null;
-      if ((m = /^(\d+(?:\.\d+)?)\/(s|m)$/.exec(spec))) {
-        const n = Number(m[1]);
+      const rate = /^(\d+(?:\.\d+)?)\/(s|m)$/.exec(spec);
+      const concurrency = /^concurrency=(\d+)$/.exec(spec);
+      const burst = /^burst=(\d+)$/.exec(spec);
+      if (rate) {
+        const n = Number(rate[1]);
         if (n <= 0) throw new Error(`rule ${JSON.stringify(text)}: a rate must be above 0`);
-        limits.intervalMs = (m[2] === "s" ? 1000 : 60_000) / n;
-      } else if ((m = /^concurrency=(\d+)$/.exec(spec))) {
-        limits.concurrency = Number(m[1]);
+        limits.intervalMs = (rate[2] === "s" ? 1000 : 60_000) / n;
+      } else if (concurrency) {
+        limits.concurrency = Number(concurrency[1]);
         if (limits.concurrency < 1) {
           throw new Error(`rule ${JSON.stringify(text)}: concurrency must be at least 1`);
         }
-      } else if ((m = /^burst=(\d+)$/.exec(spec))) {
-        limits.burst = Math.max(1, Number(m[1]));
+      } else if (burst) {
+        limits.burst = Math.max(1, Number(burst[1]));
       } else {
         throw new Error(
           `rule ${JSON.stringify(text)}: unknown limit ${JSON.stringify(spec)}; use n/s, n/m, burst=n or concurrency=n`,
