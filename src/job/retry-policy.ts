@@ -53,6 +53,8 @@ export interface AttemptContext {
   maxAttempts: number;
   backoffStrategy: BackoffStrategy;
   backoffBaseMs: number;
+  /** Whether the job follows redirects (a 3xx that reaches here was not followed for a reason). */
+  followRedirects?: boolean;
 }
 
 /** Whether a status is success, worth retrying, or a final failure. */
@@ -89,12 +91,12 @@ export function decide(
         },
       };
     }
-    const redirect = result.status >= 300 && result.status < 400;
+    const unfollowed = result.status >= 300 && result.status < 400 && !ctx.followRedirects;
     end = {
       outcome: "failed",
       responseStatus: result.status,
       errorCode: "http_status",
-      error: `HTTP ${result.status}${redirect ? " (redirects are not followed)" : ""}`,
+      error: `HTTP ${result.status}${unfollowed ? " (redirects are followed only with follow_redirects)" : ""}`,
       retryable: cls === "retryable",
       durationMs: result.durationMs,
     };

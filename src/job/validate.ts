@@ -98,6 +98,7 @@ export const FORBIDDEN_HEADERS = new Set([
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 // biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
 const CONTROL = /[\u0000-\u001f\u007f]/;
+const NOT_LATIN1 = /[^\u0000-\u00ff]/;
 
 /**
  * Turns a submit into a complete, valid job spec, or throws {@link InvalidArgumentError} naming the
@@ -306,6 +307,12 @@ function validateHeaders(
       throw new InvalidArgumentError(
         `headers.${name}`,
         "contains control characters (CR, LF, NUL)",
+      );
+    }
+    if (NOT_LATIN1.test(value)) {
+      throw new InvalidArgumentError(
+        `headers.${name}`,
+        "contains characters HTTP headers cannot carry (beyond Latin-1); encode the value",
       );
     }
     bytes += name.length + value.length;

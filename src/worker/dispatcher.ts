@@ -82,10 +82,10 @@ export function createHttpDispatcher(options: HttpDispatcherOptions): HttpDispat
       if (next.protocol !== "http:" && next.protocol !== "https:") {
         throw new Refused("destination_blocked", `redirect to a ${next.protocol} URL is refused`);
       }
-      if (
-        res.statusCode === 303 ||
-        ((res.statusCode === 301 || res.statusCode === 302) && method === "POST")
-      ) {
+      const toGet =
+        (res.statusCode === 303 && method !== "GET" && method !== "HEAD") ||
+        ((res.statusCode === 301 || res.statusCode === 302) && method === "POST");
+      if (toGet) {
         method = "GET";
         body = undefined;
         headers = withoutHeaders(headers, ["content-type"]);

@@ -4,7 +4,9 @@ import { isIP, type LookupFunction } from "node:net";
 /**
  * Where jobs may send requests. By default only public addresses: loopback, private, link-local
  * (cloud metadata included), CGNAT, multicast, reserved and documentation ranges are refused in
- * every spelling (IPv4-mapped, IPv4-compatible, NAT64 and 6to4 IPv6 forms included).
+ * every spelling (IPv4-mapped, IPv4-translated, IPv4-compatible, NAT64 and 6to4 IPv6 forms
+ * included; Teredo and local-use NAT64 outright). Denied entries win over allowed ones, and a
+ * denied IPv4 address stays denied in the IPv6 forms that carry it.
  *
  * The check runs on the resolved address at connect time (undici's `connect.lookup`), so DNS
  * rebinding cannot slip past a check made at submit time; IP literals never reach the resolver, so
@@ -64,7 +66,10 @@ const BLOCKED_V4: [string, string][] = [
 const BLOCKED_V6: [string, string][] = [
   ["::/128", "unspecified (::)"],
   ["::1/128", "IPv6 loopback (::1)"],
+  ["64:ff9b:1::/48", "local-use NAT64 (64:ff9b:1::/48)"],
   ["100::/64", "discard-only (100::/64)"],
+  // Teredo tunnels to an obfuscated IPv4 address that could be anything; nothing public needs it.
+  ["2001::/32", "Teredo (2001::/32)"],
   ["2001:db8::/32", "documentation (2001:db8::/32)"],
   ["fc00::/7", "unique local (fc00::/7)"],
   ["fe80::/10", "link-local (fe80::/10)"],
@@ -75,6 +80,7 @@ const BLOCKED_V6: [string, string][] = [
 /** IPv6 ranges that carry an IPv4 address, and where it sits. */
 const EMBEDDED_V4: [string, number, string][] = [
   ["::ffff:0:0/96", 12, "IPv4-mapped"],
+  ["::ffff:0:0:0/96", 12, "IPv4-translated"],
   ["::/96", 12, "IPv4-compatible"],
   ["64:ff9b::/96", 12, "NAT64"],
   ["2002::/16", 2, "6to4"],
@@ -99,6 +105,13 @@ function v4Reason(bytes: Bytes): string | null {
   return null;
 }
 
+/** The IPv4 address an IPv6 address carries (mapped, compatible, NAT64, 6to4…), or null. */
+function embeddedV4(bytes: Bytes): Bytes | null {
+  if (bytes.length !== 16) return null;
+  const e = V6_EMBEDDED.find((e) => inCidr(bytes, e.cidr));
+  return e ? bytes.slice(e.at, e.at + 4) : null;
+}
+
 function v6Reason(bytes: Bytes): string | null {
   // ::1 and :: sit inside ::/96 (IPv4-compatible): judge them as themselves first.
   for (const r of V6_RANGES.slice(0, 2)) if (inCidr(bytes, r.cidr)) return r.label;
@@ -117,6 +130,7 @@ export function createOutboundPolicy(options: OutboundPolicyOptions): OutboundPo
   const denied = options.denied.map(parseHostPattern);
   const resolve = options.resolve ?? osResolve;
 
+  // Hosts arrive normalised like the patterns (lowercase, no root dot: "evil.example." matches).
   const nameMatches = (patterns: HostPattern[], host: string) =>
     patterns.some(
       (p) => p.kind === "name" && (p.wildcard ? host.endsWith(`.${p.name}`) : host === p.name),
@@ -125,27 +139,36 @@ export function createOutboundPolicy(options: OutboundPolicyOptions): OutboundPo
     patterns.some(
       (p) => p.kind === "cidr" && p.cidr.bytes.length === bytes.length && inCidr(bytes, p.cidr),
     );
+  // A denied IPv4 address stays denied in its IPv6 spellings (::ffff:a.b.c.d, NAT64, 6to4…).
+  const isDenied = (bytes: Bytes) => {
+    const inner = embeddedV4(bytes);
+    return ipMatches(denied, bytes) || (inner !== null && ipMatches(denied, inner));
+  };
 
-  /** Why an address may not be called, or null. */
-  function addressRefusal(address: string): string | null {
+  /**
+   * Why an address may not be called ("is denied …", "is not public: …"), or null. An address
+   * reached through an allowed name (`byName`) may be private, but never denied.
+   */
+  function addressRefusal(address: string, byName = false): string | null {
     const bytes = parseIp(address);
-    if (!bytes) return `${address} is not an IP address`;
-    if (ipMatches(denied, bytes)) return `${address} is denied (JOBQUEUE_DENIED_HOSTS)`;
-    if (ipMatches(allowed, bytes)) return null;
+    if (!bytes) return "is not an IP address";
+    if (isDenied(bytes)) return "is denied (JOBQUEUE_DENIED_HOSTS)";
+    if (byName || ipMatches(allowed, bytes)) return null;
     const reason = nonPublicReason(address);
-    return reason
-      ? `${address} is a ${reason} address; only public destinations are allowed unless listed in JOBQUEUE_ALLOWED_HOSTS`
-      : null;
+    return reason ? `is not public: ${reason}; ${ALLOW_HINT}` : null;
   }
 
   return {
     refuse(url) {
       const host = hostOf(url);
       if (nameMatches(denied, host)) return `host ${host} is denied (JOBQUEUE_DENIED_HOSTS)`;
-      if (isIP(host)) return addressRefusal(host);
+      if (isIP(host)) {
+        const refusal = addressRefusal(host);
+        return refusal ? `${host} ${refusal}` : null;
+      }
       if (nameMatches(allowed, host)) return null;
       if (host === "localhost" || host.endsWith(".localhost")) {
-        return `host ${host} is loopback; only public destinations are allowed unless listed in JOBQUEUE_ALLOWED_HOSTS`;
+        return `host ${host} is loopback; ${ALLOW_HINT}`;
       }
       return null;
     },
@@ -156,8 +179,9 @@ export function createOutboundPolicy(options: OutboundPolicyOptions): OutboundPo
         address: string | { address: string; family: number }[],
         family?: number,
       ) => void;
-      const all = typeof opts === "object" && opts !== null && (opts as { all?: boolean }).all;
-      const host = hostname.toLowerCase();
+      const o = typeof opts === "object" && opts !== null ? (opts as LookupOptions) : {};
+      const all = o.all === true;
+      const host = normalizeName(hostname);
       const fail = (message: string) => cb(new DestinationBlockedError(message), all ? [] : "", 0);
       if (nameMatches(denied, host)) return fail(`host ${host} is denied (JOBQUEUE_DENIED_HOSTS)`);
       resolve(host).then(
@@ -167,20 +191,33 @@ export function createOutboundPolicy(options: OutboundPolicyOptions): OutboundPo
             err.code = "ENOTFOUND";
             return cb(err, all ? [] : "", 0);
           }
-          if (!nameMatches(allowed, host)) {
-            // Every address must pass: a name with one private address among public ones is refused.
-            for (const a of addresses) {
-              const refusal = addressRefusal(a.address);
-              if (refusal) return fail(`${host} resolves to ${refusal}`);
-            }
+          // Every address must pass: a name with one private address among public ones is refused.
+          const byName = nameMatches(allowed, host);
+          for (const a of addresses) {
+            const refusal = addressRefusal(a.address, byName);
+            if (refusal) return fail(`host ${host} resolves to ${a.address}, which ${refusal}`);
           }
-          if (all) cb(null, addresses);
-          else cb(null, addresses[0]!.address, addresses[0]!.family);
+          if (all) return cb(null, addresses);
+          const wanted = o.family === 4 || o.family === 6 ? o.family : 0;
+          const first = addresses.find((a) => wanted === 0 || a.family === wanted) ?? addresses[0]!;
+          cb(null, first.address, first.family);
         },
         (err: NodeJS.ErrnoException) => cb(err, all ? [] : "", 0),
       );
     }) as LookupFunction,
   };
+}
+
+const ALLOW_HINT = "only public destinations are allowed unless listed in JOBQUEUE_ALLOWED_HOSTS";
+
+interface LookupOptions {
+  all?: boolean;
+  family?: number | string;
+}
+
+/** A host name as the policy compares it: lowercase, without the root label's trailing dot. */
+function normalizeName(name: string): string {
+  return name.toLowerCase().replace(/\.$/, "");
 }
 
 function osResolve(hostname: string): Promise<{ address: string; family: number }[]> {
@@ -191,10 +228,10 @@ function osResolve(hostname: string): Promise<{ address: string; family: number 
   });
 }
 
-/** The URL's host as the policy sees it: lowercase, IPv6 without brackets. */
+/** The URL's host as the policy sees it: lowercase, IPv6 without brackets, no trailing dot. */
 function hostOf(url: URL): string {
   const h = url.hostname.toLowerCase();
-  return h.startsWith("[") && h.endsWith("]") ? h.slice(1, -1) : h;
+  return h.startsWith("[") && h.endsWith("]") ? h.slice(1, -1) : normalizeName(h);
 }
 
 /** Parses one JOBQUEUE_ALLOWED_HOSTS / JOBQUEUE_DENIED_HOSTS entry; throws on nonsense. */

@@ -239,6 +239,11 @@ describe("validateEnqueue", () => {
     },
     { name: "Host header", input: { headers: { Host: "evil.example" } }, field: "headers.Host" },
     {
+      name: "header value beyond Latin-1",
+      input: { headers: { "X-V": "a\u2028b" } },
+      field: "headers.X-V",
+    },
+    {
       name: "Transfer-Encoding header",
       input: { headers: { "transfer-encoding": "chunked" } },
       field: "headers.transfer-encoding",
