@@ -490,6 +490,16 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     problems.push("JOBQUEUE_MAX_REQUEST_BYTES: must be at least JOBQUEUE_MAX_BODY_BYTES");
   }
   const keys = [...result.apiKeysFile, ...result.apiKeys];
+  const seen = new Map<string, string>();
+  for (const k of keys) {
+    const other = seen.get(k.sha256);
+    if (other !== undefined) {
+      problems.push(
+        `JOBQUEUE_API_KEYS_FILE/JOBQUEUE_API_KEYS: the same key is configured for ${other} and ${k.principal}`,
+      );
+    }
+    seen.set(k.sha256, k.principal);
+  }
   if (result.authMode === "none" && keys.length > 0) {
     problems.push(
       "JOBQUEUE_AUTH=none, yet API keys are configured (JOBQUEUE_API_KEYS_FILE, JOBQUEUE_API_KEYS): choose one",

@@ -225,6 +225,14 @@ describe("security settings", () => {
     });
   });
 
+  it("refuses the same key configured for two principals", () => {
+    const err = configError(() =>
+      loadConfig({ JOBQUEUE_API_KEYS: `alice admin ${HASH},bob reader ${HASH}` }),
+    );
+    expect(err.message).toContain("alice");
+    expect(err.message).toContain("bob");
+  });
+
   it("names the contradictions: keys with JOBQUEUE_AUTH=none, JOBQUEUE_AUTH=keys without keys", () => {
     expect(
       configError(() =>

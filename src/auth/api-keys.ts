@@ -14,9 +14,10 @@ export interface ApiKeyEntry {
  */
 export function parseApiKeys(text: string, source: string): ApiKeyEntry[] {
   const entries: ApiKeyEntry[] = [];
-  const lines = text.split(/[\n,]/);
+  // A comment runs to the end of its line, commas included; only then do commas separate entries.
+  const lines = text.split("\n").flatMap((line) => line.replace(/#.*/, "").split(","));
   for (const [i, raw] of lines.entries()) {
-    const line = raw.replace(/#.*/, "").trim();
+    const line = raw.trim();
     if (line === "") continue;
     const [principal, role, hash, extra] = line.split(/\s+/);
     const where = `${source} entry ${i + 1}`;

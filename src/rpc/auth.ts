@@ -12,6 +12,7 @@ import type { AuditOutcome } from "../audit/audit-event.js";
 import type { Authentication } from "../auth/api-keys.js";
 import { type Action, type Caller, may } from "../auth/principal.js";
 import type { Clock } from "../job/clock.js";
+import { validateJobId } from "../job/validate.js";
 import type { JobStore } from "../store/job-store.js";
 
 /** The authenticated caller of a request, for the handlers. */
@@ -21,12 +22,20 @@ export const REMOTE_ADDRESS = createContextKey<string | null>(null, {
   description: "remote address",
 });
 
-/** What each JobQueueService method does, in the terms roles are granted. */
-const ACTIONS: Record<string, Action> = {
-  EnqueueJob: "enqueue",
-  EnqueueJobs: "enqueue",
-  CancelJob: "cancel",
-  ListAuditEvents: "audit",
+/**
+ * What each JobQueueService method does, in the terms roles are granted. Every method is listed
+ * (a new RPC does not compile until it is given an action), and one missing at run time is refused.
+ */
+const ACTIONS: Record<keyof typeof JobQueueService.method, Action> = {
+  enqueueJob: "enqueue",
+  enqueueJobs: "enqueue",
+  getJob: "read",
+  getJobResult: "read",
+  cancelJob: "cancel",
+  listJobs: "read",
+  listJobAttempts: "read",
+  watchJob: "read",
+  listAuditEvents: "audit",
 };
 
 export interface AuthGateOptions {
@@ -40,15 +49,20 @@ export interface AuthGateOptions {
 /**
  * Authentication and role checks, identical for every protocol: the Connect interceptor (gRPC,
  * gRPC-Web, Connect) and the REST handler both call {@link AuthGate.admit}. Only the
- * JobQueueService is guarded; health and reflection stay open. Refusals are audited and say
- * nothing about why beyond their code.
+ * JobQueueService is guarded; health and reflection stay open. Refusals are audited, with the job
+ * the call names, and say nothing about why beyond their code.
  */
 export interface AuthGate {
+  /**
+   * `jobIdOf` reads the job the request names; it is only called to record a refusal (an
+   * accepted call's job is recorded by the queue), and only a well-formed job id is kept.
+   */
   admit(
     method: DescMethod,
     headers: Headers,
     remoteAddress: string | null,
     protocol: string,
+    jobIdOf?: () => unknown,
   ): Promise<Caller | null>;
   interceptor: Interceptor;
 }
@@ -59,6 +73,7 @@ export function createAuthGate(options: AuthGateOptions): AuthGate {
   async function refuse(
     method: DescMethod,
     caller: Caller,
+    jobIdOf: (() => unknown) | undefined,
     outcome: AuditOutcome,
     code: Code,
     message: string,
@@ -69,7 +84,7 @@ export function createAuthGate(options: AuthGateOptions): AuthGate {
           at: clock.now(),
           principal: caller.principal?.name ?? null,
           action: method.name,
-          jobId: null,
+          jobId: await wellFormedJobId(jobIdOf),
           remoteAddress: caller.remoteAddress,
           protocol: caller.protocol,
           outcome,
@@ -87,6 +102,7 @@ export function createAuthGate(options: AuthGateOptions): AuthGate {
     headers: Headers,
     remoteAddress: string | null,
     protocol: string,
+    jobIdOf?: () => unknown,
   ): Promise<Caller | null> {
     if (method.parent.typeName !== JobQueueService.typeName) return null;
     if (!authenticate) return { principal: null, remoteAddress, protocol };
@@ -96,14 +112,23 @@ export function createAuthGate(options: AuthGateOptions): AuthGate {
       return refuse(
         method,
         anonymous,
+        jobIdOf,
         "unauthenticated",
         Code.Unauthenticated,
         "a valid API key is required",
       );
     }
     const caller: Caller = { principal: auth.principal, remoteAddress, protocol };
-    if (!may(auth.principal.role, ACTIONS[method.name] ?? "read")) {
-      return refuse(method, caller, "permission_denied", Code.PermissionDenied, "not allowed");
+    const action: Action | undefined = ACTIONS[method.localName as keyof typeof ACTIONS];
+    if (action === undefined || !may(auth.principal.role, action)) {
+      return refuse(
+        method,
+        caller,
+        jobIdOf,
+        "permission_denied",
+        Code.PermissionDenied,
+        "not allowed",
+      );
     }
     return caller;
   }
@@ -114,6 +139,11 @@ export function createAuthGate(options: AuthGateOptions): AuthGate {
       req.header,
       req.contextValues.get(REMOTE_ADDRESS),
       protocolOf(req.header.get("content-type")),
+      // A server-streaming request is a stream of one message; it is read only to be refused.
+      async () => {
+        const message = req.stream ? await firstOf(req.message) : req.message;
+        return (message as { jobId?: unknown } | undefined)?.jobId;
+      },
     );
     if (caller) req.contextValues.set(CALLER, caller);
     return next(req);
@@ -127,6 +157,21 @@ export function callerOf(values: ContextValues): Caller {
   const caller = values.get(CALLER);
   if (!caller) throw new ConnectError("internal error", Code.Internal);
   return caller;
+}
+
+/** The job id a refused request names, if it names one that could exist. */
+async function wellFormedJobId(jobIdOf: (() => unknown) | undefined): Promise<string | null> {
+  try {
+    const value = await jobIdOf?.();
+    return typeof value === "string" ? validateJobId(value) : null;
+  } catch {
+    return null;
+  }
+}
+
+async function firstOf<T>(messages: AsyncIterable<T>): Promise<T | undefined> {
+  for await (const message of messages) return message;
+  return undefined;
 }
 
 function protocolOf(contentType: string | null): string {

@@ -125,6 +125,7 @@ export function createRestHandler(options: RestHandlerOptions) {
         headers,
         req.socket?.remoteAddress ?? null,
         "rest",
+        () => hit.vars?.job_id,
       );
       const json = await requestJson(req, route, url, hit.vars!, options.maxRequestBytes);
       const input = fromRestJson(route.method.input, json);
@@ -149,11 +150,12 @@ export function createRestHandler(options: RestHandlerOptions) {
     } catch (err) {
       const cerr = toConnectError(err, logger);
       const field = cerr.code === Code.InvalidArgument ? violatedField(cerr) : undefined;
-      sendJson(res, httpStatusOf(cerr.code), {
-        code: codeName(cerr.code),
-        message: cerr.rawMessage,
-        ...(field ? { field } : {}),
-      });
+      sendJson(
+        res,
+        httpStatusOf(cerr.code),
+        { code: codeName(cerr.code), message: cerr.rawMessage, ...(field ? { field } : {}) },
+        cerr.code === Code.Unauthenticated ? { "www-authenticate": 'Bearer realm="jobqueue"' } : {},
+      );
     }
     return true;
   };

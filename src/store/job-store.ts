@@ -22,8 +22,8 @@ import type { LimitResolver } from "../worker/rate-limits.js";
 export interface JobStore {
   /**
    * Stores a job, durably before it resolves, with its audit event in the same transaction. If a
-   * kept job has the same idempotency key, stores nothing and returns that job with
-   * `inserted: false` (the audit event is still recorded).
+   * kept job of the same owner has the same idempotency key, stores nothing and returns that job
+   * with `inserted: false` (the audit event is still recorded).
    */
   jobInsert(job: NewJob, audit?: AuditEvent): Promise<{ job: Job; inserted: boolean }>;
 

@@ -219,7 +219,9 @@ class SqliteJobStore implements JobStore {
   /** Inserts a job, or finds the kept job with its idempotency key. Runs inside a transaction. */
   private insertOne(job: NewJob): { job: Job; inserted: boolean } {
     if (job.idempotencyKey !== null) {
-      const existing = this.s.getByIdempotencyKey.get(job.idempotencyKey) as JobRow | undefined;
+      const existing = this.s.getByIdempotencyKey.get(job.owner ?? "", job.idempotencyKey) as
+        | JobRow
+        | undefined;
       if (existing) {
         if (existing.expires_at === null || existing.expires_at > job.createdAt) {
           return { job: rowToJob(existing), inserted: false };
@@ -428,7 +430,9 @@ class SqliteJobStore implements JobStore {
    * Picks up to `limit` available jobs that their bucket admits now, in claim order. A job whose
    * bucket is at its concurrency limit moves to waiting; one whose bucket's rate budget is spent
    * is rescheduled to the next free slot, which it reserves (GCRA: `tat` is the theoretical time
-   * of the bucket's next call). Neither counts an attempt or holds a worker.
+   * of the bucket's next call). Neither counts an attempt or holds a worker. A reserved job that
+   * then has to wait for concurrency gives its slot up: it runs when a call ends, perhaps long
+   * after the slot, and without a fresh check it could call right after another.
    */
   private admit(
     now: number,
@@ -471,6 +475,11 @@ class SqliteJobStore implements JobStore {
             skipped++;
             continue;
           }
+        } else if (l?.intervalMs != null) {
+          // A reserved slot is spent now, however late (a busy pool, a restart after downtime):
+          // the bucket's next call is still at least an interval after this one.
+          const tat = (this.s.getTat.get(c.bucket) as number | undefined) ?? now;
+          if (tat < now + l.intervalMs) this.s.setTat.run(c.bucket, Math.ceil(now + l.intervalMs));
         }
         ids.push(c.id);
       }
@@ -703,7 +712,9 @@ function prepareStatements(db: Database.Database) {
     getJob: db.prepare(
       "SELECT * FROM jobs WHERE id = ? AND (expires_at IS NULL OR expires_at > ?)",
     ),
-    getByIdempotencyKey: db.prepare("SELECT * FROM jobs WHERE idempotency_key = ?"),
+    getByIdempotencyKey: db.prepare(
+      "SELECT * FROM jobs WHERE COALESCE(owner, '') = ? AND idempotency_key = ?",
+    ),
     deleteJob: db.prepare("DELETE FROM jobs WHERE id = ?"),
     cancelJob: db.prepare(`UPDATE jobs SET state = 'canceled', finished_at = @now,
         updated_at = @now, expires_at = ${expiry}, ${clearLease}
@@ -719,7 +730,10 @@ function prepareStatements(db: Database.Database) {
     countRunning: db
       .prepare("SELECT COUNT(*) FROM jobs WHERE state = 'running' AND bucket = ?")
       .pluck(),
-    setWaiting: db.prepare("UPDATE jobs SET state = 'waiting', updated_at = ? WHERE id = ?"),
+    // A rate slot is only good at its time: a job held back past it must be judged again.
+    setWaiting: db.prepare(
+      "UPDATE jobs SET state = 'waiting', rate_reserved = 0, updated_at = ? WHERE id = ?",
+    ),
     getTat: db.prepare("SELECT tat FROM rate_limits WHERE bucket = ?").pluck(),
     setTat: db.prepare(
       "INSERT INTO rate_limits (bucket, tat) VALUES (?, ?) ON CONFLICT (bucket) DO UPDATE SET tat = excluded.tat",

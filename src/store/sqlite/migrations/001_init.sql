@@ -53,7 +53,9 @@ CREATE INDEX jobs_lease ON jobs (lease_expires_at) WHERE state = 'running';
 CREATE INDEX jobs_expiry ON jobs (expires_at) WHERE expires_at IS NOT NULL;
 CREATE INDEX jobs_state ON jobs (state, id);
 CREATE INDEX jobs_owner ON jobs (owner, id);
-CREATE UNIQUE INDEX jobs_idempotency ON jobs (idempotency_key) WHERE idempotency_key IS NOT NULL;
+-- Idempotency keys are per owner: one principal's key never names another's job.
+CREATE UNIQUE INDEX jobs_idempotency ON jobs (COALESCE(owner, ''), idempotency_key)
+  WHERE idempotency_key IS NOT NULL;
 
 CREATE TABLE job_tags (
   tag    TEXT NOT NULL,
