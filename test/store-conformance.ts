@@ -1366,6 +1366,32 @@ export function runStoreConformance(name: string, open: () => Promise<OpenedStor
         expect(late.deferredUntil).toBe(T0 + 660_000);
         expect((await get(c.id, T0 + 600_001)).runAt).toBe(T0 + 660_000);
       });
+
+      it("reserved slots that come due together are spread out again, not called at once", async () => {
+        const limits = limitsFor({ intervalMs: 60_000 });
+        const a = await insert({ bucket: "b" });
+        const b = await insert({ bucket: "b" });
+        const c = await insert({ bucket: "b" });
+        expect((await claimLimited(T0, limits)).ids).toEqual([a.id]); // b at +60 s, c at +120 s
+        // Nothing claims for ten minutes: both reservations are due at once.
+        const late = await claimLimited(T0 + 600_000, limits);
+        expect(late.ids).toEqual([b.id]);
+        expect((await get(c.id, T0 + 600_000)).runAt).toBe(T0 + 660_000);
+        expect((await claimLimited(T0 + 659_999, limits)).ids).toEqual([]);
+        expect((await claimLimited(T0 + 660_000, limits)).ids).toEqual([c.id]);
+      });
+
+      it("cancelling a job promoted from waiting lets the next waiting one go", async () => {
+        const limits = limitsFor({ concurrency: 1 });
+        const a = await insert({ bucket: "b" });
+        const b = await insert({ bucket: "b" });
+        const c = await insert({ bucket: "b" });
+        const first = await claimLimited(T0, limits);
+        expect(first.ids).toEqual([a.id]); // b and c wait
+        await done(first.jobs[0]!, T0 + 10); // b is promoted
+        expect((await store.jobCancel({ id: b.id, now: T0 + 20 })).kind).toBe("canceled");
+        expect((await claimLimited(T0 + 30, limits)).ids).toEqual([c.id]);
+      });
     });
   });
 }

@@ -98,6 +98,7 @@ export const FORBIDDEN_HEADERS = new Set([
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 // biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
 const CONTROL = /[\u0000-\u001f\u007f]/;
+// biome-ignore lint/suspicious/noControlCharactersInRegex: the range starts at NUL on purpose
 const NOT_LATIN1 = /[^\u0000-\u00ff]/;
 
 /**

@@ -14,6 +14,7 @@ export interface SecretBox {
 }
 
 const VERSION = "v1";
+const IV_BYTES = 12;
 const TAG_BYTES = 16;
 
 /** A short, stable, non-secret name for a key: the first 8 hex digits of its SHA-256. */
@@ -31,7 +32,7 @@ export function createSecretBox(keys: Buffer[]): SecretBox {
 
   return {
     seal(jobId, headers) {
-      const iv = randomBytes(12);
+      const iv = randomBytes(IV_BYTES);
       const cipher = createCipheriv("aes-256-gcm", current, iv);
       cipher.setAAD(Buffer.from(jobId));
       const ct = Buffer.concat([
@@ -42,18 +43,34 @@ export function createSecretBox(keys: Buffer[]): SecretBox {
       return [VERSION, currentId, iv.toString("base64url"), ct.toString("base64url")].join(".");
     },
     open(jobId, sealed) {
-      const [version, id, iv, data] = sealed.split(".");
-      if (version !== VERSION || !id || !iv || !data) throw new Error("not a sealed value");
+      const parts = sealed.split(".");
+      const [version, id, ivText, data] = parts;
+      if (parts.length !== 4 || version !== VERSION || !id || !ivText || !data) {
+        throw new Error("not a sealed value");
+      }
       const key = byId.get(id);
-      if (!key) throw new Error(`sealed with key ${id}, which is not among JOBQUEUE_SECRET_KEY`);
+      if (!key) {
+        throw new Error(
+          `sealed with key ${id}, which is not configured (not among JOBQUEUE_SECRET_KEY or the key file)`,
+        );
+      }
+      const iv = Buffer.from(ivText, "base64url");
       const bytes = Buffer.from(data, "base64url");
-      const decipher = createDecipheriv("aes-256-gcm", key, Buffer.from(iv, "base64url"));
+      if (iv.length !== IV_BYTES || bytes.length < TAG_BYTES) throw new Error("not a sealed value");
+      // The tag length is pinned: without it, GCM accepts a truncated (forgeable) tag.
+      const decipher = createDecipheriv("aes-256-gcm", key, iv, { authTagLength: TAG_BYTES });
       decipher.setAAD(Buffer.from(jobId));
       decipher.setAuthTag(bytes.subarray(bytes.length - TAG_BYTES));
-      const plain = Buffer.concat([
-        decipher.update(bytes.subarray(0, bytes.length - TAG_BYTES)),
-        decipher.final(),
-      ]);
+      let plain: Buffer;
+      try {
+        plain = Buffer.concat([
+          decipher.update(bytes.subarray(0, bytes.length - TAG_BYTES)),
+          decipher.final(),
+        ]);
+      } catch {
+        // OpenSSL's own message ("unable to authenticate data") says nothing useful to an operator.
+        throw new Error(`sealed value does not open with key ${id}: altered, or not this job's`);
+      }
       return JSON.parse(plain.toString("utf8")) as Record<string, string>;
     },
   };

@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
-import { readFileSync, statSync, writeFileSync } from "node:fs";
+import { closeSync, fsyncSync, openSync, readFileSync, statSync, writeSync } from "node:fs";
+import { dirname } from "node:path";
 import type { Logger } from "pino";
 
 /**
@@ -8,7 +9,7 @@ import type { Logger } from "pino";
  * Throws a message naming what is wrong, never the key itself.
  */
 export function parseSecretKeys(raw: string): Buffer[] {
-  return raw
+  const keys = raw
     .split(",")
     .map((s) => s.trim())
     .filter((s) => s !== "")
@@ -21,6 +22,9 @@ export function parseSecretKeys(raw: string): Buffer[] {
       }
       return key;
     });
+  // "," alone would otherwise pass here and fail later, far from the setting that caused it.
+  if (keys.length === 0) throw new Error("holds no key");
+  return keys;
 }
 
 /**
@@ -28,22 +32,51 @@ export function parseSecretKeys(raw: string): Buffer[] {
  * with mode 0600. Either way it warns, because losing that file makes stored secrets unreadable.
  */
 export function loadOrCreateKeyFile(path: string, logger: Logger): Buffer {
+  let text: string | null = null;
   try {
-    const key = parseSecretKeys(readFileSync(path, "utf8"))[0];
-    if (!key) throw new Error(`${path} holds no key`);
+    text = readFileSync(path, "utf8");
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+  }
+  if (text !== null) {
+    let key: Buffer;
+    try {
+      key = parseSecretKeys(text)[0]!;
+    } catch (err) {
+      // Never replaced: a new key would make every stored secret unreadable.
+      throw new Error(`the secret key file ${path}: ${(err as Error).message}`);
+    }
     if ((statSync(path).mode & 0o077) !== 0) {
       logger.warn({ path }, "the secret key file is readable by others; chmod 600 it");
     }
     logger.warn({ path }, "JOBQUEUE_SECRET_KEY is not set; using the generated key file");
     return key;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
   }
   const key = randomBytes(32);
-  writeFileSync(path, `${key.toString("base64")}\n`, { mode: 0o600, flag: "wx" });
+  writeDurably(path, `${key.toString("base64")}\n`);
   logger.warn(
     { path },
     "JOBQUEUE_SECRET_KEY is not set; generated a key into this file (mode 0600). Back it up: without it, secret headers of stored jobs cannot be read",
   );
   return key;
+}
+
+/**
+ * Creates `path` (mode 0600, failing if it exists) and fsyncs it and its directory: the jobs are
+ * on disk before an enqueue is acknowledged, so the key that opens their secrets must be too.
+ */
+function writeDurably(path: string, text: string): void {
+  const fd = openSync(path, "wx", 0o600);
+  try {
+    writeSync(fd, text);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  const dir = openSync(dirname(path), "r");
+  try {
+    fsyncSync(dir);
+  } finally {
+    closeSync(dir);
+  }
 }

@@ -51,7 +51,10 @@ export function parseHostLimits(raw: string): Rule[] {
           throw new Error(`rule ${JSON.stringify(text)}: concurrency must be at least 1`);
         }
       } else if (burst) {
-        limits.burst = Math.max(1, Number(burst[1]));
+        limits.burst = Number(burst[1]);
+        if (limits.burst < 1) {
+          throw new Error(`rule ${JSON.stringify(text)}: burst must be at least 1`);
+        }
       } else {
         throw new Error(
           `rule ${JSON.stringify(text)}: unknown limit ${JSON.stringify(spec)}; use n/s, n/m, burst=n or concurrency=n`,
@@ -86,7 +89,10 @@ export function createLimitResolver(rules: Rule[]): LimitResolver | undefined {
   return (bucket) => rules.find((r) => r.match(bucket.toLowerCase()))?.limits ?? null;
 }
 
-/** The bucket a job's calls count against. */
+/**
+ * The bucket a job's calls count against: its rate limit key or its URL's host, in lowercase
+ * (keys are case-insensitive, like host names; a key equal to a host name shares its budget).
+ */
 export function bucketOf(url: string, rateLimitKey: string | null): string {
-  return rateLimitKey ?? new URL(url).hostname.toLowerCase();
+  return (rateLimitKey ?? new URL(url).hostname).toLowerCase();
 }

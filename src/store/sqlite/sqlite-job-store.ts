@@ -372,7 +372,9 @@ class SqliteJobStore implements JobStore {
       error: "canceled while the call was in flight",
     });
     const updated = this.s.cancelJob.get({ id, now }) as JobRow;
-    if (row.state === "running") this.s.promoteOneWaiting.run(now, row.bucket);
+    // A running job frees a slot; an available or scheduled one may have been promoted from
+    // waiting to take one. Either way the next waiting job gets its turn (the claim re-checks).
+    if (row.state !== "waiting") this.s.promoteOneWaiting.run(now, row.bucket);
     return { kind: "canceled", job: rowToJob(updated), wasRunning: row.state === "running" };
   }
 
@@ -463,23 +465,15 @@ class SqliteJobStore implements JobStore {
           }
           running.set(c.bucket, n + 1);
         }
-        if (l?.intervalMs != null && c.rate_reserved === 0) {
-          const tolerance = (l.burst - 1) * l.intervalMs;
-          const tat = Math.max((this.s.getTat.get(c.bucket) as number | undefined) ?? now, now);
-          this.s.setTat.run(c.bucket, Math.ceil(tat + l.intervalMs));
-          if (tat - now > tolerance) {
-            const runAt = Math.ceil(tat - tolerance);
+        if (l?.intervalMs != null) {
+          const runAt = this.rateSlot(c, l.intervalMs, (l.burst - 1) * l.intervalMs, now);
+          if (runAt !== null) {
             this.s.reserveSlot.run(runAt, now, c.id);
             deferredUntil = deferredUntil === null ? runAt : Math.min(deferredUntil, runAt);
             if (l.concurrency != null) running.set(c.bucket, running.get(c.bucket)! - 1);
             skipped++;
             continue;
           }
-        } else if (l?.intervalMs != null) {
-          // A reserved slot is spent now, however late (a busy pool, a restart after downtime):
-          // the bucket's next call is still at least an interval after this one.
-          const tat = (this.s.getTat.get(c.bucket) as number | undefined) ?? now;
-          if (tat < now + l.intervalMs) this.s.setTat.run(c.bucket, Math.ceil(now + l.intervalMs));
         }
         ids.push(c.id);
       }
@@ -487,6 +481,41 @@ class SqliteJobStore implements JobStore {
       if (candidates.length < fetch || skipped === 0) break;
     }
     return { ids, deferredUntil };
+  }
+
+  /**
+   * The rate check of one candidate: null if its bucket lets it call now (the call is counted),
+   * else the time it must wait for, its slot reserved. Two clocks per bucket (GCRA): `tat`, the
+   * next free slot in the plan (reservations move it ahead), and `actual_tat`, the next free slot
+   * after the calls really made. A new job takes the next planned slot, so it queues behind jobs
+   * that reserved earlier; every job, reserved or not, also waits for the actual clock, so
+   * reserved slots that come due together (a busy pool, a restart after downtime) are spread out
+   * again instead of going out at once.
+   */
+  private rateSlot(
+    c: Pick<JobRow, "bucket" | "rate_reserved">,
+    interval: number,
+    tolerance: number,
+    now: number,
+  ): number | null {
+    const state = this.s.getRate.get(c.bucket) as { tat: number; actual_tat: number } | undefined;
+    let tat = Math.max(state?.tat ?? now, now);
+    const actual = Math.max(state?.actual_tat ?? now, now);
+    const save = (nextTat: number, nextActual: number) =>
+      this.s.setRate.run(c.bucket, Math.ceil(Math.max(nextTat, nextActual)), Math.ceil(nextActual));
+    if (c.rate_reserved === 0) {
+      if (tat - now > tolerance) {
+        save(tat + interval, state?.actual_tat ?? now);
+        return Math.ceil(tat - tolerance);
+      }
+      tat += interval;
+    }
+    if (actual - now > tolerance) {
+      save(tat, state?.actual_tat ?? now);
+      return Math.ceil(actual - tolerance);
+    }
+    save(tat, actual + interval);
+    return null;
   }
 
   async jobRenewLeases(params: {
@@ -734,10 +763,9 @@ function prepareStatements(db: Database.Database) {
     setWaiting: db.prepare(
       "UPDATE jobs SET state = 'waiting', rate_reserved = 0, updated_at = ? WHERE id = ?",
     ),
-    getTat: db.prepare("SELECT tat FROM rate_limits WHERE bucket = ?").pluck(),
-    setTat: db.prepare(
-      "INSERT INTO rate_limits (bucket, tat) VALUES (?, ?) ON CONFLICT (bucket) DO UPDATE SET tat = excluded.tat",
-    ),
+    getRate: db.prepare("SELECT tat, actual_tat FROM rate_limits WHERE bucket = ?"),
+    setRate: db.prepare(`INSERT INTO rate_limits (bucket, tat, actual_tat) VALUES (?, ?, ?)
+      ON CONFLICT (bucket) DO UPDATE SET tat = excluded.tat, actual_tat = excluded.actual_tat`),
     reserveSlot: db.prepare(`UPDATE jobs SET state = 'scheduled', run_at = ?, rate_reserved = 1,
         updated_at = ? WHERE id = ?`),
     promoteOneWaiting: db.prepare(`UPDATE jobs SET state = 'available', updated_at = ?

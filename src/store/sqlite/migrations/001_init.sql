@@ -94,11 +94,13 @@ CREATE TABLE results (
   finished_at      INTEGER NOT NULL
 );
 
--- Rate-limit state per bucket (GCRA): the theoretical arrival time of the next call. Kept here so
--- that limits hold across restarts, and across nodes once several share a database.
+-- Rate-limit state per bucket (GCRA): `tat`, the next free slot in the plan (reservations move it
+-- ahead), and `actual_tat`, the next free slot after the calls really made. Kept here so that
+-- limits hold across restarts, and across nodes once several share a database.
 CREATE TABLE rate_limits (
-  bucket TEXT PRIMARY KEY,
-  tat    INTEGER NOT NULL
+  bucket     TEXT PRIMARY KEY,
+  tat        INTEGER NOT NULL,
+  actual_tat INTEGER NOT NULL
 ) WITHOUT ROWID;
 
 -- Every mutating call and every denied call.
