@@ -53,6 +53,24 @@ describe("sqlite store on a file", () => {
     await world.cleanup();
   });
 
+  it("commits concurrent writes together, and one failing write does not undo the others", async () => {
+    const reader = peer();
+    // data_version changes when another connection commits: it counts the store's transactions.
+    const version = () => reader.pragma("data_version", { simple: true }) as number;
+    const before = version();
+    const jobs = Array.from({ length: 50 }, () => newJob());
+    const duplicate = { ...jobs[0]! }; // the same id again: a primary key violation
+    const writes = [...jobs.map((j) => store.jobInsert(j)), store.jobInsert(duplicate)];
+    const settled = await Promise.allSettled(writes);
+    expect(settled.slice(0, 50).every((r) => r.status === "fulfilled")).toBe(true);
+    expect(settled[50]!.status).toBe("rejected");
+    // Every acknowledged job is committed: another connection sees all 50, and only once each.
+    const n = reader.prepare("SELECT COUNT(*) AS n FROM jobs").get() as { n: number };
+    expect(n.n).toBe(50);
+    // ...in one transaction (one fsync), not 50.
+    expect(version() - before).toBe(1);
+  });
+
   it("puts the file in WAL mode", () => {
     expect(peer().pragma("journal_mode", { simple: true })).toBe("wal");
   });

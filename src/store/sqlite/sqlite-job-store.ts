@@ -186,34 +186,88 @@ class SqliteJobStore implements JobStore {
   private readonly listStatements = new Map<string, Database.Statement>();
   private readonly s: ReturnType<typeof prepareStatements>;
 
+  /** Writes waiting for the next group commit, in arrival order. */
+  private pending: {
+    op: () => unknown;
+    resolve: (v: unknown) => void;
+    reject: (e: unknown) => void;
+  }[] = [];
+  private flushScheduled = false;
+
   constructor(private readonly db: Database.Database) {
     this.s = prepareStatements(db);
   }
 
+  /**
+   * Runs a write in the next group commit: every write that arrives before the event loop's next
+   * check phase shares one transaction, so one fsync makes them all durable. Each write runs in
+   * its own savepoint, so one failing write does not undo the others; each promise settles only
+   * once the transaction is committed.
+   */
+  private write<T>(op: () => T): Promise<T> {
+    if (this.closed) return Promise.reject(new Error("the store is closed"));
+    return new Promise<T>((resolve, reject) => {
+      this.pending.push({ op, resolve: resolve as (v: unknown) => void, reject });
+      if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        setImmediate(() => this.flush());
+      }
+    });
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    const batch = this.pending;
+    this.pending = [];
+    if (batch.length === 0) return;
+    if (this.closed) {
+      for (const w of batch) w.reject(new Error("the store is closed"));
+      return;
+    }
+    let outcomes: ({ ok: true; value: unknown } | { ok: false; error: unknown })[];
+    try {
+      outcomes = this.db
+        .transaction(() =>
+          batch.map((w) => {
+            try {
+              return { ok: true as const, value: this.db.transaction(w.op)() };
+            } catch (error) {
+              return { ok: false as const, error };
+            }
+          }),
+        )
+        .immediate();
+    } catch (error) {
+      for (const w of batch) w.reject(error);
+      return;
+    }
+    outcomes.forEach((o, i) => {
+      const w = batch[i]!;
+      if (o.ok) w.resolve(o.value);
+      else w.reject(o.error);
+    });
+  }
+
   async jobInsert(job: NewJob, audit?: AuditEvent): Promise<{ job: Job; inserted: boolean }> {
-    return this.db
-      .transaction(() => {
-        const res = this.insertOne(job);
-        if (audit) this.insertAudit({ ...audit, jobId: res.job.id });
-        return res;
-      })
-      .immediate();
+    return this.write(() => {
+      const res = this.insertOne(job);
+      if (audit) this.insertAudit({ ...audit, jobId: res.job.id });
+      return res;
+    });
   }
 
   async jobInsertMany(
     jobs: NewJob[],
     audit?: AuditEvent[],
   ): Promise<{ job: Job; inserted: boolean }[]> {
-    return this.db
-      .transaction(() =>
-        jobs.map((job, i) => {
-          const res = this.insertOne(job);
-          const event = audit?.[i];
-          if (event) this.insertAudit({ ...event, jobId: res.job.id });
-          return res;
-        }),
-      )
-      .immediate();
+    return this.write(() =>
+      jobs.map((job, i) => {
+        const res = this.insertOne(job);
+        const event = audit?.[i];
+        if (event) this.insertAudit({ ...event, jobId: res.job.id });
+        return res;
+      }),
+    );
   }
 
   /** Inserts a job, or finds the kept job with its idempotency key. Runs inside a transaction. */
@@ -341,21 +395,19 @@ class SqliteJobStore implements JobStore {
     audit?: (outcome: AuditOutcome) => AuditEvent;
   }): Promise<CancelResult> {
     const { id, now } = params;
-    return this.db
-      .transaction((): CancelResult => {
-        const result = this.cancelOne(id, now, params.ownedBy);
-        if (params.audit) {
-          const outcome: AuditOutcome =
-            result.kind === "canceled"
-              ? "ok"
-              : result.kind === "not-found"
-                ? "not_found"
-                : "failed_precondition";
-          this.insertAudit(params.audit(outcome));
-        }
-        return result;
-      })
-      .immediate();
+    return this.write((): CancelResult => {
+      const result = this.cancelOne(id, now, params.ownedBy);
+      if (params.audit) {
+        const outcome: AuditOutcome =
+          result.kind === "canceled"
+            ? "ok"
+            : result.kind === "not-found"
+              ? "not_found"
+              : "failed_precondition";
+        this.insertAudit(params.audit(outcome));
+      }
+      return result;
+    });
   }
 
   private cancelOne(id: string, now: number, ownedBy: string | undefined): CancelResult {
@@ -389,43 +441,41 @@ class SqliteJobStore implements JobStore {
     // Random, so that no other claim (another process, a restart) can ever hold the same token.
     const token = `${params.worker}:${randomUUID()}`;
     const leaseExpiresAt = params.now + params.leaseMs;
-    return this.db
-      .transaction((): ClaimResult => {
-        let rows: JobRow[];
-        let deferredUntil: number | null = null;
-        if (!params.limits) {
-          rows = this.s.claim.all({
-            now: params.now,
-            limit: params.limit,
-            token,
-            lease_expires_at: leaseExpiresAt,
-          }) as JobRow[];
-        } else {
-          const granted = this.admit(params.now, params.limit, params.limits);
-          deferredUntil = granted.deferredUntil;
-          rows = granted.ids.map(
-            (id) =>
-              this.s.claimOne.get({
-                id,
-                now: params.now,
-                token,
-                lease_expires_at: leaseExpiresAt,
-              }) as JobRow,
-          );
-        }
-        rows.sort(claimOrder);
-        const jobs = rows.map((row) => {
-          this.s.insertAttempt.run({
-            job_id: row.id,
-            attempt: row.attempt,
-            lease_token: token,
-            started_at: params.now,
-          });
-          return { ...rowToJob(row), leaseToken: token };
+    return this.write((): ClaimResult => {
+      let rows: JobRow[];
+      let deferredUntil: number | null = null;
+      if (!params.limits) {
+        rows = this.s.claim.all({
+          now: params.now,
+          limit: params.limit,
+          token,
+          lease_expires_at: leaseExpiresAt,
+        }) as JobRow[];
+      } else {
+        const granted = this.admit(params.now, params.limit, params.limits);
+        deferredUntil = granted.deferredUntil;
+        rows = granted.ids.map(
+          (id) =>
+            this.s.claimOne.get({
+              id,
+              now: params.now,
+              token,
+              lease_expires_at: leaseExpiresAt,
+            }) as JobRow,
+        );
+      }
+      rows.sort(claimOrder);
+      const jobs = rows.map((row) => {
+        this.s.insertAttempt.run({
+          job_id: row.id,
+          attempt: row.attempt,
+          lease_token: token,
+          started_at: params.now,
         });
-        return { jobs, deferredUntil };
-      })
-      .immediate();
+        return { ...rowToJob(row), leaseToken: token };
+      });
+      return { jobs, deferredUntil };
+    });
   }
 
   /**
@@ -525,63 +575,59 @@ class SqliteJobStore implements JobStore {
   }): Promise<Set<string>> {
     const held = new Set<string>();
     if (params.leases.length === 0) return held;
-    this.db
-      .transaction(() => {
-        for (const lease of params.leases) {
-          const r = this.s.renewLease.run(params.now + params.leaseMs, lease.jobId, lease.token);
-          if (r.changes === 1) held.add(lease.jobId);
-        }
-      })
-      .immediate();
+    await this.write(() => {
+      for (const lease of params.leases) {
+        const r = this.s.renewLease.run(params.now + params.leaseMs, lease.jobId, lease.token);
+        if (r.changes === 1) held.add(lease.jobId);
+      }
+    });
     return held;
   }
 
   async jobFinishAttempt(p: FinishAttemptParams): Promise<boolean> {
-    return this.db
-      .transaction(() => {
-        this.s.closeAttempt.run({
-          job_id: p.lease.jobId,
-          lease_token: p.lease.token,
-          now: p.now,
-          outcome: p.end.outcome,
-          response_status: p.end.responseStatus,
-          error_code: p.end.errorCode,
-          error: p.end.error,
-          duration_ms: p.end.durationMs,
-          retryable: p.end.retryable ? 1 : 0,
-        });
-        if (p.next === null) return false;
-        const key = { id: p.lease.jobId, token: p.lease.token, now: p.now };
-        let row: { bucket: string } | undefined;
-        switch (p.next.status) {
-          case "succeeded":
-            row = this.s.finishJob.get({ ...key, state: "succeeded", error: null }) as typeof row;
-            break;
-          case "failed":
-            row = this.s.finishJob.get({
-              ...key,
-              state: "failed",
-              error: p.end.error,
-            }) as typeof row;
-            break;
-          case "queued":
-            row = this.s.requeueJob.get({
-              ...key,
-              state: p.next.runAt > p.now ? "scheduled" : "available",
-              run_at: p.next.runAt,
-              error: p.end.error,
-            }) as typeof row;
-            break;
-          case "released":
-            row = this.s.releaseJob.get(key) as typeof row;
-            break;
-        }
-        if (!row) return false;
-        this.s.promoteOneWaiting.run(p.now, row.bucket);
-        if (p.result) this.writeResult(p.result);
-        return true;
-      })
-      .immediate();
+    return this.write(() => {
+      this.s.closeAttempt.run({
+        job_id: p.lease.jobId,
+        lease_token: p.lease.token,
+        now: p.now,
+        outcome: p.end.outcome,
+        response_status: p.end.responseStatus,
+        error_code: p.end.errorCode,
+        error: p.end.error,
+        duration_ms: p.end.durationMs,
+        retryable: p.end.retryable ? 1 : 0,
+      });
+      if (p.next === null) return false;
+      const key = { id: p.lease.jobId, token: p.lease.token, now: p.now };
+      let row: { bucket: string } | undefined;
+      switch (p.next.status) {
+        case "succeeded":
+          row = this.s.finishJob.get({ ...key, state: "succeeded", error: null }) as typeof row;
+          break;
+        case "failed":
+          row = this.s.finishJob.get({
+            ...key,
+            state: "failed",
+            error: p.end.error,
+          }) as typeof row;
+          break;
+        case "queued":
+          row = this.s.requeueJob.get({
+            ...key,
+            state: p.next.runAt > p.now ? "scheduled" : "available",
+            run_at: p.next.runAt,
+            error: p.end.error,
+          }) as typeof row;
+          break;
+        case "released":
+          row = this.s.releaseJob.get(key) as typeof row;
+          break;
+      }
+      if (!row) return false;
+      this.s.promoteOneWaiting.run(p.now, row.bucket);
+      if (p.result) this.writeResult(p.result);
+      return true;
+    });
   }
 
   private writeResult(r: JobResult): void {
@@ -600,47 +646,44 @@ class SqliteJobStore implements JobStore {
   }
 
   async jobRescueExpired({ now, limit }: { now: number; limit: number }): Promise<RescuedJob[]> {
-    return this.db
-      .transaction(() => {
-        const expired = this.s.expiredLeases.all(now, limit) as Pick<
-          JobRow,
-          "id" | "lease_token" | "attempt" | "max_attempts" | "bucket"
-        >[];
-        return expired.map((row): RescuedJob => {
-          this.s.closeAttempt.run({
-            job_id: row.id,
-            lease_token: row.lease_token,
-            now,
-            outcome: "lost",
-            response_status: null,
-            error_code: "lease_expired",
-            error: LOST_ERROR,
-            duration_ms: null,
-            retryable: 1,
-          });
-          const key = { id: row.id, token: row.lease_token, now };
-          const status = row.attempt >= row.max_attempts ? "failed" : "queued";
-          if (status === "failed")
-            this.s.finishJob.get({ ...key, state: "failed", error: LOST_ERROR });
-          else
-            this.s.requeueJob.get({ ...key, state: "available", run_at: now, error: LOST_ERROR });
-          this.s.promoteOneWaiting.run(now, row.bucket);
-          this.writeResult({
-            jobId: row.id,
-            attempt: row.attempt,
-            response: null,
-            error: LOST_ERROR,
-            durationMs: 0,
-            finishedAt: now,
-          });
-          return { jobId: row.id, status };
+    return this.write(() => {
+      const expired = this.s.expiredLeases.all(now, limit) as Pick<
+        JobRow,
+        "id" | "lease_token" | "attempt" | "max_attempts" | "bucket"
+      >[];
+      return expired.map((row): RescuedJob => {
+        this.s.closeAttempt.run({
+          job_id: row.id,
+          lease_token: row.lease_token,
+          now,
+          outcome: "lost",
+          response_status: null,
+          error_code: "lease_expired",
+          error: LOST_ERROR,
+          duration_ms: null,
+          retryable: 1,
         });
-      })
-      .immediate();
+        const key = { id: row.id, token: row.lease_token, now };
+        const status = row.attempt >= row.max_attempts ? "failed" : "queued";
+        if (status === "failed")
+          this.s.finishJob.get({ ...key, state: "failed", error: LOST_ERROR });
+        else this.s.requeueJob.get({ ...key, state: "available", run_at: now, error: LOST_ERROR });
+        this.s.promoteOneWaiting.run(now, row.bucket);
+        this.writeResult({
+          jobId: row.id,
+          attempt: row.attempt,
+          response: null,
+          error: LOST_ERROR,
+          durationMs: 0,
+          finishedAt: now,
+        });
+        return { jobId: row.id, status };
+      });
+    });
   }
 
   async jobPromoteScheduled({ now, limit }: { now: number; limit: number }): Promise<number> {
-    return this.s.promoteScheduled.run(now, now, limit).changes;
+    return this.write(() => this.s.promoteScheduled.run(now, now, limit).changes);
   }
 
   async jobNextScheduledAt(): Promise<number | null> {
@@ -648,11 +691,11 @@ class SqliteJobStore implements JobStore {
   }
 
   async jobPromoteWaiting({ limit }: { limit: number }): Promise<number> {
-    return this.s.promoteWaiting.run(limit).changes;
+    return this.write(() => this.s.promoteWaiting.run(limit).changes);
   }
 
   async jobDeleteExpired({ now, limit }: { now: number; limit: number }): Promise<number> {
-    return this.s.deleteExpired.run(now, limit).changes;
+    return this.write(() => this.s.deleteExpired.run(now, limit).changes);
   }
 
   async jobNextExpiry(): Promise<number | null> {
@@ -670,9 +713,9 @@ class SqliteJobStore implements JobStore {
 
   async auditInsert(events: AuditEvent[]): Promise<void> {
     if (events.length === 0) return;
-    this.db.transaction(() => {
+    await this.write(() => {
       for (const e of events) this.insertAudit(e);
-    })();
+    });
   }
 
   async auditList(p: AuditListParams): Promise<{ events: StoredAuditEvent[]; more: boolean }> {
@@ -706,11 +749,12 @@ class SqliteJobStore implements JobStore {
   }
 
   async auditDeleteBefore({ before, limit }: { before: number; limit: number }): Promise<number> {
-    return this.s.deleteAuditBefore.run(before, limit).changes;
+    return this.write(() => this.s.deleteAuditBefore.run(before, limit).changes);
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
+    this.flush();
     this.closed = true;
     this.db.close();
   }
