@@ -59,6 +59,8 @@ interface Flight {
 export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
   const { store, notifier, dispatcher, clock, logger, secretBox } = options;
   const flights = new Map<string, Flight>();
+  /** Every attempt until its outcome is written, including those whose slot is already free. */
+  const executing = new Set<Promise<void>>();
   let running = false;
   let filling = false;
   let refill = false;
@@ -135,9 +137,20 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
     flight.done = execute(flight)
       .catch((err) => logger.error({ err, jobId: job.id }, "finishing an attempt failed"))
       .finally(() => {
-        flights.delete(job.id);
-        fill();
+        freeSlot(flight);
+        executing.delete(flight.done);
       });
+    executing.add(flight.done);
+  }
+
+  /**
+   * Frees a flight's slot and looks for more work. Called as soon as the call has ended and its
+   * outcome is queued for writing, so the next claim joins the same group commit as that write.
+   */
+  function freeSlot(flight: Flight) {
+    if (flights.get(flight.job.id) !== flight) return;
+    flights.delete(flight.job.id);
+    fill();
   }
 
   async function execute(flight: Flight): Promise<void> {
@@ -179,7 +192,9 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
       const end = abortedEnd(flight.reason ?? "interrupted", result.durationMs);
       const next: NextState | null =
         flight.reason === "interrupted" ? { status: "released" } : null;
-      await store.jobFinishAttempt({ lease, now, end, next, result: null });
+      const write = store.jobFinishAttempt({ lease, now, end, next, result: null });
+      freeSlot(flight);
+      await write;
       if (next) notifier.jobChanged({ jobId: job.id, status: "queued" });
       logger.info(
         { jobId: job.id, attempt: job.attempt, reason: flight.reason },
@@ -193,13 +208,15 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
       decision.next === "retry"
         ? { status: "queued", runAt: decision.runAt }
         : { status: decision.next };
-    const held = await store.jobFinishAttempt({
+    const write = store.jobFinishAttempt({
       lease,
       now,
       end: decision.end,
       next,
       result: toResult(job, result, decision.end.error, now),
     });
+    freeSlot(flight);
+    const held = await write;
     if (!held) {
       logger.warn(
         { jobId: job.id, attempt: job.attempt },
@@ -212,7 +229,8 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
       status: next.status === "released" ? "queued" : next.status,
     });
     if (next.status === "queued") notifier.jobScheduled(next.runAt);
-    logger.info(
+    // Thousands of successes a second would drown the log: they are debug, failures info.
+    logger[next.status === "succeeded" ? "debug" : "info"](
       {
         jobId: job.id,
         attempt: job.attempt,
@@ -271,7 +289,7 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
       if (wakeTimer) clearTimeout(wakeTimer);
       stopping = (async () => {
         await fillDone;
-        const all = () => Promise.all([...flights.values()].map((f) => f.done));
+        const all = () => Promise.all([...executing]);
         if (flights.size > 0) {
           let graceTimer: NodeJS.Timeout | undefined;
           const graceOver = new Promise<"grace-over">((resolve) => {
@@ -285,6 +303,8 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
             await all();
           }
         }
+        // Outcomes of calls that ended just before the stop may still be on their way to disk.
+        await all();
         if (renewTimer) clearInterval(renewTimer);
         for (const u of unsubscribe.splice(0)) u();
       })();
