@@ -148,15 +148,21 @@ export function createJobQueue(options: JobQueueOptions): JobQueue {
     ]);
   }
 
+  /**
+   * Wakes the workers as soon as due jobs are on their way to the store, before the commit: their
+   * claim then joins the same group commit as the insert, so a job can start after one fsync
+   * instead of two. (If the claim misses them, the workers' refill pass finds them.)
+   */
+  function wakeWorkers(jobs: NewJob[]) {
+    if (jobs.some((j) => j.runAt <= j.createdAt)) notifier.jobsAvailable();
+  }
+
   function announce(results: { job: Job; inserted: boolean }[]) {
-    let available = false;
     for (const { job, inserted } of results) {
       if (!inserted) continue;
       notifier.jobChanged({ jobId: job.id, status: "queued" });
       if (job.runAt > job.createdAt) notifier.jobScheduled(job.runAt);
-      else available = true;
     }
-    if (available) notifier.jobsAvailable();
   }
 
   function visible(job: Job | null, caller: Caller): job is Job {
@@ -192,7 +198,9 @@ export function createJobQueue(options: JobQueueOptions): JobQueue {
         await auditRefusal(caller, "EnqueueJob", err, null);
         throw err;
       }
-      const res = await store.jobInsert(job, auditOf(caller, "EnqueueJob", "ok", null, now));
+      const write = store.jobInsert(job, auditOf(caller, "EnqueueJob", "ok", null, now));
+      wakeWorkers([job]);
+      const res = await write;
       announce([res]);
       return res;
     },
@@ -223,7 +231,9 @@ export function createJobQueue(options: JobQueueOptions): JobQueue {
         throw err;
       }
       const audit = jobs.map(() => auditOf(caller, "EnqueueJobs", "ok", null, now));
-      const res = await store.jobInsertMany(jobs, audit);
+      const write = store.jobInsertMany(jobs, audit);
+      wakeWorkers(jobs);
+      const res = await write;
       announce(res);
       return res;
     },
