@@ -71,6 +71,30 @@ describe("sqlite store on a file", () => {
     expect(version() - before).toBe(1);
   });
 
+  it("claims, promotes, rescues and lists a page through indexes, never sorting or scanning the table", () => {
+    const plans = (
+      store as unknown as { explainHotQueries(): Record<string, string[]> }
+    ).explainHotQueries();
+    for (const [name, lines] of Object.entries(plans)) {
+      // A full scan of the jobs table reads "SCAN jobs" / "SCAN j" without an index.
+      for (const line of lines) {
+        expect(/^SCAN (jobs|j)\b(?!.*INDEX)/.test(line), `${name}: ${line}`).toBe(false);
+      }
+      // Only the merge of per-status pages (a page each) may sort, and only after "MERGE".
+      if (name !== "listByStatus") {
+        expect(
+          lines.some((l) => l.includes("TEMP B-TREE")),
+          `${name}: ${lines.join(" | ")}`,
+        ).toBe(false);
+      }
+    }
+    expect(plans.claim!.join(" ")).toContain("jobs_claim");
+    expect(plans.listByTag![0]).toMatch(/^SEARCH t USING PRIMARY KEY \(tag=\?\)/);
+    expect(
+      plans.listByStatus!.filter((l) => l.startsWith("SEARCH j USING INDEX jobs_state")),
+    ).toHaveLength(4);
+  });
+
   it("puts the file in WAL mode", () => {
     expect(peer().pragma("journal_mode", { simple: true })).toBe("wal");
   });

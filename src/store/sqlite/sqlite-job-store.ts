@@ -344,39 +344,46 @@ class SqliteJobStore implements JobStore {
     return row ? rowToJob(row) : null;
   }
 
+  /**
+   * Lists newest first without sorting the table: with tags, it walks the first tag's index in id
+   * order; with statuses, one walk of the (state, id) index per state, merged; otherwise the
+   * primary index. Each walk stops after a page, so a page costs about the same whether ten or a
+   * million jobs match.
+   */
   async jobList(params: JobListParams): Promise<{ jobs: Job[]; more: boolean }> {
-    const where = ["(expires_at IS NULL OR expires_at > ?)"];
-    const args: unknown[] = [params.now];
-    if (params.statuses && params.statuses.length > 0) {
-      const states = params.statuses.flatMap((s) => STATES_OF[s]);
-      where.push(`state IN (${states.map(() => "?").join(", ")})`);
-      args.push(...states);
-    }
-    for (const tag of params.tags ?? []) {
-      where.push("id IN (SELECT job_id FROM job_tags WHERE tag = ?)");
-      args.push(tag);
-    }
-    if (params.ownedBy !== undefined) {
-      where.push("owner = ?");
-      args.push(params.ownedBy);
-    }
-    if (params.createdAfter !== undefined) {
-      where.push("created_at > ?");
-      args.push(params.createdAfter);
-    }
-    if (params.createdBefore !== undefined) {
-      where.push("created_at < ?");
-      args.push(params.createdBefore);
-    }
-    if (params.afterId !== undefined) {
-      where.push("id < ?");
-      args.push(params.afterId);
-    }
-    const sql = `SELECT * FROM jobs WHERE ${where.join(" AND ")} ORDER BY id DESC LIMIT ?`;
-    args.push(params.limit + 1);
+    const { sql, args } = listQuery(params);
     const rows = this.cached(sql).all(...args) as JobRow[];
     const more = rows.length > params.limit;
     return { jobs: rows.slice(0, params.limit).map(rowToJob), more };
+  }
+
+  /**
+   * The query plans of the statements whose cost must not grow with the number of jobs (claiming,
+   * promoting, rescuing, listing a page), for tests that guard against a plan that sorts or scans
+   * the whole table.
+   */
+  explainHotQueries(): Record<string, string[]> {
+    const plan = (sql: string) => {
+      const named = [...new Set(sql.match(/@\w+/g) ?? [])].map((n) => n.slice(1));
+      const bind = named.length
+        ? [Object.fromEntries(named.map((n) => [n, 0]))]
+        : new Array((sql.match(/\?/g) ?? []).length).fill(0);
+      const rows = this.db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(...bind) as {
+        detail: string;
+      }[];
+      return rows.map((r) => r.detail);
+    };
+    const list = (p: Partial<JobListParams>) => listQuery({ now: 0, limit: 50, ...p }).sql;
+    return {
+      claim: plan(SQL.claim),
+      candidates: plan(SQL.candidates),
+      promoteScheduled: plan(SQL.promoteScheduled),
+      nextScheduledAt: plan(SQL.nextScheduledAt),
+      expiredLeases: plan(SQL.expiredLeases),
+      listAll: plan(list({})),
+      listByStatus: plan(list({ statuses: ["queued", "running"] })),
+      listByTag: plan(list({ tags: ["a", "b"], statuses: ["queued"] })),
+    };
   }
 
   private cached(sql: string): Database.Statement {
@@ -760,6 +767,77 @@ class SqliteJobStore implements JobStore {
   }
 }
 
+/** The statements whose plans {@link SqliteJobStore.explainHotQueries} reports. */
+const SQL = {
+  claim: `UPDATE jobs SET state = 'running', attempt = attempt + 1, rate_reserved = 0,
+        lease_token = @token, lease_expires_at = @lease_expires_at,
+        started_at = COALESCE(started_at, @now), updated_at = @now
+      WHERE id IN (
+        SELECT id FROM jobs INDEXED BY jobs_claim WHERE state = 'available'
+        ORDER BY priority DESC, run_at, id LIMIT @limit)
+      RETURNING *`,
+  candidates: `SELECT id, bucket, rate_reserved FROM jobs INDEXED BY jobs_claim
+      WHERE state = 'available' ORDER BY priority DESC, run_at, id LIMIT ?`,
+  promoteScheduled: `UPDATE jobs SET state = 'available', updated_at = ?
+      WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_scheduled
+        WHERE state = 'scheduled' AND run_at <= ? ORDER BY run_at LIMIT ?)`,
+  nextScheduledAt:
+    "SELECT MIN(run_at) FROM jobs INDEXED BY jobs_scheduled WHERE state = 'scheduled'",
+  expiredLeases: `SELECT id, lease_token, attempt, max_attempts, bucket
+      FROM jobs INDEXED BY jobs_lease WHERE state = 'running' AND lease_expires_at <= ? LIMIT ?`,
+};
+
+/** The SQL of a list page and its arguments; see {@link SqliteJobStore.jobList}. */
+function listQuery(params: JobListParams): { sql: string; args: unknown[] } {
+  const limit = params.limit + 1;
+  const filters: string[] = ["(j.expires_at IS NULL OR j.expires_at > ?)"];
+  const args: unknown[] = [params.now];
+  const [firstTag, ...otherTags] = params.tags ?? [];
+  for (const tag of otherTags) {
+    filters.push("EXISTS (SELECT 1 FROM job_tags o WHERE o.tag = ? AND o.job_id = j.id)");
+    args.push(tag);
+  }
+  if (params.ownedBy !== undefined) {
+    filters.push("j.owner = ?");
+    args.push(params.ownedBy);
+  }
+  if (params.createdAfter !== undefined) {
+    filters.push("j.created_at > ?");
+    args.push(params.createdAfter);
+  }
+  if (params.createdBefore !== undefined) {
+    filters.push("j.created_at < ?");
+    args.push(params.createdBefore);
+  }
+  if (params.afterId !== undefined) {
+    filters.push("j.id < ?");
+    args.push(params.afterId);
+  }
+  const states = params.statuses?.length ? params.statuses.flatMap((s) => STATES_OF[s]) : null;
+  const where = filters.join(" AND ");
+  if (firstTag !== undefined) {
+    const stateFilter = states ? ` AND j.state IN (${states.map(() => "?").join(", ")})` : "";
+    return {
+      // CROSS JOIN fixes the order: walk the tag's entries newest first, look each job up.
+      sql: `SELECT j.* FROM job_tags t CROSS JOIN jobs j ON j.id = t.job_id
+        WHERE t.tag = ? AND ${where}${stateFilter} ORDER BY t.job_id DESC LIMIT ?`,
+      args: [firstTag, ...args, ...(states ?? []), limit],
+    };
+  }
+  if (states) {
+    const branch = `SELECT * FROM (SELECT j.* FROM jobs j INDEXED BY jobs_state
+        WHERE j.state = ? AND ${where} ORDER BY j.id DESC LIMIT ?)`;
+    return {
+      sql: `${states.map(() => branch).join(" UNION ALL ")} ORDER BY id DESC LIMIT ?`,
+      args: [...states.flatMap((state) => [state, ...args, limit]), limit],
+    };
+  }
+  return {
+    sql: `SELECT j.* FROM jobs j WHERE ${where} ORDER BY j.id DESC LIMIT ?`,
+    args: [...args, limit],
+  };
+}
+
 function prepareStatements(db: Database.Database) {
   const clearLease = "lease_token = NULL, lease_expires_at = NULL";
   const held = "id = @id AND lease_token = @token AND state = 'running'";
@@ -792,14 +870,9 @@ function prepareStatements(db: Database.Database) {
     cancelJob: db.prepare(`UPDATE jobs SET state = 'canceled', finished_at = @now,
         updated_at = @now, expires_at = ${expiry}, ${clearLease}
       WHERE id = @id RETURNING *`),
-    claim: db.prepare(`UPDATE jobs SET ${startRunning}
-      WHERE id IN (
-        SELECT id FROM jobs WHERE state = 'available'
-        ORDER BY priority DESC, run_at, id LIMIT @limit)
-      RETURNING *`),
+    claim: db.prepare(SQL.claim),
     claimOne: db.prepare(`UPDATE jobs SET ${startRunning} WHERE id = @id RETURNING *`),
-    availableCandidates: db.prepare(`SELECT id, bucket, rate_reserved FROM jobs
-      WHERE state = 'available' ORDER BY priority DESC, run_at, id LIMIT ?`),
+    availableCandidates: db.prepare(SQL.candidates),
     countRunning: db
       .prepare("SELECT COUNT(*) FROM jobs WHERE state = 'running' AND bucket = ?")
       .pluck(),
@@ -817,10 +890,8 @@ function prepareStatements(db: Database.Database) {
         ORDER BY priority DESC, run_at, id LIMIT 1)`),
     promoteWaiting: db.prepare(`UPDATE jobs SET state = 'available'
       WHERE id IN (SELECT id FROM jobs WHERE state = 'waiting' LIMIT ?)`),
-    promoteScheduled: db.prepare(`UPDATE jobs SET state = 'available', updated_at = ?
-      WHERE id IN (SELECT id FROM jobs WHERE state = 'scheduled' AND run_at <= ?
-        ORDER BY run_at LIMIT ?)`),
-    nextScheduledAt: db.prepare("SELECT MIN(run_at) FROM jobs WHERE state = 'scheduled'").pluck(),
+    promoteScheduled: db.prepare(SQL.promoteScheduled),
+    nextScheduledAt: db.prepare(SQL.nextScheduledAt).pluck(),
     insertAttempt:
       db.prepare(`INSERT INTO attempts (job_id, attempt, lease_token, outcome, started_at)
       VALUES (@job_id, @attempt, @lease_token, 'running', @started_at)`),
@@ -853,8 +924,7 @@ function prepareStatements(db: Database.Database) {
         body = excluded.body, body_encoding = excluded.body_encoding,
         truncated = excluded.truncated, error = excluded.error,
         duration_ms = excluded.duration_ms, finished_at = excluded.finished_at`),
-    expiredLeases: db.prepare(`SELECT id, lease_token, attempt, max_attempts, bucket FROM jobs
-      WHERE state = 'running' AND lease_expires_at <= ? LIMIT ?`),
+    expiredLeases: db.prepare(SQL.expiredLeases),
     deleteExpired: db.prepare(
       "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE expires_at <= ? LIMIT ?)",
     ),
