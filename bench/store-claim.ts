@@ -63,6 +63,13 @@ runChild<StoreClaimParams>(async (p, ctx) => {
     ttlMs: null,
     tags: [],
     idempotencyKey: null,
+    secretHeaderNames: [],
+    sealedHeaders: null,
+    followRedirects: false,
+    maxRedirects: 5,
+    rateLimitKey: null,
+    owner: null,
+    bucket: new URL(p.url).hostname,
   });
   const insert = async (count: number, report?: (done: number) => void) => {
     for (let done = 0; done < count; ) {
@@ -86,47 +93,50 @@ runChild<StoreClaimParams>(async (p, ctx) => {
     let cycles = 0;
     let cycleMs = 0;
     let claimMs = 0;
-    const owner = "bench";
+    const worker = "bench";
     const deadline = nowMs() + p.maxMs;
     while (claimed < p.claims && nowMs() < deadline) {
       const t0 = nowMs();
-      const jobs = await store.jobClaim({
+      const { jobs } = await store.jobClaim({
         now: Date.now(),
         limit: p.concurrency,
         leaseMs: 30_000,
-        owner,
+        worker,
       });
       const t1 = nowMs();
-      for (const job of jobs) {
-        const now = Date.now();
-        await store.jobFinishAttempt({
-          lease: { jobId: job.id, token: job.leaseToken },
-          now,
-          end: {
-            outcome: "succeeded",
-            responseStatus: 200,
-            errorCode: null,
-            error: null,
-            retryable: false,
-            durationMs: 1,
-          },
-          next: { status: "succeeded" },
-          result: {
-            jobId: job.id,
-            attempt: job.attempt,
-            response: {
-              status: 200,
-              headers: { "content-type": "application/json", "content-length": "11" },
-              body: RESPONSE_BODY,
-              bodyEncoding: "json",
-              truncated: false,
+      // The outcomes land together, as a worker pool's do (they share a group commit).
+      await Promise.all(
+        jobs.map((job) => {
+          const now = Date.now();
+          return store.jobFinishAttempt({
+            lease: { jobId: job.id, token: job.leaseToken },
+            now,
+            end: {
+              outcome: "succeeded",
+              responseStatus: 200,
+              errorCode: null,
+              error: null,
+              retryable: false,
+              durationMs: 1,
             },
-            error: null,
-            durationMs: 1,
-            finishedAt: now,
-          },
-        });
-      }
+            next: { status: "succeeded" },
+            result: {
+              jobId: job.id,
+              attempt: job.attempt,
+              response: {
+                status: 200,
+                headers: { "content-type": "application/json", "content-length": "11" },
+                body: RESPONSE_BODY,
+                bodyEncoding: "json",
+                truncated: false,
+              },
+              error: null,
+              durationMs: 1,
+              finishedAt: now,
+            },
+          });
+        }),
+      );
       const t2 = nowMs();
       if (jobs.length === 0) throw new Error("the queue ran dry: nothing to claim");
       claimed += jobs.length;

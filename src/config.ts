@@ -1,5 +1,11 @@
+import { readFileSync } from "node:fs";
+import { isIP } from "node:net";
 import { resolve } from "node:path";
+import { type ApiKeyEntry, parseApiKeys } from "./auth/api-keys.js";
 import { BACKOFF_STRATEGIES, type BackoffStrategy } from "./job/types.js";
+import { parseSecretKeys } from "./secrets/secret-keys.js";
+import { parseHostPattern } from "./worker/outbound-policy.js";
+import { parseHostLimits } from "./worker/rate-limits.js";
 
 /** Everything the process is told from outside, validated once, with units in the names. */
 export interface Config {
@@ -24,6 +30,26 @@ export interface Config {
   defaultTtlMs: number | null;
   cleanupIntervalMs: number;
   logLevel: "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
+  allowedHosts: string[];
+  deniedHosts: string[];
+  /** Secret-header keys, the sealing one first; null: use (or create) the key file. */
+  secretKeys: Buffer[] | null;
+  apiKeysFile: ApiKeyEntry[];
+  apiKeys: ApiKeyEntry[];
+  authMode: "auto" | "keys" | "none";
+  auditRetentionMs: number;
+  hostLimits: ReturnType<typeof parseHostLimits>;
+  maxRequestBytes: number;
+  maxUrlLength: number;
+  maxHeaders: number;
+  maxHeaderBytes: number;
+  maxTags: number;
+  maxTagLength: number;
+  maxPageSize: number;
+  maxTtlMs: number;
+  maxBatchSize: number;
+  /** Derived: whether calls must carry an API key, and the keys. */
+  auth: { enabled: boolean; keys: ApiKeyEntry[] };
 }
 
 /** One documented setting: its variable, default, meaning and how to read it. */
@@ -33,6 +59,10 @@ interface Setting<K extends keyof Config> {
   default: string;
   doc: string;
   parse: (raw: string) => Config[K];
+  /** The value is never echoed in error messages. */
+  secret?: boolean;
+  /** The README section that documents the setting. */
+  section?: "security" | "limits";
 }
 
 export class ConfigError extends Error {
@@ -237,7 +267,200 @@ export const SETTINGS = [
     doc: "fatal, error, warn, info, debug, trace or silent. Logs are JSON lines on stdout.",
     parse: oneOf(LOG_LEVELS),
   } satisfies Setting<"logLevel">,
+  {
+    env: "JOBQUEUE_ALLOWED_HOSTS",
+    key: "allowedHosts",
+    default: "",
+    doc: "Comma list of host names (`*.` wildcards), IPs and CIDRs that jobs may call even though they are not public (e.g. `127.0.0.1,*.internal.example`).",
+    parse: hostList,
+    section: "security",
+  } satisfies Setting<"allowedHosts">,
+  {
+    env: "JOBQUEUE_DENIED_HOSTS",
+    key: "deniedHosts",
+    default: "",
+    doc: "Comma list of host names, IPs and CIDRs that jobs may never call, public or not.",
+    parse: hostList,
+    section: "security",
+  } satisfies Setting<"deniedHosts">,
+  {
+    env: "JOBQUEUE_SECRET_KEY",
+    key: "secretKeys",
+    default: "",
+    doc: "Keys that encrypt secret headers (AES-256-GCM): 32 bytes as 64 hex digits or base64; comma-separated, the first encrypts, all decrypt (rotation). Empty: a key is generated once into `secret.key` beside the database (mode 0600), with a warning.",
+    parse: (raw) => {
+      if (raw.trim() === "") return null;
+      try {
+        return parseSecretKeys(raw);
+      } catch (err) {
+        throw new BadValue((err as Error).message);
+      }
+    },
+    secret: true,
+    section: "security",
+  } satisfies Setting<"secretKeys">,
+  {
+    env: "JOBQUEUE_API_KEYS_FILE",
+    key: "apiKeysFile",
+    default: "",
+    doc: "A file of API keys, one per line: `<principal> <role> sha256:<hex>` (roles: admin, submitter, reader). `npm run keygen -- <principal> <role>` makes a key and its line.",
+    parse: (raw) => {
+      if (raw.trim() === "") return [];
+      let text: string;
+      try {
+        text = readFileSync(raw.trim(), "utf8");
+      } catch (err) {
+        throw new BadValue(`cannot read the file: ${(err as NodeJS.ErrnoException).code ?? err}`);
+      }
+      try {
+        return parseApiKeys(text, "line");
+      } catch (err) {
+        throw new BadValue((err as Error).message);
+      }
+    },
+    section: "security",
+  } satisfies Setting<"apiKeysFile">,
+  {
+    env: "JOBQUEUE_API_KEYS",
+    key: "apiKeys",
+    default: "",
+    doc: "API keys in the environment instead of (or as well as) a file: entries as in the file, separated by commas.",
+    parse: (raw) => {
+      try {
+        return parseApiKeys(raw, "entry");
+      } catch (err) {
+        throw new BadValue((err as Error).message);
+      }
+    },
+    secret: true,
+    section: "security",
+  } satisfies Setting<"apiKeys">,
+  {
+    env: "JOBQUEUE_AUTH",
+    key: "authMode",
+    default: "auto",
+    doc: "`auto`: API keys are required when any are configured; without keys the server only listens on loopback. `keys`: keys are required (start-up fails without any). `none`: no authentication, on any address (say so only behind a gateway that authenticates).",
+    parse: oneOf(["auto", "keys", "none"] as const),
+    section: "security",
+  } satisfies Setting<"authMode">,
+  {
+    env: "JOBQUEUE_AUDIT_RETENTION_DAYS",
+    key: "auditRetentionMs",
+    default: "90",
+    doc: "Days the audit log is kept.",
+    parse: (raw) => int(1, 36_500)(raw) * 86_400_000,
+    section: "security",
+  } satisfies Setting<"auditRetentionMs">,
+  {
+    env: "JOBQUEUE_HOST_LIMITS",
+    key: "hostLimits",
+    default: "",
+    doc: "Per-destination budgets: `<pattern>=<limit>[;<limit>]` rules, comma-separated; limits `n/s`, `n/m`, `burst=n`, `concurrency=n`. A job's bucket is its `rate_limit_key`, else its URL's host. E.g. `api.example.com=10/s;concurrency=2,*.slow.io=1/s`.",
+    parse: (raw) => {
+      try {
+        return parseHostLimits(raw);
+      } catch (err) {
+        throw new BadValue((err as Error).message);
+      }
+    },
+    section: "security",
+  } satisfies Setting<"hostLimits">,
+  {
+    env: "JOBQUEUE_MAX_REQUEST_BYTES",
+    key: "maxRequestBytes",
+    default: "4194304",
+    doc: "The largest request the API accepts (any protocol), in bytes.",
+    parse: int(1024, 1 << 30),
+    section: "limits",
+  } satisfies Setting<"maxRequestBytes">,
+  {
+    env: "JOBQUEUE_MAX_URL_LENGTH",
+    key: "maxUrlLength",
+    default: "8192",
+    doc: "The longest job `url`, in characters.",
+    parse: int(64, 1 << 20),
+    section: "limits",
+  } satisfies Setting<"maxUrlLength">,
+  {
+    env: "JOBQUEUE_MAX_HEADERS",
+    key: "maxHeaders",
+    default: "64",
+    doc: "The most `headers` a job may set.",
+    parse: int(1, 10_000),
+    section: "limits",
+  } satisfies Setting<"maxHeaders">,
+  {
+    env: "JOBQUEUE_MAX_HEADER_BYTES",
+    key: "maxHeaderBytes",
+    default: "16384",
+    doc: "The most bytes a job's header names and values may hold together.",
+    parse: int(256, 1 << 24),
+    section: "limits",
+  } satisfies Setting<"maxHeaderBytes">,
+  {
+    env: "JOBQUEUE_MAX_TAGS",
+    key: "maxTags",
+    default: "20",
+    doc: "The most `tags` a job may carry.",
+    parse: int(0, 1000),
+    section: "limits",
+  } satisfies Setting<"maxTags">,
+  {
+    env: "JOBQUEUE_MAX_TAG_LENGTH",
+    key: "maxTagLength",
+    default: "64",
+    doc: "The longest tag, in characters.",
+    parse: int(1, 1024),
+    section: "limits",
+  } satisfies Setting<"maxTagLength">,
+  {
+    env: "JOBQUEUE_MAX_PAGE_SIZE",
+    key: "maxPageSize",
+    default: "1000",
+    doc: "The largest `page_size` of a list.",
+    parse: int(1, 100_000),
+    section: "limits",
+  } satisfies Setting<"maxPageSize">,
+  {
+    env: "JOBQUEUE_MAX_TTL_SECONDS",
+    key: "maxTtlMs",
+    default: "31536000",
+    doc: "The largest `ttl_seconds` a job may ask for (default one year).",
+    parse: (raw) => int(1, 100 * 365 * DAY)(raw) * 1000,
+    section: "limits",
+  } satisfies Setting<"maxTtlMs">,
+  {
+    env: "JOBQUEUE_MAX_BATCH_SIZE",
+    key: "maxBatchSize",
+    default: "1000",
+    doc: "The most jobs one `EnqueueJobs` (`POST /jobs:batch`) may carry.",
+    parse: int(1, 100_000),
+    section: "limits",
+  } satisfies Setting<"maxBatchSize">,
 ] as const;
+
+function hostList(raw: string): string[] {
+  const entries = raw
+    .split(",")
+    .map((s) => s.trim())
+    .filter((s) => s !== "");
+  for (const e of entries) {
+    try {
+      parseHostPattern(e);
+    } catch (err) {
+      throw new BadValue((err as Error).message);
+    }
+  }
+  return entries;
+}
+
+/** Whether a listen address only accepts connections from this machine. */
+export function isLoopback(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, "").toLowerCase();
+  if (h === "localhost") return true;
+  if (isIP(h) === 4) return h.startsWith("127.");
+  return h === "::1";
+}
 
 /**
  * Reads the configuration from environment variables, using each setting's default where a
@@ -253,13 +476,44 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       config[setting.key] = setting.parse(raw);
     } catch (err) {
       if (!(err instanceof BadValue)) throw err;
-      problems.push(`${setting.env}=${JSON.stringify(given ?? "")}: ${err.message}`);
+      const shown =
+        "secret" in setting && setting.secret ? "(hidden)" : JSON.stringify(given ?? "");
+      problems.push(`${setting.env}=${shown}: ${err.message}`);
     }
   }
   if (problems.length > 0) throw new ConfigError(problems);
   const result = config as Config;
   if (result.defaultTimeoutMs > result.maxTimeoutMs) {
-    throw new ConfigError(["JOBQUEUE_DEFAULT_TIMEOUT: must not exceed JOBQUEUE_MAX_TIMEOUT"]);
+    problems.push("JOBQUEUE_DEFAULT_TIMEOUT: must not exceed JOBQUEUE_MAX_TIMEOUT");
   }
+  if (result.maxRequestBytes < result.maxBodyBytes) {
+    problems.push("JOBQUEUE_MAX_REQUEST_BYTES: must be at least JOBQUEUE_MAX_BODY_BYTES");
+  }
+  const keys = [...result.apiKeysFile, ...result.apiKeys];
+  const seen = new Map<string, string>();
+  for (const k of keys) {
+    const other = seen.get(k.sha256);
+    if (other !== undefined) {
+      problems.push(
+        `JOBQUEUE_API_KEYS_FILE/JOBQUEUE_API_KEYS: the same key is configured for ${other} and ${k.principal}`,
+      );
+    }
+    seen.set(k.sha256, k.principal);
+  }
+  if (result.authMode === "none" && keys.length > 0) {
+    problems.push(
+      "JOBQUEUE_AUTH=none, yet API keys are configured (JOBQUEUE_API_KEYS_FILE, JOBQUEUE_API_KEYS): choose one",
+    );
+  } else if (result.authMode === "keys" && keys.length === 0) {
+    problems.push(
+      "JOBQUEUE_AUTH=keys, but no API keys are configured (JOBQUEUE_API_KEYS_FILE or JOBQUEUE_API_KEYS)",
+    );
+  } else if (result.authMode === "auto" && keys.length === 0 && !isLoopback(result.host)) {
+    problems.push(
+      `JOBQUEUE_HOST=${result.host} is not a loopback address and no API keys are configured: set JOBQUEUE_API_KEYS_FILE (or JOBQUEUE_API_KEYS), or JOBQUEUE_AUTH=none to serve without authentication`,
+    );
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+  result.auth = { enabled: keys.length > 0, keys };
   return result;
 }

@@ -1,3 +1,5 @@
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { type Config, ConfigError, loadConfig, parseDbUrl } from "../src/config.js";
@@ -35,6 +37,24 @@ describe("loadConfig", () => {
       defaultTtlMs: null,
       cleanupIntervalMs: 60_000,
       logLevel: "info",
+      allowedHosts: [],
+      deniedHosts: [],
+      secretKeys: null,
+      apiKeysFile: [],
+      apiKeys: [],
+      authMode: "auto",
+      auditRetentionMs: 90 * 86_400_000,
+      hostLimits: [],
+      maxRequestBytes: 4_194_304,
+      maxUrlLength: 8192,
+      maxHeaders: 64,
+      maxHeaderBytes: 16_384,
+      maxTags: 20,
+      maxTagLength: 64,
+      maxPageSize: 1000,
+      maxTtlMs: 31_536_000_000,
+      maxBatchSize: 1000,
+      auth: { enabled: false, keys: [] },
     } satisfies Config);
   });
 
@@ -43,7 +63,10 @@ describe("loadConfig", () => {
     { env: { JOBQUEUE_CONCURRENCY: " 16 " }, expected: { concurrency: 16 } },
     { env: { JOBQUEUE_PORT: "0" }, expected: { port: 0 } },
     { env: { JOBQUEUE_PORT: "65535" }, expected: { port: 65535 } },
-    { env: { JOBQUEUE_HOST: " 0.0.0.0 " }, expected: { host: "0.0.0.0" } },
+    {
+      env: { JOBQUEUE_HOST: " 0.0.0.0 ", JOBQUEUE_AUTH: "none" },
+      expected: { host: "0.0.0.0", auth: { enabled: false, keys: [] } },
+    },
     { env: { JOBQUEUE_POLL_INTERVAL: "1.5" }, expected: { pollIntervalMs: 1500 } },
     { env: { JOBQUEUE_LEASE_SECONDS: "0.25" }, expected: { leaseMs: 250 } },
     { env: { JOBQUEUE_LOG_LEVEL: "DEBUG" }, expected: { logLevel: "debug" } },
@@ -171,5 +194,123 @@ describe("parseDbUrl", () => {
     { raw: "", message: /empty/ },
   ])("rejects $raw", ({ raw, message }) => {
     expect(() => parseDbUrl(raw)).toThrow(message);
+  });
+});
+
+describe("security settings", () => {
+  const HASH = `sha256:${"ab".repeat(32)}`;
+
+  it("refuses to listen beyond loopback without API keys, unless JOBQUEUE_AUTH=none says so", () => {
+    for (const host of ["0.0.0.0", "10.1.2.3", "::"]) {
+      const err = configError(() => loadConfig({ JOBQUEUE_HOST: host }));
+      expect(err.message).toContain("JOBQUEUE_HOST");
+      expect(err.message).toContain("JOBQUEUE_AUTH=none");
+    }
+    for (const host of ["127.0.0.1", "127.0.0.2", "::1", "localhost"]) {
+      expect(loadConfig({ JOBQUEUE_HOST: host }).auth.enabled).toBe(false);
+    }
+    expect(loadConfig({ JOBQUEUE_HOST: "0.0.0.0", JOBQUEUE_AUTH: "none" }).auth.enabled).toBe(
+      false,
+    );
+  });
+
+  it("turns authentication on when keys are configured, on any address", () => {
+    const config = loadConfig({
+      JOBQUEUE_HOST: "0.0.0.0",
+      JOBQUEUE_API_KEYS: `alice admin ${HASH}`,
+    });
+    expect(config.auth).toEqual({
+      enabled: true,
+      keys: [{ principal: "alice", role: "admin", sha256: "ab".repeat(32) }],
+    });
+  });
+
+  it("refuses the same key configured for two principals", () => {
+    const err = configError(() =>
+      loadConfig({ JOBQUEUE_API_KEYS: `alice admin ${HASH},bob reader ${HASH}` }),
+    );
+    expect(err.message).toContain("alice");
+    expect(err.message).toContain("bob");
+  });
+
+  it("names the contradictions: keys with JOBQUEUE_AUTH=none, JOBQUEUE_AUTH=keys without keys", () => {
+    expect(
+      configError(() =>
+        loadConfig({ JOBQUEUE_AUTH: "none", JOBQUEUE_API_KEYS: `a reader ${HASH}` }),
+      ).message,
+    ).toContain("JOBQUEUE_AUTH=none");
+    expect(configError(() => loadConfig({ JOBQUEUE_AUTH: "keys" })).message).toContain(
+      "JOBQUEUE_AUTH=keys",
+    );
+  });
+
+  it("refuses plaintext API keys and unknown roles, without echoing the value", () => {
+    const plain = configError(() =>
+      loadConfig({ JOBQUEUE_API_KEYS: "alice admin hunter2-plaintext" }),
+    );
+    expect(plain.message).toContain("JOBQUEUE_API_KEYS");
+    expect(plain.message).toContain("sha256:");
+    expect(plain.message).not.toContain("hunter2-plaintext");
+    expect(
+      configError(() => loadConfig({ JOBQUEUE_API_KEYS: `alice root ${HASH}` })).message,
+    ).toContain("role");
+  });
+
+  it("reads an API keys file and names an unreadable one", () => {
+    const dir = mkdtempSync(join(tmpdir(), "jobqueue-config-"));
+    try {
+      const file = join(dir, "keys");
+      writeFileSync(
+        file,
+        `# team keys\nalice admin ${HASH}\n\nbob reader sha256:${"cd".repeat(32)}  # ro\n`,
+      );
+      const config = loadConfig({ JOBQUEUE_API_KEYS_FILE: file });
+      expect(config.auth.keys.map((k) => [k.principal, k.role])).toEqual([
+        ["alice", "admin"],
+        ["bob", "reader"],
+      ]);
+      expect(
+        configError(() => loadConfig({ JOBQUEUE_API_KEYS_FILE: join(dir, "missing") })).message,
+      ).toContain("JOBQUEUE_API_KEYS_FILE");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("reads JOBQUEUE_SECRET_KEY as hex or base64, several for rotation, and never echoes it", () => {
+    const hex = "11".repeat(32);
+    const b64 = Buffer.alloc(32, 7).toString("base64");
+    const keys = loadConfig({ JOBQUEUE_SECRET_KEY: `${hex}, ${b64}` }).secretKeys!;
+    expect(keys.map((k) => k.toString("hex"))).toEqual([hex, "07".repeat(32)]);
+    const err = configError(() => loadConfig({ JOBQUEUE_SECRET_KEY: "too-short-secret" }));
+    expect(err.message).toContain("JOBQUEUE_SECRET_KEY");
+    expect(err.message).not.toContain("too-short-secret");
+  });
+
+  it("validates host lists and host limits, naming the variable", () => {
+    expect(
+      loadConfig({ JOBQUEUE_ALLOWED_HOSTS: "127.0.0.1, *.internal.test, 10.0.0.0/8" }).allowedHosts,
+    ).toEqual(["127.0.0.1", "*.internal.test", "10.0.0.0/8"]);
+    expect(
+      configError(() => loadConfig({ JOBQUEUE_ALLOWED_HOSTS: "10.0.0.0/33" })).message,
+    ).toContain("JOBQUEUE_ALLOWED_HOSTS");
+    expect(configError(() => loadConfig({ JOBQUEUE_DENIED_HOSTS: "bad host!" })).message).toContain(
+      "JOBQUEUE_DENIED_HOSTS",
+    );
+    expect(
+      loadConfig({ JOBQUEUE_HOST_LIMITS: "api.example.com=10/s;concurrency=2,*.slow.io=1/m" })
+        .hostLimits,
+    ).toHaveLength(2);
+    expect(
+      configError(() => loadConfig({ JOBQUEUE_HOST_LIMITS: "api.example.com=fast" })).message,
+    ).toContain("JOBQUEUE_HOST_LIMITS");
+  });
+
+  it("keeps JOBQUEUE_MAX_REQUEST_BYTES at least JOBQUEUE_MAX_BODY_BYTES", () => {
+    expect(
+      configError(() =>
+        loadConfig({ JOBQUEUE_MAX_REQUEST_BYTES: "2048", JOBQUEUE_MAX_BODY_BYTES: "4096" }),
+      ).message,
+    ).toContain("JOBQUEUE_MAX_REQUEST_BYTES");
   });
 });

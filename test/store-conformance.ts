@@ -9,6 +9,7 @@ import type {
   Lease,
   NextState,
 } from "../src/store/job-store.js";
+import type { BucketLimits, LimitResolver } from "../src/worker/rate-limits.js";
 
 /** A store opened for one test, and how to throw its world away afterwards. */
 export interface OpenedStore {
@@ -43,6 +44,13 @@ export function newJob(overrides: Partial<NewJob> = {}): NewJob {
     ttlMs: null,
     tags: [],
     idempotencyKey: null,
+    secretHeaderNames: [],
+    sealedHeaders: null,
+    followRedirects: false,
+    maxRedirects: 5,
+    rateLimitKey: null,
+    owner: null,
+    bucket: "example.test",
     createdAt,
     runAt: scheduledAt ?? createdAt,
     ...overrides,
@@ -138,12 +146,14 @@ export function runStoreConformance(name: string, open: () => Promise<OpenedStor
       return job;
     }
 
-    async function claim(now: number, limit = 100, owner = "w1", leaseMs = LEASE_MS) {
-      return store.jobClaim({ now, limit, leaseMs, owner });
+    /** Claims as the worker pool does, after the scheduler has made due jobs available. */
+    async function claim(now: number, limit = 100, worker = "w1", leaseMs = LEASE_MS) {
+      await store.jobPromoteScheduled({ now, limit: 10_000 });
+      return (await store.jobClaim({ now, limit, leaseMs, worker })).jobs;
     }
 
-    async function claimOne(now: number, owner = "w1", leaseMs = LEASE_MS): Promise<ClaimedJob> {
-      const claimed = await claim(now, 1, owner, leaseMs);
+    async function claimOne(now: number, worker = "w1", leaseMs = LEASE_MS): Promise<ClaimedJob> {
+      const claimed = await claim(now, 1, worker, leaseMs);
       expect(claimed).toHaveLength(1);
       return claimed[0]!;
     }
@@ -188,6 +198,15 @@ export function runStoreConformance(name: string, open: () => Promise<OpenedStor
         expect(results[2]!.job.priority).toBe(3);
         expect(await listIds(T0)).toEqual([b.id, a.id]);
         expect((await get(a.id, T0)).tags).toEqual(["x"]);
+      });
+
+      it("keeps idempotency keys per owner: the same key of another owner is another job", async () => {
+        const sams = await insert({ idempotencyKey: "order-1", owner: "sam" });
+        const sues = await store.jobInsert(newJob({ idempotencyKey: "order-1", owner: "sue" }));
+        expect(sues.inserted).toBe(true);
+        expect(sues.job.id).not.toBe(sams.id);
+        const again = await store.jobInsert(newJob({ idempotencyKey: "order-1", owner: "sue" }));
+        expect(again).toMatchObject({ inserted: false, job: { id: sues.job.id, owner: "sue" } });
       });
 
       it("returns the kept job for a key stored by an earlier insert", async () => {
@@ -575,7 +594,7 @@ export function runStoreConformance(name: string, open: () => Promise<OpenedStor
         expect(new TextDecoder().decode(got?.response?.body)).toBe("busy");
         expect(got?.error).toBe("the target answered 503");
 
-        expect(await store.jobNextRunAt()).toBe(T0 + 5_000);
+        expect(await store.jobNextScheduledAt()).toBe(T0 + 5_000);
         expect(await claim(T0 + 4_999)).toEqual([]);
         const again = await claimOne(T0 + 5_000);
         expect(again.id).toBe(job.id);
@@ -739,7 +758,7 @@ export function runStoreConformance(name: string, open: () => Promise<OpenedStor
         expect(r.job).toMatchObject({ id: job.id, status: "canceled", finishedAt: T0 + 10 });
         expect((await get(job.id, T0 + 10)).status).toBe("canceled");
         expect(await claim(T0 + 20)).toEqual([]);
-        expect(await store.jobNextRunAt()).toBeNull();
+        expect(await store.jobNextScheduledAt()).toBeNull();
         expect(await store.attemptList({ jobId: job.id })).toEqual([]);
       });
 
@@ -920,12 +939,7 @@ export function runStoreConformance(name: string, open: () => Promise<OpenedStor
     describe("TTL", () => {
       async function finishedWithTtl(ttlMs: number, createdAt: number, finishedAt: number) {
         const job = await insert({ ttlMs, createdAt });
-        const claimed = await store.jobClaim({
-          now: finishedAt,
-          limit: 1,
-          leaseMs: LEASE_MS,
-          owner: "w1",
-        });
+        const claimed = await claim(finishedAt, 1);
         expect(claimed.map((j) => j.id)).toEqual([job.id]);
         const result = responseResult(claimed[0]!, finishedAt);
         expect(
@@ -985,21 +999,39 @@ export function runStoreConformance(name: string, open: () => Promise<OpenedStor
       });
     });
 
-    describe("nextRunAt", () => {
-      it("is the earliest run time among queued jobs, and null when none is queued", async () => {
-        expect(await store.jobNextRunAt()).toBeNull();
+    describe("scheduled jobs", () => {
+      it("nextScheduledAt is the earliest run time of a job not yet due, null when none", async () => {
+        expect(await store.jobNextScheduledAt()).toBeNull();
         await insert({ createdAt: T0, scheduledAt: T0 + 3_000 });
         await insert({ createdAt: T0 + 1, scheduledAt: T0 + 2_000 });
         const due = await insert({ createdAt: T0 + 2, priority: -5 });
-        expect(await store.jobNextRunAt()).toBe(T0 + 2);
+        // A job due at once is available, not scheduled.
+        expect(await store.jobNextScheduledAt()).toBe(T0 + 2_000);
 
-        // A running job is not queued.
         const claimed = await claimOne(T0 + 10);
         expect(claimed.id).toBe(due.id);
-        expect(await store.jobNextRunAt()).toBe(T0 + 2_000);
+        expect(await store.jobNextScheduledAt()).toBe(T0 + 2_000);
 
         await claim(T0 + 3_000);
-        expect(await store.jobNextRunAt()).toBeNull();
+        expect(await store.jobNextScheduledAt()).toBeNull();
+      });
+
+      it("a job not yet due is not claimable until promoted, and promotion respects the time", async () => {
+        const later = await insert({ createdAt: T0, scheduledAt: T0 + 1_000 });
+        expect(
+          (await store.jobClaim({ now: T0 + 2_000, limit: 10, leaseMs: LEASE_MS, worker: "w" }))
+            .jobs,
+        ).toEqual([]);
+        expect(await store.jobPromoteScheduled({ now: T0 + 999, limit: 10 })).toBe(0);
+        expect(await store.jobPromoteScheduled({ now: T0 + 1_000, limit: 10 })).toBe(1);
+        const { jobs } = await store.jobClaim({
+          now: T0 + 1_000,
+          limit: 10,
+          leaseMs: LEASE_MS,
+          worker: "w",
+        });
+        expect(jobs.map((j) => j.id)).toEqual([later.id]);
+        expect((await get(later.id, T0 + 1_000)).status).toBe("running");
       });
     });
 
@@ -1224,6 +1256,141 @@ export function runStoreConformance(name: string, open: () => Promise<OpenedStor
           "x-request-id": "r-2",
         });
         expect(new TextDecoder().decode(got?.response?.body)).toBe("fine");
+      });
+    });
+
+    describe("admission under bucket limits", () => {
+      /** Gives bucket "b" the limits `l`; other buckets are free. */
+      const limitsFor =
+        (l: Partial<BucketLimits>): LimitResolver =>
+        (bucket) =>
+          bucket === "b" ? { concurrency: null, intervalMs: null, burst: 1, ...l } : null;
+
+      /** Claims as the worker pool does with limits; returns the ids and the deferral. */
+      async function claimLimited(now: number, limits: LimitResolver, limit = 8) {
+        await store.jobPromoteScheduled({ now, limit: 10_000 });
+        const res = await store.jobClaim({ now, limit, leaseMs: LEASE_MS, worker: "w", limits });
+        return { jobs: res.jobs, ids: res.jobs.map((j) => j.id), deferredUntil: res.deferredUntil };
+      }
+
+      const done = (job: ClaimedJob, now: number) => finish(job, now, { status: "succeeded" });
+
+      it("concurrency: the jobs over the limit wait queued, unattempted, while other buckets run", async () => {
+        const limits = limitsFor({ concurrency: 2 });
+        const [a, b, c] = [
+          await insert({ bucket: "b" }),
+          await insert({ bucket: "b" }),
+          await insert({ bucket: "b" }),
+        ];
+        const other = await insert({ bucket: "other" });
+        const first = await claimLimited(T0, limits);
+        expect(first.ids).toEqual([a!.id, b!.id, other.id]);
+        expect(first.deferredUntil).toBeNull();
+        expect(await get(c!.id, T0)).toMatchObject({ status: "queued", attempt: 0 });
+        expect(await store.attemptList({ jobId: c!.id })).toEqual([]);
+        // Still full: nothing more is admitted.
+        expect((await claimLimited(T0 + 1, limits)).ids).toEqual([]);
+        // A call of the bucket ends: one waiting job may go.
+        await done(first.jobs[0]!, T0 + 2);
+        const next = await claimLimited(T0 + 3, limits);
+        expect(next.ids).toEqual([c!.id]);
+        expect(next.jobs[0]!.attempt).toBe(1);
+      });
+
+      it("rate: a spent budget reserves consecutive slots, unattempted; each job runs at its slot", async () => {
+        const limits = limitsFor({ intervalMs: 1_000 });
+        const jobs = [];
+        for (let i = 0; i < 3; i++) jobs.push(await insert({ bucket: "b" }));
+        const first = await claimLimited(T0, limits);
+        expect(first.ids).toEqual([jobs[0]!.id]);
+        expect(first.deferredUntil).toBe(T0 + 1_000);
+        expect(await get(jobs[1]!.id, T0)).toMatchObject({
+          status: "queued",
+          attempt: 0,
+          runAt: T0 + 1_000,
+        });
+        expect(await get(jobs[2]!.id, T0)).toMatchObject({
+          status: "queued",
+          attempt: 0,
+          runAt: T0 + 2_000,
+        });
+        expect(await store.jobNextScheduledAt()).toBe(T0 + 1_000);
+        expect((await claimLimited(T0 + 999, limits)).ids).toEqual([]);
+        expect((await claimLimited(T0 + 1_000, limits)).ids).toEqual([jobs[1]!.id]);
+        expect((await claimLimited(T0 + 2_000, limits)).ids).toEqual([jobs[2]!.id]);
+      });
+
+      it("rate with burst: burst jobs go at once, then the spacing applies", async () => {
+        const limits = limitsFor({ intervalMs: 1_000, burst: 3 });
+        const jobs = [];
+        for (let i = 0; i < 5; i++) jobs.push(await insert({ bucket: "b" }));
+        const first = await claimLimited(T0, limits);
+        expect(first.ids).toEqual(jobs.slice(0, 3).map((j) => j.id));
+        expect(first.deferredUntil).toBe(T0 + 1_000);
+        expect((await get(jobs[4]!.id, T0)).runAt).toBe(T0 + 2_000);
+      });
+
+      it("a reserved job that then waits for concurrency is judged again, not let through on its old slot", async () => {
+        const limits = limitsFor({ concurrency: 1, intervalMs: 1_000 });
+        const a = await insert({ bucket: "b" });
+        const b = await insert({ bucket: "b" });
+        const c = await insert({ bucket: "b" });
+        const first = await claimLimited(T0, limits);
+        expect(first.ids).toEqual([a.id]);
+        await done(first.jobs[0]!, T0 + 100); // b may go, but its rate slot is at T0 + 1000
+        expect((await claimLimited(T0 + 100, limits)).ids).toEqual([]);
+        const d = await insert({ bucket: "b", createdAt: T0 + 200 });
+        expect((await claimLimited(T0 + 200, limits)).ids).toEqual([]); // d's slot: T0 + 2000
+        const second = await claimLimited(T0 + 1_000, limits);
+        expect(second.ids).toEqual([b.id]);
+        expect((await claimLimited(T0 + 2_000, limits)).ids).toEqual([]); // d waits: b runs
+        await done(second.jobs[0]!, T0 + 5_000); // c (older) may go
+        const third = await claimLimited(T0 + 5_000, limits);
+        expect(third.ids).toEqual([c.id]);
+        await done(third.jobs[0]!, T0 + 5_050); // d may go, but c called 50 ms ago
+        expect((await claimLimited(T0 + 5_050, limits)).ids).toEqual([]);
+        expect((await get(d.id, T0 + 5_050)).runAt).toBe(T0 + 6_000);
+        expect((await claimLimited(T0 + 6_000, limits)).ids).toEqual([d.id]);
+      });
+
+      it("a reserved job run long after its slot still spaces the next call from its own", async () => {
+        const limits = limitsFor({ intervalMs: 60_000 });
+        const a = await insert({ bucket: "b" });
+        const b = await insert({ bucket: "b" });
+        expect((await claimLimited(T0, limits)).ids).toEqual([a.id]);
+        // b's slot is T0 + 60 s; nothing claims until ten minutes later (e.g. the server was down).
+        expect((await claimLimited(T0 + 600_000, limits)).ids).toEqual([b.id]);
+        const c = await insert({ bucket: "b", createdAt: T0 + 600_001 });
+        const late = await claimLimited(T0 + 600_001, limits);
+        expect(late.ids).toEqual([]);
+        expect(late.deferredUntil).toBe(T0 + 660_000);
+        expect((await get(c.id, T0 + 600_001)).runAt).toBe(T0 + 660_000);
+      });
+
+      it("reserved slots that come due together are spread out again, not called at once", async () => {
+        const limits = limitsFor({ intervalMs: 60_000 });
+        const a = await insert({ bucket: "b" });
+        const b = await insert({ bucket: "b" });
+        const c = await insert({ bucket: "b" });
+        expect((await claimLimited(T0, limits)).ids).toEqual([a.id]); // b at +60 s, c at +120 s
+        // Nothing claims for ten minutes: both reservations are due at once.
+        const late = await claimLimited(T0 + 600_000, limits);
+        expect(late.ids).toEqual([b.id]);
+        expect((await get(c.id, T0 + 600_000)).runAt).toBe(T0 + 660_000);
+        expect((await claimLimited(T0 + 659_999, limits)).ids).toEqual([]);
+        expect((await claimLimited(T0 + 660_000, limits)).ids).toEqual([c.id]);
+      });
+
+      it("cancelling a job promoted from waiting lets the next waiting one go", async () => {
+        const limits = limitsFor({ concurrency: 1 });
+        const a = await insert({ bucket: "b" });
+        const b = await insert({ bucket: "b" });
+        const c = await insert({ bucket: "b" });
+        const first = await claimLimited(T0, limits);
+        expect(first.ids).toEqual([a.id]); // b and c wait
+        await done(first.jobs[0]!, T0 + 10); // b is promoted
+        expect((await store.jobCancel({ id: b.id, now: T0 + 20 })).kind).toBe("canceled");
+        expect((await claimLimited(T0 + 30, limits)).ids).toEqual([c.id]);
       });
     });
   });

@@ -10,7 +10,13 @@ export type CallResult =
       truncated: boolean;
       durationMs: number;
     }
-  | { kind: "error"; code: "timeout" | "network"; message: string; durationMs: number }
+  | {
+      kind: "error";
+      /** timeout and network failures are retried; a refused destination or redirect loop is not. */
+      code: "timeout" | "network" | "destination_blocked" | "too_many_redirects";
+      message: string;
+      durationMs: number;
+    }
   /** Stopped from our side (cancel, shutdown, lost lease); the caller knows why. */
   | { kind: "aborted"; durationMs: number };
 
@@ -47,6 +53,8 @@ export interface AttemptContext {
   maxAttempts: number;
   backoffStrategy: BackoffStrategy;
   backoffBaseMs: number;
+  /** Whether the job follows redirects (a 3xx that reaches here was not followed for a reason). */
+  followRedirects?: boolean;
 }
 
 /** Whether a status is success, worth retrying, or a final failure. */
@@ -83,12 +91,12 @@ export function decide(
         },
       };
     }
-    const redirect = result.status >= 300 && result.status < 400;
+    const unfollowed = result.status >= 300 && result.status < 400 && !ctx.followRedirects;
     end = {
       outcome: "failed",
       responseStatus: result.status,
       errorCode: "http_status",
-      error: `HTTP ${result.status}${redirect ? " (redirects are not followed)" : ""}`,
+      error: `HTTP ${result.status}${unfollowed ? " (redirects are followed only with follow_redirects)" : ""}`,
       retryable: cls === "retryable",
       durationMs: result.durationMs,
     };
@@ -100,7 +108,7 @@ export function decide(
       responseStatus: null,
       errorCode: result.code,
       error: result.message,
-      retryable: true,
+      retryable: result.code === "timeout" || result.code === "network",
       durationMs: result.durationMs,
     };
   }

@@ -37,7 +37,10 @@ export type RequestBody = { kind: "json"; value: JsonValue } | { kind: "bytes"; 
 export interface JobSpec {
   method: HttpMethod;
   url: string;
+  /** Every header as given, secret ones included. */
   headers: Record<string, string>;
+  /** Names of the headers in `headers` that are secrets: kept encrypted, shown masked. */
+  secretHeaderNames: string[];
   params: Record<string, string>;
   body: RequestBody | null;
   timeoutMs: number;
@@ -51,14 +54,27 @@ export interface JobSpec {
   ttlMs: number | null;
   tags: string[];
   idempotencyKey: string | null;
+  /** Follow 3xx redirects, up to `maxRedirects` hops, each checked by the outbound policy. */
+  followRedirects: boolean;
+  maxRedirects: number;
+  /** Jobs with the same key share one rate and concurrency budget instead of their host's. */
+  rateLimitKey: string | null;
 }
 
-/** A validated job about to be stored. */
-export interface NewJob extends JobSpec {
+/** A validated job about to be stored: its secret headers sealed, apart from the others. */
+export interface NewJob extends Omit<JobSpec, "headers"> {
   id: string;
   createdAt: number;
   /** When the first attempt may start: scheduledAt or createdAt. */
   runAt: number;
+  /** The non-secret headers. */
+  headers: Record<string, string>;
+  /** The secret headers, encrypted (see src/secrets/secret-box.ts); null when there are none. */
+  sealedHeaders: string | null;
+  /** The principal that submitted the job; null when the server runs without authentication. */
+  owner: string | null;
+  /** The budget the job's calls count against: its rate limit key, or its URL's host. */
+  bucket: string;
 }
 
 /** A stored job. */
@@ -109,6 +125,9 @@ export type ErrorCode =
   | "http_status"
   | "timeout"
   | "network"
+  | "destination_blocked"
+  | "too_many_redirects"
+  | "secret_unreadable"
   | "canceled"
   | "interrupted"
   | "lease_expired";

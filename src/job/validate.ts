@@ -13,6 +13,8 @@ export interface EnqueueInput {
   method?: string;
   url?: string;
   headers?: Record<string, string>;
+  /** Names of further headers to treat as secrets. */
+  secretHeaders?: string[];
   params?: Record<string, string>;
   body?: RequestBody | null;
   timeoutSec?: number;
@@ -25,9 +27,12 @@ export interface EnqueueInput {
   ttlSeconds?: number;
   tags?: string[];
   idempotencyKey?: string;
+  followRedirects?: boolean;
+  maxRedirects?: number;
+  rateLimitKey?: string;
 }
 
-/** Server-side defaults and bounds for a submit. */
+/** Server-side defaults and bounds for a submit; each bound names the setting that sets it. */
 export interface JobLimits {
   defaultTimeoutMs: number;
   maxTimeoutMs: number;
@@ -36,28 +41,65 @@ export interface JobLimits {
   defaultBackoffBaseMs: number;
   /** null keeps finished jobs. */
   defaultTtlMs: number | null;
+  maxTtlMs: number;
   maxBodyBytes: number;
+  maxUrlLength: number;
+  maxHeaders: number;
+  /** Names and values of all headers together. */
+  maxHeaderBytes: number;
+  maxTags: number;
+  maxTagLength: number;
+  /**
+   * The outbound policy's verdict on a destination that can be judged without DNS (an IP literal,
+   * a denied or local name): a reason to refuse it, or null.
+   */
+  refuseDestination?: (url: URL) => string | null;
 }
 
+/** Fixed bounds, not worth a setting each. */
 export const LIMITS = {
-  urlMaxLength: 8192,
-  headerCount: 100,
-  headerValueMaxLength: 8192,
   paramCount: 100,
   priorityMin: -1000,
   priorityMax: 1000,
   maxAttemptsMax: 100,
   backoffSecondsMax: 86_400,
-  ttlSecondsMax: 10 * 365 * 86_400,
   scheduleAheadMaxMs: 366 * 86_400_000,
-  tagCount: 20,
-  tagMaxLength: 64,
   idempotencyKeyMaxLength: 200,
+  rateLimitKeyMaxLength: 200,
+  maxRedirectsDefault: 5,
+  maxRedirectsMax: 10,
 } as const;
+
+/** Headers that are secrets whatever the job says. */
+export const DEFAULT_SECRET_HEADERS = [
+  "authorization",
+  "proxy-authorization",
+  "cookie",
+  "x-api-key",
+];
+
+/**
+ * Headers a job may not set: the client (undici) sets them from the URL and the body, and letting
+ * a job set them invites request smuggling or a mismatch between the connection and the request.
+ */
+export const FORBIDDEN_HEADERS = new Set([
+  "host",
+  "content-length",
+  "transfer-encoding",
+  "connection",
+  "keep-alive",
+  "proxy-connection",
+  "te",
+  "trailer",
+  "upgrade",
+  "expect",
+]);
 
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 // biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
 const CONTROL = /[\u0000-\u001f\u007f]/;
+// biome-ignore lint/suspicious/noControlCharactersInRegex: the range starts at NUL on purpose
+const NOT_LATIN1 = /[^\u0000-\u00ff]/;
 
 /**
  * Turns a submit into a complete, valid job spec, or throws {@link InvalidArgumentError} naming the
@@ -65,13 +107,15 @@ const CONTROL = /[\u0000-\u001f\u007f]/;
  */
 export function validateEnqueue(input: EnqueueInput, limits: JobLimits, now: number): JobSpec {
   const method = validateMethod(input.method);
-  const url = validateUrl(input.url);
-  const headers = validateHeaders(input.headers ?? {});
+  const url = validateUrl(input.url, limits);
+  const headers = validateHeaders(input.headers ?? {}, limits);
+  const secretHeaderNames = validateSecretNames(input.secretHeaders ?? [], headers, limits);
   const params = validateParams(input.params ?? {});
   const body = input.body ?? null;
   if (body !== null) {
-    if (method === "HEAD")
+    if (method === "HEAD") {
       throw new InvalidArgumentError("body", "a HEAD request cannot have a body");
+    }
     const size = body.kind === "bytes" ? body.bytes.byteLength : jsonSize(body.value);
     if (size > limits.maxBodyBytes) {
       throw new InvalidArgumentError(
@@ -87,7 +131,7 @@ export function validateEnqueue(input: EnqueueInput, limits: JobLimits, now: num
       : secondsToMs("timeout_sec", input.timeoutSec, {
           min: 0.001,
           max: limits.maxTimeoutMs / 1000,
-          hint: "JOBQUEUE_MAX_TIMEOUT",
+          setting: "JOBQUEUE_MAX_TIMEOUT",
         });
 
   const priority = integerIn(
@@ -136,28 +180,37 @@ export function validateEnqueue(input: EnqueueInput, limits: JobLimits, now: num
   const ttlMs =
     input.ttlSeconds === undefined
       ? limits.defaultTtlMs
-      : integerIn("ttl_seconds", input.ttlSeconds, 1, LIMITS.ttlSecondsMax) * 1000;
+      : integerIn(
+          "ttl_seconds",
+          input.ttlSeconds,
+          1,
+          limits.maxTtlMs / 1000,
+          "JOBQUEUE_MAX_TTL_SECONDS",
+        ) * 1000;
 
-  const tags = validateTags(input.tags ?? []);
+  const tags = validateTags(input.tags ?? [], limits);
+  const idempotencyKey = optionalKey(
+    "idempotency_key",
+    input.idempotencyKey,
+    LIMITS.idempotencyKeyMaxLength,
+  );
+  const rateLimitKey = optionalKey(
+    "rate_limit_key",
+    input.rateLimitKey,
+    LIMITS.rateLimitKeyMaxLength,
+  );
 
-  let idempotencyKey: string | null = null;
-  if (input.idempotencyKey !== undefined && input.idempotencyKey !== "") {
-    if (input.idempotencyKey.length > LIMITS.idempotencyKeyMaxLength) {
-      throw new InvalidArgumentError(
-        "idempotency_key",
-        `is longer than ${LIMITS.idempotencyKeyMaxLength} characters`,
-      );
-    }
-    if (CONTROL.test(input.idempotencyKey)) {
-      throw new InvalidArgumentError("idempotency_key", "contains control characters");
-    }
-    idempotencyKey = input.idempotencyKey;
-  }
+  const followRedirects = input.followRedirects ?? false;
+  const maxRedirects =
+    input.maxRedirects === undefined || input.maxRedirects === 0
+      ? LIMITS.maxRedirectsDefault
+      : integerIn("max_redirects", input.maxRedirects, 1, LIMITS.maxRedirectsMax);
 
   return {
     method,
     url,
     headers,
+    secretHeaderNames,
     params,
     body,
     timeoutMs,
@@ -169,6 +222,9 @@ export function validateEnqueue(input: EnqueueInput, limits: JobLimits, now: num
     ttlMs,
     tags,
     idempotencyKey,
+    followRedirects,
+    maxRedirects,
+    rateLimitKey,
   };
 }
 
@@ -184,33 +240,46 @@ function validateMethod(raw: string | undefined): HttpMethod {
   return m as HttpMethod;
 }
 
-function validateUrl(raw: string | undefined): string {
-  if (raw === undefined || raw === "") throw new InvalidArgumentError("url", "is required");
-  if (raw.length > LIMITS.urlMaxLength) {
-    throw new InvalidArgumentError("url", `is longer than ${LIMITS.urlMaxLength} characters`);
+/** Checks a URL a job will call: absolute, http or https, short enough, allowed by the policy. */
+export function validateUrl(raw: string | undefined, limits: JobLimits, field = "url"): string {
+  if (raw === undefined || raw === "") throw new InvalidArgumentError(field, "is required");
+  if (raw.length > limits.maxUrlLength) {
+    throw new InvalidArgumentError(
+      field,
+      `is longer than ${limits.maxUrlLength} characters (JOBQUEUE_MAX_URL_LENGTH)`,
+    );
   }
   let url: URL;
   try {
     url = new URL(raw);
   } catch {
-    throw new InvalidArgumentError("url", `is not an absolute URL: ${JSON.stringify(raw)}`);
+    throw new InvalidArgumentError(field, `is not an absolute URL: ${JSON.stringify(raw)}`);
   }
   if (url.protocol !== "http:" && url.protocol !== "https:") {
     throw new InvalidArgumentError(
-      "url",
+      field,
       `scheme ${JSON.stringify(url.protocol.slice(0, -1))} is not allowed; use http or https`,
     );
   }
-  if (url.hostname === "") throw new InvalidArgumentError("url", "has no host");
+  if (url.hostname === "") throw new InvalidArgumentError(field, "has no host");
+  const refusal = limits.refuseDestination?.(url);
+  if (refusal) throw new InvalidArgumentError(field, refusal);
   return url.href;
 }
 
-function validateHeaders(headers: Record<string, string>): Record<string, string> {
+function validateHeaders(
+  headers: Record<string, string>,
+  limits: JobLimits,
+): Record<string, string> {
   const entries = Object.entries(headers);
-  if (entries.length > LIMITS.headerCount) {
-    throw new InvalidArgumentError("headers", `has more than ${LIMITS.headerCount} entries`);
+  if (entries.length > limits.maxHeaders) {
+    throw new InvalidArgumentError(
+      "headers",
+      `has ${entries.length} headers; at most ${limits.maxHeaders} (JOBQUEUE_MAX_HEADERS)`,
+    );
   }
-  const out: Record<string, string> = {};
+  const seen = new Set<string>();
+  let bytes = 0;
   for (const [name, value] of entries) {
     if (!TOKEN.test(name)) {
       throw new InvalidArgumentError(
@@ -218,6 +287,20 @@ function validateHeaders(headers: Record<string, string>): Record<string, string
         `${JSON.stringify(name)} is not a valid header name`,
       );
     }
+    const lower = name.toLowerCase();
+    if (FORBIDDEN_HEADERS.has(lower)) {
+      throw new InvalidArgumentError(
+        `headers.${name}`,
+        "may not be set by a job: the server sets it from the URL and the body",
+      );
+    }
+    if (seen.has(lower)) {
+      throw new InvalidArgumentError(
+        `headers.${name}`,
+        "is given twice (names are case-insensitive)",
+      );
+    }
+    seen.add(lower);
     if (typeof value !== "string") {
       throw new InvalidArgumentError(`headers.${name}`, "must be a string");
     }
@@ -227,15 +310,45 @@ function validateHeaders(headers: Record<string, string>): Record<string, string
         "contains control characters (CR, LF, NUL)",
       );
     }
-    if (value.length > LIMITS.headerValueMaxLength) {
+    if (NOT_LATIN1.test(value)) {
       throw new InvalidArgumentError(
         `headers.${name}`,
-        `is longer than ${LIMITS.headerValueMaxLength} characters`,
+        "contains characters HTTP headers cannot carry (beyond Latin-1); encode the value",
       );
     }
-    out[name] = value;
+    bytes += name.length + value.length;
   }
-  return out;
+  if (bytes > limits.maxHeaderBytes) {
+    throw new InvalidArgumentError(
+      "headers",
+      `hold ${bytes} bytes; at most ${limits.maxHeaderBytes} (JOBQUEUE_MAX_HEADER_BYTES)`,
+    );
+  }
+  return { ...headers };
+}
+
+/** The names (as given) of the headers that are secrets: the defaults and the job's own. */
+function validateSecretNames(
+  extra: string[],
+  headers: Record<string, string>,
+  limits: JobLimits,
+): string[] {
+  if (extra.length > limits.maxHeaders) {
+    throw new InvalidArgumentError(
+      "secret_headers",
+      `has more than ${limits.maxHeaders} names (JOBQUEUE_MAX_HEADERS)`,
+    );
+  }
+  for (const name of extra) {
+    if (typeof name !== "string" || !TOKEN.test(name)) {
+      throw new InvalidArgumentError(
+        "secret_headers",
+        `${JSON.stringify(name)} is not a valid header name`,
+      );
+    }
+  }
+  const secret = new Set([...DEFAULT_SECRET_HEADERS, ...extra.map((n) => n.toLowerCase())]);
+  return Object.keys(headers).filter((n) => secret.has(n.toLowerCase()));
 }
 
 function validateParams(params: Record<string, string>): Record<string, string> {
@@ -252,30 +365,53 @@ function validateParams(params: Record<string, string>): Record<string, string> 
   return { ...params };
 }
 
-function validateTags(tags: string[]): string[] {
-  if (tags.length > LIMITS.tagCount) {
-    throw new InvalidArgumentError("tags", `has more than ${LIMITS.tagCount} tags`);
+function validateTags(tags: string[], limits: JobLimits): string[] {
+  if (tags.length > limits.maxTags) {
+    throw new InvalidArgumentError(
+      "tags",
+      `has ${tags.length} tags; at most ${limits.maxTags} (JOBQUEUE_MAX_TAGS)`,
+    );
   }
   for (const tag of tags) {
     if (typeof tag !== "string" || tag === "") {
       throw new InvalidArgumentError("tags", "contains an empty tag");
     }
-    if (tag.length > LIMITS.tagMaxLength) {
+    if (tag.length > limits.maxTagLength) {
       throw new InvalidArgumentError(
         "tags",
-        `tag ${JSON.stringify(tag.slice(0, 20))}… is longer than ${LIMITS.tagMaxLength} characters`,
+        `tag ${JSON.stringify(tag.slice(0, 20))}… is longer than ${limits.maxTagLength} characters (JOBQUEUE_MAX_TAG_LENGTH)`,
       );
     }
-    if (CONTROL.test(tag))
+    if (CONTROL.test(tag)) {
       throw new InvalidArgumentError("tags", "a tag contains control characters");
+    }
   }
   return [...new Set(tags)];
 }
 
-function integerIn(field: string, value: number, min: number, max: number): number {
+function optionalKey(field: string, value: string | undefined, maxLength: number): string | null {
+  if (value === undefined || value === "") return null;
+  if (value.length > maxLength) {
+    throw new InvalidArgumentError(field, `is longer than ${maxLength} characters`);
+  }
+  if (CONTROL.test(value)) throw new InvalidArgumentError(field, "contains control characters");
+  return value;
+}
+
+function integerIn(
+  field: string,
+  value: number,
+  min: number,
+  max: number,
+  setting?: string,
+): number {
   if (!Number.isInteger(value)) throw new InvalidArgumentError(field, "must be an integer");
   if (value < min || value > max) {
-    throw new InvalidArgumentError(field, `must be between ${min} and ${max} (got ${value})`);
+    const where = setting ? ` (${setting})` : "";
+    throw new InvalidArgumentError(
+      field,
+      `must be between ${min} and ${max}${where} (got ${value})`,
+    );
   }
   return value;
 }
@@ -283,11 +419,11 @@ function integerIn(field: string, value: number, min: number, max: number): numb
 function secondsToMs(
   field: string,
   seconds: number,
-  bounds: { min: number; max: number; hint?: string },
+  bounds: { min: number; max: number; setting?: string },
 ): number {
   if (!Number.isFinite(seconds)) throw new InvalidArgumentError(field, "must be a finite number");
   if (seconds < bounds.min || seconds > bounds.max) {
-    const where = bounds.hint ? ` (${bounds.hint})` : "";
+    const where = bounds.setting ? ` (${bounds.setting})` : "";
     throw new InvalidArgumentError(
       field,
       `must be between ${bounds.min} and ${bounds.max} seconds${where} (got ${seconds})`,

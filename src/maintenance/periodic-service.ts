@@ -7,29 +7,50 @@ export interface Service {
   stop(): Promise<void>;
 }
 
+export interface PeriodicService extends Service {
+  /** Asks for a pass no later than `at` (epoch ms); an earlier planned pass stays. */
+  wakeAt(at: number): void;
+}
+
 /**
- * Runs `pass` at start and again after the delay it returns (or `intervalMs`), never two at once.
+ * Runs `pass` at start and again after the delay it returns (at most `intervalMs`), never two at
+ * once. `wakeAt` brings the next pass forward.
  */
 export function createPeriodicService(
   intervalMs: number,
   logger: Logger,
   name: string,
   pass: () => Promise<number | undefined>,
-): Service {
+  now: () => number = Date.now,
+): PeriodicService {
   let timer: NodeJS.Timeout | null = null;
-  let current: Promise<void> = Promise.resolve();
+  let timerAt = Number.POSITIVE_INFINITY;
   let running = false;
+  let inPass = false;
+  let wantedAt = Number.POSITIVE_INFINITY;
+  let current: Promise<void> = Promise.resolve();
+
+  const arm = (at: number) => {
+    if (!running || at >= timerAt) return;
+    if (timer) clearTimeout(timer);
+    timerAt = at;
+    timer = setTimeout(run, Math.max(0, at - now()));
+  };
 
   const run = () => {
     timer = null;
+    timerAt = Number.POSITIVE_INFINITY;
+    inPass = true;
+    wantedAt = Number.POSITIVE_INFINITY;
     current = pass()
-      .then((delay) => delay ?? intervalMs)
+      .then((delay) => Math.min(Math.max(delay ?? intervalMs, 0), intervalMs))
       .catch((err) => {
         logger.error({ err }, `${name} pass failed`);
         return intervalMs;
       })
       .then((delay) => {
-        if (running) timer = setTimeout(run, Math.min(Math.max(delay, 0), intervalMs));
+        inPass = false;
+        arm(Math.min(now() + delay, wantedAt));
       });
   };
 
@@ -38,6 +59,10 @@ export function createPeriodicService(
       if (running) return;
       running = true;
       run();
+    },
+    wakeAt(at) {
+      if (inPass) wantedAt = Math.min(wantedAt, at);
+      else arm(at);
     },
     async stop() {
       running = false;

@@ -9,25 +9,39 @@ export interface TtlCleanerOptions {
   logger: Logger;
   /** The longest the cleaner sleeps; it wakes sooner when a job is due to expire sooner. */
   maxIntervalMs: number;
+  /** Audit events older than this are deleted too. */
+  auditRetentionMs: number;
 }
 
 const BATCH = 1000;
 
 /**
- * Deletes finished jobs whose TTL has passed, with their attempts and results, in batches. Reads
- * already hide expired jobs, so the cleaner only reclaims space; it sleeps until the next expiry.
+ * Deletes finished jobs whose TTL has passed, with their attempts and results, and audit events
+ * past their retention, in batches. Reads already hide expired jobs, so the cleaner only reclaims
+ * space; it sleeps until the next expiry.
  */
 export function createTtlCleaner(options: TtlCleanerOptions): Service {
   const { store, clock, logger } = options;
-  return createPeriodicService(options.maxIntervalMs, logger, "ttl cleaner", async () => {
-    let deleted = 0;
+  const drain = async (step: () => Promise<number>) => {
+    let total = 0;
     for (;;) {
-      const n = await store.jobDeleteExpired({ now: clock.now(), limit: BATCH });
-      deleted += n;
-      if (n < BATCH) break;
+      const n = await step();
+      total += n;
+      if (n < BATCH) return total;
     }
-    if (deleted > 0) logger.info({ deleted }, "deleted expired jobs");
-    const next = await store.jobNextExpiry();
-    return next === null ? undefined : next - clock.now() + 1;
-  });
+  };
+  return createPeriodicService(
+    options.maxIntervalMs,
+    logger,
+    "ttl cleaner",
+    async () => {
+      const jobs = await drain(() => store.jobDeleteExpired({ now: clock.now(), limit: BATCH }));
+      const before = clock.now() - options.auditRetentionMs;
+      const audit = await drain(() => store.auditDeleteBefore({ before, limit: BATCH }));
+      if (jobs > 0 || audit > 0) logger.info({ jobs, auditEvents: audit }, "deleted expired data");
+      const next = await store.jobNextExpiry();
+      return next === null ? undefined : next - clock.now() + 1;
+    },
+    () => clock.now(),
+  );
 }

@@ -23,12 +23,16 @@ export interface Notifier {
   onJobChanged(listener: Listener<JobEvent>): () => void;
   /** Listen to one job only. */
   onJobChangedById(jobId: string, listener: Listener<JobEvent>): () => void;
+  /** A job will become due at `runAt` (a scheduled submit, a retry, a rate-limit slot). */
+  jobScheduled(runAt: number): void;
+  onJobScheduled(listener: Listener<number>): () => void;
 }
 
 export function createNotifier(): Notifier {
   const available = new Set<() => void>();
   const changed = new Set<Listener<JobEvent>>();
   const byId = new Map<string, Set<Listener<JobEvent>>>();
+  const scheduled = new Set<Listener<number>>();
 
   const subscribe = <T>(set: Set<T>, listener: T) => {
     set.add(listener);
@@ -48,6 +52,10 @@ export function createNotifier(): Notifier {
       if (listeners) for (const l of listeners) l(event);
     },
     onJobChanged: (listener) => subscribe(changed, listener),
+    jobScheduled(runAt) {
+      for (const l of scheduled) l(runAt);
+    },
+    onJobScheduled: (listener) => subscribe(scheduled, listener),
     onJobChangedById(jobId, listener) {
       let set = byId.get(jobId);
       if (!set) {

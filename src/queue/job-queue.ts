@@ -1,4 +1,11 @@
 import { monotonicFactory } from "ulid";
+import {
+  AUDIT_OUTCOMES,
+  type AuditEvent,
+  type AuditOutcome,
+  type StoredAuditEvent,
+} from "../audit/audit-event.js";
+import { type Caller, seesAllJobs } from "../auth/principal.js";
 import type { Clock } from "../job/clock.js";
 import { InvalidArgumentError, JobNotFoundError, JobStateError } from "../job/errors.js";
 import {
@@ -16,7 +23,9 @@ import {
   validateJobId,
 } from "../job/validate.js";
 import type { Notifier } from "../notify/notifier.js";
+import type { SecretBox } from "../secrets/secret-box.js";
 import type { JobStore } from "../store/job-store.js";
+import { bucketOf } from "../worker/rate-limits.js";
 
 export interface ListInput {
   statuses?: JobStatus[];
@@ -28,105 +37,229 @@ export interface ListInput {
   pageToken?: string;
 }
 
+export interface AuditListInput {
+  principal?: string;
+  action?: string;
+  jobId?: string;
+  outcome?: string;
+  since?: number;
+  until?: number;
+  pageSize?: number;
+  pageToken?: string;
+}
+
 export const PAGE_SIZE_DEFAULT = 50;
-export const PAGE_SIZE_MAX = 1000;
-export const BATCH_MAX = 1000;
+
+/** Server-side bounds of the queue's own operations. */
+export interface QueueLimits extends JobLimits {
+  maxPageSize: number;
+  maxBatchSize: number;
+}
 
 /**
- * The facade every transport calls: enqueue, read, list, cancel and watch jobs. It validates,
- * talks to the store and tells the notifier what changed; it knows nothing of protocols.
+ * The facade every transport calls: enqueue, read, list, cancel and watch jobs, read the audit
+ * log. It validates, keeps secret headers sealed, scopes what a caller sees to its own jobs (unless
+ * it is an admin), records mutations in the audit log with the change itself, and tells the
+ * notifier what changed. It knows nothing of protocols; callers arrive authenticated.
  */
 export interface JobQueue {
   /** Stores a job (durably, before resolving), or returns the kept job with the same idempotency key. */
-  enqueue(input: EnqueueInput): Promise<{ job: Job; inserted: boolean }>;
+  enqueue(input: EnqueueInput, caller: Caller): Promise<{ job: Job; inserted: boolean }>;
   /**
-   * Stores up to {@link BATCH_MAX} jobs in one transaction: all, or none if one is invalid (the
-   * error names `jobs[i].<field>`).
+   * Stores up to `maxBatchSize` jobs in one transaction: all, or none if one is invalid (the error
+   * names `jobs[i].<field>`).
    */
-  enqueueMany(inputs: EnqueueInput[]): Promise<{ job: Job; inserted: boolean }[]>;
-  get(jobId: string): Promise<Job>;
-  getResult(jobId: string): Promise<{ job: Job; result: JobResult | null }>;
+  enqueueMany(inputs: EnqueueInput[], caller: Caller): Promise<{ job: Job; inserted: boolean }[]>;
+  get(jobId: string, caller: Caller): Promise<Job>;
+  getResult(jobId: string, caller: Caller): Promise<{ job: Job; result: JobResult | null }>;
   /** Cancels a queued or running job; a job that already ended is a {@link JobStateError}. */
-  cancel(jobId: string): Promise<Job>;
-  list(input: ListInput): Promise<{ jobs: Job[]; nextPageToken: string | null }>;
-  listAttempts(jobId: string): Promise<{ job: Job; attempts: Attempt[] }>;
+  cancel(jobId: string, caller: Caller): Promise<Job>;
+  list(input: ListInput, caller: Caller): Promise<{ jobs: Job[]; nextPageToken: string | null }>;
+  listAttempts(jobId: string, caller: Caller): Promise<{ job: Job; attempts: Attempt[] }>;
   /** Yields the job now and after each change; ends after a terminal status or when aborted. */
-  watch(jobId: string, signal: AbortSignal): AsyncIterable<Job>;
+  watch(jobId: string, caller: Caller, signal: AbortSignal): AsyncIterable<Job>;
+  listAudit(
+    input: AuditListInput,
+  ): Promise<{ events: StoredAuditEvent[]; nextPageToken: string | null }>;
 }
 
 export interface JobQueueOptions {
   store: JobStore;
   notifier: Notifier;
   clock: Clock;
-  limits: JobLimits;
+  limits: QueueLimits;
+  secretBox: SecretBox;
   /** How often a watcher re-reads the job even without an event (changes made by other processes). */
   watchPollMs?: number;
 }
 
 export function createJobQueue(options: JobQueueOptions): JobQueue {
-  const { store, notifier, clock, limits } = options;
+  const { store, notifier, clock, limits, secretBox } = options;
   const nextUlid = monotonicFactory();
   const watchPollMs = options.watchPollMs ?? 1000;
 
-  function newJob(input: EnqueueInput, now: number): NewJob {
+  function newJob(input: EnqueueInput, caller: Caller, now: number): NewJob {
     const spec = validateEnqueue(input, limits, now);
-    const runAt = spec.scheduledAt !== null && spec.scheduledAt > now ? spec.scheduledAt : now;
-    return { ...spec, id: `j_${nextUlid(now)}`, createdAt: now, runAt };
+    const id = `j_${nextUlid(now)}`;
+    const secret = new Set(spec.secretHeaderNames);
+    const plain: Record<string, string> = {};
+    const sealed: Record<string, string> = {};
+    for (const [name, value] of Object.entries(spec.headers)) {
+      if (secret.has(name)) sealed[name] = value;
+      else plain[name] = value;
+    }
+    return {
+      ...spec,
+      id,
+      createdAt: now,
+      runAt: spec.scheduledAt !== null && spec.scheduledAt > now ? spec.scheduledAt : now,
+      headers: plain,
+      sealedHeaders: secret.size > 0 ? secretBox.seal(id, sealed) : null,
+      owner: caller.principal?.name ?? null,
+      bucket: bucketOf(spec.url, spec.rateLimitKey),
+    };
+  }
+
+  function auditOf(
+    caller: Caller,
+    action: string,
+    outcome: AuditOutcome,
+    jobId: string | null,
+    now: number,
+    detail: string | null = null,
+  ): AuditEvent {
+    return {
+      at: now,
+      principal: caller.principal?.name ?? null,
+      action,
+      jobId,
+      remoteAddress: caller.remoteAddress,
+      protocol: caller.protocol,
+      outcome,
+      detail,
+    };
+  }
+
+  /** Records a refused mutation; the error then goes on to the caller. */
+  async function auditRefusal(caller: Caller, action: string, err: unknown, jobId: string | null) {
+    if (!(err instanceof InvalidArgumentError)) return;
+    await store.auditInsert([
+      auditOf(caller, action, "invalid_argument", jobId, clock.now(), err.field),
+    ]);
+  }
+
+  /**
+   * Wakes the workers as soon as due jobs are on their way to the store, before the commit: their
+   * claim then joins the same group commit as the insert, so a job can start after one fsync
+   * instead of two. (If the claim misses them, the workers' refill pass finds them.)
+   */
+  function wakeWorkers(jobs: NewJob[]) {
+    if (jobs.some((j) => j.runAt <= j.createdAt)) notifier.jobsAvailable();
   }
 
   function announce(results: { job: Job; inserted: boolean }[]) {
-    let any = false;
     for (const { job, inserted } of results) {
       if (!inserted) continue;
-      any = true;
       notifier.jobChanged({ jobId: job.id, status: "queued" });
+      if (job.runAt > job.createdAt) notifier.jobScheduled(job.runAt);
     }
-    if (any) notifier.jobsAvailable();
   }
 
-  async function mustGet(jobId: string): Promise<Job> {
+  function visible(job: Job | null, caller: Caller): job is Job {
+    return job !== null && (seesAllJobs(caller.principal) || job.owner === caller.principal?.name);
+  }
+
+  async function mustGet(jobId: string, caller: Caller): Promise<Job> {
     const id = validateJobId(jobId);
     const job = await store.jobGet({ id, now: clock.now() });
-    if (!job) throw new JobNotFoundError(id);
+    // Another owner's job reads as missing: its existence is not the caller's to know.
+    if (!visible(job, caller)) throw new JobNotFoundError(id);
     return job;
   }
 
+  function pageSizeOf(requested: number | undefined): number {
+    const size = requested || PAGE_SIZE_DEFAULT;
+    if (!Number.isInteger(size) || size < 1 || size > limits.maxPageSize) {
+      throw new InvalidArgumentError(
+        "page_size",
+        `must be between 1 and ${limits.maxPageSize} (JOBQUEUE_MAX_PAGE_SIZE)`,
+      );
+    }
+    return size;
+  }
+
   return {
-    async enqueue(input) {
-      const res = await store.jobInsert(newJob(input, clock.now()));
+    async enqueue(input, caller) {
+      const now = clock.now();
+      let job: NewJob;
+      try {
+        job = newJob(input, caller, now);
+      } catch (err) {
+        await auditRefusal(caller, "EnqueueJob", err, null);
+        throw err;
+      }
+      const write = store.jobInsert(job, auditOf(caller, "EnqueueJob", "ok", null, now));
+      wakeWorkers([job]);
+      const res = await write;
       announce([res]);
       return res;
     },
 
-    async enqueueMany(inputs) {
-      if (inputs.length === 0) throw new InvalidArgumentError("jobs", "must hold at least one job");
-      if (inputs.length > BATCH_MAX) {
-        throw new InvalidArgumentError("jobs", `holds ${inputs.length} jobs; at most ${BATCH_MAX}`);
-      }
+    async enqueueMany(inputs, caller) {
       const now = clock.now();
-      const jobs = inputs.map((input, i) => {
-        try {
-          return newJob(input, now);
-        } catch (err) {
-          if (!(err instanceof InvalidArgumentError)) throw err;
-          throw new InvalidArgumentError(`jobs[${i}].${err.field}`, err.problem);
+      let jobs: NewJob[];
+      try {
+        if (inputs.length === 0) {
+          throw new InvalidArgumentError("jobs", "must hold at least one job");
         }
-      });
-      const res = await store.jobInsertMany(jobs);
+        if (inputs.length > limits.maxBatchSize) {
+          throw new InvalidArgumentError(
+            "jobs",
+            `holds ${inputs.length} jobs; at most ${limits.maxBatchSize} (JOBQUEUE_MAX_BATCH_SIZE)`,
+          );
+        }
+        jobs = inputs.map((input, i) => {
+          try {
+            return newJob(input, caller, now);
+          } catch (err) {
+            if (!(err instanceof InvalidArgumentError)) throw err;
+            throw new InvalidArgumentError(`jobs[${i}].${err.field}`, err.problem);
+          }
+        });
+      } catch (err) {
+        await auditRefusal(caller, "EnqueueJobs", err, null);
+        throw err;
+      }
+      const audit = jobs.map(() => auditOf(caller, "EnqueueJobs", "ok", null, now));
+      const write = store.jobInsertMany(jobs, audit);
+      wakeWorkers(jobs);
+      const res = await write;
       announce(res);
       return res;
     },
 
     get: mustGet,
 
-    async getResult(jobId) {
-      const job = await mustGet(jobId);
+    async getResult(jobId, caller) {
+      const job = await mustGet(jobId, caller);
       return { job, result: await store.resultGet({ jobId: job.id }) };
     },
 
-    async cancel(jobId) {
-      const id = validateJobId(jobId);
-      const res = await store.jobCancel({ id, now: clock.now() });
+    async cancel(jobId, caller) {
+      let id: string;
+      try {
+        id = validateJobId(jobId);
+      } catch (err) {
+        await auditRefusal(caller, "CancelJob", err, null);
+        throw err;
+      }
+      const now = clock.now();
+      const res = await store.jobCancel({
+        id,
+        now,
+        ownedBy: seesAllJobs(caller.principal) ? undefined : caller.principal?.name,
+        audit: (outcome) => auditOf(caller, "CancelJob", outcome, id, now),
+      });
       switch (res.kind) {
         case "not-found":
           throw new JobNotFoundError(id);
@@ -138,11 +271,8 @@ export function createJobQueue(options: JobQueueOptions): JobQueue {
       }
     },
 
-    async list(input) {
-      const pageSize = input.pageSize || PAGE_SIZE_DEFAULT;
-      if (!Number.isInteger(pageSize) || pageSize < 1 || pageSize > PAGE_SIZE_MAX) {
-        throw new InvalidArgumentError("page_size", `must be between 1 and ${PAGE_SIZE_MAX}`);
-      }
+    async list(input, caller) {
+      const pageSize = pageSizeOf(input.pageSize);
       if (
         input.createdAfter !== undefined &&
         input.createdBefore !== undefined &&
@@ -150,26 +280,28 @@ export function createJobQueue(options: JobQueueOptions): JobQueue {
       ) {
         throw new InvalidArgumentError("created_after", "must be earlier than created_before");
       }
-      const afterId = input.pageToken ? decodePageToken(input.pageToken) : undefined;
+      const after = input.pageToken ? decodePageToken(input.pageToken) : undefined;
+      if (after !== undefined && typeof after !== "string") throw badToken();
       const { jobs, more } = await store.jobList({
         now: clock.now(),
         statuses: input.statuses,
         tags: input.tags,
         createdAfter: input.createdAfter,
         createdBefore: input.createdBefore,
-        afterId,
+        ownedBy: seesAllJobs(caller.principal) ? undefined : (caller.principal?.name ?? ""),
+        afterId: after,
         limit: pageSize,
       });
       const last = jobs.at(-1);
       return { jobs, nextPageToken: more && last ? encodePageToken(last.id) : null };
     },
 
-    async listAttempts(jobId) {
-      const job = await mustGet(jobId);
+    async listAttempts(jobId, caller) {
+      const job = await mustGet(jobId, caller);
       return { job, attempts: await store.attemptList({ jobId: job.id }) };
     },
 
-    async *watch(jobId, signal) {
+    async *watch(jobId, caller, signal) {
       const id = validateJobId(jobId);
       let wake: (() => void) | null = null;
       let pending = false;
@@ -184,7 +316,7 @@ export function createJobQueue(options: JobQueueOptions): JobQueue {
         for (;;) {
           pending = false;
           const job = await store.jobGet({ id, now: clock.now() });
-          if (!job) {
+          if (!visible(job, caller)) {
             if (last === null) throw new JobNotFoundError(id);
             return;
           }
@@ -210,20 +342,50 @@ export function createJobQueue(options: JobQueueOptions): JobQueue {
         signal.removeEventListener("abort", poke);
       }
     },
+
+    async listAudit(input) {
+      const pageSize = pageSizeOf(input.pageSize);
+      if (input.outcome && !(AUDIT_OUTCOMES as readonly string[]).includes(input.outcome)) {
+        throw new InvalidArgumentError(
+          "outcome",
+          `unknown outcome ${JSON.stringify(input.outcome)}; use one of ${AUDIT_OUTCOMES.join(", ")}`,
+        );
+      }
+      const before = input.pageToken ? decodePageToken(input.pageToken) : undefined;
+      if (before !== undefined && typeof before !== "number") throw badToken();
+      const { events, more } = await store.auditList({
+        principal: input.principal || undefined,
+        action: input.action || undefined,
+        jobId: input.jobId || undefined,
+        outcome: (input.outcome || undefined) as AuditOutcome | undefined,
+        since: input.since,
+        until: input.until,
+        beforeId: before,
+        limit: pageSize,
+      });
+      const last = events.at(-1);
+      return { events, nextPageToken: more && last ? encodePageToken(last.id) : null };
+    },
   };
 }
 
-function encodePageToken(lastId: string): string {
-  return Buffer.from(JSON.stringify({ after: lastId })).toString("base64url");
+function encodePageToken(after: string | number): string {
+  return Buffer.from(JSON.stringify({ after })).toString("base64url");
 }
 
-function decodePageToken(token: string): string {
+function badToken(): InvalidArgumentError {
+  return new InvalidArgumentError("page_token", "is not a token this server issued");
+}
+
+/** The position a page token encodes: a job id or an audit event id. */
+function decodePageToken(token: string): string | number {
   try {
     const parsed = JSON.parse(Buffer.from(token, "base64url").toString("utf8")) as unknown;
     const after = (parsed as { after?: unknown } | null)?.after;
     if (typeof after === "string" && /^j_[0-9A-Z]{26}$/.test(after)) return after;
+    if (typeof after === "number" && Number.isSafeInteger(after)) return after;
   } catch {
     // fall through: not ours
   }
-  throw new InvalidArgumentError("page_token", "is not a token this server issued");
+  throw badToken();
 }

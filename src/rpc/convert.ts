@@ -3,6 +3,7 @@ import { type Timestamp, timestampFromMs, timestampMs, ValueSchema } from "@bufb
 import {
   AttemptOutcome as AttemptOutcomePb,
   type AttemptSchema,
+  type AuditEventSchema,
   BackoffStrategy as BackoffStrategyPb,
   BodyEncoding as BodyEncodingPb,
   type JobSchema,
@@ -12,6 +13,7 @@ import type {
   EnqueueJobRequest,
   GetJobResultResponseSchema,
 } from "../../gen/jobqueue/v1/job_queue_service_pb.js";
+import type { StoredAuditEvent } from "../audit/audit-event.js";
 import { presentBody } from "../job/response-body.js";
 import type {
   Attempt,
@@ -60,6 +62,9 @@ const OUTCOME: Record<AttemptOutcome, AttemptOutcomePb> = {
   lost: AttemptOutcomePb.LOST,
 };
 
+/** What a secret header's value reads as. */
+export const MASK = "***";
+
 function ts(ms: number | null): Timestamp | undefined {
   return ms === null ? undefined : timestampFromMs(ms);
 }
@@ -105,6 +110,10 @@ export function enqueueInputFromPb(req: EnqueueJobRequest): EnqueueInput {
     ttlSeconds: req.ttlSeconds,
     tags: req.tags,
     idempotencyKey: req.idempotencyKey,
+    secretHeaders: req.secretHeaders,
+    followRedirects: req.followRedirects,
+    maxRedirects: req.maxRedirects,
+    rateLimitKey: req.rateLimitKey,
   };
 }
 
@@ -123,7 +132,13 @@ export function jobToPb(job: Job): MessageInitShape<typeof JobSchema> {
     url: job.url,
     timeoutSec: job.timeoutMs / 1000,
     tags: job.tags,
-    headers: job.headers,
+    // Secret headers are shown by name only, on every read and every protocol.
+    headers: { ...job.headers, ...Object.fromEntries(job.secretHeaderNames.map((n) => [n, MASK])) },
+    secretHeaders: job.secretHeaderNames,
+    followRedirects: job.followRedirects,
+    maxRedirects: job.maxRedirects,
+    rateLimitKey: job.rateLimitKey ?? undefined,
+    owner: job.owner ?? undefined,
     params: job.params,
     payload:
       job.body === null
@@ -175,5 +190,19 @@ export function resultToPb(
     durationMs: result?.durationMs,
     attempt: result?.attempt ?? 0,
     finishedAt: result ? ts(result.finishedAt) : undefined,
+  };
+}
+
+export function auditToPb(e: StoredAuditEvent): MessageInitShape<typeof AuditEventSchema> {
+  return {
+    id: BigInt(e.id),
+    time: timestampFromMs(e.at),
+    principal: e.principal ?? undefined,
+    action: e.action,
+    jobId: e.jobId ?? undefined,
+    remoteAddress: e.remoteAddress ?? undefined,
+    protocol: e.protocol,
+    outcome: e.outcome,
+    detail: e.detail ?? undefined,
   };
 }

@@ -4,8 +4,10 @@ import type { Logger } from "pino";
 import type { JobQueueService } from "../../gen/jobqueue/v1/job_queue_service_pb.js";
 import { InvalidArgumentError } from "../job/errors.js";
 import type { JobQueue } from "../queue/job-queue.js";
+import { callerOf } from "./auth.js";
 import {
   attemptToPb,
+  auditToPb,
   enqueueInputFromPb,
   jobToPb,
   resultToPb,
@@ -23,55 +25,82 @@ export type JobQueueServiceImpl = ServiceImpl<typeof JobQueueService>;
  */
 export function createJobQueueServiceImpl(queue: JobQueue, logger: Logger): JobQueueServiceImpl {
   return {
-    enqueueJob: unary(logger, async (req) => {
-      const { job } = await queue.enqueue(enqueueInputFromPb(req));
+    enqueueJob: unary(logger, async (req, ctx) => {
+      const { job } = await queue.enqueue(enqueueInputFromPb(req), callerOf(ctx.values));
       return { jobId: job.id, status: statusToPb(job.status) };
     }),
 
-    enqueueJobs: unary(logger, async (req) => {
-      const results = await queue.enqueueMany(req.jobs.map(enqueueInputFromPb));
+    enqueueJobs: unary(logger, async (req, ctx) => {
+      const results = await queue.enqueueMany(
+        req.jobs.map(enqueueInputFromPb),
+        callerOf(ctx.values),
+      );
       return {
         jobs: results.map(({ job }) => ({ jobId: job.id, status: statusToPb(job.status) })),
       };
     }),
 
-    getJob: unary(logger, async (req) => ({ job: jobToPb(await queue.get(req.jobId)) })),
+    getJob: unary(logger, async (req, ctx) => ({
+      job: jobToPb(await queue.get(req.jobId, callerOf(ctx.values))),
+    })),
 
-    getJobResult: unary(logger, async (req) => {
-      const { job, result } = await queue.getResult(req.jobId);
+    getJobResult: unary(logger, async (req, ctx) => {
+      const { job, result } = await queue.getResult(req.jobId, callerOf(ctx.values));
       return resultToPb(job, result);
     }),
 
-    cancelJob: unary(logger, async (req) => ({ job: jobToPb(await queue.cancel(req.jobId)) })),
+    cancelJob: unary(logger, async (req, ctx) => ({
+      job: jobToPb(await queue.cancel(req.jobId, callerOf(ctx.values))),
+    })),
 
-    listJobs: unary(logger, async (req) => {
+    listJobs: unary(logger, async (req, ctx) => {
       const statuses = statusesFromPb(req.status);
       if (typeof statuses === "string") {
         throw new InvalidArgumentError("status", `unknown status ${statuses}`);
       }
-      const { jobs, nextPageToken } = await queue.list({
-        statuses,
-        tags: req.tag,
-        createdAfter: req.createdAfter ? timestampMs(req.createdAfter) : undefined,
-        createdBefore: req.createdBefore ? timestampMs(req.createdBefore) : undefined,
-        pageSize: req.pageSize,
-        pageToken: req.pageToken,
-      });
+      const { jobs, nextPageToken } = await queue.list(
+        {
+          statuses,
+          tags: req.tag,
+          createdAfter: req.createdAfter ? timestampMs(req.createdAfter) : undefined,
+          createdBefore: req.createdBefore ? timestampMs(req.createdBefore) : undefined,
+          pageSize: req.pageSize,
+          pageToken: req.pageToken,
+        },
+        callerOf(ctx.values),
+      );
       return { jobs: jobs.map(jobToPb), nextPageToken: nextPageToken ?? undefined };
     }),
 
-    listJobAttempts: unary(logger, async (req) => {
-      const { job, attempts } = await queue.listAttempts(req.jobId);
+    listJobAttempts: unary(logger, async (req, ctx) => {
+      const { job, attempts } = await queue.listAttempts(req.jobId, callerOf(ctx.values));
       return { jobId: job.id, attempts: attempts.map(attemptToPb) };
     }),
 
     async *watchJob(req, ctx) {
       try {
-        for await (const job of queue.watch(req.jobId, ctx.signal)) yield { job: jobToPb(job) };
+        const caller = callerOf(ctx.values);
+        for await (const job of queue.watch(req.jobId, caller, ctx.signal)) {
+          yield { job: jobToPb(job) };
+        }
       } catch (err) {
         throw toConnectError(err, logger);
       }
     },
+
+    listAuditEvents: unary(logger, async (req) => {
+      const { events, nextPageToken } = await queue.listAudit({
+        principal: req.principal,
+        action: req.action,
+        jobId: req.jobId,
+        outcome: req.outcome,
+        since: req.since ? timestampMs(req.since) : undefined,
+        until: req.until ? timestampMs(req.until) : undefined,
+        pageSize: req.pageSize,
+        pageToken: req.pageToken,
+      });
+      return { events: events.map(auditToPb), nextPageToken: nextPageToken ?? undefined };
+    }),
   };
 }
 

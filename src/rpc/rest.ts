@@ -8,12 +8,13 @@ import {
   type JsonObject,
   type JsonValue,
 } from "@bufbuild/protobuf";
-import { Code, createHandlerContext } from "@connectrpc/connect";
+import { Code, createContextValues, createHandlerContext } from "@connectrpc/connect";
 import type { ConnectNodeAdapterOptions } from "@connectrpc/connect-node";
 import type { Logger } from "pino";
 import { http } from "../../gen/google/api/annotations_pb.js";
 import type { HttpRule } from "../../gen/google/api/http_pb.js";
 import { InvalidArgumentError } from "../job/errors.js";
+import { type AuthGate, CALLER } from "./auth.js";
 import { codeName, httpStatusOf, toConnectError, violatedField } from "./errors.js";
 import { fromRestJson, queryToJson, toRestJson } from "./rest-json.js";
 
@@ -86,6 +87,8 @@ export interface RestHandlerOptions {
   logger: Logger;
   /** Request bodies larger than this are refused with a 400 naming the body. */
   maxRequestBytes: number;
+  /** The same authentication and role checks the RPC protocols get. */
+  gate: AuthGate;
 }
 
 /**
@@ -115,6 +118,15 @@ export function createRestHandler(options: RestHandlerOptions) {
     }
     const { route } = hit;
     try {
+      const headers = toHeaders(req.headers);
+      // Who is asking comes first: an unauthenticated request is refused before its body is read.
+      const caller = await options.gate.admit(
+        route.method,
+        headers,
+        req.socket?.remoteAddress ?? null,
+        "rest",
+        () => hit.vars?.job_id,
+      );
       const json = await requestJson(req, route, url, hit.vars!, options.maxRequestBytes);
       const input = fromRestJson(route.method.input, json);
       const ac = new AbortController();
@@ -126,7 +138,8 @@ export function createRestHandler(options: RestHandlerOptions) {
         requestMethod: req.method ?? "GET",
         url: url.href,
         requestSignal: ac.signal,
-        requestHeader: toHeaders(req.headers),
+        requestHeader: headers,
+        contextValues: createContextValues().set(CALLER, caller),
       });
       const fn = options.impl[route.method.localName] as (
         req: unknown,
@@ -137,11 +150,12 @@ export function createRestHandler(options: RestHandlerOptions) {
     } catch (err) {
       const cerr = toConnectError(err, logger);
       const field = cerr.code === Code.InvalidArgument ? violatedField(cerr) : undefined;
-      sendJson(res, httpStatusOf(cerr.code), {
-        code: codeName(cerr.code),
-        message: cerr.rawMessage,
-        ...(field ? { field } : {}),
-      });
+      sendJson(
+        res,
+        httpStatusOf(cerr.code),
+        { code: codeName(cerr.code), message: cerr.rawMessage, ...(field ? { field } : {}) },
+        cerr.code === Code.Unauthenticated ? { "www-authenticate": 'Bearer realm="jobqueue"' } : {},
+      );
     }
     return true;
   };

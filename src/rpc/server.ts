@@ -1,9 +1,10 @@
 import http from "node:http";
 import http2 from "node:http2";
 import net from "node:net";
-import type { ConnectRouter } from "@connectrpc/connect";
+import { type ConnectRouter, createContextValues, type Interceptor } from "@connectrpc/connect";
 import { type ConnectNodeAdapterOptions, connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Logger } from "pino";
+import { REMOTE_ADDRESS } from "./auth.js";
 import { sendJson } from "./rest.js";
 
 type NodeHandler = NonNullable<ConnectNodeAdapterOptions["fallback"]>;
@@ -24,6 +25,8 @@ export interface RpcServerOptions {
   readMaxBytes: number;
   /** Aborted when the server begins to stop: streaming handlers end. */
   shutdownSignal: AbortSignal;
+  /** Run around every RPC (authentication and role checks). */
+  interceptors: Interceptor[];
 }
 
 export interface RpcServer {
@@ -51,6 +54,9 @@ export function createRpcServer(options: RpcServerOptions): RpcServer {
     jsonOptions: { ignoreUnknownFields: false },
     readMaxBytes: options.readMaxBytes,
     shutdownSignal: options.shutdownSignal,
+    interceptors: options.interceptors,
+    contextValues: (req) =>
+      createContextValues().set(REMOTE_ADDRESS, req.socket?.remoteAddress ?? null),
     fallback: (req, res) => {
       void serveFallback(req, res);
     },

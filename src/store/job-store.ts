@@ -1,3 +1,4 @@
+import type { AuditEvent, AuditOutcome, StoredAuditEvent } from "../audit/audit-event.js";
 import type {
   Attempt,
   AttemptOutcome,
@@ -7,6 +8,7 @@ import type {
   JobStatus,
   NewJob,
 } from "../job/types.js";
+import type { LimitResolver } from "../worker/rate-limits.js";
 
 /**
  * The one storage seam. Every driver (SQLite now, PostgreSQL next) implements it and passes the
@@ -19,13 +21,14 @@ import type {
  */
 export interface JobStore {
   /**
-   * Stores a job, durably before it resolves. If a kept job has the same idempotency key, stores
-   * nothing and returns that job with `inserted: false`.
+   * Stores a job, durably before it resolves, with its audit event in the same transaction. If a
+   * kept job of the same owner has the same idempotency key, stores nothing and returns that job
+   * with `inserted: false` (the audit event is still recorded).
    */
-  jobInsert(job: NewJob): Promise<{ job: Job; inserted: boolean }>;
+  jobInsert(job: NewJob, audit?: AuditEvent): Promise<{ job: Job; inserted: boolean }>;
 
   /** Stores several jobs in one transaction, as {@link jobInsert} would one by one, in order. */
-  jobInsertMany(jobs: NewJob[]): Promise<{ job: Job; inserted: boolean }[]>;
+  jobInsertMany(jobs: NewJob[], audit?: AuditEvent[]): Promise<{ job: Job; inserted: boolean }[]>;
 
   /** A job, or null if there is none or its TTL has passed. */
   jobGet(params: { id: string; now: number }): Promise<Job | null>;
@@ -35,20 +38,30 @@ export interface JobStore {
 
   /**
    * Cancels a queued or running job: it becomes `canceled` at once and its lease is dropped (an
-   * open attempt is closed as canceled), so the worker's later writes do not take.
+   * open attempt is closed as canceled), so the worker's later writes do not take. With `ownedBy`,
+   * a job of another owner reads as not found. The audit event is recorded in the same
+   * transaction, whatever the outcome.
    */
-  jobCancel(params: { id: string; now: number }): Promise<CancelResult>;
+  jobCancel(params: {
+    id: string;
+    now: number;
+    ownedBy?: string;
+    audit?: (outcome: AuditOutcome) => AuditEvent;
+  }): Promise<CancelResult>;
 
   /**
-   * Claims up to `limit` due queued jobs (priority high to low, then run time, then age), marks
-   * them running under a new lease, counts the attempt and opens its history row.
+   * Claims up to `limit` available jobs (priority high to low, then run time, then age), marks
+   * them running under a new lease, counts the attempt and opens its history row. With `limits`,
+   * a job whose bucket is at its concurrency limit moves to waiting, and one whose bucket has no
+   * rate budget now is rescheduled to the slot it reserves; neither uses an attempt.
    */
   jobClaim(params: {
     now: number;
     limit: number;
     leaseMs: number;
-    owner: string;
-  }): Promise<ClaimedJob[]>;
+    worker: string;
+    limits?: LimitResolver;
+  }): Promise<ClaimResult>;
 
   /** Extends the leases still held; returns the ids of the jobs whose lease was extended. */
   jobRenewLeases(params: { leases: Lease[]; now: number; leaseMs: number }): Promise<Set<string>>;
@@ -65,11 +78,20 @@ export interface JobStore {
    */
   jobRescueExpired(params: { now: number; limit: number }): Promise<RescuedJob[]>;
 
+  /** Makes up to `limit` scheduled jobs whose run time has come available; returns how many. */
+  jobPromoteScheduled(params: { now: number; limit: number }): Promise<number>;
+
+  /** The earliest run time of a scheduled job, or null if none is scheduled. */
+  jobNextScheduledAt(): Promise<number | null>;
+
+  /**
+   * Makes waiting jobs available again so that the next claim re-checks their bucket (at start-up,
+   * when limits may have changed). Returns how many.
+   */
+  jobPromoteWaiting(params: { limit: number }): Promise<number>;
+
   /** Deletes up to `limit` jobs whose TTL has passed, with their attempts and results. */
   jobDeleteExpired(params: { now: number; limit: number }): Promise<number>;
-
-  /** The earliest run time of a queued job, or null if none is queued. */
-  jobNextRunAt(): Promise<number | null>;
 
   /** The earliest expiry of a kept job, or null if none expires. */
   jobNextExpiry(): Promise<number | null>;
@@ -79,6 +101,15 @@ export interface JobStore {
 
   /** The latest finished attempt's result of a job, or null before the first ends. */
   resultGet(params: { jobId: string }): Promise<JobResult | null>;
+
+  /** Records audit events (those not recorded with the change they describe). */
+  auditInsert(events: AuditEvent[]): Promise<void>;
+
+  /** Audit events newest first, filtered; `more` says whether another page follows. */
+  auditList(params: AuditListParams): Promise<{ events: StoredAuditEvent[]; more: boolean }>;
+
+  /** Deletes up to `limit` audit events older than `before`; returns how many. */
+  auditDeleteBefore(params: { before: number; limit: number }): Promise<number>;
 
   /** Releases the store's connections. Idempotent. */
   close(): Promise<void>;
@@ -91,8 +122,22 @@ export interface JobListParams {
   tags?: string[];
   createdAfter?: number;
   createdBefore?: number;
+  /** Only jobs of this owner. */
+  ownedBy?: string;
   /** Continue after this job id (exclusive), i.e. with older jobs. */
   afterId?: string;
+  limit: number;
+}
+
+export interface AuditListParams {
+  principal?: string;
+  action?: string;
+  jobId?: string;
+  outcome?: AuditOutcome;
+  since?: number;
+  until?: number;
+  /** Continue with events older than this id. */
+  beforeId?: number;
   limit: number;
 }
 
@@ -108,6 +153,12 @@ export interface Lease {
 
 export interface ClaimedJob extends Job {
   leaseToken: string;
+}
+
+export interface ClaimResult {
+  jobs: ClaimedJob[];
+  /** The earliest run time given to a job rescheduled for its rate budget, if any was. */
+  deferredUntil: number | null;
 }
 
 export interface AttemptEndRecord {

@@ -1,60 +1,117 @@
 import { Agent, type Dispatcher, request } from "undici";
 import type { CallResult } from "../job/retry-policy.js";
 import type { Job, RequestBody } from "../job/types.js";
+import type { OutboundPolicy } from "./outbound-policy.js";
 
 export interface HttpDispatcherOptions {
   /** The response body is read up to this many bytes, then the stream is cut. */
   resultMaxBytes: number;
   /** Sent when the job sets no User-Agent. */
   userAgent: string;
-  /**
-   * Connection options for the keep-alive pool (e.g. an outbound `lookup` that vets addresses at
-   * connect time). Defaults suit calling arbitrary APIs.
-   */
-  connect?: Agent.Options["connect"];
+  /** Where calls may go: checked on every URL and, through DNS, on every new connection. */
+  policy: OutboundPolicy;
 }
 
 /** Makes the HTTP call of an attempt. */
 export interface HttpDispatcher {
   /**
-   * Calls the job's URL and reads the response body up to the cap. `timeoutMs` bounds the whole
-   * call (connect, headers, body). Aborting `signal` stops the call at once and closes its
-   * connection. Never throws: every ending is a {@link CallResult}.
+   * Calls the job's URL (following redirects if the job asks, each hop checked by the outbound
+   * policy) and reads the response body up to the cap. The job's timeout bounds the whole call.
+   * Aborting `signal` stops the call at once and closes its connection. `secretHeaders` are the
+   * job's unsealed secret headers; they are not sent on past a redirect to another origin.
+   * Never throws: every ending is a {@link CallResult}.
    */
-  call(job: Job, signal: AbortSignal): Promise<CallResult>;
+  call(job: Job, secretHeaders: Record<string, string>, signal: AbortSignal): Promise<CallResult>;
   /** Closes the keep-alive pools. */
   close(): Promise<void>;
 }
 
 const TIMEOUT = Symbol("timeout");
+const REDIRECTS = new Set([301, 302, 303, 307, 308]);
+
+class Refused extends Error {
+  constructor(
+    readonly code: "destination_blocked" | "too_many_redirects",
+    message: string,
+  ) {
+    super(message);
+  }
+}
 
 export function createHttpDispatcher(options: HttpDispatcherOptions): HttpDispatcher {
+  const { policy } = options;
   // One keep-alive pool per origin. The job's own timeout bounds each call, so undici's header and
-  // body timers are off.
+  // body timers are off. Every new connection resolves through the outbound policy.
   const agent = new Agent({
     headersTimeout: 0,
     bodyTimeout: 0,
     keepAliveTimeout: 4_000,
-    connect: options.connect,
+    connect: { lookup: policy.lookup },
   });
 
+  async function send(
+    job: Job,
+    secretHeaders: Record<string, string>,
+    signal: AbortSignal,
+  ): Promise<Dispatcher.ResponseData> {
+    let url = buildUrl(job);
+    let method: string = job.method;
+    let body = encodeBody(job.body);
+    let headers = buildHeaders(job, secretHeaders, options.userAgent);
+    for (let hop = 0; ; hop++) {
+      const refusal = policy.refuse(url);
+      if (refusal) throw new Refused("destination_blocked", refusal);
+      const res = await request(url, { method, headers, body, signal, dispatcher: agent });
+      const location = res.headers.location;
+      if (!job.followRedirects || !REDIRECTS.has(res.statusCode) || typeof location !== "string") {
+        return res;
+      }
+      await res.body.dump();
+      if (hop >= job.maxRedirects) {
+        throw new Refused("too_many_redirects", `more than ${job.maxRedirects} redirects`);
+      }
+      let next: URL;
+      try {
+        next = new URL(location, url);
+      } catch {
+        throw new Refused(
+          "destination_blocked",
+          `redirect to an invalid URL ${JSON.stringify(location)}`,
+        );
+      }
+      if (next.protocol !== "http:" && next.protocol !== "https:") {
+        throw new Refused("destination_blocked", `redirect to a ${next.protocol} URL is refused`);
+      }
+      const toGet =
+        (res.statusCode === 303 && method !== "GET" && method !== "HEAD") ||
+        ((res.statusCode === 301 || res.statusCode === 302) && method === "POST");
+      if (toGet) {
+        method = "GET";
+        body = undefined;
+        headers = withoutHeaders(headers, ["content-type"]);
+      }
+      if (next.origin !== url.origin) {
+        // Credentials were given for the first origin, not for wherever it points.
+        headers = withoutHeaders(
+          headers,
+          Object.keys(secretHeaders).map((h) => h.toLowerCase()),
+        );
+      }
+      url = next;
+    }
+  }
+
   return {
-    async call(job, signal) {
+    async call(job, secretHeaders, signal) {
       const started = performance.now();
       const elapsed = () => Math.round(performance.now() - started);
+      if (signal.aborted) return { kind: "aborted", durationMs: 0 };
       const ac = new AbortController();
       const onAbort = () => ac.abort(signal.reason);
-      if (signal.aborted) return { kind: "aborted", durationMs: 0 };
       signal.addEventListener("abort", onAbort, { once: true });
       const timer = setTimeout(() => ac.abort(TIMEOUT), job.timeoutMs);
       try {
-        const res = await request(buildUrl(job), {
-          method: job.method,
-          headers: buildHeaders(job, options.userAgent),
-          body: encodeBody(job.body),
-          signal: ac.signal,
-          dispatcher: agent,
-        });
+        const res = await send(job, secretHeaders, ac.signal);
         const { body, truncated } = await readCapped(res.body, options.resultMaxBytes);
         return {
           kind: "response",
@@ -65,6 +122,9 @@ export function createHttpDispatcher(options: HttpDispatcherOptions): HttpDispat
           durationMs: elapsed(),
         };
       } catch (err) {
+        if (err instanceof Refused) {
+          return { kind: "error", code: err.code, message: err.message, durationMs: elapsed() };
+        }
         if (ac.signal.reason === TIMEOUT) {
           return {
             kind: "error",
@@ -74,6 +134,15 @@ export function createHttpDispatcher(options: HttpDispatcherOptions): HttpDispat
           };
         }
         if (signal.aborted) return { kind: "aborted", durationMs: elapsed() };
+        const blocked = findBlocked(err);
+        if (blocked) {
+          return {
+            kind: "error",
+            code: "destination_blocked",
+            message: blocked,
+            durationMs: elapsed(),
+          };
+        }
         return { kind: "error", code: "network", message: describe(err), durationMs: elapsed() };
       } finally {
         clearTimeout(timer);
@@ -115,8 +184,12 @@ function buildUrl(job: Job): URL {
   return url;
 }
 
-function buildHeaders(job: Job, userAgent: string): Record<string, string> {
-  const headers: Record<string, string> = { ...job.headers };
+function buildHeaders(
+  job: Job,
+  secretHeaders: Record<string, string>,
+  userAgent: string,
+): Record<string, string> {
+  const headers: Record<string, string> = { ...job.headers, ...secretHeaders };
   const has = (name: string) => Object.keys(headers).some((h) => h.toLowerCase() === name);
   if (!has("user-agent")) headers["user-agent"] = userAgent;
   if (job.body && !has("content-type")) {
@@ -128,6 +201,11 @@ function buildHeaders(job: Job, userAgent: string): Record<string, string> {
           : "application/json";
   }
   return headers;
+}
+
+function withoutHeaders(headers: Record<string, string>, names: string[]): Record<string, string> {
+  const drop = new Set(names);
+  return Object.fromEntries(Object.entries(headers).filter(([h]) => !drop.has(h.toLowerCase())));
 }
 
 function encodeBody(body: RequestBody | null): Buffer | undefined {
@@ -143,6 +221,14 @@ function flattenHeaders(headers: Record<string, string | string[] | undefined>) 
     out[name.toLowerCase()] = Array.isArray(value) ? value.join(", ") : value;
   }
   return out;
+}
+
+/** The message of a DestinationBlockedError anywhere in an error's cause chain. */
+function findBlocked(err: unknown): string | null {
+  for (let e = err, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
+    if ((e as { code?: unknown }).code === "EDESTINATIONBLOCKED") return e.message;
+  }
+  return null;
 }
 
 /** A one-line description of a network error, without a stack. */

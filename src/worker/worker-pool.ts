@@ -4,8 +4,10 @@ import { chooseBodyEncoding } from "../job/response-body.js";
 import { type CallResult, decide, type RetryPolicy } from "../job/retry-policy.js";
 import type { JobResult } from "../job/types.js";
 import type { Notifier } from "../notify/notifier.js";
+import type { SecretBox } from "../secrets/secret-box.js";
 import type { AttemptEndRecord, ClaimedJob, JobStore, NextState } from "../store/job-store.js";
 import type { HttpDispatcher } from "./dispatcher.js";
+import type { LimitResolver } from "./rate-limits.js";
 
 export interface WorkerPoolOptions {
   store: JobStore;
@@ -21,7 +23,11 @@ export interface WorkerPoolOptions {
   pollIntervalMs: number;
   retryPolicy: RetryPolicy;
   /** Names this process in lease tokens. */
-  owner: string;
+  worker: string;
+  /** Per-bucket rate and concurrency limits, applied when claiming. */
+  limits?: LimitResolver;
+  /** Opens the jobs' secret headers just before the call. */
+  secretBox: SecretBox;
 }
 
 export interface WorkerPool {
@@ -51,8 +57,10 @@ interface Flight {
  * job is canceled is aborted.
  */
 export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
-  const { store, notifier, dispatcher, clock, logger } = options;
+  const { store, notifier, dispatcher, clock, logger, secretBox } = options;
   const flights = new Map<string, Flight>();
+  /** Every attempt until its outcome is written, including those whose slot is already free. */
+  const executing = new Set<Promise<void>>();
   let running = false;
   let filling = false;
   let refill = false;
@@ -90,33 +98,30 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
         refill = false;
         while (running && flights.size < options.concurrency) {
           const want = options.concurrency - flights.size;
-          const jobs = await store.jobClaim({
+          const { jobs, deferredUntil } = await store.jobClaim({
             now: clock.now(),
             limit: want,
             leaseMs: options.leaseMs,
-            owner: options.owner,
+            worker: options.worker,
+            limits: options.limits,
           });
+          if (deferredUntil !== null) notifier.jobScheduled(deferredUntil);
           // Launch even if stop() began meanwhile: the jobs are claimed, and stop() drains them.
           for (const job of jobs) launch(job);
           if (jobs.length < want) break;
         }
         if (!running) return;
-        // A wake-up that arrived while claiming is served at once, not at the next timer.
-        if (!refill && flights.size < options.concurrency) await scheduleWake();
+        // A wake-up that arrived while claiming is served at once, not at the next timer; otherwise
+        // poll now and then for work this process was not told about (another process's).
+        if (!refill && flights.size < options.concurrency) {
+          wakeTimer = setTimeout(fill, options.pollIntervalMs);
+        }
         if (!refill) return;
       }
     } catch (err) {
       logger.error({ err }, "claiming jobs failed; retrying after the poll interval");
       if (running) wakeTimer = setTimeout(fill, options.pollIntervalMs);
     }
-  }
-
-  async function scheduleWake() {
-    const next = await store.jobNextRunAt();
-    let delay = options.pollIntervalMs;
-    if (next !== null) delay = Math.min(delay, Math.max(0, next - clock.now()));
-    if (wakeTimer) clearTimeout(wakeTimer);
-    wakeTimer = setTimeout(fill, delay);
   }
 
   function launch(job: ClaimedJob) {
@@ -132,22 +137,64 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
     flight.done = execute(flight)
       .catch((err) => logger.error({ err, jobId: job.id }, "finishing an attempt failed"))
       .finally(() => {
-        flights.delete(job.id);
-        fill();
+        freeSlot(flight);
+        executing.delete(flight.done);
       });
+    executing.add(flight.done);
+  }
+
+  /**
+   * Frees a flight's slot and looks for more work. Called as soon as the call has ended and its
+   * outcome is queued for writing, so the next claim joins the same group commit as that write.
+   */
+  function freeSlot(flight: Flight) {
+    if (flights.get(flight.job.id) !== flight) return;
+    flights.delete(flight.job.id);
+    fill();
   }
 
   async function execute(flight: Flight): Promise<void> {
     const { job } = flight;
-    const result = await dispatcher.call(job, flight.controller.signal);
-    const now = clock.now();
     const lease = { jobId: job.id, token: job.leaseToken };
+    let secrets: Record<string, string> = {};
+    try {
+      if (job.sealedHeaders) secrets = secretBox.open(job.id, job.sealedHeaders);
+    } catch (err) {
+      // Without its credentials the call cannot be made right; retrying will not bring the key back.
+      const error = `cannot open the job's secret headers: ${(err as Error).message}`;
+      const end: AttemptEndRecord = {
+        outcome: "failed",
+        responseStatus: null,
+        errorCode: "secret_unreadable",
+        error,
+        retryable: false,
+        durationMs: 0,
+      };
+      const now = clock.now();
+      const result = {
+        jobId: job.id,
+        attempt: job.attempt,
+        response: null,
+        error,
+        durationMs: 0,
+        finishedAt: now,
+      };
+      if (await store.jobFinishAttempt({ lease, now, end, next: { status: "failed" }, result })) {
+        notifier.jobChanged({ jobId: job.id, status: "failed" });
+      }
+      logger.error({ jobId: job.id }, error);
+      return;
+    }
+    const result = await dispatcher.call(job, secrets, flight.controller.signal);
+    const now = clock.now();
 
     if (result.kind === "aborted") {
       const end = abortedEnd(flight.reason ?? "interrupted", result.durationMs);
       const next: NextState | null =
         flight.reason === "interrupted" ? { status: "released" } : null;
-      await store.jobFinishAttempt({ lease, now, end, next, result: null });
+      const write = store.jobFinishAttempt({ lease, now, end, next, result: null });
+      freeSlot(flight);
+      await write;
       if (next) notifier.jobChanged({ jobId: job.id, status: "queued" });
       logger.info(
         { jobId: job.id, attempt: job.attempt, reason: flight.reason },
@@ -161,13 +208,15 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
       decision.next === "retry"
         ? { status: "queued", runAt: decision.runAt }
         : { status: decision.next };
-    const held = await store.jobFinishAttempt({
+    const write = store.jobFinishAttempt({
       lease,
       now,
       end: decision.end,
       next,
       result: toResult(job, result, decision.end.error, now),
     });
+    freeSlot(flight);
+    const held = await write;
     if (!held) {
       logger.warn(
         { jobId: job.id, attempt: job.attempt },
@@ -179,7 +228,9 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
       jobId: job.id,
       status: next.status === "released" ? "queued" : next.status,
     });
-    logger.info(
+    if (next.status === "queued") notifier.jobScheduled(next.runAt);
+    // Thousands of successes a second would drown the log: they are debug, failures info.
+    logger[next.status === "succeeded" ? "debug" : "info"](
       {
         jobId: job.id,
         attempt: job.attempt,
@@ -238,7 +289,7 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
       if (wakeTimer) clearTimeout(wakeTimer);
       stopping = (async () => {
         await fillDone;
-        const all = () => Promise.all([...flights.values()].map((f) => f.done));
+        const all = () => Promise.all([...executing]);
         if (flights.size > 0) {
           let graceTimer: NodeJS.Timeout | undefined;
           const graceOver = new Promise<"grace-over">((resolve) => {
@@ -252,6 +303,8 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
             await all();
           }
         }
+        // Outcomes of calls that ended just before the stop may still be on their way to disk.
+        await all();
         if (renewTimer) clearInterval(renewTimer);
         for (const u of unsubscribe.splice(0)) u();
       })();

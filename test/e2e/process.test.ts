@@ -84,7 +84,8 @@ function readStored(id: string, path = dbPath) {
   try {
     const job = db
       .prepare(
-        "SELECT status, attempt, last_error, lease_token, lease_expires_at FROM jobs WHERE id = ?",
+        `SELECT CASE WHEN state IN ('available', 'scheduled', 'waiting') THEN 'queued' ELSE state END
+           AS status, attempt, last_error, lease_token, lease_expires_at FROM jobs WHERE id = ?`,
       )
       .get(id) as
       | {

@@ -68,7 +68,7 @@ export function spawnServerProcess(
   );
   const child = spawn(process.execPath, ["--import", TSX, MAIN], {
     cwd: options.cwd,
-    env: { ...inherited, JOBQUEUE_LOG_LEVEL: "info", ...env },
+    env: { ...inherited, JOBQUEUE_LOG_LEVEL: "info", JOBQUEUE_ALLOWED_HOSTS: "127.0.0.1", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   const events = new EventEmitter();

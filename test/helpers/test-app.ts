@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type App, createApp } from "../../src/app.js";
+import { type App, type AppDeps, createApp } from "../../src/app.js";
 import { type Config, loadConfig } from "../../src/config.js";
 import { waitFor } from "./wait-for.js";
 
@@ -37,14 +37,19 @@ export function testEnv(dir: string): Record<string, string> {
     JOBQUEUE_LOG_LEVEL: process.env.JOBQUEUE_TEST_LOG ?? "silent",
     JOBQUEUE_POLL_INTERVAL: "0.05",
     JOBQUEUE_SHUTDOWN_GRACE_SECONDS: "1",
+    // Test targets listen on loopback, which the outbound policy refuses by default.
+    JOBQUEUE_ALLOWED_HOSTS: "127.0.0.1",
   };
 }
 
 /** Starts the real server in-process on its own SQLite file and an ephemeral port. */
-export async function startTestApp(env: Record<string, string> = {}): Promise<TestApp> {
+export async function startTestApp(
+  env: Record<string, string> = {},
+  deps: AppDeps = {},
+): Promise<TestApp> {
   const dir = mkdtempSync(join(tmpdir(), "jobqueue-test-"));
   const config = loadConfig({ ...testEnv(dir), ...env });
-  const app = createApp(config);
+  const app = createApp(config, deps);
   const { port } = await app.start();
   const url = `http://127.0.0.1:${port}`;
   const rest = restClient(url);

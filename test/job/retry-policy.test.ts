@@ -216,6 +216,11 @@ describe("decide", () => {
     expect(d.end.error).toMatch(/redirect/i);
   });
 
+  it("a 3xx that a job following redirects could not follow does not blame follow_redirects", () => {
+    const d = decide({ ...ctx(), followRedirects: true }, response(300), NOW, policy());
+    expect(d.end.error).toBe("HTTP 300");
+  });
+
   it("a non-redirect error message does not mention redirects", () => {
     expect(decide(ctx(), response(404), NOW, policy()).end.error).toBe("HTTP 404");
   });

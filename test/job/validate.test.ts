@@ -4,7 +4,6 @@ import type { JobSpec } from "../../src/job/types.js";
 import {
   type EnqueueInput,
   type JobLimits,
-  LIMITS,
   validateEnqueue,
   validateJobId,
 } from "../../src/job/validate.js";
@@ -20,7 +19,13 @@ const limits: JobLimits = {
   defaultBackoffStrategy: "exponential",
   defaultBackoffBaseMs: 1000,
   defaultTtlMs: null,
+  maxTtlMs: 31_536_000_000,
   maxBodyBytes: 1_048_576,
+  maxUrlLength: 8192,
+  maxHeaders: 64,
+  maxHeaderBytes: 16_384,
+  maxTags: 20,
+  maxTagLength: 64,
 };
 
 /** The seed's example request (README, "REST with curl"), in the transport-neutral form. */
@@ -70,6 +75,10 @@ describe("validateEnqueue", () => {
       ttlMs: 604_800_000,
       tags: ["demo", "external-api"],
       idempotencyKey: null,
+      secretHeaderNames: [],
+      followRedirects: false,
+      maxRedirects: 5,
+      rateLimitKey: null,
     };
     expect(validateEnqueue(seedExample, limits, NOW)).toEqual(expected);
   });
@@ -90,6 +99,10 @@ describe("validateEnqueue", () => {
       ttlMs: null,
       tags: [],
       idempotencyKey: null,
+      secretHeaderNames: [],
+      followRedirects: false,
+      maxRedirects: 5,
+      rateLimitKey: null,
     } satisfies JobSpec);
   });
 
@@ -145,7 +158,7 @@ describe("validateEnqueue", () => {
   it("accepts the boundaries themselves", () => {
     const spec = validateEnqueue(
       {
-        url: `https://example.com/${"a".repeat(LIMITS.urlMaxLength - "https://example.com/".length)}`,
+        url: `https://example.com/${"a".repeat(limits.maxUrlLength - "https://example.com/".length)}`,
         timeoutSec: 3600,
         priority: -1000,
         maxAttempts: 100,
@@ -198,7 +211,7 @@ describe("validateEnqueue", () => {
     { name: "file: url", input: { url: "file:///etc/passwd" }, field: "url" },
     {
       name: "url too long",
-      input: { url: `https://example.com/${"a".repeat(LIMITS.urlMaxLength)}` },
+      input: { url: `https://example.com/${"a".repeat(limits.maxUrlLength)}` },
       field: "url",
     },
     { name: 'unknown method "FETCH"', input: { method: "FETCH" }, field: "method" },
@@ -220,14 +233,56 @@ describe("validateEnqueue", () => {
       field: "headers.X-Foo",
     },
     {
-      name: "header value too long",
-      input: { headers: { "X-Foo": "v".repeat(LIMITS.headerValueMaxLength + 1) } },
-      field: "headers.X-Foo",
+      name: "headers over JOBQUEUE_MAX_HEADER_BYTES",
+      input: { headers: { "X-Foo": "v".repeat(limits.maxHeaderBytes) } },
+      field: "headers",
+    },
+    { name: "Host header", input: { headers: { Host: "evil.example" } }, field: "headers.Host" },
+    {
+      name: "header value beyond Latin-1",
+      input: { headers: { "X-V": "a\u2028b" } },
+      field: "headers.X-V",
     },
     {
-      name: "101 headers",
+      name: "Transfer-Encoding header",
+      input: { headers: { "transfer-encoding": "chunked" } },
+      field: "headers.transfer-encoding",
+    },
+    {
+      name: "Content-Length header",
+      input: { headers: { "Content-Length": "5" } },
+      field: "headers.Content-Length",
+    },
+    {
+      name: "Connection header",
+      input: { headers: { Connection: "close" } },
+      field: "headers.Connection",
+    },
+    {
+      name: "the same header twice in two cases",
+      input: { headers: { "X-A": "1", "x-a": "2" } },
+      field: "headers.x-a",
+    },
+    {
+      name: "secret header name with a space",
+      input: { secretHeaders: ["X Bad"] },
+      field: "secret_headers",
+    },
+    { name: "max_redirects 11", input: { maxRedirects: 11 }, field: "max_redirects" },
+    {
+      name: "rate_limit_key of 201 chars",
+      input: { rateLimitKey: "r".repeat(201) },
+      field: "rate_limit_key",
+    },
+    {
+      name: "ttl over JOBQUEUE_MAX_TTL_SECONDS",
+      input: { ttlSeconds: limits.maxTtlMs / 1000 + 1 },
+      field: "ttl_seconds",
+    },
+    {
+      name: "65 headers (JOBQUEUE_MAX_HEADERS)",
       input: {
-        headers: Object.fromEntries(Array.from({ length: 101 }, (_, i) => [`X-${i}`, "1"])),
+        headers: Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`X-${i}`, "1"])),
       },
       field: "headers",
     },

@@ -53,6 +53,48 @@ describe("sqlite store on a file", () => {
     await world.cleanup();
   });
 
+  it("commits concurrent writes together, and one failing write does not undo the others", async () => {
+    const reader = peer();
+    // data_version changes when another connection commits: it counts the store's transactions.
+    const version = () => reader.pragma("data_version", { simple: true }) as number;
+    const before = version();
+    const jobs = Array.from({ length: 50 }, () => newJob());
+    const duplicate = { ...jobs[0]! }; // the same id again: a primary key violation
+    const writes = [...jobs.map((j) => store.jobInsert(j)), store.jobInsert(duplicate)];
+    const settled = await Promise.allSettled(writes);
+    expect(settled.slice(0, 50).every((r) => r.status === "fulfilled")).toBe(true);
+    expect(settled[50]!.status).toBe("rejected");
+    // Every acknowledged job is committed: another connection sees all 50, and only once each.
+    const n = reader.prepare("SELECT COUNT(*) AS n FROM jobs").get() as { n: number };
+    expect(n.n).toBe(50);
+    // ...in one transaction (one fsync), not 50.
+    expect(version() - before).toBe(1);
+  });
+
+  it("claims, promotes, rescues and lists a page through indexes, never sorting or scanning the table", () => {
+    const plans = (
+      store as unknown as { explainHotQueries(): Record<string, string[]> }
+    ).explainHotQueries();
+    for (const [name, lines] of Object.entries(plans)) {
+      // A full scan of the jobs table reads "SCAN jobs" / "SCAN j" without an index.
+      for (const line of lines) {
+        expect(/^SCAN (jobs|j)\b(?!.*INDEX)/.test(line), `${name}: ${line}`).toBe(false);
+      }
+      // Only the merge of per-status pages (a page each) may sort, and only after "MERGE".
+      if (name !== "listByStatus") {
+        expect(
+          lines.some((l) => l.includes("TEMP B-TREE")),
+          `${name}: ${lines.join(" | ")}`,
+        ).toBe(false);
+      }
+    }
+    expect(plans.claim!.join(" ")).toContain("jobs_claim");
+    expect(plans.listByTag![0]).toMatch(/^SEARCH t USING PRIMARY KEY \(tag=\?\)/);
+    expect(
+      plans.listByStatus!.filter((l) => l.startsWith("SEARCH j USING INDEX jobs_state")),
+    ).toHaveLength(4);
+  });
+
   it("puts the file in WAL mode", () => {
     expect(peer().pragma("journal_mode", { simple: true })).toBe("wal");
   });
@@ -71,7 +113,9 @@ describe("sqlite store on a file", () => {
   it("reopening an existing file keeps the data and does not re-apply migrations", async () => {
     const job = newJob({ tags: ["keep"], idempotencyKey: "reopen" });
     await store.jobInsert(job);
-    const [claimed] = await store.jobClaim({ now: T0 + 10, limit: 1, leaseMs: 1_000, owner: "w1" });
+    const [claimed] = (
+      await store.jobClaim({ now: T0 + 10, limit: 1, leaseMs: 1_000, worker: "w1" })
+    ).jobs;
     expect(claimed?.id).toBe(job.id);
     const migrationsBefore = peer().prepare("SELECT * FROM schema_migrations").all();
     await store.close();
@@ -95,14 +139,15 @@ describe("sqlite store on a file", () => {
 
   it("a job is committed before jobInsert resolves: another connection sees it at once", async () => {
     const reader = peer();
-    const byId = reader.prepare("SELECT status, attempt FROM jobs WHERE id = ?");
+    const byId = reader.prepare("SELECT state AS status, attempt FROM jobs WHERE id = ?");
     const job = newJob();
     expect(byId.get(job.id)).toBeUndefined();
 
     await store.jobInsert(job);
-    expect(byId.get(job.id)).toEqual({ status: "queued", attempt: 0 });
+    expect(byId.get(job.id)).toEqual({ status: "available", attempt: 0 });
 
-    const [claimed] = await store.jobClaim({ now: T0, limit: 1, leaseMs: 1_000, owner: "w1" });
+    const [claimed] = (await store.jobClaim({ now: T0, limit: 1, leaseMs: 1_000, worker: "w1" }))
+      .jobs;
     expect(byId.get(job.id)).toEqual({ status: "running", attempt: 1 });
     await store.jobFinishAttempt({
       lease: { jobId: job.id, token: claimed!.leaseToken },
@@ -134,7 +179,8 @@ describe("sqlite store on a file", () => {
       );
     for (const key of ["a", "b"]) {
       await store.jobInsert(newJob({ tags: ["t1", "t2"], ttlMs: 100, idempotencyKey: key }));
-      const [claimed] = await store.jobClaim({ now: T0, limit: 1, leaseMs: 1_000, owner: "w" });
+      const [claimed] = (await store.jobClaim({ now: T0, limit: 1, leaseMs: 1_000, worker: "w" }))
+        .jobs;
       await store.jobFinishAttempt({
         lease: { jobId: claimed!.id, token: claimed!.leaseToken },
         now: T0 + 10,
@@ -174,8 +220,10 @@ describe("sqlite store on a file", () => {
       for (let i = 0; i < 6; i++) await store.jobInsert(newJob({ createdAt: T0 + i }));
       const ids: string[] = [];
       for (let round = 0; round < 4; round++) {
-        const a = await store.jobClaim({ now: T0 + 10, limit: 1, leaseMs: 1_000, owner: "a" });
-        const b = await other.jobClaim({ now: T0 + 10, limit: 1, leaseMs: 1_000, owner: "b" });
+        const a = (await store.jobClaim({ now: T0 + 10, limit: 1, leaseMs: 1_000, worker: "a" }))
+          .jobs;
+        const b = (await other.jobClaim({ now: T0 + 10, limit: 1, leaseMs: 1_000, worker: "b" }))
+          .jobs;
         ids.push(...a.map((j) => j.id), ...b.map((j) => j.id));
       }
       expect(ids).toHaveLength(6);

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file jobqueue/v1/job.proto.
  */
 export const file_jobqueue_v1_job: GenFile = /*@__PURE__*/
-  fileDesc("ChVqb2JxdWV1ZS92MS9qb2IucHJvdG8SC2pvYnF1ZXVlLnYxIuUHCgNKb2ISDgoGam9iX2lkGAEgASgJEiYKBnN0YXR1cxgCIAEoDjIWLmpvYnF1ZXVlLnYxLkpvYlN0YXR1cxIPCgdhdHRlbXB0GAMgASgFEhQKDG1heF9hdHRlbXB0cxgEIAEoBRIQCghwcmlvcml0eRgFIAEoBRIwCgxzY2hlZHVsZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCmNyZWF0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnN0YXJ0ZWRfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2ZpbmlzaGVkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZtZXRob2QYCiABKAkSCwoDdXJsGAsgASgJEhMKC3RpbWVvdXRfc2VjGAwgASgBEgwKBHRhZ3MYDSADKAkSLgoHaGVhZGVycxgOIAMoCzIdLmpvYnF1ZXVlLnYxLkpvYi5IZWFkZXJzRW50cnkSLAoGcGFyYW1zGA8gAygLMhwuam9icXVldWUudjEuSm9iLlBhcmFtc0VudHJ5EiYKBGJvZHkYECABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWVIABIUCgpib2R5X2J5dGVzGBEgASgMSAASNgoQYmFja29mZl9zdHJhdGVneRgSIAEoDjIcLmpvYnF1ZXVlLnYxLkJhY2tvZmZTdHJhdGVneRIXCg9iYWNrb2ZmX3NlY29uZHMYEyABKAESGAoLdHRsX3NlY29uZHMYFCABKAVIAYgBARIvCgtuZXh0X3J1bl9hdBgVIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKZXhwaXJlc19hdBgWIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASHAoPaWRlbXBvdGVuY3lfa2V5GBcgASgJSAKIAQESFwoKbGFzdF9lcnJvchgYIAEoCUgDiAEBEi4KCnVwZGF0ZWRfYXQYGSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wGi4KDEhlYWRlcnNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBGi0KC1BhcmFtc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCCQoHcGF5bG9hZEIOCgxfdHRsX3NlY29uZHNCEgoQX2lkZW1wb3RlbmN5X2tleUINCgtfbGFzdF9lcnJvciLeAgoHQXR0ZW1wdBIPCgdhdHRlbXB0GAEgASgFEiwKB291dGNvbWUYAiABKA4yGy5qb2JxdWV1ZS52MS5BdHRlbXB0T3V0Y29tZRIuCgpzdGFydGVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtmaW5pc2hlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASHAoPcmVzcG9uc2Vfc3RhdHVzGAUgASgFSACIAQESFwoKZXJyb3JfY29kZRgGIAEoCUgBiAEBEhIKBWVycm9yGAcgASgJSAKIAQESGAoLZHVyYXRpb25fbXMYCCABKAVIA4gBARIRCglyZXRyeWFibGUYCSABKAhCEgoQX3Jlc3BvbnNlX3N0YXR1c0INCgtfZXJyb3JfY29kZUIICgZfZXJyb3JCDgoMX2R1cmF0aW9uX21zKqABCglKb2JTdGF0dXMSGgoWSk9CX1NUQVRVU19VTlNQRUNJRklFRBAAEhUKEUpPQl9TVEFUVVNfUVVFVUVEEAESFgoSSk9CX1NUQVRVU19SVU5OSU5HEAISGAoUSk9CX1NUQVRVU19TVUNDRUVERUQQAxIVChFKT0JfU1RBVFVTX0ZBSUxFRBAEEhcKE0pPQl9TVEFUVVNfQ0FOQ0VMRUQQBSqOAQoPQmFja29mZlN0cmF0ZWd5EiAKHEJBQ0tPRkZfU1RSQVRFR1lfVU5TUEVDSUZJRUQQABIaChZCQUNLT0ZGX1NUUkFURUdZX0ZJWEVEEAESGwoXQkFDS09GRl9TVFJBVEVHWV9MSU5FQVIQAhIgChxCQUNLT0ZGX1NUUkFURUdZX0VYUE9ORU5USUFMEAMqdwoMQm9keUVuY29kaW5nEh0KGUJPRFlfRU5DT0RJTkdfVU5TUEVDSUZJRUQQABIWChJCT0RZX0VOQ09ESU5HX0pTT04QARIWChJCT0RZX0VOQ09ESU5HX1RFWFQQAhIYChRCT0RZX0VOQ09ESU5HX0JBU0U2NBADKuIBCg5BdHRlbXB0T3V0Y29tZRIfChtBVFRFTVBUX09VVENPTUVfVU5TUEVDSUZJRUQQABIbChdBVFRFTVBUX09VVENPTUVfUlVOTklORxABEh0KGUFUVEVNUFRfT1VUQ09NRV9TVUNDRUVERUQQAhIaChZBVFRFTVBUX09VVENPTUVfRkFJTEVEEAMSHAoYQVRURU1QVF9PVVRDT01FX0NBTkNFTEVEEAQSHwobQVRURU1QVF9PVVRDT01FX0lOVEVSUlVQVEVEEAUSGAoUQVRURU1QVF9PVVRDT01FX0xPU1QQBmIGcHJvdG8z", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChVqb2JxdWV1ZS92MS9qb2IucHJvdG8SC2pvYnF1ZXVlLnYxIvwICgNKb2ISDgoGam9iX2lkGAEgASgJEiYKBnN0YXR1cxgCIAEoDjIWLmpvYnF1ZXVlLnYxLkpvYlN0YXR1cxIPCgdhdHRlbXB0GAMgASgFEhQKDG1heF9hdHRlbXB0cxgEIAEoBRIQCghwcmlvcml0eRgFIAEoBRIwCgxzY2hlZHVsZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCmNyZWF0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnN0YXJ0ZWRfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2ZpbmlzaGVkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZtZXRob2QYCiABKAkSCwoDdXJsGAsgASgJEhMKC3RpbWVvdXRfc2VjGAwgASgBEgwKBHRhZ3MYDSADKAkSLgoHaGVhZGVycxgOIAMoCzIdLmpvYnF1ZXVlLnYxLkpvYi5IZWFkZXJzRW50cnkSLAoGcGFyYW1zGA8gAygLMhwuam9icXVldWUudjEuSm9iLlBhcmFtc0VudHJ5EiYKBGJvZHkYECABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWVIABIUCgpib2R5X2J5dGVzGBEgASgMSAASNgoQYmFja29mZl9zdHJhdGVneRgSIAEoDjIcLmpvYnF1ZXVlLnYxLkJhY2tvZmZTdHJhdGVneRIXCg9iYWNrb2ZmX3NlY29uZHMYEyABKAESGAoLdHRsX3NlY29uZHMYFCABKAVIAYgBARIvCgtuZXh0X3J1bl9hdBgVIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKZXhwaXJlc19hdBgWIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASHAoPaWRlbXBvdGVuY3lfa2V5GBcgASgJSAKIAQESFwoKbGFzdF9lcnJvchgYIAEoCUgDiAEBEi4KCnVwZGF0ZWRfYXQYGSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKBW93bmVyGBogASgJSASIAQESFgoOc2VjcmV0X2hlYWRlcnMYGyADKAkSGAoQZm9sbG93X3JlZGlyZWN0cxgcIAEoCBIVCg1tYXhfcmVkaXJlY3RzGB0gASgFEhsKDnJhdGVfbGltaXRfa2V5GB4gASgJSAWIAQEaLgoMSGVhZGVyc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEaLQoLUGFyYW1zRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIJCgdwYXlsb2FkQg4KDF90dGxfc2Vjb25kc0ISChBfaWRlbXBvdGVuY3lfa2V5Qg0KC19sYXN0X2Vycm9yQggKBl9vd25lckIRCg9fcmF0ZV9saW1pdF9rZXki3gIKB0F0dGVtcHQSDwoHYXR0ZW1wdBgBIAEoBRIsCgdvdXRjb21lGAIgASgOMhsuam9icXVldWUudjEuQXR0ZW1wdE91dGNvbWUSLgoKc3RhcnRlZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZmluaXNoZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhwKD3Jlc3BvbnNlX3N0YXR1cxgFIAEoBUgAiAEBEhcKCmVycm9yX2NvZGUYBiABKAlIAYgBARISCgVlcnJvchgHIAEoCUgCiAEBEhgKC2R1cmF0aW9uX21zGAggASgFSAOIAQESEQoJcmV0cnlhYmxlGAkgASgIQhIKEF9yZXNwb25zZV9zdGF0dXNCDQoLX2Vycm9yX2NvZGVCCAoGX2Vycm9yQg4KDF9kdXJhdGlvbl9tcyKLAgoKQXVkaXRFdmVudBIKCgJpZBgBIAEoAxIoCgR0aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIWCglwcmluY2lwYWwYAyABKAlIAIgBARIOCgZhY3Rpb24YBCABKAkSEwoGam9iX2lkGAUgASgJSAGIAQESGwoOcmVtb3RlX2FkZHJlc3MYBiABKAlIAogBARIQCghwcm90b2NvbBgHIAEoCRIPCgdvdXRjb21lGAggASgJEhMKBmRldGFpbBgJIAEoCUgDiAEBQgwKCl9wcmluY2lwYWxCCQoHX2pvYl9pZEIRCg9fcmVtb3RlX2FkZHJlc3NCCQoHX2RldGFpbCqgAQoJSm9iU3RhdHVzEhoKFkpPQl9TVEFUVVNfVU5TUEVDSUZJRUQQABIVChFKT0JfU1RBVFVTX1FVRVVFRBABEhYKEkpPQl9TVEFUVVNfUlVOTklORxACEhgKFEpPQl9TVEFUVVNfU1VDQ0VFREVEEAMSFQoRSk9CX1NUQVRVU19GQUlMRUQQBBIXChNKT0JfU1RBVFVTX0NBTkNFTEVEEAUqjgEKD0JhY2tvZmZTdHJhdGVneRIgChxCQUNLT0ZGX1NUUkFURUdZX1VOU1BFQ0lGSUVEEAASGgoWQkFDS09GRl9TVFJBVEVHWV9GSVhFRBABEhsKF0JBQ0tPRkZfU1RSQVRFR1lfTElORUFSEAISIAocQkFDS09GRl9TVFJBVEVHWV9FWFBPTkVOVElBTBADKncKDEJvZHlFbmNvZGluZxIdChlCT0RZX0VOQ09ESU5HX1VOU1BFQ0lGSUVEEAASFgoSQk9EWV9FTkNPRElOR19KU09OEAESFgoSQk9EWV9FTkNPRElOR19URVhUEAISGAoUQk9EWV9FTkNPRElOR19CQVNFNjQQAyriAQoOQXR0ZW1wdE91dGNvbWUSHwobQVRURU1QVF9PVVRDT01FX1VOU1BFQ0lGSUVEEAASGwoXQVRURU1QVF9PVVRDT01FX1JVTk5JTkcQARIdChlBVFRFTVBUX09VVENPTUVfU1VDQ0VFREVEEAISGgoWQVRURU1QVF9PVVRDT01FX0ZBSUxFRBADEhwKGEFUVEVNUFRfT1VUQ09NRV9DQU5DRUxFRBAEEh8KG0FUVEVNUFRfT1VUQ09NRV9JTlRFUlJVUFRFRBAFEhgKFEFUVEVNUFRfT1VUQ09NRV9MT1NUEAZiBnByb3RvMw", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * Job is a stored HTTP call and where it is in its life.
@@ -175,6 +175,37 @@ export type Job = Message<"jobqueue.v1.Job"> & {
    * @generated from field: google.protobuf.Timestamp updated_at = 25;
    */
   updatedAt?: Timestamp | undefined;
+
+  /**
+   * The principal that submitted the job; unset when the server runs
+   * without authentication.
+   *
+   * @generated from field: optional string owner = 26;
+   */
+  owner?: string | undefined;
+
+  /**
+   * Names of the headers kept encrypted; `headers` shows their values as
+   * "***" on every read.
+   *
+   * @generated from field: repeated string secret_headers = 27;
+   */
+  secretHeaders: string[];
+
+  /**
+   * @generated from field: bool follow_redirects = 28;
+   */
+  followRedirects: boolean;
+
+  /**
+   * @generated from field: int32 max_redirects = 29;
+   */
+  maxRedirects: number;
+
+  /**
+   * @generated from field: optional string rate_limit_key = 30;
+   */
+  rateLimitKey?: string | undefined;
 };
 
 /**
@@ -221,7 +252,8 @@ export type Attempt = Message<"jobqueue.v1.Attempt"> & {
 
   /**
    * A short machine-readable reason for a failure: "http_status", "timeout",
-   * "network", "canceled", "interrupted", "lease_expired".
+   * "network", "destination_blocked", "too_many_redirects",
+   * "secret_unreadable", "canceled", "interrupted", "lease_expired".
    *
    * @generated from field: optional string error_code = 6;
    */
@@ -254,6 +286,74 @@ export type Attempt = Message<"jobqueue.v1.Attempt"> & {
  */
 export const AttemptSchema: GenMessage<Attempt> = /*@__PURE__*/
   messageDesc(file_jobqueue_v1_job, 1);
+
+/**
+ * AuditEvent records a mutating call or a denied call.
+ *
+ * @generated from message jobqueue.v1.AuditEvent
+ */
+export type AuditEvent = Message<"jobqueue.v1.AuditEvent"> & {
+  /**
+   * @generated from field: int64 id = 1;
+   */
+  id: bigint;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp time = 2;
+   */
+  time?: Timestamp | undefined;
+
+  /**
+   * Unset for anonymous callers.
+   *
+   * @generated from field: optional string principal = 3;
+   */
+  principal?: string | undefined;
+
+  /**
+   * The RPC method, e.g. "EnqueueJob".
+   *
+   * @generated from field: string action = 4;
+   */
+  action: string;
+
+  /**
+   * @generated from field: optional string job_id = 5;
+   */
+  jobId?: string | undefined;
+
+  /**
+   * @generated from field: optional string remote_address = 6;
+   */
+  remoteAddress?: string | undefined;
+
+  /**
+   * "grpc", "grpc-web", "connect" or "rest".
+   *
+   * @generated from field: string protocol = 7;
+   */
+  protocol: string;
+
+  /**
+   * "ok", "unauthenticated", "permission_denied", "invalid_argument",
+   * "not_found", "failed_precondition" or "error".
+   *
+   * @generated from field: string outcome = 8;
+   */
+  outcome: string;
+
+  /**
+   * @generated from field: optional string detail = 9;
+   */
+  detail?: string | undefined;
+};
+
+/**
+ * Describes the message jobqueue.v1.AuditEvent.
+ * Use `create(AuditEventSchema)` to create a new message.
+ */
+export const AuditEventSchema: GenMessage<AuditEvent> = /*@__PURE__*/
+  messageDesc(file_jobqueue_v1_job, 2);
 
 /**
  * JobStatus is where a job is in its life:

@@ -7,7 +7,7 @@ import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2
 import { file_google_api_annotations } from "../../google/api/annotations_pb.js";
 import type { Timestamp, Value } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_struct, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
-import type { Attempt, BackoffStrategy, BodyEncoding, Job, JobStatus } from "./job_pb.js";
+import type { Attempt, AuditEvent, BackoffStrategy, BodyEncoding, Job, JobStatus } from "./job_pb.js";
 import { file_jobqueue_v1_job } from "./job_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file jobqueue/v1/job_queue_service.proto.
  */
 export const file_jobqueue_v1_job_queue_service: GenFile = /*@__PURE__*/
-  fileDesc("CiNqb2JxdWV1ZS92MS9qb2JfcXVldWVfc2VydmljZS5wcm90bxILam9icXVldWUudjEipwUKEUVucXVldWVKb2JSZXF1ZXN0Eg4KBm1ldGhvZBgBIAEoCRILCgN1cmwYAiABKAkSPAoHaGVhZGVycxgDIAMoCzIrLmpvYnF1ZXVlLnYxLkVucXVldWVKb2JSZXF1ZXN0LkhlYWRlcnNFbnRyeRI6CgZwYXJhbXMYBCADKAsyKi5qb2JxdWV1ZS52MS5FbnF1ZXVlSm9iUmVxdWVzdC5QYXJhbXNFbnRyeRImCgRib2R5GAUgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlSAASFAoKYm9keV9ieXRlcxgGIAEoDEgAEhgKC3RpbWVvdXRfc2VjGAcgASgBSAGIAQESEAoIcHJpb3JpdHkYCCABKAUSGQoMbWF4X2F0dGVtcHRzGAkgASgFSAKIAQESNgoQYmFja29mZl9zdHJhdGVneRgKIAEoDjIcLmpvYnF1ZXVlLnYxLkJhY2tvZmZTdHJhdGVneRIcCg9iYWNrb2ZmX3NlY29uZHMYCyABKAFIA4gBARIwCgxzY2hlZHVsZWRfYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhgKC3R0bF9zZWNvbmRzGA0gASgFSASIAQESDAoEdGFncxgOIAMoCRIXCg9pZGVtcG90ZW5jeV9rZXkYDyABKAkaLgoMSGVhZGVyc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEaLQoLUGFyYW1zRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIJCgdwYXlsb2FkQg4KDF90aW1lb3V0X3NlY0IPCg1fbWF4X2F0dGVtcHRzQhIKEF9iYWNrb2ZmX3NlY29uZHNCDgoMX3R0bF9zZWNvbmRzIkwKEkVucXVldWVKb2JSZXNwb25zZRIOCgZqb2JfaWQYASABKAkSJgoGc3RhdHVzGAIgASgOMhYuam9icXVldWUudjEuSm9iU3RhdHVzIkIKEkVucXVldWVKb2JzUmVxdWVzdBIsCgRqb2JzGAEgAygLMh4uam9icXVldWUudjEuRW5xdWV1ZUpvYlJlcXVlc3QiRAoTRW5xdWV1ZUpvYnNSZXNwb25zZRItCgRqb2JzGAEgAygLMh8uam9icXVldWUudjEuRW5xdWV1ZUpvYlJlc3BvbnNlIh8KDUdldEpvYlJlcXVlc3QSDgoGam9iX2lkGAEgASgJIi8KDkdldEpvYlJlc3BvbnNlEh0KA2pvYhgBIAEoCzIQLmpvYnF1ZXVlLnYxLkpvYiIlChNHZXRKb2JSZXN1bHRSZXF1ZXN0Eg4KBmpvYl9pZBgBIAEoCSKRBAoUR2V0Sm9iUmVzdWx0UmVzcG9uc2USDgoGam9iX2lkGAEgASgJEiYKBnN0YXR1cxgCIAEoDjIWLmpvYnF1ZXVlLnYxLkpvYlN0YXR1cxIcCg9yZXNwb25zZV9zdGF0dXMYAyABKAVIAIgBARJQChByZXNwb25zZV9oZWFkZXJzGAQgAygLMjYuam9icXVldWUudjEuR2V0Sm9iUmVzdWx0UmVzcG9uc2UuUmVzcG9uc2VIZWFkZXJzRW50cnkSLQoNcmVzcG9uc2VfYm9keRgFIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRI5ChZyZXNwb25zZV9ib2R5X2VuY29kaW5nGAYgASgOMhkuam9icXVldWUudjEuQm9keUVuY29kaW5nEhEKCXRydW5jYXRlZBgHIAEoCBISCgVlcnJvchgIIAEoCUgBiAEBEhgKC2R1cmF0aW9uX21zGAkgASgFSAKIAQESDwoHYXR0ZW1wdBgKIAEoBRIvCgtmaW5pc2hlZF9hdBgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAaNgoUUmVzcG9uc2VIZWFkZXJzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUISChBfcmVzcG9uc2Vfc3RhdHVzQggKBl9lcnJvckIOCgxfZHVyYXRpb25fbXMiIgoQQ2FuY2VsSm9iUmVxdWVzdBIOCgZqb2JfaWQYASABKAkiMgoRQ2FuY2VsSm9iUmVzcG9uc2USHQoDam9iGAEgASgLMhAuam9icXVldWUudjEuSm9iItQBCg9MaXN0Sm9ic1JlcXVlc3QSJgoGc3RhdHVzGAEgAygOMhYuam9icXVldWUudjEuSm9iU3RhdHVzEgsKA3RhZxgCIAMoCRIxCg1jcmVhdGVkX2FmdGVyGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCg5jcmVhdGVkX2JlZm9yZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJcGFnZV9zaXplGAUgASgFEhIKCnBhZ2VfdG9rZW4YBiABKAkiZAoQTGlzdEpvYnNSZXNwb25zZRIeCgRqb2JzGAEgAygLMhAuam9icXVldWUudjEuSm9iEhwKD25leHRfcGFnZV90b2tlbhgCIAEoCUgAiAEBQhIKEF9uZXh0X3BhZ2VfdG9rZW4iKAoWTGlzdEpvYkF0dGVtcHRzUmVxdWVzdBIOCgZqb2JfaWQYASABKAkiUQoXTGlzdEpvYkF0dGVtcHRzUmVzcG9uc2USDgoGam9iX2lkGAEgASgJEiYKCGF0dGVtcHRzGAIgAygLMhQuam9icXVldWUudjEuQXR0ZW1wdCIhCg9XYXRjaEpvYlJlcXVlc3QSDgoGam9iX2lkGAEgASgJIjEKEFdhdGNoSm9iUmVzcG9uc2USHQoDam9iGAEgASgLMhAuam9icXVldWUudjEuSm9iMtcGCg9Kb2JRdWV1ZVNlcnZpY2USXwoKRW5xdWV1ZUpvYhIeLmpvYnF1ZXVlLnYxLkVucXVldWVKb2JSZXF1ZXN0Gh8uam9icXVldWUudjEuRW5xdWV1ZUpvYlJlc3BvbnNlIhCC0+STAgo6ASoiBS9qb2JzEmgKC0VucXVldWVKb2JzEh8uam9icXVldWUudjEuRW5xdWV1ZUpvYnNSZXF1ZXN0GiAuam9icXVldWUudjEuRW5xdWV1ZUpvYnNSZXNwb25zZSIWgtPkkwIQOgEqIgsvam9iczpiYXRjaBJhCgZHZXRKb2ISGi5qb2JxdWV1ZS52MS5HZXRKb2JSZXF1ZXN0Ghsuam9icXVldWUudjEuR2V0Sm9iUmVzcG9uc2UiHpACAYLT5JMCFWIDam9iEg4vam9icy97am9iX2lkfRJ1CgxHZXRKb2JSZXN1bHQSIC5qb2JxdWV1ZS52MS5HZXRKb2JSZXN1bHRSZXF1ZXN0GiEuam9icXVldWUudjEuR2V0Sm9iUmVzdWx0UmVzcG9uc2UiIJACAYLT5JMCFxIVL2pvYnMve2pvYl9pZH0vcmVzdWx0EnEKCUNhbmNlbEpvYhIdLmpvYnF1ZXVlLnYxLkNhbmNlbEpvYlJlcXVlc3QaHi5qb2JxdWV1ZS52MS5DYW5jZWxKb2JSZXNwb25zZSIlgtPkkwIfOgEqYgNqb2IiFS9qb2JzL3tqb2JfaWR9L2NhbmNlbBJZCghMaXN0Sm9icxIcLmpvYnF1ZXVlLnYxLkxpc3RKb2JzUmVxdWVzdBodLmpvYnF1ZXVlLnYxLkxpc3RKb2JzUmVzcG9uc2UiEJACAYLT5JMCBxIFL2pvYnMSgAEKD0xpc3RKb2JBdHRlbXB0cxIjLmpvYnF1ZXVlLnYxLkxpc3RKb2JBdHRlbXB0c1JlcXVlc3QaJC5qb2JxdWV1ZS52MS5MaXN0Sm9iQXR0ZW1wdHNSZXNwb25zZSIikAIBgtPkkwIZEhcvam9icy97am9iX2lkfS9hdHRlbXB0cxJOCghXYXRjaEpvYhIcLmpvYnF1ZXVlLnYxLldhdGNoSm9iUmVxdWVzdBodLmpvYnF1ZXVlLnYxLldhdGNoSm9iUmVzcG9uc2UiA5ACATABYgZwcm90bzM", [file_google_api_annotations, file_google_protobuf_struct, file_google_protobuf_timestamp, file_jobqueue_v1_job]);
+  fileDesc("CiNqb2JxdWV1ZS92MS9qb2JfcXVldWVfc2VydmljZS5wcm90bxILam9icXVldWUudjEinwYKEUVucXVldWVKb2JSZXF1ZXN0Eg4KBm1ldGhvZBgBIAEoCRILCgN1cmwYAiABKAkSPAoHaGVhZGVycxgDIAMoCzIrLmpvYnF1ZXVlLnYxLkVucXVldWVKb2JSZXF1ZXN0LkhlYWRlcnNFbnRyeRI6CgZwYXJhbXMYBCADKAsyKi5qb2JxdWV1ZS52MS5FbnF1ZXVlSm9iUmVxdWVzdC5QYXJhbXNFbnRyeRImCgRib2R5GAUgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlSAASFAoKYm9keV9ieXRlcxgGIAEoDEgAEhgKC3RpbWVvdXRfc2VjGAcgASgBSAGIAQESEAoIcHJpb3JpdHkYCCABKAUSGQoMbWF4X2F0dGVtcHRzGAkgASgFSAKIAQESNgoQYmFja29mZl9zdHJhdGVneRgKIAEoDjIcLmpvYnF1ZXVlLnYxLkJhY2tvZmZTdHJhdGVneRIcCg9iYWNrb2ZmX3NlY29uZHMYCyABKAFIA4gBARIwCgxzY2hlZHVsZWRfYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhgKC3R0bF9zZWNvbmRzGA0gASgFSASIAQESDAoEdGFncxgOIAMoCRIXCg9pZGVtcG90ZW5jeV9rZXkYDyABKAkSFgoOc2VjcmV0X2hlYWRlcnMYECADKAkSGAoQZm9sbG93X3JlZGlyZWN0cxgRIAEoCBIaCg1tYXhfcmVkaXJlY3RzGBIgASgFSAWIAQESFgoOcmF0ZV9saW1pdF9rZXkYEyABKAkaLgoMSGVhZGVyc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEaLQoLUGFyYW1zRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIJCgdwYXlsb2FkQg4KDF90aW1lb3V0X3NlY0IPCg1fbWF4X2F0dGVtcHRzQhIKEF9iYWNrb2ZmX3NlY29uZHNCDgoMX3R0bF9zZWNvbmRzQhAKDl9tYXhfcmVkaXJlY3RzIkwKEkVucXVldWVKb2JSZXNwb25zZRIOCgZqb2JfaWQYASABKAkSJgoGc3RhdHVzGAIgASgOMhYuam9icXVldWUudjEuSm9iU3RhdHVzIkIKEkVucXVldWVKb2JzUmVxdWVzdBIsCgRqb2JzGAEgAygLMh4uam9icXVldWUudjEuRW5xdWV1ZUpvYlJlcXVlc3QiRAoTRW5xdWV1ZUpvYnNSZXNwb25zZRItCgRqb2JzGAEgAygLMh8uam9icXVldWUudjEuRW5xdWV1ZUpvYlJlc3BvbnNlIh8KDUdldEpvYlJlcXVlc3QSDgoGam9iX2lkGAEgASgJIi8KDkdldEpvYlJlc3BvbnNlEh0KA2pvYhgBIAEoCzIQLmpvYnF1ZXVlLnYxLkpvYiIlChNHZXRKb2JSZXN1bHRSZXF1ZXN0Eg4KBmpvYl9pZBgBIAEoCSKRBAoUR2V0Sm9iUmVzdWx0UmVzcG9uc2USDgoGam9iX2lkGAEgASgJEiYKBnN0YXR1cxgCIAEoDjIWLmpvYnF1ZXVlLnYxLkpvYlN0YXR1cxIcCg9yZXNwb25zZV9zdGF0dXMYAyABKAVIAIgBARJQChByZXNwb25zZV9oZWFkZXJzGAQgAygLMjYuam9icXVldWUudjEuR2V0Sm9iUmVzdWx0UmVzcG9uc2UuUmVzcG9uc2VIZWFkZXJzRW50cnkSLQoNcmVzcG9uc2VfYm9keRgFIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRI5ChZyZXNwb25zZV9ib2R5X2VuY29kaW5nGAYgASgOMhkuam9icXVldWUudjEuQm9keUVuY29kaW5nEhEKCXRydW5jYXRlZBgHIAEoCBISCgVlcnJvchgIIAEoCUgBiAEBEhgKC2R1cmF0aW9uX21zGAkgASgFSAKIAQESDwoHYXR0ZW1wdBgKIAEoBRIvCgtmaW5pc2hlZF9hdBgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAaNgoUUmVzcG9uc2VIZWFkZXJzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUISChBfcmVzcG9uc2Vfc3RhdHVzQggKBl9lcnJvckIOCgxfZHVyYXRpb25fbXMiIgoQQ2FuY2VsSm9iUmVxdWVzdBIOCgZqb2JfaWQYASABKAkiMgoRQ2FuY2VsSm9iUmVzcG9uc2USHQoDam9iGAEgASgLMhAuam9icXVldWUudjEuSm9iItQBCg9MaXN0Sm9ic1JlcXVlc3QSJgoGc3RhdHVzGAEgAygOMhYuam9icXVldWUudjEuSm9iU3RhdHVzEgsKA3RhZxgCIAMoCRIxCg1jcmVhdGVkX2FmdGVyGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCg5jcmVhdGVkX2JlZm9yZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJcGFnZV9zaXplGAUgASgFEhIKCnBhZ2VfdG9rZW4YBiABKAkiZAoQTGlzdEpvYnNSZXNwb25zZRIeCgRqb2JzGAEgAygLMhAuam9icXVldWUudjEuSm9iEhwKD25leHRfcGFnZV90b2tlbhgCIAEoCUgAiAEBQhIKEF9uZXh0X3BhZ2VfdG9rZW4iKAoWTGlzdEpvYkF0dGVtcHRzUmVxdWVzdBIOCgZqb2JfaWQYASABKAkiUQoXTGlzdEpvYkF0dGVtcHRzUmVzcG9uc2USDgoGam9iX2lkGAEgASgJEiYKCGF0dGVtcHRzGAIgAygLMhQuam9icXVldWUudjEuQXR0ZW1wdCIhCg9XYXRjaEpvYlJlcXVlc3QSDgoGam9iX2lkGAEgASgJIjEKEFdhdGNoSm9iUmVzcG9uc2USHQoDam9iGAEgASgLMhAuam9icXVldWUudjEuSm9iItkBChZMaXN0QXVkaXRFdmVudHNSZXF1ZXN0EhEKCXByaW5jaXBhbBgBIAEoCRIOCgZhY3Rpb24YAiABKAkSDgoGam9iX2lkGAMgASgJEg8KB291dGNvbWUYBCABKAkSKQoFc2luY2UYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEikKBXVudGlsGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIRCglwYWdlX3NpemUYByABKAUSEgoKcGFnZV90b2tlbhgIIAEoCSJ0ChdMaXN0QXVkaXRFdmVudHNSZXNwb25zZRInCgZldmVudHMYASADKAsyFy5qb2JxdWV1ZS52MS5BdWRpdEV2ZW50EhwKD25leHRfcGFnZV90b2tlbhgCIAEoCUgAiAEBQhIKEF9uZXh0X3BhZ2VfdG9rZW4yyAcKD0pvYlF1ZXVlU2VydmljZRJfCgpFbnF1ZXVlSm9iEh4uam9icXVldWUudjEuRW5xdWV1ZUpvYlJlcXVlc3QaHy5qb2JxdWV1ZS52MS5FbnF1ZXVlSm9iUmVzcG9uc2UiEILT5JMCCjoBKiIFL2pvYnMSaAoLRW5xdWV1ZUpvYnMSHy5qb2JxdWV1ZS52MS5FbnF1ZXVlSm9ic1JlcXVlc3QaIC5qb2JxdWV1ZS52MS5FbnF1ZXVlSm9ic1Jlc3BvbnNlIhaC0+STAhA6ASoiCy9qb2JzOmJhdGNoEmEKBkdldEpvYhIaLmpvYnF1ZXVlLnYxLkdldEpvYlJlcXVlc3QaGy5qb2JxdWV1ZS52MS5HZXRKb2JSZXNwb25zZSIekAIBgtPkkwIVYgNqb2ISDi9qb2JzL3tqb2JfaWR9EnUKDEdldEpvYlJlc3VsdBIgLmpvYnF1ZXVlLnYxLkdldEpvYlJlc3VsdFJlcXVlc3QaIS5qb2JxdWV1ZS52MS5HZXRKb2JSZXN1bHRSZXNwb25zZSIgkAIBgtPkkwIXEhUvam9icy97am9iX2lkfS9yZXN1bHQScQoJQ2FuY2VsSm9iEh0uam9icXVldWUudjEuQ2FuY2VsSm9iUmVxdWVzdBoeLmpvYnF1ZXVlLnYxLkNhbmNlbEpvYlJlc3BvbnNlIiWC0+STAh86ASpiA2pvYiIVL2pvYnMve2pvYl9pZH0vY2FuY2VsElkKCExpc3RKb2JzEhwuam9icXVldWUudjEuTGlzdEpvYnNSZXF1ZXN0Gh0uam9icXVldWUudjEuTGlzdEpvYnNSZXNwb25zZSIQkAIBgtPkkwIHEgUvam9icxKAAQoPTGlzdEpvYkF0dGVtcHRzEiMuam9icXVldWUudjEuTGlzdEpvYkF0dGVtcHRzUmVxdWVzdBokLmpvYnF1ZXVlLnYxLkxpc3RKb2JBdHRlbXB0c1Jlc3BvbnNlIiKQAgGC0+STAhkSFy9qb2JzL3tqb2JfaWR9L2F0dGVtcHRzEk4KCFdhdGNoSm9iEhwuam9icXVldWUudjEuV2F0Y2hKb2JSZXF1ZXN0Gh0uam9icXVldWUudjEuV2F0Y2hKb2JSZXNwb25zZSIDkAIBMAESbwoPTGlzdEF1ZGl0RXZlbnRzEiMuam9icXVldWUudjEuTGlzdEF1ZGl0RXZlbnRzUmVxdWVzdBokLmpvYnF1ZXVlLnYxLkxpc3RBdWRpdEV2ZW50c1Jlc3BvbnNlIhGQAgGC0+STAggSBi9hdWRpdGIGcHJvdG8z", [file_google_api_annotations, file_google_protobuf_struct, file_google_protobuf_timestamp, file_jobqueue_v1_job]);
 
 /**
  * @generated from message jobqueue.v1.EnqueueJobRequest
@@ -131,6 +131,37 @@ export type EnqueueJobRequest = Message<"jobqueue.v1.EnqueueJobRequest"> & {
    * @generated from field: string idempotency_key = 15;
    */
   idempotencyKey: string;
+
+  /**
+   * Further header names to keep encrypted and masked, beyond Authorization,
+   * Proxy-Authorization, Cookie and X-Api-Key, which always are.
+   *
+   * @generated from field: repeated string secret_headers = 16;
+   */
+  secretHeaders: string[];
+
+  /**
+   * Follow 3xx redirects (each hop is checked against the outbound policy;
+   * secret headers are not sent to another origin). Default false.
+   *
+   * @generated from field: bool follow_redirects = 17;
+   */
+  followRedirects: boolean;
+
+  /**
+   * Redirect hops at most, 1 to 10; default 5.
+   *
+   * @generated from field: optional int32 max_redirects = 18;
+   */
+  maxRedirects?: number | undefined;
+
+  /**
+   * Jobs with the same key share one rate and concurrency budget
+   * (JOBQUEUE_HOST_LIMITS) instead of their URL host's.
+   *
+   * @generated from field: string rate_limit_key = 19;
+   */
+  rateLimitKey: string;
 };
 
 /**
@@ -509,6 +540,82 @@ export const WatchJobResponseSchema: GenMessage<WatchJobResponse> = /*@__PURE__*
   messageDesc(file_jobqueue_v1_job_queue_service, 15);
 
 /**
+ * @generated from message jobqueue.v1.ListAuditEventsRequest
+ */
+export type ListAuditEventsRequest = Message<"jobqueue.v1.ListAuditEventsRequest"> & {
+  /**
+   * @generated from field: string principal = 1;
+   */
+  principal: string;
+
+  /**
+   * @generated from field: string action = 2;
+   */
+  action: string;
+
+  /**
+   * @generated from field: string job_id = 3;
+   */
+  jobId: string;
+
+  /**
+   * @generated from field: string outcome = 4;
+   */
+  outcome: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp since = 5;
+   */
+  since?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp until = 6;
+   */
+  until?: Timestamp | undefined;
+
+  /**
+   * 1 to JOBQUEUE_MAX_PAGE_SIZE; default 50.
+   *
+   * @generated from field: int32 page_size = 7;
+   */
+  pageSize: number;
+
+  /**
+   * @generated from field: string page_token = 8;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message jobqueue.v1.ListAuditEventsRequest.
+ * Use `create(ListAuditEventsRequestSchema)` to create a new message.
+ */
+export const ListAuditEventsRequestSchema: GenMessage<ListAuditEventsRequest> = /*@__PURE__*/
+  messageDesc(file_jobqueue_v1_job_queue_service, 16);
+
+/**
+ * @generated from message jobqueue.v1.ListAuditEventsResponse
+ */
+export type ListAuditEventsResponse = Message<"jobqueue.v1.ListAuditEventsResponse"> & {
+  /**
+   * @generated from field: repeated jobqueue.v1.AuditEvent events = 1;
+   */
+  events: AuditEvent[];
+
+  /**
+   * @generated from field: optional string next_page_token = 2;
+   */
+  nextPageToken?: string | undefined;
+};
+
+/**
+ * Describes the message jobqueue.v1.ListAuditEventsResponse.
+ * Use `create(ListAuditEventsResponseSchema)` to create a new message.
+ */
+export const ListAuditEventsResponseSchema: GenMessage<ListAuditEventsResponse> = /*@__PURE__*/
+  messageDesc(file_jobqueue_v1_job_queue_service, 17);
+
+/**
  * JobQueueService turns "call this HTTP API" into a durable job: it stores
  * the call, runs it in the background with retries and backoff, keeps every
  * attempt and the response, and lets clients read, list, watch and cancel.
@@ -603,6 +710,16 @@ export const JobQueueService: GenService<{
     methodKind: "server_streaming";
     input: typeof WatchJobRequestSchema;
     output: typeof WatchJobResponseSchema;
+  },
+  /**
+   * ListAuditEvents lists the audit log newest first (admin only).
+   *
+   * @generated from rpc jobqueue.v1.JobQueueService.ListAuditEvents
+   */
+  listAuditEvents: {
+    methodKind: "unary";
+    input: typeof ListAuditEventsRequestSchema;
+    output: typeof ListAuditEventsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_jobqueue_v1_job_queue_service, 0);
