@@ -200,9 +200,9 @@ class SqliteJobStore implements JobStore {
 
   /**
    * Runs a write in the next group commit: every write that arrives before the event loop's next
-   * check phase shares one transaction, so one fsync makes them all durable. Each write runs in
-   * its own savepoint, so one failing write does not undo the others; each promise settles only
-   * once the transaction is committed.
+   * check phase shares one transaction, so one fsync makes them all durable. Each promise settles
+   * once the transaction is committed. If a write throws, the batch is rolled back and each write
+   * runs again in a transaction of its own, so one failing write does not undo the others.
    */
   private write<T>(op: () => T): Promise<T> {
     if (this.closed) return Promise.reject(new Error("the store is closed"));
@@ -224,28 +224,21 @@ class SqliteJobStore implements JobStore {
       for (const w of batch) w.reject(new Error("the store is closed"));
       return;
     }
-    let outcomes: ({ ok: true; value: unknown } | { ok: false; error: unknown })[];
+    let values: unknown[];
     try {
-      outcomes = this.db
-        .transaction(() =>
-          batch.map((w) => {
-            try {
-              return { ok: true as const, value: this.db.transaction(w.op)() };
-            } catch (error) {
-              return { ok: false as const, error };
-            }
-          }),
-        )
-        .immediate();
-    } catch (error) {
-      for (const w of batch) w.reject(error);
+      values = this.db.transaction(() => batch.map((w) => w.op())).immediate();
+    } catch {
+      // Rare: find the culprit by running each write alone.
+      for (const w of batch) {
+        try {
+          w.resolve(this.db.transaction(w.op).immediate());
+        } catch (error) {
+          w.reject(error);
+        }
+      }
       return;
     }
-    outcomes.forEach((o, i) => {
-      const w = batch[i]!;
-      if (o.ok) w.resolve(o.value);
-      else w.reject(o.error);
-    });
+    values.forEach((v, i) => batch[i]!.resolve(v));
   }
 
   async jobInsert(job: NewJob, audit?: AuditEvent): Promise<{ job: Job; inserted: boolean }> {
@@ -873,8 +866,11 @@ function prepareStatements(db: Database.Database) {
     claim: db.prepare(SQL.claim),
     claimOne: db.prepare(`UPDATE jobs SET ${startRunning} WHERE id = @id RETURNING *`),
     availableCandidates: db.prepare(SQL.candidates),
+    // Running jobs are few (the workers' concurrency), so walking their lease index is cheap.
     countRunning: db
-      .prepare("SELECT COUNT(*) FROM jobs WHERE state = 'running' AND bucket = ?")
+      .prepare(
+        "SELECT COUNT(*) FROM jobs INDEXED BY jobs_lease WHERE state = 'running' AND bucket = ?",
+      )
       .pluck(),
     // A rate slot is only good at its time: a job held back past it must be judged again.
     setWaiting: db.prepare(

@@ -48,11 +48,11 @@ CREATE TABLE jobs (
 CREATE INDEX jobs_claim ON jobs (priority DESC, run_at, id) WHERE state = 'available';
 CREATE INDEX jobs_scheduled ON jobs (run_at) WHERE state = 'scheduled';
 CREATE INDEX jobs_waiting ON jobs (bucket, priority DESC, run_at, id) WHERE state = 'waiting';
-CREATE INDEX jobs_running ON jobs (bucket) WHERE state = 'running';
 CREATE INDEX jobs_lease ON jobs (lease_expires_at) WHERE state = 'running';
 CREATE INDEX jobs_expiry ON jobs (expires_at) WHERE expires_at IS NOT NULL;
 CREATE INDEX jobs_state ON jobs (state, id);
-CREATE INDEX jobs_owner ON jobs (owner, id);
+-- Only owned jobs (auth on) need it: without auth every job's owner is NULL and costs nothing here.
+CREATE INDEX jobs_owner ON jobs (owner, id) WHERE owner IS NOT NULL;
 -- Idempotency keys are per owner: one principal's key never names another's job.
 CREATE UNIQUE INDEX jobs_idempotency ON jobs (COALESCE(owner, ''), idempotency_key)
   WHERE idempotency_key IS NOT NULL;
