@@ -238,7 +238,7 @@ class SqliteJobStore implements JobStore {
       }
       return;
     }
-    values.forEach((v, i) => batch[i]!.resolve(v));
+    for (const [i, v] of values.entries()) batch[i]!.resolve(v);
   }
 
   async jobInsert(job: NewJob, audit?: AuditEvent): Promise<{ job: Job; inserted: boolean }> {
