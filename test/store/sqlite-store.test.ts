@@ -71,6 +71,31 @@ describe("sqlite store on a file", () => {
     expect(version() - before).toBe(1);
   });
 
+  it("lets no read see a write before the write is reported durable", async () => {
+    const job = newJob();
+    const order: string[] = [];
+    const write = store.jobInsert(job).then(() => order.push("write"));
+    // The group commit runs in this check phase; its fsync is then in flight on the thread pool.
+    await new Promise((resolve) => setImmediate(resolve));
+    const read = store.jobGet({ id: job.id, now: T0 }).then((found) => {
+      order.push("read");
+      return found;
+    });
+    const [, found] = await Promise.all([write, read]);
+    expect(found?.id).toBe(job.id);
+    expect(order).toEqual(["write", "read"]);
+  });
+
+  it("commits and syncs the writes it accepted before it closes", async () => {
+    const jobs = Array.from({ length: 20 }, () => newJob());
+    const writes = jobs.map((j) => store.jobInsert(j));
+    await store.close();
+    await expect(Promise.all(writes)).resolves.toHaveLength(20);
+    const n = peer().prepare("SELECT COUNT(*) AS n FROM jobs").get() as { n: number };
+    expect(n.n).toBe(20);
+    await expect(store.jobInsert(newJob())).rejects.toThrow(/closed/);
+  });
+
   it("claims, promotes, rescues and lists a page through indexes, never sorting or scanning the table", () => {
     const plans = (
       store as unknown as { explainHotQueries(): Record<string, string[]> }
