@@ -1,4 +1,3 @@
-import { monotonicFactory } from "ulid";
 import {
   AUDIT_OUTCOMES,
   type AuditEvent,
@@ -8,6 +7,7 @@ import {
 import { type Caller, seesAllJobs } from "../auth/principal.js";
 import type { Clock } from "../job/clock.js";
 import { InvalidArgumentError, JobNotFoundError, JobStateError } from "../job/errors.js";
+import { jobIdFactory } from "../job/job-ids.js";
 import {
   type Attempt,
   isTerminal,
@@ -95,12 +95,12 @@ export interface JobQueueOptions {
 
 export function createJobQueue(options: JobQueueOptions): JobQueue {
   const { store, notifier, clock, limits, secretBox } = options;
-  const nextUlid = monotonicFactory();
+  const nextJobId = jobIdFactory();
   const watchPollMs = options.watchPollMs ?? 1000;
 
   function newJob(input: EnqueueInput, caller: Caller, now: number): NewJob {
     const spec = validateEnqueue(input, limits, now);
-    const id = `j_${nextUlid(now)}`;
+    const id = nextJobId(now);
     const secret = new Set(spec.secretHeaderNames);
     const plain: Record<string, string> = {};
     const sealed: Record<string, string> = {};
