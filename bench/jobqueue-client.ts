@@ -13,7 +13,7 @@
  * - `enqueue`: submit N jobs scheduled a day ahead (so that no worker runs them) and time the
  *   submits alone.
  * - `noop`: N grpc.health.v1.Health/Check calls with `rpcInflight` in flight: the transport's limit
- *   on the same server.
+ *   on the same server; then 1000 calls one at a time: the round trip under every latency figure.
  * - `latency`: EnqueueJob at a steady rate (open loop); each job calls the target's /lat with the
  *   client's CLOCK_MONOTONIC send time, so the target measures enqueue→start.
  * - `rss-load`: a mix of reads (ListJobs, GetJob, GetJobResult) and enqueues for a while.
@@ -68,6 +68,11 @@ export interface RateResult {
   elapsedMs: number;
 }
 
+export interface NoopResult extends RateResult {
+  /** Round trips of calls made one at a time after the rate run (200 warm-up calls left out). */
+  roundTripsMs: number[];
+}
+
 export interface LatencyResult {
   sent: number;
   warmup: number;
@@ -103,7 +108,15 @@ runChild<JobQueueClientParams>(async (p, ctx) => {
         ctx,
         "calls",
       );
-      return { n: p.n, elapsedMs: nowMs() - started } satisfies RateResult;
+      const elapsedMs = nowMs() - started;
+      // Then one call at a time: the round trip under every enqueue→start figure.
+      const roundTripsMs: number[] = [];
+      for (let i = 0; i < 1000; i++) {
+        const t = nowMs();
+        await health.check({ service: "" });
+        if (i >= 200) roundTripsMs.push(nowMs() - t);
+      }
+      return { n: p.n, elapsedMs, roundTripsMs } satisfies NoopResult;
     }
     case "latency":
       return latency(p, client);

@@ -138,6 +138,18 @@ export const RAW_FIGURES: FigureSpec[] = [
     unit: "jobs/s",
     digits: 0,
   },
+  {
+    key: "noopRoundTripP50",
+    label: "no-op RPC round trip p50, one call at a time (floor under enqueue→start)",
+    unit: "ms",
+    digits: 2,
+  },
+  {
+    key: "noopRoundTripP99",
+    label: "no-op RPC round trip p99, one call at a time",
+    unit: "ms",
+    digits: 2,
+  },
   { key: "latencyP50", label: "JobQueue enqueue→start p50", unit: "ms", digits: 2 },
   { key: "latencyP99", label: "JobQueue enqueue→start p99", unit: "ms", digits: 2 },
   { key: "latencyMax", label: "JobQueue enqueue→start max", unit: "ms", digits: 2 },

@@ -70,7 +70,13 @@ import { parseArgs } from "node:util";
 import { Queue } from "bullmq";
 import { Redis } from "ioredis";
 import type { DirectResult } from "./direct.js";
-import type { E2eResult, LatencyResult, RateResult, RssLoadResult } from "./jobqueue-client.js";
+import type {
+  E2eResult,
+  LatencyResult,
+  NoopResult,
+  RateResult,
+  RssLoadResult,
+} from "./jobqueue-client.js";
 import {
   type Child,
   forkChild,
@@ -431,7 +437,7 @@ async function runRound(round: number, bigPath: string | null): Promise<Figures>
     try {
       await step(round, "enqueue only: no-op RPC (Health/Check)", async () => {
         server = await serve(dbPath, run);
-        const r = await runJobQueueClient<RateResult>({
+        const r = await runJobQueueClient<NoopResult>({
           mode: "noop",
           server: server.url,
           run,
@@ -439,6 +445,8 @@ async function runRound(round: number, bigPath: string | null): Promise<Figures>
           rpcInflight: opts.rpcInflight,
         });
         f.noopRpcPerSec = perSec(r.n, r.elapsedMs);
+        f.noopRoundTripP50 = percentile(r.roundTripsMs, 50);
+        f.noopRoundTripP99 = percentile(r.roundTripsMs, 99);
       });
       await step(round, "enqueue only: JobQueue EnqueueJob unary", async () => {
         if (!server) throw new Error("no server (the no-op step failed)");
