@@ -1,6 +1,15 @@
+import { setFlagsFromString } from "node:v8";
 import { pino } from "pino";
 import { createApp } from "./app.js";
 import { ConfigError, loadConfig } from "./config.js";
+
+/**
+ * Grow the JavaScript heap by 20% per major GC rather than V8's default (up to 4x for a small heap).
+ * Under load most garbage here (requests, responses, rows of jobs in flight) lives just long enough
+ * to be promoted; with the default growth the old generation filled with it up to ~100 MB before
+ * each collection, while what stays live is ~20 MB. The extra collections are cheap at that size.
+ */
+setFlagsFromString("--heap-growing-percent=20");
 
 /** Reads the configuration, starts the service and stops it gracefully on SIGTERM/SIGINT. */
 async function main(): Promise<void> {
