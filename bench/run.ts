@@ -672,7 +672,7 @@ async function main() {
   const targets = summarize(TARGET_FIGURES, rounds);
   const raw = summarize(RAW_FIGURES, rounds);
   const notes = [
-    `End to end: each job is one GET of a tiny JSON body from a keep-alive target on 127.0.0.1; status and body are stored (JobQueue: SQLite in WAL with synchronous=FULL, also the response headers and the attempt; BullMQ: the return value in Redis, jobs kept on completion, no persistence configured on this Redis; direct: in memory).`,
+    `End to end: each job is one GET of a tiny JSON body from a keep-alive target on 127.0.0.1; status and body are stored (JobQueue: SQLite in WAL, each commit fdatasynced before anyone hears of it, also the response headers and the attempt; BullMQ: the return value in Redis, jobs kept on completion, no persistence configured on this Redis; direct: in memory).`,
     `JobQueue batch: EnqueueJobs of ${opts.batchSize}, ${opts.batchInflight} in flight; unary: EnqueueJob with ${opts.rpcInflight} calls in flight over one HTTP/2 connection (gRPC); the no-op RPC (Health/Check) uses the same ${opts.rpcInflight}. BullMQ addBulk: ${opts.batchSize} per call, ${opts.batchInflight} in flight; Queue.add: ${opts.rpcInflight} in flight.`,
     "JobQueue end to end stops when ListJobs(queued|running) is empty (polled every 2 ms once the target has counted N calls); every job is then checked to be succeeded. BullMQ stops when its completed count reaches N.",
     "Enqueue only: JobQueue jobs are scheduled a day ahead so no worker runs them (the worker pool still wakes on every enqueue); BullMQ has no worker.",

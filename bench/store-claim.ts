@@ -1,6 +1,6 @@
 /**
  * The store micro-benchmark, in-process against `createSqliteJobStore` (the real SQLite file on
- * disk, `synchronous=FULL`).
+ * disk, each commit fdatasynced).
  *
  * - `prefill`: inserts `size` due jobs (as the server would store a GET to the target) with
  *   jobInsertMany in batches of 1000.
