@@ -57,7 +57,13 @@ export interface SqliteJobStoreOptions {
 export function createSqliteJobStore(options: SqliteJobStoreOptions): JobStore {
   if (options.path !== ":memory:") mkdirSync(dirname(options.path), { recursive: true });
   const db = new Database(options.path);
-  db.pragma("journal_mode = WAL");
+  const mode = db.pragma("journal_mode = WAL", { simple: true });
+  if (!db.memory && mode !== "wal") {
+    db.close();
+    throw new Error(
+      `${options.path}: SQLite could not use WAL mode (it reported "${String(mode)}"); the store needs it (is the file on a network file system?)`,
+    );
+  }
   // Commits write the WAL; the store fsyncs it itself, off the event loop, before it reports a
   // write done (SqliteJobStore.sync): the durability of FULL without blocking on the disk.
   db.pragma("synchronous = NORMAL");
