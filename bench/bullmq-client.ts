@@ -15,8 +15,8 @@
  * completion. The queue is obliterated at the end.
  */
 import { Queue } from "bullmq";
-import { request } from "undici";
 import { type ChildContext, nowMs, runChild, sleep } from "./child-main.js";
+import { openLoopLatency, targetCount } from "./open-loop.js";
 
 interface Common {
   queue: string;
@@ -58,7 +58,7 @@ runChild<BullmqClientParams>(async (p, ctx) => {
         return { n: p.n, elapsedMs: nowMs() - started };
       }
       case "latency":
-        return await latency(p, queue);
+        return await openLoopLatency(p, (url) => queue.add("call", { url }, JOB_OPTIONS));
     }
   } finally {
     await queue.obliterate({ force: true }).catch(() => {});
@@ -113,38 +113,4 @@ async function bulk(
     sampleOk: sampleOk.length,
     sampleSize: sample.length,
   };
-}
-
-async function targetCount(target: string, run: string): Promise<number> {
-  const res = await request(`${target}/_count?run=${encodeURIComponent(run)}`);
-  return ((await res.body.json()) as { count: number }).count;
-}
-
-async function latency(p: Extract<BullmqClientParams, { mode: "latency" }>, queue: Queue) {
-  const intervalMs = 1000 / p.rate;
-  const warmup = Math.round(p.warmupMs / intervalMs);
-  const total = warmup + Math.round(p.measureMs / intervalMs);
-  const inFlight: Promise<unknown>[] = [];
-  const started = nowMs();
-  let maxLagMs = 0;
-  for (let i = 0; i < total; i++) {
-    const due = started + i * intervalMs;
-    const wait = due - nowMs();
-    if (wait > 1) await sleep(wait - 0.5);
-    while (nowMs() < due) {
-      // spin the last half millisecond so sends keep to the schedule
-    }
-    maxLagMs = Math.max(maxLagMs, nowMs() - due);
-    const run = i < warmup ? `${p.run}-warmup` : p.run;
-    const t = process.hrtime.bigint();
-    inFlight.push(queue.add("call", { url: `${p.target}/lat?run=${run}&t=${t}` }, JOB_OPTIONS));
-  }
-  await Promise.all(inFlight);
-  const measured = total - warmup;
-  const deadline = nowMs() + 30_000;
-  while ((await targetCount(p.target, p.run)) < measured) {
-    if (nowMs() > deadline) throw new Error("the target did not see every latency job within 30s");
-    await sleep(10);
-  }
-  return { sent: measured, warmup, maxLagMs };
 }

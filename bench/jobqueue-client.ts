@@ -21,7 +21,6 @@
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { request } from "undici";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
 import { JobStatus } from "../gen/jobqueue/v1/job_pb.js";
 import {
@@ -29,6 +28,7 @@ import {
   JobQueueService,
 } from "../gen/jobqueue/v1/job_queue_service_pb.js";
 import { type ChildContext, nowMs, runChild, sleep } from "./child-main.js";
+import { openLoopLatency, targetCount } from "./open-loop.js";
 
 type MessageInit = Partial<Omit<EnqueueJobRequest, "$typeName" | "$unknown">>;
 
@@ -73,13 +73,6 @@ export interface NoopResult extends RateResult {
   roundTripsMs: number[];
 }
 
-export interface LatencyResult {
-  sent: number;
-  warmup: number;
-  /** How far behind schedule the sender fell at worst, in ms. */
-  maxLagMs: number;
-}
-
 export interface RssLoadResult {
   reads: number;
   enqueues: number;
@@ -119,7 +112,7 @@ runChild<JobQueueClientParams>(async (p, ctx) => {
       return { n: p.n, elapsedMs, roundTripsMs } satisfies NoopResult;
     }
     case "latency":
-      return latency(p, client);
+      return openLoopLatency(p, (url) => client.enqueueJob({ method: "GET", url }));
     case "rss-load":
       return rssLoad(p, client);
   }
@@ -238,43 +231,6 @@ async function submitAndWait(
     sampleOk,
     sampleSize: ids.length,
   };
-}
-
-async function targetCount(target: string, run: string): Promise<number> {
-  const res = await request(`${target}/_count?run=${encodeURIComponent(run)}`);
-  return ((await res.body.json()) as { count: number }).count;
-}
-
-async function latency(
-  p: Extract<JobQueueClientParams, { mode: "latency" }>,
-  client: Client,
-): Promise<LatencyResult> {
-  const intervalMs = 1000 / p.rate;
-  const warmup = Math.round(p.warmupMs / intervalMs);
-  const total = warmup + Math.round(p.measureMs / intervalMs);
-  const inFlight: Promise<unknown>[] = [];
-  const started = nowMs();
-  let maxLagMs = 0;
-  for (let i = 0; i < total; i++) {
-    const due = started + i * intervalMs;
-    const wait = due - nowMs();
-    if (wait > 1) await sleep(wait - 0.5);
-    while (nowMs() < due) {
-      // spin the last half millisecond so sends keep to the schedule
-    }
-    maxLagMs = Math.max(maxLagMs, nowMs() - due);
-    const run = i < warmup ? `${p.run}-warmup` : p.run;
-    const t = process.hrtime.bigint();
-    inFlight.push(client.enqueueJob({ method: "GET", url: `${p.target}/lat?run=${run}&t=${t}` }));
-  }
-  await Promise.all(inFlight);
-  const measured = total - warmup;
-  const deadline = nowMs() + 30_000;
-  while ((await targetCount(p.target, p.run)) < measured) {
-    if (nowMs() > deadline) throw new Error("the target did not see every latency job within 30s");
-    await sleep(10);
-  }
-  return { sent: measured, warmup, maxLagMs };
 }
 
 async function rssLoad(

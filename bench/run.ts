@@ -70,13 +70,8 @@ import { parseArgs } from "node:util";
 import { Queue } from "bullmq";
 import { Redis } from "ioredis";
 import type { DirectResult } from "./direct.js";
-import type {
-  E2eResult,
-  LatencyResult,
-  NoopResult,
-  RateResult,
-  RssLoadResult,
-} from "./jobqueue-client.js";
+import type { E2eResult, NoopResult, RateResult, RssLoadResult } from "./jobqueue-client.js";
+import type { LatencyResult } from "./open-loop.js";
 import {
   type Child,
   forkChild,
