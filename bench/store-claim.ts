@@ -70,6 +70,7 @@ runChild<StoreClaimParams>(async (p, ctx) => {
     rateLimitKey: null,
     owner: null,
     bucket: new URL(p.url).hostname,
+    requestHash: null,
   });
   const insert = async (count: number, report?: (done: number) => void) => {
     for (let done = 0; done < count; ) {
@@ -93,24 +94,21 @@ runChild<StoreClaimParams>(async (p, ctx) => {
     let cycles = 0;
     let cycleMs = 0;
     let claimMs = 0;
-    const worker = "bench";
+    const node = "bench";
     const deadline = nowMs() + p.maxMs;
     while (claimed < p.claims && nowMs() < deadline) {
       const t0 = nowMs();
       const { jobs } = await store.jobClaim({
-        now: Date.now(),
         limit: p.concurrency,
         leaseMs: 30_000,
-        worker,
+        node,
       });
       const t1 = nowMs();
       // The outcomes land together, as a worker pool's do (they share a group commit).
       await Promise.all(
         jobs.map((job) => {
-          const now = Date.now();
           return store.jobFinishAttempt({
             lease: { jobId: job.id, token: job.leaseToken },
-            now,
             end: {
               outcome: "succeeded",
               responseStatus: 200,
@@ -121,8 +119,6 @@ runChild<StoreClaimParams>(async (p, ctx) => {
             },
             next: { status: "succeeded" },
             result: {
-              jobId: job.id,
-              attempt: job.attempt,
               response: {
                 status: 200,
                 headers: { "content-type": "application/json", "content-length": "11" },
@@ -132,7 +128,6 @@ runChild<StoreClaimParams>(async (p, ctx) => {
               },
               error: null,
               durationMs: 1,
-              finishedAt: now,
             },
           });
         }),

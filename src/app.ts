@@ -7,11 +7,15 @@ import { JobQueueService } from "../gen/jobqueue/v1/job_queue_service_pb.js";
 import { createAuthenticator } from "./auth/api-keys.js";
 import type { Config } from "./config.js";
 import { type Clock, systemClock } from "./job/clock.js";
+import { createLimitResolver } from "./job/rate-limits.js";
+import { createLeaderElector } from "./maintenance/leader-elector.js";
 import { createLeaseRescuer } from "./maintenance/lease-rescuer.js";
+import { createNodeHeartbeat } from "./maintenance/node-heartbeat.js";
+import type { Service } from "./maintenance/periodic-service.js";
 import { createScheduler } from "./maintenance/scheduler.js";
 import { createTtlCleaner } from "./maintenance/ttl-cleaner.js";
-import { createNotifier } from "./notify/notifier.js";
 import { createJobQueue, type JobQueue } from "./queue/job-queue.js";
+import { createReadiness } from "./queue/readiness.js";
 import { createAuthGate } from "./rpc/auth.js";
 import { registerHealth } from "./rpc/health.js";
 import { createJobQueueServiceImpl } from "./rpc/job-queue-service.js";
@@ -21,10 +25,9 @@ import { createRpcServer } from "./rpc/server.js";
 import { createSecretBox } from "./secrets/secret-box.js";
 import { loadOrCreateKeyFile } from "./secrets/secret-keys.js";
 import type { JobStore } from "./store/job-store.js";
-import { createSqliteJobStore } from "./store/sqlite/sqlite-job-store.js";
+import { openStore } from "./store/open-store.js";
 import { createHttpDispatcher } from "./worker/dispatcher.js";
 import { createOutboundPolicy } from "./worker/outbound-policy.js";
-import { createLimitResolver } from "./worker/rate-limits.js";
 import { createWorkerPool } from "./worker/worker-pool.js";
 
 export const VERSION = "0.1.0";
@@ -43,6 +46,7 @@ export interface App {
 
 export interface AppDeps {
   logger?: Logger;
+  /** The time of the store and the workers; by default the system's (SQLite) or the database's. */
   clock?: Clock;
   /** The resolver the outbound policy checks host names with (tests inject one). */
   resolve?: (hostname: string) => Promise<{ address: string; family: number }[]>;
@@ -55,12 +59,22 @@ function ephemeralKey(logger: Logger): Buffer {
   return randomBytes(32);
 }
 
-/** Wires the rooms together: store, notifier, queue, worker pool, maintenance and the server. */
-export function createApp(config: Config, deps: AppDeps = {}): App {
+/** How often a node writes its heartbeat; it counts as alive for three of these. */
+const HEARTBEAT_MS = 5_000;
+/** Nodes silent this long are forgotten. */
+const FORGET_NODES_MS = 86_400_000;
+
+/**
+ * Wires the rooms together: store (opened, migrations applied), queue, worker pool, the
+ * maintenance services its node runs while it leads, and the server.
+ */
+export async function createApp(config: Config, deps: AppDeps = {}): Promise<App> {
   const logger = deps.logger ?? pino({ level: config.logLevel });
   const clock = deps.clock ?? systemClock;
-  const store = createSqliteJobStore({ path: config.dbPath });
-  const notifier = createNotifier();
+  const db = config.db;
+  const opened = await openStore(db, { poolSize: config.dbPoolSize, clock: deps.clock });
+  const readiness = createReadiness({ store: opened, logger });
+  const store = readiness.store;
   const policy = createOutboundPolicy({
     allowed: config.allowedHosts,
     denied: config.deniedHosts,
@@ -68,13 +82,12 @@ export function createApp(config: Config, deps: AppDeps = {}): App {
   });
   const secretBox = createSecretBox(
     config.secretKeys ??
-      (config.dbPath === ":memory:"
-        ? [ephemeralKey(logger)]
-        : [loadOrCreateKeyFile(join(dirname(config.dbPath), "secret.key"), logger)]),
+      (db.kind === "sqlite" && db.path !== ":memory:"
+        ? [loadOrCreateKeyFile(join(dirname(db.path), "secret.key"), logger)]
+        : [ephemeralKey(logger)]),
   );
   const queue = createJobQueue({
     store,
-    notifier,
     clock,
     secretBox,
     limits: {
@@ -104,7 +117,6 @@ export function createApp(config: Config, deps: AppDeps = {}): App {
   });
   const pool = createWorkerPool({
     store,
-    notifier,
     dispatcher,
     clock,
     logger,
@@ -117,30 +129,59 @@ export function createApp(config: Config, deps: AppDeps = {}): App {
       jitter: 0.2,
       random: Math.random,
     },
-    worker: randomBytes(6).toString("hex"),
+    node: config.nodeId,
     limits: createLimitResolver(config.hostLimits),
     secretBox,
   });
-  const scheduler = createScheduler({
+  const startedAt = clock.now();
+  const heartbeat = createNodeHeartbeat({
     store,
-    notifier,
-    clock,
     logger,
-    maxIntervalMs: Math.max(config.pollIntervalMs, 1000),
+    intervalMs: Math.min(HEARTBEAT_MS, Math.max(100, config.leaseMs / 3)),
+    beat: () => ({
+      id: config.nodeId,
+      startedAt,
+      version: VERSION,
+      concurrency: config.concurrency,
+      inFlight: pool.inFlight,
+    }),
   });
-  const rescuer = createLeaseRescuer({
+  // Limits may have changed since the last run: waiting jobs are re-judged at their next claim.
+  const rejudgeWaiting: Service = {
+    start() {
+      store.jobPromoteWaiting({ limit: Number.MAX_SAFE_INTEGER }).catch((err: Error) => {
+        logger.warn({ err: err.message }, "could not re-judge waiting jobs");
+      });
+    },
+    async stop() {},
+  };
+  const elector = createLeaderElector({
     store,
-    notifier,
-    clock,
     logger,
-    intervalMs: Math.max(100, Math.min(config.leaseMs / 2, 5_000)),
-  });
-  const cleaner = createTtlCleaner({
-    store,
-    clock,
-    logger,
-    maxIntervalMs: config.cleanupIntervalMs,
-    auditRetentionMs: config.auditRetentionMs,
+    node: config.nodeId,
+    ttlMs: config.leaseMs,
+    services: [
+      rejudgeWaiting,
+      createScheduler({
+        store,
+        clock,
+        logger,
+        maxIntervalMs: Math.max(config.pollIntervalMs, 1000),
+      }),
+      createLeaseRescuer({
+        store,
+        logger,
+        intervalMs: Math.max(100, Math.min(config.leaseMs / 2, 5_000)),
+      }),
+      createTtlCleaner({
+        store,
+        clock,
+        logger,
+        maxIntervalMs: config.cleanupIntervalMs,
+        auditRetentionMs: config.auditRetentionMs,
+        forgetNodesAfterMs: FORGET_NODES_MS,
+      }),
+    ],
   });
   const gate = createAuthGate({
     authenticate: config.auth.enabled ? createAuthenticator(config.auth.keys) : null,
@@ -160,7 +201,10 @@ export function createApp(config: Config, deps: AppDeps = {}): App {
   const routes = (router: ConnectRouter) => {
     router.service(JobQueueService, impl);
     registerReflection(router, [JobQueueService, Health]);
-    registerHealth(router, serviceNames, { serving: () => serving, stopping });
+    registerHealth(router, serviceNames, {
+      serving: () => serving && readiness.state().ready,
+      stopping,
+    });
   };
   const rest = createRestHandler({
     service: JobQueueService,
@@ -176,6 +220,11 @@ export function createApp(config: Config, deps: AppDeps = {}): App {
     routes,
     fallback: rest,
     serving: () => serving,
+    readiness: () => {
+      const state = readiness.state();
+      if (!serving) return { ready: false, reason: "the server is starting or stopping" };
+      return state;
+    },
     readMaxBytes: config.maxRequestBytes,
     shutdownSignal: shutdown.signal,
     interceptors: [gate.interceptor],
@@ -186,18 +235,17 @@ export function createApp(config: Config, deps: AppDeps = {}): App {
     queue,
     store,
     async start() {
-      // Limits may have changed since the last run: waiting jobs are re-judged at their next claim.
-      await store.jobPromoteWaiting({ limit: Number.MAX_SAFE_INTEGER });
-      rescuer.start();
-      scheduler.start();
-      cleaner.start();
+      readiness.start();
+      heartbeat.start();
+      elector.start();
       pool.start();
       const address = await server.listen();
       serving = true;
       logger.info(
         {
           ...address,
-          db: config.dbPath,
+          db: db.kind === "sqlite" ? db.path : `postgres (schema ${db.schema})`,
+          node: config.nodeId,
           concurrency: config.concurrency,
           auth: config.auth.enabled ? `${config.auth.keys.length} API keys` : "none",
           version: VERSION,
@@ -217,7 +265,7 @@ export function createApp(config: Config, deps: AppDeps = {}): App {
           pool.stop(config.shutdownGraceMs),
           server.close(config.shutdownGraceMs),
         ]);
-        await Promise.all([rescuer.stop(), scheduler.stop(), cleaner.stop()]);
+        await Promise.all([elector.stop(), heartbeat.stop(), readiness.stop()]);
         await dispatcher.close();
         await store.close();
         logger.info("stopped");

@@ -1,18 +1,23 @@
 import { readFileSync } from "node:fs";
 import { isIP } from "node:net";
+import { hostname } from "node:os";
 import { resolve } from "node:path";
 import { type ApiKeyEntry, parseApiKeys } from "./auth/api-keys.js";
+import { parseHostLimits } from "./job/rate-limits.js";
 import { BACKOFF_STRATEGIES, type BackoffStrategy } from "./job/types.js";
 import { parseSecretKeys } from "./secrets/secret-keys.js";
 import { parseHostPattern } from "./worker/outbound-policy.js";
-import { parseHostLimits } from "./worker/rate-limits.js";
 
 /** Everything the process is told from outside, validated once, with units in the names. */
 export interface Config {
   host: string;
   port: number;
-  /** SQLite file path (or ":memory:"). */
-  dbPath: string;
+  /** Where jobs are stored. */
+  db: DbTarget;
+  /** This node's id among several sharing one database. */
+  nodeId: string;
+  /** PostgreSQL connections at most per node. */
+  dbPoolSize: number;
   concurrency: number;
   pollIntervalMs: number;
   defaultTimeoutMs: number;
@@ -105,26 +110,57 @@ function oneOf<T extends string>(values: readonly T[]) {
   };
 }
 
+/** The store a database URL names. */
+export type DbTarget =
+  | { kind: "sqlite" /** A file path, or ":memory:". */; path: string }
+  | {
+      kind: "postgres";
+      /** The connection URL without the `schema` parameter. */
+      url: string;
+      /** The schema the tables live in (`?schema=`, default `jobqueue`). */
+      schema: string;
+    };
+
 /**
  * Reads the seed's `sqlite+aiosqlite:///./data/jobqueue.db` spelling, `sqlite:` URLs in the
- * SQLAlchemy form (three slashes then a relative path, four for an absolute one) and plain paths.
+ * SQLAlchemy form (three slashes then a relative path, four for an absolute one), plain paths,
+ * and `postgres://` / `postgresql://` URLs with an optional `?schema=` (default `jobqueue`).
  */
-export function parseDbUrl(raw: string): string {
+export function parseDbUrl(raw: string): DbTarget {
   const url = raw.trim();
   const sqlite = /^sqlite(?:\+[\w-]+)?:(?:\/\/\/?)?(.*)$/i.exec(url);
   if (sqlite) {
     const rest = sqlite[1]!.split("?")[0]!;
-    if (rest === ":memory:" || rest === "") return ":memory:";
-    return resolve(rest.startsWith("/") ? rest : `./${rest.replace(/^\.\//, "")}`);
+    if (rest === ":memory:" || rest === "") return { kind: "sqlite", path: ":memory:" };
+    return {
+      kind: "sqlite",
+      path: resolve(rest.startsWith("/") ? rest : `./${rest.replace(/^\.\//, "")}`),
+    };
   }
-  if (/^postgres(?:ql)?(?:\+[\w-]+)?:/i.test(url)) {
-    throw new BadValue("PostgreSQL is not supported yet; use a sqlite: URL or a file path");
+  const pg = /^postgres(?:ql)?(?:\+[\w-]+)?:\/\//i.exec(url);
+  if (pg) {
+    let parsed: URL;
+    try {
+      parsed = new URL(`postgres://${url.slice(pg[0].length)}`);
+    } catch {
+      throw new BadValue("is not a valid postgres:// URL");
+    }
+    const schema = parsed.searchParams.get("schema") ?? "jobqueue";
+    if (!/^[a-z_][a-z0-9_]{0,59}$/.test(schema)) {
+      throw new BadValue(
+        "schema must be a lowercase SQL name: letters, digits and _, not starting with a digit",
+      );
+    }
+    parsed.searchParams.delete("schema");
+    return { kind: "postgres", url: parsed.toString(), schema };
   }
   if (/^[a-z][\w+.-]*:\/\//i.test(url)) {
-    throw new BadValue("must be a sqlite: URL (sqlite:///./data/jobqueue.db) or a file path");
+    throw new BadValue(
+      "must be a sqlite: URL (sqlite:///./data/jobqueue.db), a file path or a postgres:// URL",
+    );
   }
   if (url === "") throw new BadValue("must not be empty");
-  return resolve(url);
+  return { kind: "sqlite", path: resolve(url) };
 }
 
 const DAY = 86_400;
@@ -150,11 +186,31 @@ export const SETTINGS = [
   } satisfies Setting<"port">,
   {
     env: "JOBQUEUE_DB_URL",
-    key: "dbPath",
+    key: "db",
     default: "sqlite+aiosqlite:///./data/jobqueue.db",
-    doc: "Where jobs are stored: a `sqlite:` URL (the seed's `sqlite+aiosqlite:` spelling too) or a file path.",
+    doc: "Where jobs are stored: a `sqlite:` URL (`sqlite+aiosqlite:` too) or a file path for one node; `postgres://user@host:5432/db?schema=jobqueue` for several nodes sharing one PostgreSQL database (schema default `jobqueue`).",
     parse: parseDbUrl,
-  } satisfies Setting<"dbPath">,
+  } satisfies Setting<"db">,
+  {
+    env: "JOBQUEUE_NODE_ID",
+    key: "nodeId",
+    default: "",
+    doc: "This node's name among several on one database, shown in `GET /nodes` and on each attempt. Empty: the host name and process id.",
+    parse: (raw) => {
+      const id = raw.trim() === "" ? `${hostname()}-${process.pid}` : raw.trim();
+      if (!/^[\w.:@-]{1,128}$/.test(id)) {
+        throw new BadValue("must be 1 to 128 letters, digits or . _ : @ -");
+      }
+      return id;
+    },
+  } satisfies Setting<"nodeId">,
+  {
+    env: "JOBQUEUE_DB_POOL_SIZE",
+    key: "dbPoolSize",
+    default: "10",
+    doc: "PostgreSQL connections per node at most (one more listens for wake-ups).",
+    parse: int(2, 1000),
+  } satisfies Setting<"dbPoolSize">,
   {
     env: "JOBQUEUE_CONCURRENCY",
     key: "concurrency",
@@ -485,6 +541,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   const result = config as Config;
   if (result.defaultTimeoutMs > result.maxTimeoutMs) {
     problems.push("JOBQUEUE_DEFAULT_TIMEOUT: must not exceed JOBQUEUE_MAX_TIMEOUT");
+  }
+  if (result.db.kind === "postgres" && result.secretKeys === null) {
+    problems.push(
+      "JOBQUEUE_SECRET_KEY: must be set with a PostgreSQL JOBQUEUE_DB_URL, to the same key on every node (openssl rand -hex 32 makes one), so that any node can open the secret headers another sealed",
+    );
   }
   if (result.maxRequestBytes < result.maxBodyBytes) {
     problems.push("JOBQUEUE_MAX_REQUEST_BYTES: must be at least JOBQUEUE_MAX_BODY_BYTES");

@@ -24,7 +24,7 @@ async function main(): Promise<void> {
     throw err;
   }
   const logger = pino({ level: config.logLevel });
-  const app = createApp(config, { logger });
+  const app = await createApp(config, { logger });
   try {
     await app.start();
   } catch (err) {

@@ -1,5 +1,5 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { type Config, ConfigError, loadConfig, parseDbUrl } from "../src/config.js";
@@ -20,7 +20,9 @@ describe("loadConfig", () => {
     expect(loadConfig({})).toEqual({
       host: "127.0.0.1",
       port: 8080,
-      dbPath: join(process.cwd(), "data", "jobqueue.db"),
+      db: { kind: "sqlite", path: join(process.cwd(), "data", "jobqueue.db") },
+      nodeId: `${hostname()}-${process.pid}`,
+      dbPoolSize: 10,
       concurrency: 4,
       pollIntervalMs: 300,
       defaultTimeoutMs: 30_000,
@@ -74,7 +76,10 @@ describe("loadConfig", () => {
       env: { JOBQUEUE_DEFAULT_BACKOFF_STRATEGY: "Linear" },
       expected: { defaultBackoffStrategy: "linear" },
     },
-    { env: { JOBQUEUE_DB_URL: "sqlite:///:memory:" }, expected: { dbPath: ":memory:" } },
+    {
+      env: { JOBQUEUE_DB_URL: "sqlite:///:memory:" },
+      expected: { db: { kind: "sqlite", path: ":memory:" } },
+    },
     { env: { JOBQUEUE_DEFAULT_TTL_SECONDS: "60" }, expected: { defaultTtlMs: 60_000 } },
     { env: { JOBQUEUE_DEFAULT_TTL_SECONDS: "" }, expected: { defaultTtlMs: null } },
     { env: { JOBQUEUE_DEFAULT_TTL_SECONDS: "  " }, expected: { defaultTtlMs: null } },
@@ -122,7 +127,7 @@ describe("loadConfig", () => {
     { name: "JOBQUEUE_DEFAULT_BACKOFF_STRATEGY", value: "random", problem: "must be one of" },
     { name: "JOBQUEUE_DEFAULT_TTL_SECONDS", value: "0", problem: "must be between" },
     { name: "JOBQUEUE_DB_URL", value: "mysql://x", problem: "sqlite" },
-    { name: "JOBQUEUE_DB_URL", value: "postgres://u@h/db", problem: "not supported yet" },
+    { name: "JOBQUEUE_DB_URL", value: "postgres://u@h/db?schema=Bad-Name", problem: "schema" },
   ])("rejects $name=$value, naming the variable", ({ name, value, problem }) => {
     const err = configError(() => loadConfig({ [name]: value }));
     expect(err.problems).toHaveLength(1);
@@ -184,12 +189,27 @@ describe("parseDbUrl", () => {
     { raw: "./plain.db", expected: join(process.cwd(), "plain.db") },
     { raw: "/var/lib/jobqueue/jobs.db", expected: "/var/lib/jobqueue/jobs.db" },
   ])("$raw → $expected", ({ raw, expected }) => {
-    expect(parseDbUrl(raw)).toBe(expected);
+    expect(parseDbUrl(raw)).toEqual({ kind: "sqlite", path: expected });
   });
 
   it.each([
-    { raw: "postgres://user:pw@localhost:5432/jobs", message: /not supported yet/ },
-    { raw: "postgresql://localhost/jobs", message: /not supported yet/ },
+    {
+      raw: "postgres://user@db.internal:5432/jobs",
+      url: "postgres://user@db.internal:5432/jobs",
+      schema: "jobqueue",
+    },
+    {
+      raw: "postgresql://user:pw@localhost/jobs?schema=tenant_a&sslmode=require",
+      url: "postgres://user:pw@localhost/jobs?sslmode=require",
+      schema: "tenant_a",
+    },
+  ])("$raw → postgres, schema $schema", ({ raw, url, schema }) => {
+    expect(parseDbUrl(raw)).toEqual({ kind: "postgres", url, schema });
+  });
+
+  it.each([
+    { raw: "postgres://localhost/jobs?schema=1abc", message: /schema/ },
+    { raw: "postgres://[oops/jobs", message: /not a valid/ },
     { raw: "mysql://x", message: /sqlite/ },
     { raw: "", message: /empty/ },
   ])("rejects $raw", ({ raw, message }) => {

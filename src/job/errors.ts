@@ -28,3 +28,19 @@ export class JobStateError extends Error {
     super(message);
   }
 }
+
+/**
+ * An idempotency key reused with a different request: the first job stands, and the new request
+ * is refused rather than silently answered with it.
+ */
+export class IdempotencyConflictError extends Error {
+  override readonly name = "IdempotencyConflictError";
+  constructor(
+    readonly key: string,
+    readonly jobId: string,
+  ) {
+    super(
+      `idempotency_key ${JSON.stringify(key)} was used for job ${jobId} with a different request`,
+    );
+  }
+}

@@ -75,6 +75,11 @@ export interface NewJob extends Omit<JobSpec, "headers"> {
   owner: string | null;
   /** The budget the job's calls count against: its rate limit key, or its URL's host. */
   bucket: string;
+  /**
+   * A digest of what was asked for, kept with an idempotency key: a repeated submit with the same
+   * key and another request is a conflict, not the first job (src/job/idempotency.ts).
+   */
+  requestHash: string | null;
 }
 
 /** A stored job. */
@@ -143,4 +148,17 @@ export interface Attempt {
   error: string | null;
   durationMs: number | null;
   retryable: boolean;
+  /** The node that made the call. */
+  node: string | null;
+}
+
+/** How an attempt ended, as its history row records it. */
+export interface AttemptEndRecord {
+  outcome: Exclude<AttemptOutcome, "running">;
+  responseStatus: number | null;
+  errorCode: ErrorCode | null;
+  error: string | null;
+  retryable: boolean;
+  /** Null when nobody measured it (a lost attempt). */
+  durationMs: number | null;
 }

@@ -11,13 +11,15 @@ export interface TtlCleanerOptions {
   maxIntervalMs: number;
   /** Audit events older than this are deleted too. */
   auditRetentionMs: number;
+  /** Node heartbeat rows silent for this long are deleted. */
+  forgetNodesAfterMs: number;
 }
 
 const BATCH = 1000;
 
 /**
- * Deletes finished jobs whose TTL has passed, with their attempts and results, and audit events
- * past their retention, in batches. Reads already hide expired jobs, so the cleaner only reclaims
+ * Deletes finished jobs whose TTL has passed, with their attempts and results, audit events past
+ * their retention and the rows of nodes long gone, in batches. Reads already hide expired jobs, so the cleaner only reclaims
  * space; it sleeps until the next expiry.
  */
 export function createTtlCleaner(options: TtlCleanerOptions): Service {
@@ -35,12 +37,13 @@ export function createTtlCleaner(options: TtlCleanerOptions): Service {
     logger,
     "ttl cleaner",
     async () => {
-      const jobs = await drain(() => store.jobDeleteExpired({ now: clock.now(), limit: BATCH }));
+      const jobs = await drain(() => store.jobDeleteExpired({ limit: BATCH }));
       const before = clock.now() - options.auditRetentionMs;
       const audit = await drain(() => store.auditDeleteBefore({ before, limit: BATCH }));
+      await store.nodeDelete({ silentForMs: options.forgetNodesAfterMs });
       if (jobs > 0 || audit > 0) logger.info({ jobs, auditEvents: audit }, "deleted expired data");
       const next = await store.jobNextExpiry();
-      return next === null ? undefined : next - clock.now() + 1;
+      return next === null ? undefined : next - (await store.now()) + 1;
     },
     () => clock.now(),
   );

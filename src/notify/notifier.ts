@@ -7,32 +7,46 @@ export interface JobEvent {
 }
 
 type Listener<T> = (value: T) => void;
+type Unsubscribe = () => void;
 
 /**
- * In-process wake-ups and job events. The queue tells it what changed; the worker pool and
- * watchers listen. Delivery is synchronous and best-effort: listeners re-read the store, so a
- * missed event costs latency (the poll interval), never correctness. A PostgreSQL deployment will
- * put LISTEN/NOTIFY behind the same interface.
+ * Wake-ups, as the store supplies them: always after the change is committed. Delivery is
+ * best-effort: listeners re-read the store, so a missed signal costs latency (a poll interval),
+ * never correctness.
+ *
+ * A SQLite store signals its own commits in-process. A PostgreSQL store also relays what other
+ * nodes send with NOTIFY in their committing transaction: work became available, a job was
+ * canceled (so the node running it aborts the call), a job was scheduled (so the leader's
+ * scheduler wakes in time). Other changes made on other nodes reach watchers by polling.
  */
-export interface Notifier {
+export interface StoreSignals {
   /** New work may be claimable now. */
-  jobsAvailable(): void;
-  onJobsAvailable(listener: () => void): () => void;
-  /** A job changed status (including to canceled: the worker aborts the call it is making). */
-  jobChanged(event: JobEvent): void;
-  onJobChanged(listener: Listener<JobEvent>): () => void;
-  /** Listen to one job only. */
-  onJobChangedById(jobId: string, listener: Listener<JobEvent>): () => void;
+  onJobsAvailable(listener: () => void): Unsubscribe;
+  /** A job changed status (to canceled too: the worker aborts the call it is making). */
+  onJobChanged(listener: Listener<JobEvent>): Unsubscribe;
+  /** Changes of one job only. */
+  onJobChangedById(jobId: string, listener: Listener<JobEvent>): Unsubscribe;
   /** A job will become due at `runAt` (a scheduled submit, a retry, a rate-limit slot). */
-  jobScheduled(runAt: number): void;
-  onJobScheduled(listener: Listener<number>): () => void;
+  onJobScheduled(listener: Listener<number>): Unsubscribe;
+  /** The maintenance leader resigned: another node may stand at once. */
+  onLeaderResigned(listener: () => void): Unsubscribe;
 }
 
+/** The sending side, for a store driver: it calls these once a change is committed. */
+export interface Notifier extends StoreSignals {
+  jobsAvailable(): void;
+  jobChanged(event: JobEvent): void;
+  jobScheduled(runAt: number): void;
+  leaderResigned(): void;
+}
+
+/** In-process fan-out of signals: synchronous, listeners in subscription order. */
 export function createNotifier(): Notifier {
   const available = new Set<() => void>();
   const changed = new Set<Listener<JobEvent>>();
   const byId = new Map<string, Set<Listener<JobEvent>>>();
   const scheduled = new Set<Listener<number>>();
+  const resigned = new Set<() => void>();
 
   const subscribe = <T>(set: Set<T>, listener: T) => {
     set.add(listener);
@@ -56,6 +70,10 @@ export function createNotifier(): Notifier {
       for (const l of scheduled) l(runAt);
     },
     onJobScheduled: (listener) => subscribe(scheduled, listener),
+    leaderResigned() {
+      for (const l of resigned) l();
+    },
+    onLeaderResigned: (listener) => subscribe(resigned, listener),
     onJobChangedById(jobId, listener) {
       let set = byId.get(jobId);
       if (!set) {

@@ -6,8 +6,15 @@ import {
 } from "../audit/audit-event.js";
 import { type Caller, seesAllJobs } from "../auth/principal.js";
 import type { Clock } from "../job/clock.js";
-import { InvalidArgumentError, JobNotFoundError, JobStateError } from "../job/errors.js";
+import {
+  IdempotencyConflictError,
+  InvalidArgumentError,
+  JobNotFoundError,
+  JobStateError,
+} from "../job/errors.js";
+import { requestHash } from "../job/idempotency.js";
 import { jobIdFactory } from "../job/job-ids.js";
+import { bucketOf } from "../job/rate-limits.js";
 import {
   type Attempt,
   isTerminal,
@@ -22,10 +29,8 @@ import {
   validateEnqueue,
   validateJobId,
 } from "../job/validate.js";
-import type { Notifier } from "../notify/notifier.js";
 import type { SecretBox } from "../secrets/secret-box.js";
-import type { JobStore } from "../store/job-store.js";
-import { bucketOf } from "../worker/rate-limits.js";
+import type { JobStore, NodeInfo } from "../store/job-store.js";
 
 export interface ListInput {
   statuses?: JobStatus[];
@@ -59,8 +64,9 @@ export interface QueueLimits extends JobLimits {
 /**
  * The facade every transport calls: enqueue, read, list, cancel and watch jobs, read the audit
  * log. It validates, keeps secret headers sealed, scopes what a caller sees to its own jobs (unless
- * it is an admin), records mutations in the audit log with the change itself, and tells the
- * notifier what changed. It knows nothing of protocols; callers arrive authenticated.
+ * it is an admin) and records mutations in the audit log with the change itself (the store signals
+ * the change to workers and watchers). It knows nothing of protocols; callers arrive
+ * authenticated.
  */
 export interface JobQueue {
   /** Stores a job (durably, before resolving), or returns the kept job with the same idempotency key. */
@@ -81,11 +87,14 @@ export interface JobQueue {
   listAudit(
     input: AuditListInput,
   ): Promise<{ events: StoredAuditEvent[]; nextPageToken: string | null }>;
+  /** The nodes serving from this store that sent a heartbeat recently. */
+  listNodes(): Promise<NodeInfo[]>;
 }
 
 export interface JobQueueOptions {
   store: JobStore;
-  notifier: Notifier;
+  /** A node counts as alive while its latest heartbeat is at most this old. */
+  nodeAliveMs?: number;
   clock: Clock;
   limits: QueueLimits;
   secretBox: SecretBox;
@@ -94,7 +103,7 @@ export interface JobQueueOptions {
 }
 
 export function createJobQueue(options: JobQueueOptions): JobQueue {
-  const { store, notifier, clock, limits, secretBox } = options;
+  const { store, clock, limits, secretBox } = options;
   const nextJobId = jobIdFactory();
   const watchPollMs = options.watchPollMs ?? 1000;
 
@@ -117,6 +126,7 @@ export function createJobQueue(options: JobQueueOptions): JobQueue {
       sealedHeaders: secret.size > 0 ? secretBox.seal(id, sealed) : null,
       owner: caller.principal?.name ?? null,
       bucket: bucketOf(spec.url, spec.rateLimitKey),
+      requestHash: spec.idempotencyKey === null ? null : requestHash(spec),
     };
   }
 
@@ -142,27 +152,16 @@ export function createJobQueue(options: JobQueueOptions): JobQueue {
 
   /** Records a refused mutation; the error then goes on to the caller. */
   async function auditRefusal(caller: Caller, action: string, err: unknown, jobId: string | null) {
-    if (!(err instanceof InvalidArgumentError)) return;
+    const refusal =
+      err instanceof InvalidArgumentError
+        ? { outcome: "invalid_argument" as const, detail: err.field, jobId }
+        : err instanceof IdempotencyConflictError
+          ? { outcome: "failed_precondition" as const, detail: "idempotency_key", jobId: err.jobId }
+          : null;
+    if (refusal === null) return;
     await store.auditInsert([
-      auditOf(caller, action, "invalid_argument", jobId, clock.now(), err.field),
+      auditOf(caller, action, refusal.outcome, refusal.jobId, clock.now(), refusal.detail),
     ]);
-  }
-
-  /**
-   * Wakes the workers as soon as due jobs are on their way to the store, before the commit: their
-   * claim then joins the same group commit as the insert, so a job can start after one fsync
-   * instead of two. (If the claim misses them, the workers' refill pass finds them.)
-   */
-  function wakeWorkers(jobs: NewJob[]) {
-    if (jobs.some((j) => j.runAt <= j.createdAt)) notifier.jobsAvailable();
-  }
-
-  function announce(results: { job: Job; inserted: boolean }[]) {
-    for (const { job, inserted } of results) {
-      if (!inserted) continue;
-      notifier.jobChanged({ jobId: job.id, status: "queued" });
-      if (job.runAt > job.createdAt) notifier.jobScheduled(job.runAt);
-    }
   }
 
   function visible(job: Job | null, caller: Caller): job is Job {
@@ -171,7 +170,7 @@ export function createJobQueue(options: JobQueueOptions): JobQueue {
 
   async function mustGet(jobId: string, caller: Caller): Promise<Job> {
     const id = validateJobId(jobId);
-    const job = await store.jobGet({ id, now: clock.now() });
+    const job = await store.jobGet({ id });
     // Another owner's job reads as missing: its existence is not the caller's to know.
     if (!visible(job, caller)) throw new JobNotFoundError(id);
     return job;
@@ -198,11 +197,12 @@ export function createJobQueue(options: JobQueueOptions): JobQueue {
         await auditRefusal(caller, "EnqueueJob", err, null);
         throw err;
       }
-      const write = store.jobInsert(job, auditOf(caller, "EnqueueJob", "ok", null, now));
-      wakeWorkers([job]);
-      const res = await write;
-      announce([res]);
-      return res;
+      try {
+        return await store.jobInsert(job, auditOf(caller, "EnqueueJob", "ok", null, now));
+      } catch (err) {
+        await auditRefusal(caller, "EnqueueJob", err, null);
+        throw err;
+      }
     },
 
     async enqueueMany(inputs, caller) {
@@ -231,11 +231,12 @@ export function createJobQueue(options: JobQueueOptions): JobQueue {
         throw err;
       }
       const audit = jobs.map(() => auditOf(caller, "EnqueueJobs", "ok", null, now));
-      const write = store.jobInsertMany(jobs, audit);
-      wakeWorkers(jobs);
-      const res = await write;
-      announce(res);
-      return res;
+      try {
+        return await store.jobInsertMany(jobs, audit);
+      } catch (err) {
+        await auditRefusal(caller, "EnqueueJobs", err, null);
+        throw err;
+      }
     },
 
     get: mustGet,
@@ -256,7 +257,6 @@ export function createJobQueue(options: JobQueueOptions): JobQueue {
       const now = clock.now();
       const res = await store.jobCancel({
         id,
-        now,
         ownedBy: seesAllJobs(caller.principal) ? undefined : caller.principal?.name,
         audit: (outcome) => auditOf(caller, "CancelJob", outcome, id, now),
       });
@@ -266,7 +266,6 @@ export function createJobQueue(options: JobQueueOptions): JobQueue {
         case "already-finished":
           throw new JobStateError(`job ${id} already ended as ${res.job.status}`);
         case "canceled":
-          notifier.jobChanged({ jobId: id, status: "canceled" });
           return res.job;
       }
     },
@@ -283,7 +282,6 @@ export function createJobQueue(options: JobQueueOptions): JobQueue {
       const after = input.pageToken ? decodePageToken(input.pageToken) : undefined;
       if (after !== undefined && typeof after !== "string") throw badToken();
       const { jobs, more } = await store.jobList({
-        now: clock.now(),
         statuses: input.statuses,
         tags: input.tags,
         createdAfter: input.createdAfter,
@@ -309,13 +307,13 @@ export function createJobQueue(options: JobQueueOptions): JobQueue {
         pending = true;
         wake?.();
       };
-      const unsubscribe = notifier.onJobChangedById(id, poke);
+      const unsubscribe = store.signals.onJobChangedById(id, poke);
       signal.addEventListener("abort", poke);
       try {
         let last: Job | null = null;
         for (;;) {
           pending = false;
-          const job = await store.jobGet({ id, now: clock.now() });
+          const job = await store.jobGet({ id });
           if (!visible(job, caller)) {
             if (last === null) throw new JobNotFoundError(id);
             return;
@@ -341,6 +339,10 @@ export function createJobQueue(options: JobQueueOptions): JobQueue {
         unsubscribe();
         signal.removeEventListener("abort", poke);
       }
+    },
+
+    listNodes() {
+      return store.nodeList({ withinMs: options.nodeAliveMs ?? 15_000 });
     },
 
     async listAudit(input) {

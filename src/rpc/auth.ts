@@ -35,6 +35,7 @@ const ACTIONS: Record<keyof typeof JobQueueService.method, Action> = {
   listJobs: "read",
   listJobAttempts: "read",
   watchJob: "read",
+  listNodes: "read",
   listAuditEvents: "audit",
 };
 

@@ -8,6 +8,7 @@ import {
   BodyEncoding as BodyEncodingPb,
   type JobSchema,
   JobStatus as JobStatusPb,
+  type NodeSchema,
 } from "../../gen/jobqueue/v1/job_pb.js";
 import type {
   EnqueueJobRequest,
@@ -26,6 +27,7 @@ import type {
   JsonValue,
 } from "../job/types.js";
 import type { EnqueueInput } from "../job/validate.js";
+import type { NodeInfo } from "../store/job-store.js";
 
 /** Conversions between the generated messages and the domain. Nothing else happens here. */
 
@@ -168,6 +170,19 @@ export function attemptToPb(a: Attempt): MessageInitShape<typeof AttemptSchema> 
     error: a.error ?? undefined,
     durationMs: a.durationMs ?? undefined,
     retryable: a.retryable,
+    node: a.node ?? undefined,
+  };
+}
+
+export function nodeToPb(n: NodeInfo): MessageInitShape<typeof NodeSchema> {
+  return {
+    nodeId: n.id,
+    startedAt: ts(n.startedAt),
+    heartbeatAt: ts(n.heartbeatAt),
+    version: n.version,
+    concurrency: n.concurrency,
+    inFlight: n.inFlight,
+    leader: n.leader,
   };
 }
 

@@ -10,6 +10,7 @@ import {
   auditToPb,
   enqueueInputFromPb,
   jobToPb,
+  nodeToPb,
   resultToPb,
   statusesFromPb,
   statusToPb,
@@ -87,6 +88,10 @@ export function createJobQueueServiceImpl(queue: JobQueue, logger: Logger): JobQ
         throw toConnectError(err, logger);
       }
     },
+
+    listNodes: unary(logger, async () => ({
+      nodes: (await queue.listNodes()).map(nodeToPb),
+    })),
 
     listAuditEvents: unary(logger, async (req) => {
       const { events, nextPageToken } = await queue.listAudit({

@@ -21,6 +21,8 @@ export interface RpcServerOptions {
   fallback: (req: Request, res: Response) => Promise<boolean>;
   /** Whether GET /healthz answers 200; false once the process begins to stop. */
   serving: () => boolean;
+  /** Whether GET /readyz answers 200 (the store takes writes, not stopping), and why not. */
+  readiness: () => { ready: boolean; reason: string | null };
   /** Largest RPC message accepted, in bytes. */
   readMaxBytes: number;
   /** Aborted when the server begins to stop: streaming handlers end. */
@@ -68,6 +70,16 @@ export function createRpcServer(options: RpcServerOptions): RpcServer {
       if (path === "/healthz" && (req.method === "GET" || req.method === "HEAD")) {
         const ok = options.serving();
         sendJson(res, ok ? 200 : 503, { status: ok ? "serving" : "not_serving" });
+        return;
+      }
+      if (path === "/readyz" && (req.method === "GET" || req.method === "HEAD")) {
+        const { ready, reason } = options.readiness();
+        sendJson(
+          res,
+          ready ? 200 : 503,
+          ready ? { status: "ready" } : { status: "not_ready", reason },
+          ready ? {} : { "retry-after": "5" },
+        );
         return;
       }
       if (await options.fallback(req, res)) return;

@@ -1,70 +1,74 @@
 import type { AuditEvent, AuditOutcome, StoredAuditEvent } from "../audit/audit-event.js";
-import type {
-  Attempt,
-  AttemptOutcome,
-  ErrorCode,
-  Job,
-  JobResult,
-  JobStatus,
-  NewJob,
-} from "../job/types.js";
-import type { LimitResolver } from "../worker/rate-limits.js";
+import type { LimitResolver } from "../job/rate-limits.js";
+import type { Attempt, AttemptEndRecord, Job, JobResult, JobStatus, NewJob } from "../job/types.js";
+import type { StoreSignals } from "../notify/notifier.js";
 
 /**
- * The one storage seam. Every driver (SQLite now, PostgreSQL next) implements it and passes the
- * conformance suite in test/store-conformance.ts. Methods are noun-first and take one params
- * object; all SQL lives behind it. Every method is atomic.
+ * The one storage seam. Every driver (SQLite, the embedded default; PostgreSQL, for several
+ * nodes) implements it and passes the conformance suite in test/store/conformance/. Methods are
+ * noun-first and take one params object; all SQL lives behind it. Every method is atomic. The
+ * rules (rate-limit admission, what a rescued job becomes) are in src/job: a driver reads the
+ * rows a rule needs, asks it, and writes what it decided.
+ *
+ * Time: a driver reads its own clock: the injected one (SQLite; and tests, on either driver) or
+ * the database's (PostgreSQL, so that leases mean the same on every node whatever their clocks).
+ * Times given in params (a job's creation, a retry's run time) are taken as they are.
  *
  * Claims: a claimed job carries a lease token. Every write after the claim names the token, and
  * only the current holder's write takes effect, so a worker whose lease expired cannot overwrite
  * what happened since.
+ *
+ * Wake-ups: {@link signals} tells of committed changes, never before the commit: this store's
+ * own, and on PostgreSQL those of other nodes that matter here (work became available, a job
+ * was canceled, a job was scheduled).
  */
 export interface JobStore {
+  readonly signals: StoreSignals;
+
   /**
    * Stores a job, durably before it resolves, with its audit event in the same transaction. If a
    * kept job of the same owner has the same idempotency key, stores nothing and returns that job
    * with `inserted: false` (the audit event is still recorded).
    */
-  jobInsert(job: NewJob, audit?: AuditEvent): Promise<{ job: Job; inserted: boolean }>;
+  jobInsert(job: NewJob, audit?: AuditEvent): Promise<InsertResult>;
 
   /** Stores several jobs in one transaction, as {@link jobInsert} would one by one, in order. */
-  jobInsertMany(jobs: NewJob[], audit?: AuditEvent[]): Promise<{ job: Job; inserted: boolean }[]>;
+  jobInsertMany(jobs: NewJob[], audit?: AuditEvent[]): Promise<InsertResult[]>;
 
   /** A job, or null if there is none or its TTL has passed. */
-  jobGet(params: { id: string; now: number }): Promise<Job | null>;
+  jobGet(params: { id: string }): Promise<Job | null>;
 
   /** Jobs newest first, filtered; `more` says whether another page follows. */
   jobList(params: JobListParams): Promise<{ jobs: Job[]; more: boolean }>;
 
   /**
    * Cancels a queued or running job: it becomes `canceled` at once and its lease is dropped (an
-   * open attempt is closed as canceled), so the worker's later writes do not take. With `ownedBy`,
-   * a job of another owner reads as not found. The audit event is recorded in the same
-   * transaction, whatever the outcome.
+   * open attempt is closed as canceled), so the worker's later writes do not take; the node
+   * running it hears of it through {@link signals}. With `ownedBy`, a job of another owner reads
+   * as not found. The audit event is recorded in the same transaction, whatever the outcome.
    */
   jobCancel(params: {
     id: string;
-    now: number;
     ownedBy?: string;
     audit?: (outcome: AuditOutcome) => AuditEvent;
   }): Promise<CancelResult>;
 
   /**
-   * Claims up to `limit` available jobs (priority high to low, then run time, then age), marks
-   * them running under a new lease, counts the attempt and opens its history row. With `limits`,
-   * a job whose bucket is at its concurrency limit moves to waiting, and one whose bucket has no
-   * rate budget now is rescheduled to the slot it reserves; neither uses an attempt.
+   * Claims up to `limit` available jobs (priority high to low, then run time, then age) that no
+   * other claim holds, marks them running under a new lease, counts the attempt and opens its
+   * history row, recording `node`. With `limits`, admission follows src/job/admission.ts: a job
+   * whose bucket is at its concurrency limit moves to waiting, one whose bucket has no rate budget
+   * now is rescheduled to the slot it reserves; neither uses an attempt.
    */
   jobClaim(params: {
-    now: number;
     limit: number;
     leaseMs: number;
-    worker: string;
+    node: string;
     limits?: LimitResolver;
   }): Promise<ClaimResult>;
 
   /** Extends the leases still held; returns the ids of the jobs whose lease was extended. */
-  jobRenewLeases(params: { leases: Lease[]; now: number; leaseMs: number }): Promise<Set<string>>;
+  jobRenewLeases(params: { leases: Lease[]; leaseMs: number }): Promise<Set<string>>;
 
   /**
    * Ends a claimed attempt: closes its history row if still open, stores the result if given and,
@@ -73,25 +77,26 @@ export interface JobStore {
   jobFinishAttempt(params: FinishAttemptParams): Promise<boolean>;
 
   /**
-   * Rescues running jobs whose lease expired before `now` (their worker died): the open attempt is
-   * closed as lost, and the job goes back to the queue, or fails if it has no attempts left.
+   * Rescues up to `limit` running jobs whose lease has expired (their worker died): the open
+   * attempt is closed as lost, and the job becomes what src/job/rescue.ts says. Concurrent
+   * rescuers never rescue one job twice.
    */
-  jobRescueExpired(params: { now: number; limit: number }): Promise<RescuedJob[]>;
+  jobRescueExpired(params: { limit: number }): Promise<RescuedJob[]>;
 
   /** Makes up to `limit` scheduled jobs whose run time has come available; returns how many. */
-  jobPromoteScheduled(params: { now: number; limit: number }): Promise<number>;
+  jobPromoteScheduled(params: { limit: number }): Promise<number>;
 
   /** The earliest run time of a scheduled job, or null if none is scheduled. */
   jobNextScheduledAt(): Promise<number | null>;
 
   /**
-   * Makes waiting jobs available again so that the next claim re-checks their bucket (at start-up,
-   * when limits may have changed). Returns how many.
+   * Makes waiting jobs available again so that the next claim re-checks their bucket (when
+   * limits may have changed). Returns how many.
    */
   jobPromoteWaiting(params: { limit: number }): Promise<number>;
 
   /** Deletes up to `limit` jobs whose TTL has passed, with their attempts and results. */
-  jobDeleteExpired(params: { now: number; limit: number }): Promise<number>;
+  jobDeleteExpired(params: { limit: number }): Promise<number>;
 
   /** The earliest expiry of a kept job, or null if none expires. */
   jobNextExpiry(): Promise<number | null>;
@@ -111,12 +116,55 @@ export interface JobStore {
   /** Deletes up to `limit` audit events older than `before`; returns how many. */
   auditDeleteBefore(params: { before: number; limit: number }): Promise<number>;
 
-  /** Releases the store's connections. Idempotent. */
+  /** Records that a node is alive, with what it runs; creates its row on the first beat. */
+  nodeHeartbeat(node: NodeBeat): Promise<void>;
+
+  /** Nodes whose last heartbeat is at most `withinMs` old, by id. */
+  nodeList(params: { withinMs: number }): Promise<NodeInfo[]>;
+
+  /** Forgets a node (it stopped), or every node silent for longer than `silentForMs`. */
+  nodeDelete(params: { id: string } | { silentForMs: number }): Promise<number>;
+
+  /**
+   * Becomes or stays the leader of the maintenance services for `ttlMs` from now, unless another
+   * node holds an unexpired term. Returns whether `node` is the leader now.
+   */
+  leaderAttemptElect(params: { node: string; ttlMs: number }): Promise<boolean>;
+
+  /** Gives the leadership up if `node` holds it, so that another node can take it at once. */
+  leaderResign(params: { node: string }): Promise<void>;
+
+  /**
+   * Checks that the store accepts writes now (a durable write of its own). Throws
+   * {@link StoreUnavailableError} saying what is wrong.
+   */
+  probe(): Promise<void>;
+
+  /** The store's current time (see the time note above), epoch milliseconds. */
+  now(): Promise<number>;
+
+  /** Stops listening and releases the store's connections, after accepted writes. Idempotent. */
   close(): Promise<void>;
 }
 
+/**
+ * The store cannot serve now (the database is unreachable, the disk is full or failing, the file
+ * is read-only). The message says what is wrong and is safe to show; callers answer 503 /
+ * UNAVAILABLE and try again later. Nothing it refused was stored.
+ */
+export class StoreUnavailableError extends Error {
+  override readonly name = "StoreUnavailableError";
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+}
+
+export interface InsertResult {
+  job: Job;
+  inserted: boolean;
+}
+
 export interface JobListParams {
-  now: number;
   statuses?: JobStatus[];
   /** Every one must match. */
   tags?: string[];
@@ -161,14 +209,7 @@ export interface ClaimResult {
   deferredUntil: number | null;
 }
 
-export interface AttemptEndRecord {
-  outcome: Exclude<AttemptOutcome, "running">;
-  responseStatus: number | null;
-  errorCode: ErrorCode | null;
-  error: string | null;
-  retryable: boolean;
-  durationMs: number;
-}
+export type { AttemptEndRecord };
 
 /** Where a job goes after an attempt. `released` puts it back without counting the attempt. */
 export type NextState =
@@ -179,14 +220,32 @@ export type NextState =
 
 export interface FinishAttemptParams {
   lease: Lease;
-  now: number;
   end: AttemptEndRecord;
   /** Null only closes the attempt row (e.g. after a cancel, when the job has already ended). */
   next: NextState | null;
-  result: JobResult | null;
+  /** The attempt's outcome to keep as the job's result; stored with the store's time. */
+  result: ResultRecord | null;
 }
+
+/** A result as the worker hands it over; the store adds the job, the attempt and the time. */
+export type ResultRecord = Omit<JobResult, "jobId" | "attempt" | "finishedAt">;
 
 export interface RescuedJob {
   jobId: string;
   status: Extract<JobStatus, "queued" | "failed">;
+}
+
+/** What a node reports of itself at each heartbeat. */
+export interface NodeBeat {
+  id: string;
+  startedAt: number;
+  version: string;
+  concurrency: number;
+  inFlight: number;
+}
+
+export interface NodeInfo extends NodeBeat {
+  heartbeatAt: number;
+  /** Whether it holds the maintenance leadership now. */
+  leader: boolean;
 }

@@ -1,17 +1,22 @@
 import type { Logger } from "pino";
 import type { Clock } from "../job/clock.js";
+import type { LimitResolver } from "../job/rate-limits.js";
 import { chooseBodyEncoding } from "../job/response-body.js";
 import { type CallResult, decide, type RetryPolicy } from "../job/retry-policy.js";
-import type { JobResult } from "../job/types.js";
-import type { Notifier } from "../notify/notifier.js";
+import type { AttemptEndRecord } from "../job/types.js";
 import type { SecretBox } from "../secrets/secret-box.js";
-import type { AttemptEndRecord, ClaimedJob, JobStore, NextState } from "../store/job-store.js";
+import {
+  type ClaimedJob,
+  type FinishAttemptParams,
+  type JobStore,
+  type NextState,
+  type ResultRecord,
+  StoreUnavailableError,
+} from "../store/job-store.js";
 import type { HttpDispatcher } from "./dispatcher.js";
-import type { LimitResolver } from "./rate-limits.js";
 
 export interface WorkerPoolOptions {
   store: JobStore;
-  notifier: Notifier;
   dispatcher: HttpDispatcher;
   clock: Clock;
   logger: Logger;
@@ -22,8 +27,8 @@ export interface WorkerPoolOptions {
   /** Fallback re-check for due work when no wake-up arrives (e.g. scheduled jobs, other writers). */
   pollIntervalMs: number;
   retryPolicy: RetryPolicy;
-  /** Names this process in lease tokens. */
-  worker: string;
+  /** This node's id, recorded on the attempts it makes. */
+  node: string;
   /** Per-bucket rate and concurrency limits, applied when claiming. */
   limits?: LimitResolver;
   /** Opens the jobs' secret headers just before the call. */
@@ -51,13 +56,16 @@ interface Flight {
 }
 
 /**
- * Claims due jobs up to the concurrency limit and runs them. It wakes when the notifier says work
- * arrived or a call ended, and otherwise at the next due time or the poll interval, whichever is
- * sooner. Leases of calls in flight are renewed in one batch; a call whose lease is lost or whose
- * job is canceled is aborted.
+ * Claims due jobs up to the concurrency limit and runs them. It wakes when the store signals that
+ * work arrived (here or on another node) or a call ended, and otherwise at the poll interval.
+ * Leases of calls in flight are renewed in one batch; a call whose lease is lost or whose job is
+ * canceled (on any node) is aborted. An outcome the store cannot take now (the database is away,
+ * the disk full) is kept and written again with backoff, so the job is not left running until its
+ * lease runs out.
  */
 export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
-  const { store, notifier, dispatcher, clock, logger, secretBox } = options;
+  const { store, dispatcher, clock, logger, secretBox } = options;
+  const signals = store.signals;
   const flights = new Map<string, Flight>();
   /** Every attempt until its outcome is written, including those whose slot is already free. */
   const executing = new Set<Promise<void>>();
@@ -76,6 +84,36 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
   }
 
   let fillDone: Promise<void> = Promise.resolve();
+  /** Set when stopping has waited long enough for outcomes the store would not take. */
+  let abandonWrites = false;
+  /** Wakes the outcome writes sleeping before another try, when they are given up. */
+  const giveUp = new AbortController();
+
+  /**
+   * Writes an attempt's outcome; while the store is unavailable, tries again with backoff (100 ms
+   * doubling to 5 s) for as long as the pool is not told to give up. Resolves whether the lease
+   * was held; a write given up counts as not held (the lease runs out, the rescuer takes over).
+   */
+  async function finishAttempt(params: FinishAttemptParams): Promise<boolean> {
+    for (let delay = 100; ; delay = Math.min(delay * 2, 5_000)) {
+      try {
+        return await store.jobFinishAttempt(params);
+      } catch (err) {
+        if (!(err instanceof StoreUnavailableError) || abandonWrites) throw err;
+        logger.warn(
+          { jobId: params.lease.jobId, retryInMs: delay, reason: err.message },
+          "the store did not take an attempt's outcome; trying again",
+        );
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, delay);
+          giveUp.signal.addEventListener("abort", () => {
+            clearTimeout(timer);
+            resolve();
+          });
+        });
+      }
+    }
+  }
 
   /** Claims work until the slots are full or nothing is due; runs one at a time. */
   function fill(): void {
@@ -98,14 +136,12 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
         refill = false;
         while (running && flights.size < options.concurrency) {
           const want = options.concurrency - flights.size;
-          const { jobs, deferredUntil } = await store.jobClaim({
-            now: clock.now(),
+          const { jobs } = await store.jobClaim({
             limit: want,
             leaseMs: options.leaseMs,
-            worker: options.worker,
+            node: options.node,
             limits: options.limits,
           });
-          if (deferredUntil !== null) notifier.jobScheduled(deferredUntil);
           // Launch even if stop() began meanwhile: the jobs are claimed, and stop() drains them.
           for (const job of jobs) launch(job);
           if (jobs.length < want) break;
@@ -132,7 +168,6 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
       done: Promise.resolve(),
     };
     flights.set(job.id, flight);
-    notifier.jobChanged({ jobId: job.id, status: "running" });
     logger.debug({ jobId: job.id, attempt: job.attempt }, "attempt started");
     flight.done = execute(flight)
       .catch((err) => logger.error({ err, jobId: job.id }, "finishing an attempt failed"))
@@ -170,18 +205,8 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
         retryable: false,
         durationMs: 0,
       };
-      const now = clock.now();
-      const result = {
-        jobId: job.id,
-        attempt: job.attempt,
-        response: null,
-        error,
-        durationMs: 0,
-        finishedAt: now,
-      };
-      if (await store.jobFinishAttempt({ lease, now, end, next: { status: "failed" }, result })) {
-        notifier.jobChanged({ jobId: job.id, status: "failed" });
-      }
+      const result: ResultRecord = { response: null, error, durationMs: 0 };
+      await finishAttempt({ lease, end, next: { status: "failed" }, result });
       logger.error({ jobId: job.id }, error);
       return;
     }
@@ -192,10 +217,9 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
       const end = abortedEnd(flight.reason ?? "interrupted", result.durationMs);
       const next: NextState | null =
         flight.reason === "interrupted" ? { status: "released" } : null;
-      const write = store.jobFinishAttempt({ lease, now, end, next, result: null });
+      const write = finishAttempt({ lease, end, next, result: null });
       freeSlot(flight);
       await write;
-      if (next) notifier.jobChanged({ jobId: job.id, status: "queued" });
       logger.info(
         { jobId: job.id, attempt: job.attempt, reason: flight.reason },
         "attempt aborted",
@@ -208,12 +232,11 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
       decision.next === "retry"
         ? { status: "queued", runAt: decision.runAt }
         : { status: decision.next };
-    const write = store.jobFinishAttempt({
+    const write = finishAttempt({
       lease,
-      now,
       end: decision.end,
       next,
-      result: toResult(job, result, decision.end.error, now),
+      result: toResult(result, decision.end.error),
     });
     freeSlot(flight);
     const held = await write;
@@ -224,11 +247,6 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
       );
       return;
     }
-    notifier.jobChanged({
-      jobId: job.id,
-      status: next.status === "released" ? "queued" : next.status,
-    });
-    if (next.status === "queued") notifier.jobScheduled(next.runAt);
     // Thousands of successes a second would drown the log: they are debug, failures info.
     logger[next.status === "succeeded" ? "debug" : "info"](
       {
@@ -250,7 +268,6 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
     try {
       const held = await store.jobRenewLeases({
         leases: snapshot.map((f) => ({ jobId: f.job.id, token: f.job.leaseToken })),
-        now: clock.now(),
         leaseMs: options.leaseMs,
       });
       for (const flight of snapshot) {
@@ -273,8 +290,8 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
       if (running || stopping) return;
       running = true;
       unsubscribe.push(
-        notifier.onJobsAvailable(fill),
-        notifier.onJobChanged((event) => {
+        signals.onJobsAvailable(fill),
+        signals.onJobChanged((event) => {
           const flight = flights.get(event.jobId);
           if (flight && event.status === "canceled") abort(flight, "canceled");
         }),
@@ -303,14 +320,41 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
             await all();
           }
         }
-        // Outcomes of calls that ended just before the stop may still be on their way to disk.
-        await all();
+        // Outcomes of calls that ended just before the stop may still be on their way to disk, or
+        // waiting for the store to come back: they get another grace period, then are given up
+        // (their leases run out and another node, or the next start, rescues the jobs).
+        if (!(await settlesWithin(all(), graceMs))) {
+          logger.error(
+            { attempts: executing.size },
+            "the store did not take these attempts' outcomes before the stop; their leases will expire and the jobs be rescued",
+          );
+          abandonWrites = true;
+          giveUp.abort();
+          await all();
+        }
         if (renewTimer) clearInterval(renewTimer);
         for (const u of unsubscribe.splice(0)) u();
       })();
       return stopping;
     },
   };
+}
+
+/** Whether `promise` settles within `ms`. */
+async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+  });
+  const settled = promise.then(
+    () => true,
+    () => true,
+  );
+  try {
+    return await Promise.race([settled, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 function abortedEnd(reason: AbortReason, durationMs: number): AttemptEndRecord {
@@ -327,14 +371,10 @@ function abortedEnd(reason: AbortReason, durationMs: number): AttemptEndRecord {
 }
 
 function toResult(
-  job: ClaimedJob,
   result: Exclude<CallResult, { kind: "aborted" }>,
   error: string | null,
-  now: number,
-): JobResult {
+): ResultRecord {
   return {
-    jobId: job.id,
-    attempt: job.attempt,
     response:
       result.kind === "response"
         ? {
@@ -351,6 +391,5 @@ function toResult(
         : null,
     error,
     durationMs: result.durationMs,
-    finishedAt: now,
   };
 }

@@ -49,7 +49,7 @@ export async function startTestApp(
 ): Promise<TestApp> {
   const dir = mkdtempSync(join(tmpdir(), "jobqueue-test-"));
   const config = loadConfig({ ...testEnv(dir), ...env });
-  const app = createApp(config, deps);
+  const app = await createApp(config, deps);
   const { port } = await app.start();
   const url = `http://127.0.0.1:${port}`;
   const rest = restClient(url);
@@ -59,7 +59,7 @@ export async function startTestApp(
     url,
     port,
     dir,
-    dbPath: config.dbPath,
+    dbPath: config.db.kind === "sqlite" ? config.db.path : "",
     rest,
     async enqueue(job) {
       const res = await rest.post("/jobs", job);

@@ -12,30 +12,51 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import Database from "better-sqlite3";
 import type { AuditEvent, AuditOutcome, StoredAuditEvent } from "../../audit/audit-event.js";
+import { type Candidate, createAdmission } from "../../job/admission.js";
+import { type Clock, systemClock } from "../../job/clock.js";
+import { IdempotencyConflictError } from "../../job/errors.js";
+import { isConflict } from "../../job/idempotency.js";
+import type { LimitResolver } from "../../job/rate-limits.js";
+import { LOST_ATTEMPT, LOST_ERROR, rescuedStatus } from "../../job/rescue.js";
 import type {
   Attempt,
-  AttemptOutcome,
-  BackoffStrategy,
-  BodyEncoding,
-  ErrorCode,
-  HttpMethod,
+  AttemptEndRecord,
   Job,
   JobResult,
   JobStatus,
   NewJob,
-  RequestBody,
 } from "../../job/types.js";
-import type { LimitResolver } from "../../worker/rate-limits.js";
-import type {
-  AuditListParams,
-  CancelResult,
-  ClaimResult,
-  FinishAttemptParams,
-  JobListParams,
-  JobStore,
-  Lease,
-  RescuedJob,
+import { createNotifier, type Notifier } from "../../notify/notifier.js";
+import {
+  type AuditListParams,
+  type CancelResult,
+  type ClaimResult,
+  type FinishAttemptParams,
+  type InsertResult,
+  type JobListParams,
+  type JobStore,
+  type Lease,
+  type NodeBeat,
+  type NodeInfo,
+  type RescuedJob,
+  type ResultRecord,
+  StoreUnavailableError,
 } from "../job-store.js";
+import {
+  type AttemptRow,
+  type AuditRow,
+  encodeRequestBody,
+  type JobRow,
+  type NodeRow,
+  type ResultRow,
+  rowToAttempt,
+  rowToAudit,
+  rowToJob,
+  rowToNode,
+  rowToResult,
+  STATES_OF,
+  statusOf,
+} from "../rows.js";
 
 const MIGRATIONS_DIR = fileURLToPath(new URL("./migrations/", import.meta.url));
 
@@ -44,6 +65,8 @@ export interface SqliteJobStoreOptions {
   path: string;
   /** How long a write waits for another connection's lock before failing. */
   busyTimeoutMs?: number;
+  /** Where the store's time comes from; the system clock unless a test injects one. */
+  clock?: Clock;
 }
 
 /**
@@ -52,25 +75,29 @@ export interface SqliteJobStoreOptions {
  * promise resolves and before any read can see it. A crash or a power cut after an acknowledged
  * enqueue cannot lose the job, and a result never reads as stored before it is. WAL lets readers
  * run alongside the writer; numbered migrations in ./migrations are applied in order, each in its
- * own transaction.
+ * own transaction. Signals are in-process: SQLite is the one-node case.
  */
 export function createSqliteJobStore(options: SqliteJobStoreOptions): JobStore {
   if (options.path !== ":memory:") mkdirSync(dirname(options.path), { recursive: true });
   const db = new Database(options.path);
-  const mode = db.pragma("journal_mode = WAL", { simple: true });
-  if (!db.memory && mode !== "wal") {
+  try {
+    const mode = db.pragma("journal_mode = WAL", { simple: true });
+    if (!db.memory && mode !== "wal") {
+      throw new Error(
+        `${options.path}: SQLite could not use WAL mode (it reported "${String(mode)}"); the store needs it (is the file on a network file system?)`,
+      );
+    }
+    // Commits write the WAL; the store fsyncs it itself, off the event loop, before it reports a
+    // write done (SqliteJobStore.sync): the durability of FULL without blocking on the disk.
+    db.pragma("synchronous = NORMAL");
+    db.pragma(`busy_timeout = ${options.busyTimeoutMs ?? 5000}`);
+    db.pragma("foreign_keys = ON");
+    migrate(db);
+    return new SqliteJobStore(db, options.clock ?? systemClock);
+  } catch (err) {
     db.close();
-    throw new Error(
-      `${options.path}: SQLite could not use WAL mode (it reported "${String(mode)}"); the store needs it (is the file on a network file system?)`,
-    );
+    throw err;
   }
-  // Commits write the WAL; the store fsyncs it itself, off the event loop, before it reports a
-  // write done (SqliteJobStore.sync): the durability of FULL without blocking on the disk.
-  db.pragma("synchronous = NORMAL");
-  db.pragma(`busy_timeout = ${options.busyTimeoutMs ?? 5000}`);
-  db.pragma("foreign_keys = ON");
-  migrate(db);
-  return new SqliteJobStore(db);
 }
 
 /** Applies the numbered .sql migrations that the database has not seen yet. */
@@ -98,110 +125,12 @@ function migrate(db: Database.Database): void {
   }
 }
 
-type State =
-  | "available"
-  | "scheduled"
-  | "waiting"
-  | "running"
-  | "succeeded"
-  | "failed"
-  | "canceled";
-
-/** The states each public status covers. */
-const STATES_OF: Record<JobStatus, State[]> = {
-  queued: ["available", "scheduled", "waiting"],
-  running: ["running"],
-  succeeded: ["succeeded"],
-  failed: ["failed"],
-  canceled: ["canceled"],
-};
-
-function statusOf(state: State): JobStatus {
-  return state === "available" || state === "scheduled" || state === "waiting" ? "queued" : state;
-}
-
-interface JobRow {
-  id: string;
-  state: State;
-  attempt: number;
-  max_attempts: number;
-  priority: number;
-  run_at: number;
-  scheduled_at: number | null;
-  created_at: number;
-  updated_at: number;
-  started_at: number | null;
-  finished_at: number | null;
-  expires_at: number | null;
-  method: HttpMethod;
-  url: string;
-  headers: string;
-  sealed_headers: string | null;
-  secret_header_names: string;
-  params: string;
-  body_kind: "json" | "bytes" | null;
-  body: Buffer | null;
-  timeout_ms: number;
-  backoff_strategy: BackoffStrategy;
-  backoff_base_ms: number;
-  ttl_ms: number | null;
-  tags: string;
-  idempotency_key: string | null;
-  follow_redirects: number;
-  max_redirects: number;
-  rate_limit_key: string | null;
-  bucket: string;
-  rate_reserved: number;
-  owner: string | null;
-  last_error: string | null;
-  lease_token: string | null;
-  lease_expires_at: number | null;
-}
-
-interface AttemptRow {
-  job_id: string;
-  attempt: number;
-  outcome: AttemptOutcome;
-  started_at: number;
-  finished_at: number | null;
-  response_status: number | null;
-  error_code: ErrorCode | null;
-  error: string | null;
-  duration_ms: number | null;
-  retryable: number;
-}
-
-interface ResultRow {
-  job_id: string;
-  attempt: number;
-  response_status: number | null;
-  response_headers: string | null;
-  body: Buffer | null;
-  body_encoding: BodyEncoding | null;
-  truncated: number;
-  error: string | null;
-  duration_ms: number;
-  finished_at: number;
-}
-
-interface AuditRow {
-  id: number;
-  at: number;
-  principal: string | null;
-  action: string;
-  job_id: string | null;
-  remote_address: string | null;
-  protocol: string;
-  outcome: AuditOutcome;
-  detail: string | null;
-}
-
-const LOST_ERROR =
-  "the worker stopped renewing its lease (it died or hung); the call was abandoned";
+/** Signals to send once a write is durable. */
+type Effects = (() => void)[];
 
 /** A write run in a group commit, waiting for its outcome to be durable. */
 interface PendingWrite {
-  op: () => unknown;
+  op: (effects: Effects) => unknown;
   resolve: (v: unknown) => void;
   reject: (e: unknown) => void;
 }
@@ -210,6 +139,8 @@ class SqliteJobStore implements JobStore {
   private closed = false;
   private readonly listStatements = new Map<string, Database.Statement>();
   private readonly s: ReturnType<typeof prepareStatements>;
+  private readonly notifier: Notifier = createNotifier();
+  readonly signals = this.notifier;
 
   /** Writes waiting for the next group commit, in arrival order. */
   private pending: PendingWrite[] = [];
@@ -221,7 +152,10 @@ class SqliteJobStore implements JobStore {
   /** Set when an fsync failed: what was committed may not be on disk, so nothing more is. */
   private syncFailure: Error | null = null;
 
-  constructor(private readonly db: Database.Database) {
+  constructor(
+    private readonly db: Database.Database,
+    private readonly clock: Clock,
+  ) {
     this.s = prepareStatements(db);
     this.walFd = db.memory ? null : openWal(db.name);
   }
@@ -229,12 +163,13 @@ class SqliteJobStore implements JobStore {
   /**
    * Runs a write in the next group commit: every write that arrives before the event loop's next
    * check phase (or while the previous commit is being fsynced) shares one transaction, so one
-   * fsync makes them all durable. Each promise settles once the transaction is on disk. If a write
-   * throws, the batch is rolled back and each write runs again in a transaction of its own, so one
-   * failing write does not undo the others.
+   * fsync makes them all durable. Each promise settles once the transaction is on disk, and then
+   * the signals the write registered are sent. If a write throws, the batch is rolled back and
+   * each write runs again in a transaction of its own, so one failing write does not undo the
+   * others.
    */
-  private write<T>(op: () => T): Promise<T> {
-    if (this.closed) return Promise.reject(new Error("the store is closed"));
+  private write<T>(op: (effects: Effects) => T): Promise<T> {
+    if (this.closed) return Promise.reject(new StoreUnavailableError("the store is closed"));
     if (this.syncFailure) return Promise.reject(this.syncFailure);
     return new Promise<T>((resolve, reject) => {
       this.pending.push({ op, resolve: resolve as (v: unknown) => void, reject });
@@ -260,90 +195,147 @@ class SqliteJobStore implements JobStore {
     this.pending = [];
     if (batch.length === 0) return;
     if (this.closed) {
-      for (const w of batch) w.reject(new Error("the store is closed"));
+      for (const w of batch) w.reject(new StoreUnavailableError("the store is closed"));
       return;
     }
     const settle: (() => void)[] = [];
+    const effects: Effects = [];
     try {
-      const values = this.db.transaction(() => batch.map((w) => w.op())).immediate();
+      const values = this.db.transaction(() => batch.map((w) => w.op(effects))).immediate();
       for (const [i, v] of values.entries()) settle.push(() => batch[i]!.resolve(v));
     } catch {
       // Rare: find the culprit by running each write alone.
+      effects.length = 0;
       for (const w of batch) {
+        const own: Effects = [];
         try {
-          const v = this.db.transaction(w.op).immediate();
+          const v = this.db.transaction(w.op).immediate(own);
           settle.push(() => w.resolve(v));
+          effects.push(...own);
         } catch (error) {
-          settle.push(() => w.reject(error));
+          settle.push(() => w.reject(this.unavailable(error) ?? error));
         }
       }
     }
-    this.sync(batch, settle);
+    this.sync(batch, settle, effects);
+  }
+
+  /** A StoreUnavailableError for an error that says the database cannot be written now. */
+  private unavailable(error: unknown): StoreUnavailableError | null {
+    const code = (error as { code?: unknown }).code;
+    if (typeof code !== "string") return null;
+    const where = this.db.name;
+    const reason = code.startsWith("SQLITE_FULL")
+      ? "the disk is full"
+      : code.startsWith("SQLITE_READONLY")
+        ? "the database is read-only"
+        : code.startsWith("SQLITE_IOERR")
+          ? "an I/O error occurred"
+          : code.startsWith("SQLITE_CANTOPEN")
+            ? "the database file cannot be opened"
+            : code === "SQLITE_BUSY" || code === "SQLITE_LOCKED"
+              ? "another process holds the database's write lock"
+              : null;
+    if (reason === null) return null;
+    return new StoreUnavailableError(`${reason} (${code}) at ${where}`, { cause: error });
   }
 
   /**
-   * Makes the last commit durable, then settles its writes. The connection runs with
-   * `synchronous=NORMAL`, so SQLite's commit only writes the WAL; fdatasync of the WAL here gives
-   * what `synchronous=FULL` gives (the commit is on disk before anyone hears of it) without
-   * blocking the event loop for the disk. Reads wait for it too (see {@link durable}), so nothing
-   * reads as done before it is on disk.
+   * Makes the last commit durable, then settles its writes and sends their signals. The
+   * connection runs with `synchronous=NORMAL`, so SQLite's commit only writes the WAL; fdatasync
+   * of the WAL here gives what `synchronous=FULL` gives (the commit is on disk before anyone hears
+   * of it) without blocking the event loop for the disk. Reads wait for it too (see
+   * {@link settled}), so nothing reads as done before it is on disk.
    */
-  private sync(batch: PendingWrite[], settle: (() => void)[]): void {
+  private sync(batch: PendingWrite[], settle: (() => void)[], effects: Effects): void {
+    const done = () => {
+      for (const f of settle) f();
+      for (const f of effects) f();
+    };
     const fd = this.walFd;
     if (fd === null) {
-      for (const f of settle) f();
+      done();
       return;
     }
-    this.syncing = new Promise((done) => {
+    this.syncing = new Promise((finished) => {
       fdatasync(fd, (err) => {
         this.syncing = null;
         if (err) {
-          this.syncFailure = new Error(`the database could not be written to disk: ${err.message}`);
+          this.syncFailure = new StoreUnavailableError(
+            `the database could not be written to disk (${err.code ?? err.message}) at ${this.db.name}`,
+            { cause: err },
+          );
           for (const w of batch) w.reject(this.syncFailure);
         } else {
-          for (const f of settle) f();
+          done();
         }
-        done();
+        finished();
         if (this.pending.length > 0) this.scheduleFlush();
       });
     });
   }
 
-  /** Resolves once every commit so far is on disk: reads wait for it, so they see only that. */
-  private async durable(): Promise<void> {
-    while (this.syncing) await this.syncing;
+  /**
+   * Resolves once every write queued so far is committed and on disk. Reads wait for it, so a
+   * read sees every write queued before it and nothing that is not yet durable: whoever acts on
+   * a signal (even one sent as a write is queued, see {@link wakeForDue}) sees the change. When
+   * nothing is pending, reads go straight through.
+   */
+  private settled(): Promise<void> | undefined {
+    if (this.pending.length === 0 && !this.syncing) return undefined;
+    return this.write(() => undefined);
   }
 
-  async jobInsert(job: NewJob, audit?: AuditEvent): Promise<{ job: Job; inserted: boolean }> {
-    return this.write(() => {
-      const res = this.insertOne(job);
+  async now(): Promise<number> {
+    return this.clock.now();
+  }
+
+  async jobInsert(job: NewJob, audit?: AuditEvent): Promise<InsertResult> {
+    const write = this.write((fx) => {
+      const res = this.insertOne(job, fx);
       if (audit) this.insertAudit({ ...audit, jobId: res.job.id });
       return res;
     });
+    this.wakeForDue([job]);
+    return write;
   }
 
-  async jobInsertMany(
-    jobs: NewJob[],
-    audit?: AuditEvent[],
-  ): Promise<{ job: Job; inserted: boolean }[]> {
-    return this.write(() =>
+  async jobInsertMany(jobs: NewJob[], audit?: AuditEvent[]): Promise<InsertResult[]> {
+    const write = this.write((fx) =>
       jobs.map((job, i) => {
-        const res = this.insertOne(job);
+        const res = this.insertOne(job, fx);
         const event = audit?.[i];
         if (event) this.insertAudit({ ...event, jobId: res.job.id });
         return res;
       }),
     );
+    this.wakeForDue(jobs);
+    return write;
+  }
+
+  /**
+   * Wakes the workers as soon as due jobs are on their way into the group commit, not after it:
+   * the claim they make then joins the same commit, after the insert, so it sees the jobs, and a
+   * job can start after one fsync instead of two. This is safe here because every write of this
+   * store goes through one ordered queue (the claim can never run before the insert), and the
+   * claim's own promise resolves only once the commit is on disk, so no call starts for a job
+   * that is not durable.
+   */
+  private wakeForDue(jobs: NewJob[]): void {
+    if (jobs.some((j) => j.runAt <= j.createdAt)) this.notifier.jobsAvailable();
   }
 
   /** Inserts a job, or finds the kept job with its idempotency key. Runs inside a transaction. */
-  private insertOne(job: NewJob): { job: Job; inserted: boolean } {
+  private insertOne(job: NewJob, fx: Effects): InsertResult {
     if (job.idempotencyKey !== null) {
       const existing = this.s.getByIdempotencyKey.get(job.owner ?? "", job.idempotencyKey) as
         | JobRow
         | undefined;
       if (existing) {
         if (existing.expires_at === null || existing.expires_at > job.createdAt) {
+          if (isConflict(existing.request_hash, job.requestHash)) {
+            throw new IdempotencyConflictError(job.idempotencyKey, existing.id);
+          }
           return { job: rowToJob(existing), inserted: false };
         }
         this.s.deleteJob.run(existing.id);
@@ -372,6 +364,7 @@ class SqliteJobStore implements JobStore {
       ttl_ms: job.ttlMs,
       tags: JSON.stringify(job.tags),
       idempotency_key: job.idempotencyKey,
+      request_hash: job.requestHash,
       follow_redirects: job.followRedirects ? 1 : 0,
       max_redirects: job.maxRedirects,
       rate_limit_key: job.rateLimitKey,
@@ -379,6 +372,10 @@ class SqliteJobStore implements JobStore {
       owner: job.owner,
     });
     for (const tag of job.tags) this.s.insertTag.run(tag, job.id);
+    fx.push(() => {
+      this.notifier.jobChanged({ jobId: job.id, status: "queued" });
+      if (job.runAt > job.createdAt) this.notifier.jobScheduled(job.runAt);
+    });
     const stored: Job = {
       ...job,
       status: "queued",
@@ -405,8 +402,9 @@ class SqliteJobStore implements JobStore {
     });
   }
 
-  async jobGet({ id, now }: { id: string; now: number }): Promise<Job | null> {
-    if (this.syncing) await this.durable();
+  async jobGet({ id }: { id: string }): Promise<Job | null> {
+    const now = this.clock.now();
+    await this.settled();
     const row = this.s.getJob.get(id, now) as JobRow | undefined;
     return row ? rowToJob(row) : null;
   }
@@ -418,8 +416,9 @@ class SqliteJobStore implements JobStore {
    * million jobs match.
    */
   async jobList(params: JobListParams): Promise<{ jobs: Job[]; more: boolean }> {
-    if (this.syncing) await this.durable();
-    const { sql, args } = listQuery(params);
+    const now = this.clock.now();
+    await this.settled();
+    const { sql, args } = listQuery(params, now);
     const rows = this.cached(sql).all(...args) as JobRow[];
     const more = rows.length > params.limit;
     return { jobs: rows.slice(0, params.limit).map(rowToJob), more };
@@ -441,7 +440,7 @@ class SqliteJobStore implements JobStore {
       }[];
       return rows.map((r) => r.detail);
     };
-    const list = (p: Partial<JobListParams>) => listQuery({ now: 0, limit: 50, ...p }).sql;
+    const list = (p: Partial<JobListParams>) => listQuery({ limit: 50, ...p }, 0).sql;
     return {
       claim: plan(SQL.claim),
       candidates: plan(SQL.candidates),
@@ -465,13 +464,12 @@ class SqliteJobStore implements JobStore {
 
   async jobCancel(params: {
     id: string;
-    now: number;
     ownedBy?: string;
     audit?: (outcome: AuditOutcome) => AuditEvent;
   }): Promise<CancelResult> {
-    const { id, now } = params;
-    return this.write((): CancelResult => {
-      const result = this.cancelOne(id, now, params.ownedBy);
+    const now = this.clock.now();
+    return this.write((fx): CancelResult => {
+      const result = this.cancelOne(params.id, now, params.ownedBy, fx);
       if (params.audit) {
         const outcome: AuditOutcome =
           result.kind === "canceled"
@@ -485,7 +483,12 @@ class SqliteJobStore implements JobStore {
     });
   }
 
-  private cancelOne(id: string, now: number, ownedBy: string | undefined): CancelResult {
+  private cancelOne(
+    id: string,
+    now: number,
+    ownedBy: string | undefined,
+    fx: Effects,
+  ): CancelResult {
     const row = this.s.getJob.get(id, now) as JobRow | undefined;
     if (!row || (ownedBy !== undefined && row.owner !== ownedBy)) return { kind: "not-found" };
     if (statusOf(row.state) !== "queued" && row.state !== "running") {
@@ -501,43 +504,37 @@ class SqliteJobStore implements JobStore {
     const updated = this.s.cancelJob.get({ id, now }) as JobRow;
     // A running job frees a slot; an available or scheduled one may have been promoted from
     // waiting to take one. Either way the next waiting job gets its turn (the claim re-checks).
-    if (row.state !== "waiting") this.s.promoteOneWaiting.run(now, row.bucket);
+    if (row.state !== "waiting") this.promoteOneWaiting(now, row.bucket, fx);
+    fx.push(() => this.notifier.jobChanged({ jobId: id, status: "canceled" }));
     return { kind: "canceled", job: rowToJob(updated), wasRunning: row.state === "running" };
   }
 
+  private promoteOneWaiting(now: number, bucket: string, fx: Effects): void {
+    if (this.s.promoteOneWaiting.run(now, bucket).changes > 0) {
+      fx.push(() => this.notifier.jobsAvailable());
+    }
+  }
+
   async jobClaim(params: {
-    now: number;
     limit: number;
     leaseMs: number;
-    worker: string;
+    node: string;
     limits?: LimitResolver;
   }): Promise<ClaimResult> {
     if (params.limit <= 0) return { jobs: [], deferredUntil: null };
+    const now = this.clock.now();
     // Random, so that no other claim (another process, a restart) can ever hold the same token.
-    const token = `${params.worker}:${randomUUID()}`;
-    const leaseExpiresAt = params.now + params.leaseMs;
-    return this.write((): ClaimResult => {
+    const token = randomUUID();
+    const start = { now, token, lease_expires_at: now + params.leaseMs };
+    return this.write((fx): ClaimResult => {
       let rows: JobRow[];
       let deferredUntil: number | null = null;
       if (!params.limits) {
-        rows = this.s.claim.all({
-          now: params.now,
-          limit: params.limit,
-          token,
-          lease_expires_at: leaseExpiresAt,
-        }) as JobRow[];
+        rows = this.s.claim.all({ ...start, limit: params.limit }) as JobRow[];
       } else {
-        const granted = this.admit(params.now, params.limit, params.limits);
-        deferredUntil = granted.deferredUntil;
-        rows = granted.ids.map(
-          (id) =>
-            this.s.claimOne.get({
-              id,
-              now: params.now,
-              token,
-              lease_expires_at: leaseExpiresAt,
-            }) as JobRow,
-        );
+        const admitted = this.admit(now, params.limit, params.limits);
+        deferredUntil = admitted.deferredUntil;
+        rows = admitted.ids.map((id) => this.s.claimOne.get({ ...start, id }) as JobRow);
       }
       rows.sort(claimOrder);
       const jobs = rows.map((row) => {
@@ -545,114 +542,58 @@ class SqliteJobStore implements JobStore {
           job_id: row.id,
           attempt: row.attempt,
           lease_token: token,
-          started_at: params.now,
+          started_at: now,
+          node: params.node,
         });
         return { ...rowToJob(row), leaseToken: token };
+      });
+      fx.push(() => {
+        for (const job of jobs) this.notifier.jobChanged({ jobId: job.id, status: "running" });
+        if (deferredUntil !== null) this.notifier.jobScheduled(deferredUntil);
       });
       return { jobs, deferredUntil };
     });
   }
 
-  /**
-   * Picks up to `limit` available jobs that their bucket admits now, in claim order. A job whose
-   * bucket is at its concurrency limit moves to waiting; one whose bucket's rate budget is spent
-   * is rescheduled to the next free slot, which it reserves (GCRA: `tat` is the theoretical time
-   * of the bucket's next call). Neither counts an attempt or holds a worker. A reserved job that
-   * then has to wait for concurrency gives its slot up: it runs when a call ends, perhaps long
-   * after the slot, and without a fresh check it could call right after another.
-   */
+  /** Runs the admission of src/job/admission.ts over the available jobs; returns those to claim. */
   private admit(
     now: number,
     limit: number,
     limits: LimitResolver,
-  ): { ids: string[]; deferredUntil: number | null } {
-    const ids: string[] = [];
-    const running = new Map<string, number>();
-    let deferredUntil: number | null = null;
-    for (let round = 0; ids.length < limit && round < 10; round++) {
-      // Jobs picked in earlier rounds are still available (they start running after this loop).
-      const fetch = ids.length + (limit - ids.length) * 4;
-      const candidates = this.s.availableCandidates.all(fetch) as Pick<
-        JobRow,
-        "id" | "bucket" | "rate_reserved"
-      >[];
-      let skipped = 0;
-      for (const c of candidates) {
-        if (ids.length >= limit) break;
-        if (ids.includes(c.id)) continue;
-        const l = limits(c.bucket);
-        if (l?.concurrency != null) {
-          const n = running.get(c.bucket) ?? (this.s.countRunning.get(c.bucket) as number);
-          if (n >= l.concurrency) {
-            this.s.setWaiting.run(now, c.id);
-            skipped++;
-            continue;
-          }
-          running.set(c.bucket, n + 1);
-        }
-        if (l?.intervalMs != null) {
-          const runAt = this.rateSlot(c, l.intervalMs, (l.burst - 1) * l.intervalMs, now);
-          if (runAt !== null) {
-            this.s.reserveSlot.run(runAt, now, c.id);
-            deferredUntil = deferredUntil === null ? runAt : Math.min(deferredUntil, runAt);
-            if (l.concurrency != null) running.set(c.bucket, running.get(c.bucket)! - 1);
-            skipped++;
-            continue;
-          }
-        }
-        ids.push(c.id);
+  ): { ids: readonly string[]; deferredUntil: number | null } {
+    const admission = createAdmission({ now, limit, limits });
+    while (admission.wantsMore()) {
+      const candidates = (
+        this.s.availableCandidates.all(admission.fetchSize()) as Pick<
+          JobRow,
+          "id" | "bucket" | "rate_reserved"
+        >[]
+      ).map(
+        (r): Candidate => ({ id: r.id, bucket: r.bucket, rateReserved: r.rate_reserved === 1 }),
+      );
+      for (const bucket of admission.unknownBuckets(candidates)) {
+        const rate = this.s.getRate.get(bucket) as { tat: number; actual_tat: number } | undefined;
+        admission.learn(bucket, {
+          running: this.s.countRunning.get(bucket) as number,
+          tat: rate?.tat ?? null,
+          actualTat: rate?.actual_tat ?? null,
+        });
       }
-      // Stop when the candidates ran out or none was held back (nothing more to find).
-      if (candidates.length < fetch || skipped === 0) break;
+      const round = admission.decide(candidates);
+      for (const id of round.wait) this.s.setWaiting.run(now, id);
+      for (const r of round.reserve) this.s.reserveSlot.run(r.runAt, now, r.id);
     }
-    return { ids, deferredUntil };
+    for (const r of admission.changedRates()) this.s.setRate.run(r.bucket, r.tat, r.actualTat);
+    return { ids: admission.claimed, deferredUntil: admission.deferredUntil };
   }
 
-  /**
-   * The rate check of one candidate: null if its bucket lets it call now (the call is counted),
-   * else the time it must wait for, its slot reserved. Two clocks per bucket (GCRA): `tat`, the
-   * next free slot in the plan (reservations move it ahead), and `actual_tat`, the next free slot
-   * after the calls really made. A new job takes the next planned slot, so it queues behind jobs
-   * that reserved earlier; every job, reserved or not, also waits for the actual clock, so
-   * reserved slots that come due together (a busy pool, a restart after downtime) are spread out
-   * again instead of going out at once.
-   */
-  private rateSlot(
-    c: Pick<JobRow, "bucket" | "rate_reserved">,
-    interval: number,
-    tolerance: number,
-    now: number,
-  ): number | null {
-    const state = this.s.getRate.get(c.bucket) as { tat: number; actual_tat: number } | undefined;
-    let tat = Math.max(state?.tat ?? now, now);
-    const actual = Math.max(state?.actual_tat ?? now, now);
-    const save = (nextTat: number, nextActual: number) =>
-      this.s.setRate.run(c.bucket, Math.ceil(Math.max(nextTat, nextActual)), Math.ceil(nextActual));
-    if (c.rate_reserved === 0) {
-      if (tat - now > tolerance) {
-        save(tat + interval, state?.actual_tat ?? now);
-        return Math.ceil(tat - tolerance);
-      }
-      tat += interval;
-    }
-    if (actual - now > tolerance) {
-      save(tat, state?.actual_tat ?? now);
-      return Math.ceil(actual - tolerance);
-    }
-    save(tat, actual + interval);
-    return null;
-  }
-
-  async jobRenewLeases(params: {
-    leases: Lease[];
-    now: number;
-    leaseMs: number;
-  }): Promise<Set<string>> {
+  async jobRenewLeases(params: { leases: Lease[]; leaseMs: number }): Promise<Set<string>> {
     const held = new Set<string>();
     if (params.leases.length === 0) return held;
+    const expiresAt = this.clock.now() + params.leaseMs;
     await this.write(() => {
       for (const lease of params.leases) {
-        const r = this.s.renewLease.run(params.now + params.leaseMs, lease.jobId, lease.token);
+        const r = this.s.renewLease.run(expiresAt, lease.jobId, lease.token);
         if (r.changes === 1) held.add(lease.jobId);
       }
     });
@@ -660,55 +601,72 @@ class SqliteJobStore implements JobStore {
   }
 
   async jobFinishAttempt(p: FinishAttemptParams): Promise<boolean> {
-    return this.write(() => {
-      this.s.closeAttempt.run({
-        job_id: p.lease.jobId,
-        lease_token: p.lease.token,
-        now: p.now,
-        outcome: p.end.outcome,
-        response_status: p.end.responseStatus,
-        error_code: p.end.errorCode,
-        error: p.end.error,
-        duration_ms: p.end.durationMs,
-        retryable: p.end.retryable ? 1 : 0,
-      });
+    const now = this.clock.now();
+    return this.write((fx) => {
+      this.closeAttempt(p.lease, p.end, now);
       if (p.next === null) return false;
-      const key = { id: p.lease.jobId, token: p.lease.token, now: p.now };
-      let row: { bucket: string } | undefined;
+      const key = { id: p.lease.jobId, token: p.lease.token, now };
+      let row: Pick<JobRow, "bucket" | "attempt"> | undefined;
+      let status: JobStatus;
       switch (p.next.status) {
         case "succeeded":
-          row = this.s.finishJob.get({ ...key, state: "succeeded", error: null }) as typeof row;
-          break;
         case "failed":
+          status = p.next.status;
           row = this.s.finishJob.get({
             ...key,
-            state: "failed",
-            error: p.end.error,
+            state: status,
+            error: status === "failed" ? p.end.error : null,
           }) as typeof row;
           break;
-        case "queued":
+        case "queued": {
+          status = "queued";
+          const runAt = p.next.runAt;
           row = this.s.requeueJob.get({
             ...key,
-            state: p.next.runAt > p.now ? "scheduled" : "available",
-            run_at: p.next.runAt,
+            state: runAt > now ? "scheduled" : "available",
+            run_at: runAt,
             error: p.end.error,
           }) as typeof row;
+          if (row) {
+            fx.push(() => {
+              if (runAt > now) this.notifier.jobScheduled(runAt);
+              else this.notifier.jobsAvailable();
+            });
+          }
           break;
+        }
         case "released":
+          status = "queued";
           row = this.s.releaseJob.get(key) as typeof row;
+          if (row) fx.push(() => this.notifier.jobsAvailable());
           break;
       }
       if (!row) return false;
-      this.s.promoteOneWaiting.run(p.now, row.bucket);
-      if (p.result) this.writeResult(p.result);
+      this.promoteOneWaiting(now, row.bucket, fx);
+      if (p.result) this.writeResult(p.lease.jobId, row.attempt, p.result, now);
+      fx.push(() => this.notifier.jobChanged({ jobId: p.lease.jobId, status }));
       return true;
     });
   }
 
-  private writeResult(r: JobResult): void {
+  private closeAttempt(lease: Lease, end: AttemptEndRecord, now: number): void {
+    this.s.closeAttempt.run({
+      job_id: lease.jobId,
+      lease_token: lease.token,
+      now,
+      outcome: end.outcome,
+      response_status: end.responseStatus,
+      error_code: end.errorCode,
+      error: end.error,
+      duration_ms: end.durationMs,
+      retryable: end.retryable ? 1 : 0,
+    });
+  }
+
+  private writeResult(jobId: string, attempt: number, r: ResultRecord, now: number): void {
     this.s.upsertResult.run({
-      job_id: r.jobId,
-      attempt: r.attempt,
+      job_id: jobId,
+      attempt,
       response_status: r.response?.status ?? null,
       response_headers: r.response ? JSON.stringify(r.response.headers) : null,
       body: r.response ? Buffer.from(r.response.body) : null,
@@ -716,76 +674,83 @@ class SqliteJobStore implements JobStore {
       truncated: r.response?.truncated ? 1 : 0,
       error: r.error,
       duration_ms: r.durationMs,
-      finished_at: r.finishedAt,
+      finished_at: now,
     });
   }
 
-  async jobRescueExpired({ now, limit }: { now: number; limit: number }): Promise<RescuedJob[]> {
-    return this.write(() => {
+  async jobRescueExpired({ limit }: { limit: number }): Promise<RescuedJob[]> {
+    const now = this.clock.now();
+    return this.write((fx) => {
       const expired = this.s.expiredLeases.all(now, limit) as Pick<
         JobRow,
         "id" | "lease_token" | "attempt" | "max_attempts" | "bucket"
       >[];
-      return expired.map((row): RescuedJob => {
-        this.s.closeAttempt.run({
-          job_id: row.id,
-          lease_token: row.lease_token,
-          now,
-          outcome: "lost",
-          response_status: null,
-          error_code: "lease_expired",
-          error: LOST_ERROR,
-          duration_ms: null,
-          retryable: 1,
-        });
+      const rescued = expired.map((row): RescuedJob => {
+        const lease = { jobId: row.id, token: row.lease_token! };
+        this.closeAttempt(lease, LOST_ATTEMPT, now);
         const key = { id: row.id, token: row.lease_token, now };
-        const status = row.attempt >= row.max_attempts ? "failed" : "queued";
-        if (status === "failed")
+        const status = rescuedStatus({ attempt: row.attempt, maxAttempts: row.max_attempts });
+        if (status === "failed") {
           this.s.finishJob.get({ ...key, state: "failed", error: LOST_ERROR });
-        else this.s.requeueJob.get({ ...key, state: "available", run_at: now, error: LOST_ERROR });
-        this.s.promoteOneWaiting.run(now, row.bucket);
-        this.writeResult({
-          jobId: row.id,
-          attempt: row.attempt,
-          response: null,
-          error: LOST_ERROR,
-          durationMs: 0,
-          finishedAt: now,
-        });
+        } else {
+          this.s.requeueJob.get({ ...key, state: "available", run_at: now, error: LOST_ERROR });
+        }
+        this.promoteOneWaiting(now, row.bucket, fx);
+        this.writeResult(
+          row.id,
+          row.attempt,
+          { response: null, error: LOST_ERROR, durationMs: 0 },
+          now,
+        );
         return { jobId: row.id, status };
       });
+      fx.push(() => {
+        for (const r of rescued) this.notifier.jobChanged({ jobId: r.jobId, status: r.status });
+        if (rescued.some((r) => r.status === "queued")) this.notifier.jobsAvailable();
+      });
+      return rescued;
     });
   }
 
-  async jobPromoteScheduled({ now, limit }: { now: number; limit: number }): Promise<number> {
-    return this.write(() => this.s.promoteScheduled.run(now, now, limit).changes);
+  async jobPromoteScheduled({ limit }: { limit: number }): Promise<number> {
+    const now = this.clock.now();
+    return this.write((fx) => {
+      const n = this.s.promoteScheduled.run(now, now, limit).changes;
+      if (n > 0) fx.push(() => this.notifier.jobsAvailable());
+      return n;
+    });
   }
 
   async jobNextScheduledAt(): Promise<number | null> {
-    if (this.syncing) await this.durable();
+    await this.settled();
     return (this.s.nextScheduledAt.get() as number | null | undefined) ?? null;
   }
 
   async jobPromoteWaiting({ limit }: { limit: number }): Promise<number> {
-    return this.write(() => this.s.promoteWaiting.run(limit).changes);
+    return this.write((fx) => {
+      const n = this.s.promoteWaiting.run(limit).changes;
+      if (n > 0) fx.push(() => this.notifier.jobsAvailable());
+      return n;
+    });
   }
 
-  async jobDeleteExpired({ now, limit }: { now: number; limit: number }): Promise<number> {
+  async jobDeleteExpired({ limit }: { limit: number }): Promise<number> {
+    const now = this.clock.now();
     return this.write(() => this.s.deleteExpired.run(now, limit).changes);
   }
 
   async jobNextExpiry(): Promise<number | null> {
-    if (this.syncing) await this.durable();
+    await this.settled();
     return (this.s.nextExpiry.get() as number | null | undefined) ?? null;
   }
 
   async attemptList({ jobId }: { jobId: string }): Promise<Attempt[]> {
-    if (this.syncing) await this.durable();
+    await this.settled();
     return (this.s.listAttempts.all(jobId) as AttemptRow[]).map(rowToAttempt);
   }
 
   async resultGet({ jobId }: { jobId: string }): Promise<JobResult | null> {
-    if (this.syncing) await this.durable();
+    await this.settled();
     const row = this.s.getResult.get(jobId) as ResultRow | undefined;
     return row ? rowToResult(row) : null;
   }
@@ -798,7 +763,7 @@ class SqliteJobStore implements JobStore {
   }
 
   async auditList(p: AuditListParams): Promise<{ events: StoredAuditEvent[]; more: boolean }> {
-    if (this.syncing) await this.durable();
+    await this.settled();
     const where: string[] = [];
     const args: unknown[] = [];
     const eq = (column: string, value: unknown) => {
@@ -832,11 +797,61 @@ class SqliteJobStore implements JobStore {
     return this.write(() => this.s.deleteAuditBefore.run(before, limit).changes);
   }
 
+  async nodeHeartbeat(node: NodeBeat): Promise<void> {
+    const now = this.clock.now();
+    await this.write(() =>
+      this.s.upsertNode.run({
+        id: node.id,
+        started_at: node.startedAt,
+        heartbeat_at: now,
+        version: node.version,
+        concurrency: node.concurrency,
+        in_flight: node.inFlight,
+      }),
+    );
+  }
+
+  async nodeList({ withinMs }: { withinMs: number }): Promise<NodeInfo[]> {
+    const now = this.clock.now();
+    await this.settled();
+    return (this.s.listNodes.all(now, now - withinMs) as NodeRow[]).map(rowToNode);
+  }
+
+  async nodeDelete(params: { id: string } | { silentForMs: number }): Promise<number> {
+    const now = this.clock.now();
+    return this.write(() =>
+      "id" in params
+        ? this.s.deleteNode.run(params.id).changes
+        : this.s.deleteSilentNodes.run(now - params.silentForMs).changes,
+    );
+  }
+
+  async leaderAttemptElect({ node, ttlMs }: { node: string; ttlMs: number }): Promise<boolean> {
+    const now = this.clock.now();
+    return this.write(() => {
+      const row = this.s.elect.get({ node, now, expires_at: now + ttlMs }) as
+        | { node: string }
+        | undefined;
+      return row?.node === node;
+    });
+  }
+
+  async leaderResign({ node }: { node: string }): Promise<void> {
+    await this.write((fx) => {
+      if (this.s.resign.run(node).changes > 0) fx.push(() => this.notifier.leaderResigned());
+    });
+  }
+
+  async probe(): Promise<void> {
+    const now = this.clock.now();
+    await this.write(() => this.s.probe.run(now));
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     // Writes already accepted are committed and made durable first.
     while (this.syncing || this.pending.length > 0) {
-      if (this.syncing) await this.durable();
+      if (this.syncing) await this.syncing;
       else this.flush();
     }
     this.closed = true;
@@ -881,10 +896,10 @@ const SQL = {
 };
 
 /** The SQL of a list page and its arguments; see {@link SqliteJobStore.jobList}. */
-function listQuery(params: JobListParams): { sql: string; args: unknown[] } {
+function listQuery(params: JobListParams, now: number): { sql: string; args: unknown[] } {
   const limit = params.limit + 1;
   const filters: string[] = ["(j.expires_at IS NULL OR j.expires_at > ?)"];
-  const args: unknown[] = [params.now];
+  const args: unknown[] = [now];
   const [firstTag, ...otherTags] = params.tags ?? [];
   for (const tag of otherTags) {
     filters.push("EXISTS (SELECT 1 FROM job_tags o WHERE o.tag = ? AND o.job_id = j.id)");
@@ -942,13 +957,13 @@ function prepareStatements(db: Database.Database) {
     insertJob: db.prepare(`INSERT INTO jobs (
         id, state, run_at, scheduled_at, created_at, updated_at, max_attempts, priority, method, url,
         headers, sealed_headers, secret_header_names, params, body_kind, body, timeout_ms,
-        backoff_strategy, backoff_base_ms, ttl_ms, tags, idempotency_key, follow_redirects,
-        max_redirects, rate_limit_key, bucket, owner)
+        backoff_strategy, backoff_base_ms, ttl_ms, tags, idempotency_key, request_hash,
+        follow_redirects, max_redirects, rate_limit_key, bucket, owner)
       VALUES (
         @id, @state, @run_at, @scheduled_at, @created_at, @created_at, @max_attempts, @priority,
         @method, @url, @headers, @sealed_headers, @secret_header_names, @params, @body_kind, @body,
         @timeout_ms, @backoff_strategy, @backoff_base_ms, @ttl_ms, @tags, @idempotency_key,
-        @follow_redirects, @max_redirects, @rate_limit_key, @bucket, @owner)`),
+        @request_hash, @follow_redirects, @max_redirects, @rate_limit_key, @bucket, @owner)`),
     insertTag: db.prepare("INSERT OR IGNORE INTO job_tags (tag, job_id) VALUES (?, ?)"),
     insertAudit: db.prepare(`INSERT INTO audit_events
         (at, principal, action, job_id, remote_address, protocol, outcome, detail)
@@ -989,8 +1004,8 @@ function prepareStatements(db: Database.Database) {
     promoteScheduled: db.prepare(SQL.promoteScheduled),
     nextScheduledAt: db.prepare(SQL.nextScheduledAt).pluck(),
     insertAttempt:
-      db.prepare(`INSERT INTO attempts (job_id, attempt, lease_token, outcome, started_at)
-      VALUES (@job_id, @attempt, @lease_token, 'running', @started_at)`),
+      db.prepare(`INSERT INTO attempts (job_id, attempt, lease_token, outcome, started_at, node)
+      VALUES (@job_id, @attempt, @lease_token, 'running', @started_at, @node)`),
     renewLease: db.prepare(
       "UPDATE jobs SET lease_expires_at = ? WHERE id = ? AND lease_token = ? AND state = 'running'",
     ),
@@ -1003,14 +1018,14 @@ function prepareStatements(db: Database.Database) {
       WHERE job_id = @job_id AND finished_at IS NULL`),
     finishJob: db.prepare(`UPDATE jobs SET state = @state, finished_at = @now, updated_at = @now,
         expires_at = ${expiry}, last_error = @error, ${clearLease}
-      WHERE ${held} RETURNING bucket`),
+      WHERE ${held} RETURNING bucket, attempt`),
     requeueJob: db.prepare(`UPDATE jobs SET state = @state, run_at = @run_at, updated_at = @now,
         last_error = @error, ${clearLease}
-      WHERE ${held} RETURNING bucket`),
+      WHERE ${held} RETURNING bucket, attempt`),
     releaseJob: db.prepare(`UPDATE jobs SET state = 'available', run_at = @now, updated_at = @now,
         attempt = attempt - 1, started_at = CASE WHEN attempt = 1 THEN NULL ELSE started_at END,
         ${clearLease}
-      WHERE ${held} RETURNING bucket`),
+      WHERE ${held} RETURNING bucket, attempt`),
     upsertResult: db.prepare(`INSERT INTO results (job_id, attempt, response_status,
         response_headers, body, body_encoding, truncated, error, duration_ms, finished_at)
       VALUES (@job_id, @attempt, @response_status, @response_headers, @body, @body_encoding,
@@ -1030,109 +1045,31 @@ function prepareStatements(db: Database.Database) {
     deleteAuditBefore: db.prepare(
       "DELETE FROM audit_events WHERE id IN (SELECT id FROM audit_events WHERE at < ? LIMIT ?)",
     ),
+    upsertNode: db.prepare(`INSERT INTO nodes
+        (id, started_at, heartbeat_at, version, concurrency, in_flight)
+      VALUES (@id, @started_at, @heartbeat_at, @version, @concurrency, @in_flight)
+      ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at,
+        version = excluded.version, concurrency = excluded.concurrency,
+        in_flight = excluded.in_flight`),
+    listNodes: db.prepare(`SELECT n.*, (l.node IS NOT NULL) AS leader FROM nodes n
+      LEFT JOIN leader l ON l.node = n.id AND l.expires_at > ?
+      WHERE n.heartbeat_at >= ? ORDER BY n.id`),
+    deleteNode: db.prepare("DELETE FROM nodes WHERE id = ?"),
+    deleteSilentNodes: db.prepare("DELETE FROM nodes WHERE heartbeat_at < ?"),
+    // Takes the term when there is none or it expired, renews it when it is ours; else keeps it.
+    elect: db.prepare(`INSERT INTO leader (name, node, elected_at, expires_at)
+      VALUES ('maintenance', @node, @now, @expires_at)
+      ON CONFLICT (name) DO UPDATE SET node = excluded.node, expires_at = excluded.expires_at,
+        elected_at = CASE WHEN leader.node = excluded.node THEN leader.elected_at
+                          ELSE excluded.elected_at END
+      WHERE leader.node = excluded.node OR leader.expires_at <= @now
+      RETURNING node`),
+    resign: db.prepare("DELETE FROM leader WHERE name = 'maintenance' AND node = ?"),
+    probe: db.prepare(`INSERT INTO store_probe (id, at) VALUES (1, ?)
+      ON CONFLICT (id) DO UPDATE SET at = excluded.at`),
   };
 }
 
 function claimOrder(a: JobRow, b: JobRow): number {
   return b.priority - a.priority || a.run_at - b.run_at || (a.id < b.id ? -1 : 1);
-}
-
-function encodeRequestBody(body: RequestBody | null): {
-  kind: "json" | "bytes" | null;
-  bytes: Buffer | null;
-} {
-  if (body === null) return { kind: null, bytes: null };
-  if (body.kind === "bytes") return { kind: "bytes", bytes: Buffer.from(body.bytes) };
-  return { kind: "json", bytes: Buffer.from(JSON.stringify(body.value)) };
-}
-
-function decodeRequestBody(kind: JobRow["body_kind"], bytes: Buffer | null): RequestBody | null {
-  if (kind === null || bytes === null) return null;
-  if (kind === "bytes") return { kind: "bytes", bytes: new Uint8Array(bytes) };
-  return { kind: "json", value: JSON.parse(bytes.toString("utf8")) };
-}
-
-function rowToJob(row: JobRow): Job {
-  return {
-    id: row.id,
-    status: statusOf(row.state),
-    attempt: row.attempt,
-    maxAttempts: row.max_attempts,
-    priority: row.priority,
-    runAt: row.run_at,
-    scheduledAt: row.scheduled_at,
-    createdAt: row.created_at,
-    updatedAt: row.updated_at,
-    startedAt: row.started_at,
-    finishedAt: row.finished_at,
-    expiresAt: row.expires_at,
-    method: row.method,
-    url: row.url,
-    headers: JSON.parse(row.headers),
-    sealedHeaders: row.sealed_headers,
-    secretHeaderNames: JSON.parse(row.secret_header_names),
-    params: JSON.parse(row.params),
-    body: decodeRequestBody(row.body_kind, row.body),
-    timeoutMs: row.timeout_ms,
-    backoffStrategy: row.backoff_strategy,
-    backoffBaseMs: row.backoff_base_ms,
-    ttlMs: row.ttl_ms,
-    tags: JSON.parse(row.tags),
-    idempotencyKey: row.idempotency_key,
-    followRedirects: row.follow_redirects === 1,
-    maxRedirects: row.max_redirects,
-    rateLimitKey: row.rate_limit_key,
-    bucket: row.bucket,
-    owner: row.owner,
-    lastError: row.last_error,
-  };
-}
-
-function rowToAttempt(row: AttemptRow): Attempt {
-  return {
-    jobId: row.job_id,
-    attempt: row.attempt,
-    outcome: row.outcome,
-    startedAt: row.started_at,
-    finishedAt: row.finished_at,
-    responseStatus: row.response_status,
-    errorCode: row.error_code,
-    error: row.error,
-    durationMs: row.duration_ms,
-    retryable: row.retryable === 1,
-  };
-}
-
-function rowToResult(row: ResultRow): JobResult {
-  return {
-    jobId: row.job_id,
-    attempt: row.attempt,
-    response:
-      row.response_status === null
-        ? null
-        : {
-            status: row.response_status,
-            headers: row.response_headers ? JSON.parse(row.response_headers) : {},
-            body: row.body ? new Uint8Array(row.body) : new Uint8Array(),
-            bodyEncoding: row.body_encoding ?? "base64",
-            truncated: row.truncated === 1,
-          },
-    error: row.error,
-    durationMs: row.duration_ms,
-    finishedAt: row.finished_at,
-  };
-}
-
-function rowToAudit(row: AuditRow): StoredAuditEvent {
-  return {
-    id: row.id,
-    at: row.at,
-    principal: row.principal,
-    action: row.action,
-    jobId: row.job_id,
-    remoteAddress: row.remote_address,
-    protocol: row.protocol,
-    outcome: row.outcome,
-    detail: row.detail,
-  };
 }

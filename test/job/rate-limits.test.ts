@@ -4,7 +4,7 @@ import {
   bucketOf,
   createLimitResolver,
   parseHostLimits,
-} from "../../src/worker/rate-limits.js";
+} from "../../src/job/rate-limits.js";
 
 /** The limits JOBQUEUE_HOST_LIMITS=`raw` gives `bucket`. */
 function limitsOf(raw: string, bucket: string): BucketLimits | null {

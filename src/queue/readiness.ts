@@ -1,0 +1,102 @@
+import type { Logger } from "pino";
+import { type JobStore, StoreUnavailableError } from "../store/job-store.js";
+
+/** Whether the node can take work now, and if not, why. */
+export interface ReadinessState {
+  ready: boolean;
+  /** What is wrong, safe to show (no secrets); null when ready. */
+  reason: string | null;
+}
+
+export interface Readiness {
+  /** The store, watched: a call that finds it unavailable turns readiness off. */
+  readonly store: JobStore;
+  state(): ReadinessState;
+  start(): void;
+  stop(): Promise<void>;
+}
+
+/**
+ * Readiness of the store: any call that fails with {@link StoreUnavailableError} (the database is
+ * away, the disk full or failing) marks the node not ready at once, with the reason; a probe write
+ * then runs every `retryMs` until one succeeds, and readiness comes back by itself. While ready,
+ * a probe runs every `probeMs` too, so a fault is noticed even when no call is made.
+ */
+export function createReadiness(options: {
+  store: JobStore;
+  logger: Logger;
+  probeMs?: number;
+  retryMs?: number;
+}): Readiness {
+  const { logger } = options;
+  const probeMs = options.probeMs ?? 5_000;
+  const retryMs = options.retryMs ?? 1_000;
+  let reason: string | null = null;
+  let timer: NodeJS.Timeout | null = null;
+  let running = false;
+  let probing: Promise<void> = Promise.resolve();
+
+  function fail(err: StoreUnavailableError) {
+    if (reason === null)
+      logger.error({ reason: err.message }, "the store is unavailable: not ready");
+    reason = err.message;
+    if (running) arm(retryMs);
+  }
+
+  function arm(ms: number) {
+    if (timer) clearTimeout(timer);
+    timer = setTimeout(probe, ms);
+  }
+
+  function probe() {
+    timer = null;
+    probing = options.store.probe().then(
+      () => {
+        if (reason !== null) logger.info("the store accepts writes again: ready");
+        reason = null;
+        if (running) arm(probeMs);
+      },
+      (err: unknown) => {
+        if (err instanceof StoreUnavailableError) fail(err);
+        else {
+          logger.error({ err }, "the readiness probe failed");
+          if (running) arm(retryMs);
+        }
+      },
+    );
+  }
+
+  // Every method of the store, passing results through and noting unavailability on the way.
+  const watched = new Proxy(options.store, {
+    get(target, prop, receiver) {
+      const value = Reflect.get(target, prop, receiver);
+      if (typeof value !== "function" || prop === "close") return value;
+      return (...args: unknown[]) => {
+        const out = value.apply(target, args);
+        if (out instanceof Promise) {
+          return out.catch((err: unknown) => {
+            if (err instanceof StoreUnavailableError) fail(err);
+            throw err;
+          });
+        }
+        return out;
+      };
+    },
+  });
+
+  return {
+    store: watched,
+    state: () => ({ ready: reason === null, reason }),
+    start() {
+      if (running) return;
+      running = true;
+      arm(reason === null ? probeMs : 0);
+    },
+    async stop() {
+      running = false;
+      if (timer) clearTimeout(timer);
+      timer = null;
+      await probing;
+    },
+  };
+}

@@ -1,0 +1,257 @@
+import type { StoredAuditEvent } from "../audit/audit-event.js";
+import type {
+  Attempt,
+  AttemptOutcome,
+  BackoffStrategy,
+  BodyEncoding,
+  ErrorCode,
+  HttpMethod,
+  Job,
+  JobResult,
+  JobStatus,
+  RequestBody,
+} from "../job/types.js";
+import type { NodeInfo } from "./job-store.js";
+
+/**
+ * The rows both drivers store, and how they map to the domain. The schemas are the same in SQLite
+ * and PostgreSQL: times in epoch milliseconds, JSON in text columns (kept exactly as written),
+ * bodies as bytes. Booleans are 0/1 in SQLite and true/false in PostgreSQL; the mapping reads
+ * either.
+ */
+
+/**
+ * A job's `state` refines its public status: `available` (due, claimable), `scheduled` (due at
+ * run_at), `waiting` (its bucket is at its concurrency limit) all read as "queued". Only
+ * available jobs are in the claim index, so jobs waiting for their time or budget cost a claim
+ * nothing.
+ */
+export type State =
+  | "available"
+  | "scheduled"
+  | "waiting"
+  | "running"
+  | "succeeded"
+  | "failed"
+  | "canceled";
+
+/** The states each public status covers. */
+export const STATES_OF: Record<JobStatus, State[]> = {
+  queued: ["available", "scheduled", "waiting"],
+  running: ["running"],
+  succeeded: ["succeeded"],
+  failed: ["failed"],
+  canceled: ["canceled"],
+};
+
+export function statusOf(state: State): JobStatus {
+  return state === "available" || state === "scheduled" || state === "waiting" ? "queued" : state;
+}
+
+type Flag = number | boolean;
+
+export interface JobRow {
+  id: string;
+  state: State;
+  attempt: number;
+  max_attempts: number;
+  priority: number;
+  run_at: number;
+  scheduled_at: number | null;
+  created_at: number;
+  updated_at: number;
+  started_at: number | null;
+  finished_at: number | null;
+  expires_at: number | null;
+  method: HttpMethod;
+  url: string;
+  headers: string;
+  sealed_headers: string | null;
+  secret_header_names: string;
+  params: string;
+  body_kind: "json" | "bytes" | null;
+  body: Uint8Array | null;
+  timeout_ms: number;
+  backoff_strategy: BackoffStrategy;
+  backoff_base_ms: number;
+  ttl_ms: number | null;
+  tags: string;
+  idempotency_key: string | null;
+  request_hash: string | null;
+  follow_redirects: Flag;
+  max_redirects: number;
+  rate_limit_key: string | null;
+  bucket: string;
+  rate_reserved: Flag;
+  owner: string | null;
+  last_error: string | null;
+  lease_token: string | null;
+  lease_expires_at: number | null;
+}
+
+export interface AttemptRow {
+  job_id: string;
+  attempt: number;
+  outcome: AttemptOutcome;
+  started_at: number;
+  finished_at: number | null;
+  response_status: number | null;
+  error_code: ErrorCode | null;
+  error: string | null;
+  duration_ms: number | null;
+  retryable: Flag;
+  node: string | null;
+}
+
+export interface ResultRow {
+  job_id: string;
+  attempt: number;
+  response_status: number | null;
+  response_headers: string | null;
+  body: Uint8Array | null;
+  body_encoding: BodyEncoding | null;
+  truncated: Flag;
+  error: string | null;
+  duration_ms: number;
+  finished_at: number;
+}
+
+export interface AuditRow {
+  id: number;
+  at: number;
+  principal: string | null;
+  action: string;
+  job_id: string | null;
+  remote_address: string | null;
+  protocol: string;
+  outcome: StoredAuditEvent["outcome"];
+  detail: string | null;
+}
+
+export interface NodeRow {
+  id: string;
+  started_at: number;
+  heartbeat_at: number;
+  version: string;
+  concurrency: number;
+  in_flight: number;
+  leader: Flag | null;
+}
+
+/** The stored form of a request body: its kind and its bytes. */
+export function encodeRequestBody(body: RequestBody | null): {
+  kind: "json" | "bytes" | null;
+  bytes: Buffer | null;
+} {
+  if (body === null) return { kind: null, bytes: null };
+  if (body.kind === "bytes") return { kind: "bytes", bytes: Buffer.from(body.bytes) };
+  return { kind: "json", bytes: Buffer.from(JSON.stringify(body.value)) };
+}
+
+function decodeRequestBody(
+  kind: JobRow["body_kind"],
+  bytes: Uint8Array | null,
+): RequestBody | null {
+  if (kind === null || bytes === null) return null;
+  if (kind === "bytes") return { kind: "bytes", bytes: new Uint8Array(bytes) };
+  return { kind: "json", value: JSON.parse(Buffer.from(bytes).toString("utf8")) };
+}
+
+export function rowToJob(row: JobRow): Job {
+  return {
+    id: row.id,
+    status: statusOf(row.state),
+    attempt: row.attempt,
+    maxAttempts: row.max_attempts,
+    priority: row.priority,
+    runAt: row.run_at,
+    scheduledAt: row.scheduled_at,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+    startedAt: row.started_at,
+    finishedAt: row.finished_at,
+    expiresAt: row.expires_at,
+    method: row.method,
+    url: row.url,
+    headers: JSON.parse(row.headers),
+    sealedHeaders: row.sealed_headers,
+    secretHeaderNames: JSON.parse(row.secret_header_names),
+    params: JSON.parse(row.params),
+    body: decodeRequestBody(row.body_kind, row.body),
+    timeoutMs: row.timeout_ms,
+    backoffStrategy: row.backoff_strategy,
+    backoffBaseMs: row.backoff_base_ms,
+    ttlMs: row.ttl_ms,
+    tags: JSON.parse(row.tags),
+    idempotencyKey: row.idempotency_key,
+    requestHash: row.request_hash,
+    followRedirects: Boolean(row.follow_redirects),
+    maxRedirects: row.max_redirects,
+    rateLimitKey: row.rate_limit_key,
+    bucket: row.bucket,
+    owner: row.owner,
+    lastError: row.last_error,
+  };
+}
+
+export function rowToAttempt(row: AttemptRow): Attempt {
+  return {
+    jobId: row.job_id,
+    attempt: row.attempt,
+    outcome: row.outcome,
+    startedAt: row.started_at,
+    finishedAt: row.finished_at,
+    responseStatus: row.response_status,
+    errorCode: row.error_code,
+    error: row.error,
+    durationMs: row.duration_ms,
+    retryable: Boolean(row.retryable),
+    node: row.node,
+  };
+}
+
+export function rowToResult(row: ResultRow): JobResult {
+  return {
+    jobId: row.job_id,
+    attempt: row.attempt,
+    response:
+      row.response_status === null
+        ? null
+        : {
+            status: row.response_status,
+            headers: row.response_headers ? JSON.parse(row.response_headers) : {},
+            body: row.body ? new Uint8Array(row.body) : new Uint8Array(),
+            bodyEncoding: row.body_encoding ?? "base64",
+            truncated: Boolean(row.truncated),
+          },
+    error: row.error,
+    durationMs: row.duration_ms,
+    finishedAt: row.finished_at,
+  };
+}
+
+export function rowToAudit(row: AuditRow): StoredAuditEvent {
+  return {
+    id: row.id,
+    at: row.at,
+    principal: row.principal,
+    action: row.action,
+    jobId: row.job_id,
+    remoteAddress: row.remote_address,
+    protocol: row.protocol,
+    outcome: row.outcome,
+    detail: row.detail,
+  };
+}
+
+export function rowToNode(row: NodeRow): NodeInfo {
+  return {
+    id: row.id,
+    startedAt: row.started_at,
+    heartbeatAt: row.heartbeat_at,
+    version: row.version,
+    concurrency: row.concurrency,
+    inFlight: row.in_flight,
+    leader: Boolean(row.leader),
+  };
+}

@@ -1,0 +1,37 @@
+import { auditTests } from "./audit.js";
+import { cancelTests } from "./cancel.js";
+import { claimTests } from "./claim.js";
+import { finishTests } from "./finish.js";
+import { describeStore, type StoreDriver } from "./harness.js";
+import { insertTests } from "./insert.js";
+import { limitTests } from "./limits.js";
+import { nodeTests } from "./nodes.js";
+import { raceTests } from "./races.js";
+import { readTests } from "./read.js";
+import { rescueTests } from "./rescue.js";
+import { scheduleTests } from "./schedule.js";
+import { wakeUpTests } from "./wake-ups.js";
+
+/**
+ * The behaviour every JobStore driver must have, by area (River's driver tests are the model).
+ * Each test gets a fresh database of its own and passes explicit times: nothing reads the wall
+ * clock.
+ */
+export function runStoreConformance(driver: StoreDriver): void {
+  describeStore(driver, [
+    insertTests,
+    readTests,
+    claimTests,
+    finishTests,
+    cancelTests,
+    rescueTests,
+    scheduleTests,
+    limitTests,
+    auditTests,
+    nodeTests,
+    wakeUpTests,
+    raceTests,
+  ]);
+}
+
+export type { StoreDriver };
