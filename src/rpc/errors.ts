@@ -1,7 +1,13 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import { BadRequestSchema } from "../../gen/google/rpc/error_details_pb.js";
-import { InvalidArgumentError, JobNotFoundError, JobStateError } from "../job/errors.js";
+import {
+  IdempotencyConflictError,
+  InvalidArgumentError,
+  JobNotFoundError,
+  JobStateError,
+} from "../job/errors.js";
+import { StoreUnavailableError } from "../store/job-store.js";
 
 /**
  * The one place where domain errors become transport codes. Clients get a clear message (and, for
@@ -26,6 +32,12 @@ export function toConnectError(err: unknown, logger: Logger): ConnectError {
   }
   if (err instanceof JobNotFoundError) return new ConnectError(err.message, Code.NotFound);
   if (err instanceof JobStateError) return new ConnectError(err.message, Code.FailedPrecondition);
+  if (err instanceof IdempotencyConflictError)
+    return new ConnectError(err.message, Code.AlreadyExists);
+  if (err instanceof StoreUnavailableError) {
+    logger.warn({ reason: err.message }, "the store is unavailable");
+    return new ConnectError(`the job store is unavailable: ${err.message}`, Code.Unavailable);
+  }
   logger.error({ err }, "request failed");
   return new ConnectError("internal error", Code.Internal);
 }

@@ -535,6 +535,39 @@ describe("idempotency", () => {
     expect(other.json.job_id).not.toBe(first.json.job_id);
     expect((await t.rest.get("/jobs")).json.jobs).toHaveLength(3);
   });
+
+  it("the same key with a different request is a 409 naming the key; the first job stands", async () => {
+    const job = {
+      url: `${target.url}/later`,
+      scheduled_at: tomorrow(),
+      idempotency_key: "k-3",
+      body: { a: 1, b: [1, 2] },
+    };
+    const first = await t.rest.post("/jobs", job);
+    expect(first.status).toBe(200);
+    // The same request with its JSON keys in another order is the same request.
+    const reordered = await t.rest.post("/jobs", {
+      body: { b: [1, 2], a: 1 },
+      idempotency_key: "k-3",
+      scheduled_at: job.scheduled_at,
+      url: job.url,
+    });
+    expect(reordered.status).toBe(200);
+    expect(reordered.json.job_id).toBe(first.json.job_id);
+
+    const changed = await call(
+      "POST",
+      "/jobs",
+      JSON.stringify({ ...job, body: { a: 2, b: [1, 2] } }),
+    );
+    expect(changed.status).toBe(409);
+    expect(changed.json.code).toBe("already_exists");
+    expect(changed.json.message).toContain('"k-3"');
+    expect(changed.json.message).toContain(first.json.job_id);
+    expectCleanError(changed);
+    const got = await t.rest.get(`/jobs/${first.json.job_id}`);
+    expect(got.json.body).toEqual({ a: 1, b: [1, 2] });
+  });
 });
 
 describe("POST /jobs:batch", () => {
