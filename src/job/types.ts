@@ -86,6 +86,8 @@ export interface NewJob extends Omit<JobSpec, "headers"> {
 export interface Job extends NewJob {
   status: JobStatus;
   attempt: number;
+  /** While running: when its lease runs out unless the worker renews it. */
+  leaseExpiresAt: number | null;
   startedAt: number | null;
   finishedAt: number | null;
   expiresAt: number | null;

@@ -191,6 +191,7 @@ export function rowToJob(row: JobRow): Job {
     bucket: row.bucket,
     owner: row.owner,
     lastError: row.last_error,
+    leaseExpiresAt: row.lease_expires_at,
   };
 }
 

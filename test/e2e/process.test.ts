@@ -3,8 +3,8 @@ import { existsSync, mkdtempSync, realpathSync, rmSync } from "node:fs";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import Database from "better-sqlite3";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { createSqliteJobStore } from "../../src/store/sqlite/sqlite-job-store.js";
 import {
   type ServerProcess,
   type SpawnedProcess,
@@ -76,33 +76,29 @@ async function attemptsOf(proc: ServerProcess, id: string): Promise<unknown[][]>
 }
 
 /**
- * What the SQLite file holds for a job, read with a read-only connection while no server runs:
- * a restarted server would act on the job and hide the state the last one left behind.
+ * What the store holds for a job, read through the store while no server runs: a restarted server
+ * would act on the job and hide the state the last one left behind.
  */
-function readStored(id: string, path = dbPath) {
-  const db = new Database(path, { readonly: true, fileMustExist: true });
+async function readStored(id: string, path = dbPath) {
+  const store = createSqliteJobStore({ path });
   try {
-    const job = db
-      .prepare(
-        `SELECT CASE WHEN state IN ('available', 'scheduled', 'waiting') THEN 'queued' ELSE state END
-           AS status, attempt, last_error, lease_token, lease_expires_at FROM jobs WHERE id = ?`,
-      )
-      .get(id) as
-      | {
-          status: string;
-          attempt: number;
-          last_error: string | null;
-          lease_token: string | null;
-          lease_expires_at: number | null;
-        }
-      | undefined;
-    const attempts = db
-      .prepare("SELECT attempt, outcome, error_code FROM attempts WHERE job_id = ? ORDER BY id")
-      .all(id)
-      .map((a: any) => [a.attempt, a.outcome, a.error_code]);
-    return { job, attempts };
+    const job = await store.jobGet({ id });
+    const attempts = (await store.attemptList({ jobId: id })).map((a) => [
+      a.attempt,
+      a.outcome,
+      a.errorCode,
+    ]);
+    return {
+      job: job && {
+        status: job.status,
+        attempt: job.attempt,
+        last_error: job.lastError,
+        lease_expires_at: job.leaseExpiresAt,
+      },
+      attempts,
+    };
   } finally {
-    db.close();
+    await store.close();
   }
 }
 
@@ -124,9 +120,9 @@ describe("a crash (SIGKILL) mid-call", () => {
     expect(await held.closed).toBe("aborted");
 
     // The acknowledged job is on disk, mid-attempt, with the dead process's lease.
-    const stored = readStored(id);
+    const stored = await readStored(id);
     expect(stored.job).toMatchObject({ status: "running", attempt: 1 });
-    expect(stored.job!.lease_token).not.toBeNull();
+    expect(stored.job!.lease_expires_at).not.toBeNull();
     expect(stored.attempts).toEqual([[1, "running", null]]);
 
     const second = await startServer({ JOBQUEUE_LEASE_SECONDS: "1" });
@@ -155,7 +151,7 @@ describe("a crash (SIGKILL) mid-call", () => {
     first.kill("SIGKILL");
     expect(await first.exited).toEqual({ code: null, signal: "SIGKILL" });
     expect(await held.closed).toBe("aborted");
-    expect(readStored(id).job).toMatchObject({ status: "running", attempt: 1 });
+    expect((await readStored(id)).job).toMatchObject({ status: "running", attempt: 1 });
 
     const second = await startServer({ JOBQUEUE_LEASE_SECONDS: "1" });
     const job = await waitForStatus(second, id, "succeeded", "failed", "queued");
@@ -181,7 +177,7 @@ describe("a crash (SIGKILL) mid-call", () => {
     await target.request("/crash-wait");
     first.kill("SIGKILL");
     await first.exited;
-    const expiresAt = readStored(id).job!.lease_expires_at!;
+    const expiresAt = (await readStored(id)).job!.lease_expires_at!;
 
     const second = await startServer(lease);
     const up = second.logs.find((l) => l.msg === "jobqueue listening")!.time;
@@ -221,8 +217,8 @@ describe("a graceful stop (SIGTERM)", () => {
     expect(proc.logs.some((l) => l.msg === GRACE_OVER)).toBe(false);
     expect(proc.logs.at(-1)?.msg).toBe("stopped");
 
-    const stored = readStored(id);
-    expect(stored.job).toMatchObject({ status: "succeeded", attempt: 1, lease_token: null });
+    const stored = await readStored(id);
+    expect(stored.job).toMatchObject({ status: "succeeded", attempt: 1, lease_expires_at: null });
     expect(stored.attempts).toEqual([[1, "succeeded", null]]);
     expect(target.received("/slow")).toHaveLength(1);
   });
@@ -243,8 +239,8 @@ describe("a graceful stop (SIGTERM)", () => {
     expect(await req.closed).toBe("aborted");
     expect(proc.logs.some((l) => l.msg === GRACE_OVER)).toBe(true);
 
-    const stored = readStored(id);
-    expect(stored.job).toMatchObject({ status: "queued", attempt: 0, lease_token: null });
+    const stored = await readStored(id);
+    expect(stored.job).toMatchObject({ status: "queued", attempt: 0, lease_expires_at: null });
     expect(stored.attempts).toEqual([[1, "interrupted", "interrupted"]]);
 
     const next = await startServer();
@@ -277,8 +273,8 @@ describe("a graceful stop (SIGTERM)", () => {
     release.resolve();
     expect(await proc.exited).toEqual({ code: 0, signal: null });
 
-    expect(readStored(first).job).toMatchObject({ status: "succeeded", attempt: 1 });
-    expect(readStored(waiting)).toEqual({
+    expect((await readStored(first)).job).toMatchObject({ status: "succeeded", attempt: 1 });
+    expect(await readStored(waiting)).toEqual({
       job: expect.objectContaining({ status: "queued", attempt: 0 }),
       attempts: [],
     });
@@ -318,7 +314,7 @@ describe("a graceful stop (SIGTERM)", () => {
     release.resolve();
     expect(await proc.exited).toEqual({ code: 0, signal: null });
 
-    expect(readStored(later)).toEqual({
+    expect(await readStored(later)).toEqual({
       job: expect.objectContaining({ status: "queued", attempt: 0 }),
       attempts: [],
     });
@@ -378,7 +374,10 @@ describe("start-up", () => {
       await waitForStatus(proc, id, "succeeded");
       proc.kill("SIGTERM");
       expect(await proc.exited).toEqual({ code: 0, signal: null });
-      expect(readStored(id, expected).job).toMatchObject({ status: "succeeded", attempt: 1 });
+      expect((await readStored(id, expected)).job).toMatchObject({
+        status: "succeeded",
+        attempt: 1,
+      });
     },
   );
 });

@@ -9,7 +9,6 @@ import {
   createGrpcTransport,
   createGrpcWebTransport,
 } from "@connectrpc/connect-node";
-import Database from "better-sqlite3";
 import { pino } from "pino";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { JobStatus } from "../../gen/jobqueue/v1/job_pb.js";
@@ -78,16 +77,9 @@ function captureLogs() {
   return { logger, text: () => lines.join("") };
 }
 
-/** The sealed_headers column of a job, read from the file by a second connection. */
-function sealedColumn(dbPath: string, jobId: string): string | null {
-  const db = new Database(dbPath, { readonly: true, fileMustExist: true });
-  try {
-    return db.prepare("SELECT sealed_headers FROM jobs WHERE id = ?").pluck().get(jobId) as
-      | string
-      | null;
-  } finally {
-    db.close();
-  }
+/** The sealed form of a job's secret headers, as the store keeps it. */
+async function sealedOf(t: TestApp, jobId: string): Promise<string | null | undefined> {
+  return (await t.app.store.jobGet({ id: jobId }))?.sealedHeaders;
 }
 
 /** A message as it crossed the wire: its binary encoding (latin1) and its canonical JSON. */
@@ -191,7 +183,7 @@ describe("secret headers", () => {
     };
     assertNoSecretIn(dbFiles());
     expect(existsSync(`${t.dbPath}-wal`)).toBe(true);
-    expect(sealedColumn(t.dbPath, id)).toMatch(
+    expect(await sealedOf(t, id)).toMatch(
       new RegExp(`^v1\\.${keyId(Buffer.from(readFileSync(keyPath, "utf8").trim(), "base64"))}\\.`),
     );
 
@@ -329,7 +321,7 @@ describe("secret headers", () => {
       max_attempts: 3,
     });
     expect((await target.request("/rotate", 1)).headers["x-api-key"]).toBe(oldSecret);
-    expect(sealedColumn(dbPath, oldJob)).toMatch(new RegExp(`^v1\\.${keyId(keyA)}\\.`));
+    expect(await sealedOf(withA, oldJob)).toMatch(new RegExp(`^v1\\.${keyId(keyA)}\\.`));
     await withA.app.stop();
 
     // B first, A after it: the old job's secret still opens; new jobs are sealed with B.
@@ -344,9 +336,9 @@ describe("secret headers", () => {
     });
     expect((await target.request("/fresh")).headers["x-api-key"]).toBe(newSecret);
     await withBA.waitForStatus(newJob, "succeeded");
-    expect(sealedColumn(dbPath, newJob)).toMatch(new RegExp(`^v1\\.${keyId(keyB)}\\.`));
+    expect(await sealedOf(withBA, newJob)).toMatch(new RegExp(`^v1\\.${keyId(keyB)}\\.`));
     // Rotation does not re-seal stored jobs: the old one still names A.
-    expect(sealedColumn(dbPath, oldJob)).toMatch(new RegExp(`^v1\\.${keyId(keyA)}\\.`));
+    expect(await sealedOf(withBA, oldJob)).toMatch(new RegExp(`^v1\\.${keyId(keyA)}\\.`));
     await withBA.app.stop();
 
     // B alone: the old job cannot be opened; it fails at once, clearly, without calling or retrying.

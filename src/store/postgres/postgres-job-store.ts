@@ -916,6 +916,7 @@ function storedJob(job: NewJob): Job {
     expiresAt: null,
     lastError: null,
     updatedAt: job.createdAt,
+    leaseExpiresAt: null,
   };
 }
 

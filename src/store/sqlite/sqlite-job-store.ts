@@ -385,6 +385,7 @@ class SqliteJobStore implements JobStore {
       expiresAt: null,
       lastError: null,
       updatedAt: job.createdAt,
+      leaseExpiresAt: null,
     };
     return { job: stored, inserted: true };
   }

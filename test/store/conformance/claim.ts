@@ -51,6 +51,7 @@ export function claimTests(t: StoreTest): void {
       expect(claimed.attempt).toBe(1);
       expect(claimed.startedAt).toBe(T0 + 5);
       expect(claimed.updatedAt).toBe(T0 + 5);
+      expect(claimed.leaseExpiresAt).toBe(T0 + 5 + LEASE_MS);
       expect(typeof claimed.leaseToken).toBe("string");
       expect(claimed.leaseToken.length).toBeGreaterThan(0);
 

@@ -67,6 +67,7 @@ export function insertTests(t: StoreTest): void {
         expiresAt: null,
         lastError: null,
         updatedAt: T0 + 1,
+        leaseExpiresAt: null,
       };
 
       const { job, inserted } = await t.store.jobInsert(spec);
