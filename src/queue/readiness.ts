@@ -31,16 +31,19 @@ export function createReadiness(options: {
   const { logger } = options;
   const probeMs = options.probeMs ?? 5_000;
   const retryMs = options.retryMs ?? 1_000;
+  const probeTimeoutMs = 10_000;
   let reason: string | null = null;
   let timer: NodeJS.Timeout | null = null;
   let running = false;
   let probing: Promise<void> = Promise.resolve();
+  let inProbe = false;
 
   function fail(err: StoreUnavailableError) {
     if (reason === null)
       logger.error({ reason: err.message }, "the store is unavailable: not ready");
     reason = err.message;
-    if (running) arm(retryMs);
+    // Many calls fail together: the first schedules the probe, the others leave it be.
+    if (running && timer === null && !inProbe) arm(retryMs);
   }
 
   function arm(ms: number) {
@@ -50,13 +53,16 @@ export function createReadiness(options: {
 
   function probe() {
     timer = null;
-    probing = options.store.probe().then(
+    inProbe = true;
+    probing = withTimeout(options.store.probe(), probeTimeoutMs).then(
       () => {
         if (reason !== null) logger.info("the store accepts writes again: ready");
         reason = null;
+        inProbe = false;
         if (running) arm(probeMs);
       },
       (err: unknown) => {
+        inProbe = false;
         if (err instanceof StoreUnavailableError) fail(err);
         else {
           logger.error({ err }, "the readiness probe failed");
@@ -70,7 +76,8 @@ export function createReadiness(options: {
   const watched = new Proxy(options.store, {
     get(target, prop, receiver) {
       const value = Reflect.get(target, prop, receiver);
-      if (typeof value !== "function" || prop === "close") return value;
+      if (typeof value !== "function") return value;
+      if (prop === "close") return value.bind(target);
       return (...args: unknown[]) => {
         const out = value.apply(target, args);
         if (out instanceof Promise) {
@@ -99,4 +106,17 @@ export function createReadiness(options: {
       await probing;
     },
   };
+}
+
+/** `promise`, or a StoreUnavailableError once `ms` have passed without an answer. */
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () =>
+        reject(new StoreUnavailableError(`the store did not answer a probe write within ${ms} ms`)),
+      ms,
+    );
+  });
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
 }

@@ -84,6 +84,7 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
   }
 
   let fillDone: Promise<void> = Promise.resolve();
+  let claimsFailing = false;
   /** Set when stopping has waited long enough for outcomes the store would not take. */
   let abandonWrites = false;
   /** Wakes the outcome writes sleeping before another try, when they are given up. */
@@ -142,6 +143,8 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
             node: options.node,
             limits: options.limits,
           });
+          if (claimsFailing) logger.info("claiming jobs works again");
+          claimsFailing = false;
           // Launch even if stop() began meanwhile: the jobs are claimed, and stop() drains them.
           for (const job of jobs) launch(job);
           if (jobs.length < want) break;
@@ -155,7 +158,13 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
         if (!refill) return;
       }
     } catch (err) {
-      logger.error({ err }, "claiming jobs failed; retrying after the poll interval");
+      // Said once per outage, not at every poll.
+      if (!claimsFailing) {
+        if (err instanceof StoreUnavailableError) {
+          logger.warn({ reason: err.message }, "cannot claim jobs; retrying every poll interval");
+        } else logger.error({ err }, "claiming jobs failed; retrying every poll interval");
+      }
+      claimsFailing = true;
       if (running) wakeTimer = setTimeout(fill, options.pollIntervalMs);
     }
   }
