@@ -1,6 +1,5 @@
 import { randomBytes } from "node:crypto";
 import { dirname, join } from "node:path";
-import type { ConnectRouter } from "@connectrpc/connect";
 import { type Logger, pino } from "pino";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
 import { JobQueueService } from "../gen/jobqueue/v1/job_queue_service_pb.js";
@@ -12,11 +11,12 @@ import { createScheduler } from "./maintenance/scheduler.js";
 import { createTtlCleaner } from "./maintenance/ttl-cleaner.js";
 import { createNotifier } from "./notify/notifier.js";
 import { createJobQueue, type JobQueue } from "./queue/job-queue.js";
-import { createAuthGate } from "./rpc/auth.js";
-import { registerHealth } from "./rpc/health.js";
+import { assertRolesDeclared, createAuthInterceptor } from "./rpc/auth.js";
+import { createErrorInterceptor } from "./rpc/errors.js";
+import { healthService } from "./rpc/health.js";
 import { createJobQueueServiceImpl } from "./rpc/job-queue-service.js";
-import { registerReflection } from "./rpc/reflection.js";
-import { createRestHandler } from "./rpc/rest.js";
+import { reflectionServices } from "./rpc/reflection.js";
+import { type ServiceRegistration, serve } from "./rpc/rest.js";
 import { createRpcServer } from "./rpc/server.js";
 import { createSecretBox } from "./secrets/secret-box.js";
 import { loadOrCreateKeyFile } from "./secrets/secret-keys.js";
@@ -142,43 +142,45 @@ export function createApp(config: Config, deps: AppDeps = {}): App {
     maxIntervalMs: config.cleanupIntervalMs,
     auditRetentionMs: config.auditRetentionMs,
   });
-  const gate = createAuthGate({
-    authenticate: config.auth.enabled ? createAuthenticator(config.auth.keys) : null,
-    store,
-    clock,
-    logger,
-  });
-
-  const impl = createJobQueueServiceImpl(queue, logger);
+  const interceptors = [
+    createErrorInterceptor(logger),
+    createAuthInterceptor({
+      authenticate: config.auth.enabled ? createAuthenticator(config.auth.keys) : null,
+      refused: async ({ caller, action, outcome, jobIdOf }) => {
+        try {
+          await queue.recordRefusal(caller, action, outcome, await jobIdOf());
+        } catch (err) {
+          logger.error({ err }, "recording a refused call in the audit log failed");
+        }
+      },
+    }),
+  ];
   const shutdown = new AbortController();
   let serving = false;
   let markStopping!: () => void;
   const stopping = new Promise<void>((resolve) => {
     markStopping = resolve;
   });
-  const serviceNames = [JobQueueService.typeName];
-  const routes = (router: ConnectRouter) => {
-    router.service(JobQueueService, impl);
-    registerReflection(router, [JobQueueService, Health]);
-    registerHealth(router, serviceNames, { serving: () => serving, stopping });
-  };
-  const rest = createRestHandler({
-    service: JobQueueService,
-    impl,
-    logger,
-    maxRequestBytes: config.maxRequestBytes,
-    gate,
-  });
+  // Every service served, on every protocol; a new one is added here and nowhere else.
+  const served: ServiceRegistration[] = [serve(JobQueueService, createJobQueueServiceImpl(queue))];
+  assertRolesDeclared(served.map((s) => s.service));
+  const services: ServiceRegistration[] = [
+    ...served,
+    healthService(
+      served.map((s) => s.service.typeName),
+      { serving: () => serving, stopping },
+    ),
+    ...reflectionServices([...served.map((s) => s.service), Health]),
+  ];
   const server = createRpcServer({
     host: config.host,
     port: config.port,
     logger,
-    routes,
-    fallback: rest,
+    services,
+    interceptors,
     serving: () => serving,
     readMaxBytes: config.maxRequestBytes,
     shutdownSignal: shutdown.signal,
-    interceptors: [gate.interceptor],
   });
 
   let stopped: Promise<void> | null = null;

@@ -81,6 +81,16 @@ export interface JobQueue {
   listAudit(
     input: AuditListInput,
   ): Promise<{ events: StoredAuditEvent[]; nextPageToken: string | null }>;
+  /**
+   * Records a call the transport refused before it reached the queue (no or an invalid API key, a
+   * role too low for the method), naming the job it asked for if any.
+   */
+  recordRefusal(
+    caller: Caller,
+    action: string,
+    outcome: "unauthenticated" | "permission_denied",
+    jobId: string | null,
+  ): Promise<void>;
 }
 
 export interface JobQueueOptions {
@@ -341,6 +351,10 @@ export function createJobQueue(options: JobQueueOptions): JobQueue {
         unsubscribe();
         signal.removeEventListener("abort", poke);
       }
+    },
+
+    async recordRefusal(caller, action, outcome, jobId) {
+      await store.auditInsert([auditOf(caller, action, outcome, jobId, clock.now())]);
     },
 
     async listAudit(input) {

@@ -1,4 +1,4 @@
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import { BadRequestSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { InvalidArgumentError, JobNotFoundError, JobStateError } from "../job/errors.js";
@@ -28,6 +28,31 @@ export function toConnectError(err: unknown, logger: Logger): ConnectError {
   if (err instanceof JobStateError) return new ConnectError(err.message, Code.FailedPrecondition);
   logger.error({ err }, "request failed");
   return new ConnectError("internal error", Code.Internal);
+}
+
+/**
+ * The errors stage of the pipeline: whatever a handler (or a later interceptor) throws leaves as a
+ * {@link ConnectError} chosen by {@link toConnectError}, for unary calls and for the messages of a
+ * stream alike. Handlers throw domain errors and never pick a code themselves.
+ */
+export function createErrorInterceptor(logger: Logger): Interceptor {
+  return (next) => async (req) => {
+    try {
+      const res = await next(req);
+      if (!res.stream) return res;
+      return { ...res, message: mapStreamErrors(res.message, logger) };
+    } catch (err) {
+      throw toConnectError(err, logger);
+    }
+  };
+}
+
+async function* mapStreamErrors<T>(messages: AsyncIterable<T>, logger: Logger): AsyncIterable<T> {
+  try {
+    yield* messages;
+  } catch (err) {
+    throw toConnectError(err, logger);
+  }
 }
 
 /** The field named by an invalid-argument error, if any. */

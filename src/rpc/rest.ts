@@ -1,3 +1,4 @@
+import { isUtf8 } from "node:buffer";
 import type { ServerResponse } from "node:http";
 import {
   create,
@@ -8,14 +9,24 @@ import {
   type JsonObject,
   type JsonValue,
 } from "@bufbuild/protobuf";
-import { Code, createContextValues, createHandlerContext } from "@connectrpc/connect";
+import {
+  Code,
+  type ConnectError,
+  type ContextValues,
+  createHandlerContext,
+  createServiceImplSpec,
+  type Interceptor,
+  type MethodImplSpec,
+  type ServiceImpl,
+} from "@connectrpc/connect";
+import { invokeUnaryImplementation } from "@connectrpc/connect/protocol";
 import type { ConnectNodeAdapterOptions } from "@connectrpc/connect-node";
 import type { Logger } from "pino";
 import { http } from "../../gen/google/api/annotations_pb.js";
 import type { HttpRule } from "../../gen/google/api/http_pb.js";
 import { InvalidArgumentError } from "../job/errors.js";
-import { type AuthGate, CALLER } from "./auth.js";
 import { codeName, httpStatusOf, toConnectError, violatedField } from "./errors.js";
+import { parseJsonStrict } from "./json-text.js";
 import { fromRestJson, queryToJson, toRestJson } from "./rest-json.js";
 
 type NodeHandler = NonNullable<ConnectNodeAdapterOptions["fallback"]>;
@@ -80,26 +91,65 @@ function toRoute(method: DescMethod, rule: HttpRule): RestRoute | null {
   };
 }
 
-export interface RestHandlerOptions {
+/** A service as it is registered with the server: its descriptor and its handlers. */
+export interface ServiceRegistration {
   service: DescService;
-  /** The same handler object the Connect router serves. */
-  impl: Record<string, unknown>;
+  impl: object;
+}
+
+/** A service and its handlers, type-checked against each other. */
+export function serve<S extends DescService>(
+  service: S,
+  impl: Partial<ServiceImpl<S>>,
+): ServiceRegistration {
+  return { service, impl };
+}
+
+export interface RestTranscoderOptions {
+  /** Every registered service; each method with a google.api.http rule gets its routes. */
+  services: ServiceRegistration[];
+  /** The same interceptors the Connect router runs (auth, errors, …), in the same order. */
+  interceptors: Interceptor[];
   logger: Logger;
   /** Request bodies larger than this are refused with a 400 naming the body. */
   maxRequestBytes: number;
-  /** The same authentication and role checks the RPC protocols get. */
-  gate: AuthGate;
+}
+
+interface BoundRoute extends RestRoute {
+  spec: Extract<MethodImplSpec, { kind: "unary" }>;
 }
 
 /**
- * Serves the derived REST routes with the seed's JSON. Returns false when no route has the path,
- * so the caller can answer 404 its own way.
+ * The REST transcoder: serves the routes derived from every registered service's google.api.http
+ * rules with the seed's JSON, by running the method's handler through the same interceptors as
+ * the RPC protocols. A new service gets its REST routes by registration alone. Returns false when
+ * no route has the path, so the caller can answer 404 its own way.
  */
-export function createRestHandler(options: RestHandlerOptions) {
-  const routes = deriveRestRoutes(options.service);
-  const { logger } = options;
+export function createRestTranscoder(options: RestTranscoderOptions) {
+  const routes: BoundRoute[] = [];
+  for (const { service, impl } of options.services) {
+    const spec = createServiceImplSpec(service, impl as never);
+    for (const route of deriveRestRoutes(service)) {
+      const clash = routes.find(
+        (r) => r.httpMethod === route.httpMethod && r.template === route.template,
+      );
+      if (clash) {
+        throw new Error(
+          `${route.httpMethod} ${route.template} is bound to both ${clash.method.name} and ${route.method.name}`,
+        );
+      }
+      const method = spec.methods[route.method.localName]!;
+      if (method.kind !== "unary") continue;
+      routes.push({ ...route, spec: method });
+    }
+  }
+  const { logger, interceptors } = options;
 
-  return async function handleRest(req: Request, res: Response): Promise<boolean> {
+  return async function handleRest(
+    req: Request,
+    res: Response,
+    contextValues: ContextValues,
+  ): Promise<boolean> {
     const url = new URL(req.url ?? "/", "http://localhost");
     const parts = url.pathname.split("/").filter((s) => s !== "");
     const matching = routes
@@ -118,47 +168,43 @@ export function createRestHandler(options: RestHandlerOptions) {
     }
     const { route } = hit;
     try {
-      const headers = toHeaders(req.headers);
-      // Who is asking comes first: an unauthenticated request is refused before its body is read.
-      const caller = await options.gate.admit(
-        route.method,
-        headers,
-        req.socket?.remoteAddress ?? null,
-        "rest",
-        () => hit.vars?.job_id,
-      );
       const json = await requestJson(req, route, url, hit.vars!, options.maxRequestBytes);
       const input = fromRestJson(route.method.input, json);
       const ac = new AbortController();
       res.once("close", () => ac.abort());
       const ctx = createHandlerContext({
-        service: options.service,
+        service: route.method.parent,
         method: route.method,
         protocolName: "rest",
         requestMethod: req.method ?? "GET",
         url: url.href,
         requestSignal: ac.signal,
-        requestHeader: headers,
-        contextValues: createContextValues().set(CALLER, caller),
+        requestHeader: toHeaders(req.headers),
+        contextValues,
       });
-      const fn = options.impl[route.method.localName] as (
-        req: unknown,
-        ctx: unknown,
-      ) => Promise<Record<string, unknown>>;
-      const output = create(route.method.output, await fn(input, ctx));
-      sendJson(res, 200, responseJson(route, output));
+      const output = await invokeUnaryImplementation(route.spec, ctx, input, interceptors);
+      sendJson(res, 200, responseJson(route, output as Record<string, unknown>));
     } catch (err) {
-      const cerr = toConnectError(err, logger);
-      const field = cerr.code === Code.InvalidArgument ? violatedField(cerr) : undefined;
-      sendJson(
-        res,
-        httpStatusOf(cerr.code),
-        { code: codeName(cerr.code), message: cerr.rawMessage, ...(field ? { field } : {}) },
-        cerr.code === Code.Unauthenticated ? { "www-authenticate": 'Bearer realm="jobqueue"' } : {},
-      );
+      sendError(res, toConnectError(err, logger));
     }
     return true;
   };
+}
+
+/** Answers an error in REST's JSON shape: `{code, message[, field]}` and its HTTP status. */
+export function sendError(res: Response, cerr: ConnectError): void {
+  const field = cerr.code === Code.InvalidArgument ? violatedField(cerr) : undefined;
+  const headers: Record<string, string> = {};
+  cerr.metadata.forEach((value, name) => {
+    headers[name] = value;
+  });
+  if (cerr.code === Code.Unauthenticated) headers["www-authenticate"] = 'Bearer realm="jobqueue"';
+  sendJson(
+    res,
+    httpStatusOf(cerr.code),
+    { code: codeName(cerr.code), message: cerr.rawMessage, ...(field ? { field } : {}) },
+    headers,
+  );
 }
 
 function match(route: RestRoute, parts: string[]): Record<string, string> | null {
@@ -191,12 +237,7 @@ async function requestJson(
   if (route.body !== "") {
     const body = await readBody(req, maxBytes);
     if (body.trim() !== "") {
-      let parsed: JsonValue;
-      try {
-        parsed = JSON.parse(body) as JsonValue;
-      } catch (err) {
-        throw new InvalidArgumentError("body", `malformed JSON: ${(err as Error).message}`);
-      }
+      const parsed = parseJsonStrict(body);
       if (route.body === "*") {
         if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) {
           throw new InvalidArgumentError("body", "must be a JSON object");
@@ -236,7 +277,11 @@ function readBody(req: Request, maxBytes: number): Promise<string> {
       }
       chunks.push(chunk);
     });
-    req.on("end", () => resolve(Buffer.concat(chunks).toString("utf8")));
+    req.on("end", () => {
+      const bytes = Buffer.concat(chunks);
+      if (!isUtf8(bytes)) reject(new InvalidArgumentError("body", "is not valid UTF-8"));
+      else resolve(bytes.toString("utf8"));
+    });
     req.on("error", reject);
   });
 }

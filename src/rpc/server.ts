@@ -1,32 +1,45 @@
 import http from "node:http";
 import http2 from "node:http2";
 import net from "node:net";
-import { type ConnectRouter, createContextValues, type Interceptor } from "@connectrpc/connect";
-import { type ConnectNodeAdapterOptions, connectNodeAdapter } from "@connectrpc/connect-node";
+import {
+  Code,
+  ConnectError,
+  type ContextValues,
+  createConnectRouter,
+  createContextValues,
+  type Interceptor,
+} from "@connectrpc/connect";
+import type { UniversalHandler } from "@connectrpc/connect/protocol";
+import {
+  compressionBrotli,
+  compressionGzip,
+  universalRequestFromNodeRequest,
+  universalResponseToNodeResponse,
+} from "@connectrpc/connect-node";
 import type { Logger } from "pino";
-import { REMOTE_ADDRESS } from "./auth.js";
-import { sendJson } from "./rest.js";
+import { PROTOCOL, REMOTE_ADDRESS } from "./auth.js";
+import { createRestTranscoder, type ServiceRegistration, sendError, sendJson } from "./rest.js";
 
-type NodeHandler = NonNullable<ConnectNodeAdapterOptions["fallback"]>;
-type Request = Parameters<NodeHandler>[0];
-type Response = Parameters<NodeHandler>[1];
+type Request = http.IncomingMessage | http2.Http2ServerRequest;
+type Response = http.ServerResponse | http2.Http2ServerResponse;
 
 export interface RpcServerOptions {
   host: string;
   port: number;
   logger: Logger;
-  /** Registers the Connect services (gRPC, gRPC-Web and Connect on their RPC paths). */
-  routes: (router: ConnectRouter) => void;
-  /** Serves paths the RPC router does not know; resolves false when it does not know them either. */
-  fallback: (req: Request, res: Response) => Promise<boolean>;
+  /**
+   * Every service, served on every protocol: gRPC, gRPC-Web and Connect on their RPC paths, and
+   * REST on the routes their google.api.http rules declare.
+   */
+  services: ServiceRegistration[];
+  /** The pipeline every call of every protocol passes (errors, authentication, …), outermost first. */
+  interceptors: Interceptor[];
   /** Whether GET /healthz answers 200; false once the process begins to stop. */
   serving: () => boolean;
   /** Largest RPC message accepted, in bytes. */
   readMaxBytes: number;
   /** Aborted when the server begins to stop: streaming handlers end. */
   shutdownSignal: AbortSignal;
-  /** Run around every RPC (authentication and role checks). */
-  interceptors: Interceptor[];
 }
 
 export interface RpcServer {
@@ -49,28 +62,69 @@ const FIRST_BYTES_TIMEOUT_MS = 10_000;
  */
 export function createRpcServer(options: RpcServerOptions): RpcServer {
   const { logger } = options;
-  const handler = connectNodeAdapter({
-    routes: options.routes,
+  const router = createConnectRouter({
+    interceptors: options.interceptors,
     jsonOptions: { ignoreUnknownFields: false },
     readMaxBytes: options.readMaxBytes,
     shutdownSignal: options.shutdownSignal,
+    acceptCompression: [compressionGzip, compressionBrotli],
+  });
+  for (const { service, impl } of options.services) router.service(service, impl as never);
+  const rpcPaths = new Map<string, UniversalHandler>();
+  for (const h of router.handlers) rpcPaths.set(h.requestPath, h);
+  const rest = createRestTranscoder({
+    services: options.services,
     interceptors: options.interceptors,
-    contextValues: (req) =>
-      createContextValues().set(REMOTE_ADDRESS, req.socket?.remoteAddress ?? null),
-    fallback: (req, res) => {
-      void serveFallback(req, res);
-    },
+    logger,
+    maxRequestBytes: options.readMaxBytes,
   });
 
-  async function serveFallback(req: Request, res: Response) {
+  /** The one entry of every request, whatever its protocol. */
+  function handler(req: Request, res: Response) {
+    const url = req.url ?? "/";
+    const q = url.indexOf("?");
+    const path = q === -1 ? url : url.slice(0, q);
+    const contextValues = createContextValues().set(
+      REMOTE_ADDRESS,
+      req.socket?.remoteAddress ?? null,
+    );
+    const rpc = rpcPaths.get(path);
+    if (rpc) serveRpc(rpc, req, res, contextValues);
+    else void serveOther(req, res, path, contextValues);
+  }
+
+  function serveRpc(rpc: UniversalHandler, req: Request, res: Response, values: ContextValues) {
+    let uReq: ReturnType<typeof universalRequestFromNodeRequest>;
     try {
-      const path = (req.url ?? "/").split("?")[0];
+      uReq = universalRequestFromNodeRequest(
+        req as http.IncomingMessage,
+        res as never,
+        undefined,
+        values,
+      );
+    } catch {
+      // No Host (HTTP/1.0) or :authority: the request cannot be served as an RPC.
+      sendError(res, new ConnectError("the request has no Host header", Code.InvalidArgument));
+      return;
+    }
+    rpc(uReq)
+      .then((uRes) => universalResponseToNodeResponse(uRes, res as http.ServerResponse))
+      .catch((reason) => {
+        // The client went away or the stream was reset: nothing is left to answer.
+        if (ConnectError.from(reason).code === Code.Aborted) return;
+        logger.warn({ err: reason, rpc: rpc.method.name }, "writing an RPC response failed");
+      });
+  }
+
+  async function serveOther(req: Request, res: Response, path: string, values: ContextValues) {
+    try {
       if (path === "/healthz" && (req.method === "GET" || req.method === "HEAD")) {
         const ok = options.serving();
         sendJson(res, ok ? 200 : 503, { status: ok ? "serving" : "not_serving" });
         return;
       }
-      if (await options.fallback(req, res)) return;
+      values.set(PROTOCOL, "rest");
+      if (await rest(req, res, values)) return;
       sendJson(res, 404, { code: "not_found", message: `no route for ${req.method} ${path}` });
     } catch (err) {
       logger.error({ err }, "request failed");
