@@ -2,6 +2,7 @@ import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import { BadRequestSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { InvalidArgumentError, JobNotFoundError, JobStateError } from "../job/errors.js";
+import { clientFaultOf } from "./malformed-input.js";
 
 /**
  * The one place where domain errors become transport codes. Clients get a clear message (and, for
@@ -10,6 +11,8 @@ import { InvalidArgumentError, JobNotFoundError, JobStateError } from "../job/er
  */
 export function toConnectError(err: unknown, logger: Logger): ConnectError {
   if (err instanceof ConnectError) {
+    const fault = clientFaultOf(err);
+    if (fault) return fault;
     if (err.code === Code.Internal || err.code === Code.Unknown) {
       logger.error({ err }, "request failed");
       return new ConnectError("internal error", Code.Internal);

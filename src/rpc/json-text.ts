@@ -24,8 +24,8 @@ export function parseJsonStrict(text: string, maxDepth = REQUEST_JSON_MAX_DEPTH)
 interface Frame {
   /** Keys seen so far; null for an array. */
   keys: Set<string> | null;
-  /** The current key (objects) or index (arrays). */
-  at: string | number;
+  /** The current key (objects; null before the first) or index (arrays). */
+  at: string | number | null;
   expectKey: boolean;
 }
 
@@ -72,7 +72,7 @@ function checkJsonText(text: string, maxDepth: number): void {
       }
       stack.push(
         c === 123
-          ? { keys: new Set(), at: "", expectKey: true }
+          ? { keys: new Set(), at: null, expectKey: true }
           : { keys: null, at: 0, expectKey: false },
       );
     } else if (c === 125 /* } */ || c === 93 /* ] */) {
@@ -91,13 +91,19 @@ function pathOf(stack: Frame[], key?: string): string {
   let path = "";
   for (const frame of stack) {
     if (frame.keys) {
-      if (frame.at !== "" && !(frame === stack[stack.length - 1] && key !== undefined)) {
-        path += path === "" ? frame.at : `.${frame.at}`;
+      if (frame.at !== null && !(frame === stack[stack.length - 1] && key !== undefined)) {
+        const shown = shownKey(frame.at as string);
+        path += path === "" ? shown : `.${shown}`;
       }
     } else {
       path += `[${frame.at}]`;
     }
   }
-  if (key !== undefined) path += path === "" ? key : `.${key}`;
+  if (key !== undefined) path += path === "" ? shownKey(key) : `.${shownKey(key)}`;
   return path;
+}
+
+/** A key as a path shows it: as it is when it reads as a name, else quoted (`"a b"`, `""`). */
+export function shownKey(key: string): string {
+  return /^[A-Za-z_][A-Za-z0-9_]*$/.test(key) ? key : JSON.stringify(key);
 }

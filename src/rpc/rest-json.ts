@@ -10,6 +10,7 @@ import {
   toJson,
 } from "@bufbuild/protobuf";
 import { InvalidArgumentError } from "../job/errors.js";
+import { shownKey } from "./json-text.js";
 
 /**
  * The seed's REST JSON, derived from the descriptors: proto field names (snake_case), enums in
@@ -120,16 +121,59 @@ export function fromRestJson<Desc extends DescMessage>(
   try {
     return fromJson(schema, normalized, { ignoreUnknownFields: false });
   } catch {
-    // Find the field at fault by decoding each on its own, to name it.
-    for (const [key, value] of Object.entries(normalized)) {
-      try {
-        fromJson(schema, { [key]: value }, { ignoreUnknownFields: false });
-      } catch {
-        const field = schema.fields.find((f) => f.name === key)!;
-        throw new InvalidArgumentError(path + key, describeBadValue(field, value));
+    const { field, problem } = explainJsonError(schema, normalized, path);
+    throw new InvalidArgumentError(field, problem);
+  }
+}
+
+/**
+ * Finds where a JSON message that does not decode goes wrong, by decoding its fields one at a
+ * time and descending into the one at fault: `{field: "jobs[0].timeout_sec", problem: "must be a
+ * number (got \"x\")"}`. Accepts proto and JSON field names; names fields by their proto names.
+ */
+export function explainJsonError(
+  schema: DescMessage,
+  json: unknown,
+  path = "",
+): { field: string; problem: string } {
+  const here = path.replace(/\.$/, "") || "body";
+  if (json === null || typeof json !== "object" || Array.isArray(json)) {
+    return { field: here, problem: "must be a JSON object" };
+  }
+  const seen = new Map<string, string>();
+  for (const [key, value] of Object.entries(json as JsonObject)) {
+    const field = schema.fields.find((f) => f.name === key || f.jsonName === key);
+    if (!field) return { field: path + shownKey(key), problem: "unknown field" };
+    const twice = seen.get(field.name);
+    if (twice !== undefined) {
+      return { field: path + field.name, problem: `is given twice (as ${twice} and ${key})` };
+    }
+    seen.set(field.name, key);
+    if (decodes(schema, { [key]: value })) continue;
+    const at = path + field.name;
+    if (field.fieldKind === "message" && !field.message.typeName.startsWith(WKT_PREFIX)) {
+      if (value !== null) return explainJsonError(field.message, value, `${at}.`);
+    }
+    if (field.fieldKind === "list" && Array.isArray(value)) {
+      if (field.listKind === "message" && !field.message.typeName.startsWith(WKT_PREFIX)) {
+        for (const [i, item] of value.entries()) {
+          if (!decodes(field.message, item)) {
+            return explainJsonError(field.message, item, `${at}[${i}].`);
+          }
+        }
       }
     }
-    throw new InvalidArgumentError(path || "body", "is not a valid request");
+    return { field: at, problem: describeBadValue(field, value) };
+  }
+  return { field: here, problem: "is not a valid request" };
+}
+
+function decodes(schema: DescMessage, json: JsonValue): boolean {
+  try {
+    fromJson(schema, json, { ignoreUnknownFields: false });
+    return true;
+  } catch {
+    return false;
   }
 }
 
@@ -138,9 +182,17 @@ function normalize(schema: DescMessage, json: unknown, path: string): JsonObject
     throw new InvalidArgumentError(path.replace(/\.$/, "") || "body", "must be a JSON object");
   }
   const out: JsonObject = {};
+  const seen = new Map<string, string>();
   for (const [key, value] of Object.entries(json as JsonObject)) {
     const field = schema.fields.find((f) => f.name === key || f.jsonName === key);
-    if (!field) throw new InvalidArgumentError(path + key, "unknown field");
+    if (!field) throw new InvalidArgumentError(path + shownKey(key), "unknown field");
+    if (seen.has(field.name)) {
+      throw new InvalidArgumentError(
+        path + field.name,
+        `is given twice (as ${seen.get(field.name)} and ${key})`,
+      );
+    }
+    seen.set(field.name, key);
     if (value === null && !isValueField(field)) continue;
     out[field.name] = normalizeField(field, value, `${path}${field.name}`);
   }
@@ -239,7 +291,7 @@ export function queryToJson(schema: DescMessage, query: URLSearchParams): JsonOb
   const out: JsonObject = {};
   for (const key of new Set(query.keys())) {
     const field = schema.fields.find((f) => f.name === key || f.jsonName === key);
-    if (!field) throw new InvalidArgumentError(key, "unknown query parameter");
+    if (!field) throw new InvalidArgumentError(shownKey(key), "unknown query parameter");
     const values = query.getAll(key);
     if (field.fieldKind === "list") {
       out[field.name] = values

@@ -18,6 +18,7 @@ import {
 } from "@connectrpc/connect-node";
 import type { Logger } from "pino";
 import { PROTOCOL, REMOTE_ADDRESS } from "./auth.js";
+import { withClientErrors } from "./malformed-input.js";
 import { createRestTranscoder, type ServiceRegistration, sendError, sendJson } from "./rest.js";
 
 type Request = http.IncomingMessage | http2.Http2ServerRequest;
@@ -71,7 +72,9 @@ export function createRpcServer(options: RpcServerOptions): RpcServer {
   });
   for (const { service, impl } of options.services) router.service(service, impl as never);
   const rpcPaths = new Map<string, UniversalHandler>();
-  for (const h of router.handlers) rpcPaths.set(h.requestPath, h);
+  for (const h of router.handlers) {
+    rpcPaths.set(h.requestPath, withClientErrors(h, options.readMaxBytes));
+  }
   const rest = createRestTranscoder({
     services: options.services,
     interceptors: options.interceptors,
@@ -107,12 +110,24 @@ export function createRpcServer(options: RpcServerOptions): RpcServer {
       sendError(res, new ConnectError("the request has no Host header", Code.InvalidArgument));
       return;
     }
+    if ("stream" in req) {
+      // Answered before the request was read to its end (a message over the size limit, say): reset
+      // the stream once the trailers are out, so the client stops sending instead of leaving it
+      // half open. (RFC 9113 §8.1 suggests NO_ERROR, which Node does not send while the client
+      // still has data in flight; CANCEL arrives after the trailers, so the status stands.)
+      const stream = req.stream;
+      stream.once("wantTrailers", () =>
+        setImmediate(() => {
+          if (!req.readableEnded && !stream.closed) stream.close(http2.constants.NGHTTP2_CANCEL);
+        }),
+      );
+    }
     rpc(uReq)
       .then((uRes) => universalResponseToNodeResponse(uRes, res as http.ServerResponse))
       .catch((reason) => {
         // The client went away or the stream was reset: nothing is left to answer.
         if (ConnectError.from(reason).code === Code.Aborted) return;
-        logger.warn({ err: reason, rpc: rpc.method.name }, "writing an RPC response failed");
+        logger.debug({ rpc: rpc.method.name, reason: String(reason) }, "an RPC response was cut");
       });
   }
 
@@ -134,6 +149,33 @@ export function createRpcServer(options: RpcServerOptions): RpcServer {
   }
 
   const h1 = http.createServer({ keepAliveTimeout: 5_000, headersTimeout: 30_000 }, handler);
+  // Malformed or oversize HTTP/1.1 requests (a 100 KB request line, too many header bytes): an
+  // answer the client can read, then a half-close that lets it finish sending, rather than
+  // Node's default of destroying the socket (which a client still writing sees as a reset).
+  h1.on("clientError", (err: NodeJS.ErrnoException, socket: net.Socket) => {
+    const pending = (socket as { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+    if (err.code === "ECONNRESET" || !socket.writable || pending?.headersSent) {
+      socket.destroy();
+      return;
+    }
+    const [status, reason, code, message] =
+      err.code === "HPE_HEADER_OVERFLOW"
+        ? [
+            431,
+            "Request Header Fields Too Large",
+            "resource_exhausted",
+            "the request line and headers are too large",
+          ]
+        : err.code === "ERR_HTTP_REQUEST_TIMEOUT"
+          ? [408, "Request Timeout", "deadline_exceeded", "the request took too long to arrive"]
+          : [400, "Bad Request", "invalid_argument", "request: not a valid HTTP/1.1 request"];
+    const body = JSON.stringify({ code, message });
+    socket.end(
+      `HTTP/1.1 ${status} ${reason}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+    );
+    socket.resume();
+    setTimeout(() => socket.destroy(), 2_000).unref();
+  });
   // h1 never listens itself (the TCP server hands it sockets), but "listening" is what starts its
   // connection tracking: idle-connection closing and the header and request timeouts.
   h1.emit("listening");
