@@ -4,6 +4,7 @@ import { type Logger, pino } from "pino";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
 import { JobQueueService } from "../gen/jobqueue/v1/job_queue_service_pb.js";
 import { createAuthenticator } from "./auth/api-keys.js";
+import { createAuthFailureThrottle } from "./auth/auth-failures.js";
 import type { Config } from "./config.js";
 import { type Clock, systemClock } from "./job/clock.js";
 import { createLeaseRescuer } from "./maintenance/lease-rescuer.js";
@@ -11,6 +12,7 @@ import { createScheduler } from "./maintenance/scheduler.js";
 import { createTtlCleaner } from "./maintenance/ttl-cleaner.js";
 import { createNotifier } from "./notify/notifier.js";
 import { createJobQueue, type JobQueue } from "./queue/job-queue.js";
+import { createRefusalLog } from "./queue/refusal-log.js";
 import { assertRolesDeclared, createAuthInterceptor } from "./rpc/auth.js";
 import { createErrorInterceptor } from "./rpc/errors.js";
 import { healthService } from "./rpc/health.js";
@@ -72,7 +74,15 @@ export function createApp(config: Config, deps: AppDeps = {}): App {
         ? [ephemeralKey(logger)]
         : [loadOrCreateKeyFile(join(dirname(config.dbPath), "secret.key"), logger)]),
   );
+  const refusals = createRefusalLog({
+    store,
+    clock,
+    individualPerWindow: config.auditRefusalsPerMinute,
+    onError: (err) => logger.error({ err }, "recording refused calls in the audit log failed"),
+  });
+  const authFailures = createAuthFailureThrottle({ clock, limit: config.authFailuresPerMinute });
   const queue = createJobQueue({
+    refusals,
     store,
     notifier,
     clock,
@@ -146,6 +156,8 @@ export function createApp(config: Config, deps: AppDeps = {}): App {
     createErrorInterceptor(logger),
     createAuthInterceptor({
       authenticate: config.auth.enabled ? createAuthenticator(config.auth.keys) : null,
+      throttled: (address) => authFailures.retryAfter(address),
+      authFailed: (address) => authFailures.failed(address),
       refused: async ({ caller, action, outcome, jobIdOf }) => {
         try {
           await queue.recordRefusal(caller, action, outcome, await jobIdOf());
@@ -221,6 +233,7 @@ export function createApp(config: Config, deps: AppDeps = {}): App {
         ]);
         await Promise.all([rescuer.stop(), scheduler.stop(), cleaner.stop()]);
         await dispatcher.close();
+        await refusals.stop();
         await store.close();
         logger.info("stopped");
       })();

@@ -38,6 +38,8 @@ export interface Config {
   apiKeys: ApiKeyEntry[];
   authMode: "auto" | "keys" | "none";
   auditRetentionMs: number;
+  auditRefusalsPerMinute: number;
+  authFailuresPerMinute: number;
   hostLimits: ReturnType<typeof parseHostLimits>;
   maxRequestBytes: number;
   maxUrlLength: number;
@@ -351,6 +353,22 @@ export const SETTINGS = [
     parse: (raw) => int(1, 36_500)(raw) * 86_400_000,
     section: "security",
   } satisfies Setting<"auditRetentionMs">,
+  {
+    env: "JOBQUEUE_AUDIT_REFUSALS_PER_MINUTE",
+    key: "auditRefusalsPerMinute",
+    default: "10",
+    doc: "Refused calls of one kind (address, principal, method, outcome, protocol) recorded one by one each minute; further ones are counted into one audit row per kind and minute.",
+    parse: int(0, 1_000_000),
+    section: "security",
+  } satisfies Setting<"auditRefusalsPerMinute">,
+  {
+    env: "JOBQUEUE_AUTH_FAILURES_PER_MINUTE",
+    key: "authFailuresPerMinute",
+    default: "300",
+    doc: "Failed authentications an address may make in a minute; beyond, its calls get 429 / `RESOURCE_EXHAUSTED` with `Retry-After` until the minute ends. 0: no limit.",
+    parse: int(0, 1_000_000),
+    section: "security",
+  } satisfies Setting<"authFailuresPerMinute">,
   {
     env: "JOBQUEUE_HOST_LIMITS",
     key: "hostLimits",

@@ -54,6 +54,8 @@ describe("loadConfig", () => {
       maxPageSize: 1000,
       maxTtlMs: 31_536_000_000,
       maxBatchSize: 1000,
+      auditRefusalsPerMinute: 10,
+      authFailuresPerMinute: 300,
       auth: { enabled: false, keys: [] },
     } satisfies Config);
   });

@@ -26,6 +26,7 @@ import type { Notifier } from "../notify/notifier.js";
 import type { SecretBox } from "../secrets/secret-box.js";
 import type { JobStore } from "../store/job-store.js";
 import { bucketOf } from "../worker/rate-limits.js";
+import type { RefusalLog } from "./refusal-log.js";
 
 export interface ListInput {
   statuses?: JobStatus[];
@@ -88,7 +89,7 @@ export interface JobQueue {
   recordRefusal(
     caller: Caller,
     action: string,
-    outcome: "unauthenticated" | "permission_denied",
+    outcome: "unauthenticated" | "permission_denied" | "resource_exhausted",
     jobId: string | null,
   ): Promise<void>;
 }
@@ -99,6 +100,11 @@ export interface JobQueueOptions {
   clock: Clock;
   limits: QueueLimits;
   secretBox: SecretBox;
+  /**
+   * Where refused calls are recorded (bounded: see {@link createRefusalLog}); default: one row
+   * each.
+   */
+  refusals?: RefusalLog;
   /** How often a watcher re-reads the job even without an event (changes made by other processes). */
   watchPollMs?: number;
 }
@@ -354,7 +360,9 @@ export function createJobQueue(options: JobQueueOptions): JobQueue {
     },
 
     async recordRefusal(caller, action, outcome, jobId) {
-      await store.auditInsert([auditOf(caller, action, outcome, jobId, clock.now())]);
+      const event = auditOf(caller, action, outcome, jobId, clock.now());
+      if (options.refusals) await options.refusals.record(event);
+      else await store.auditInsert([event]);
     },
 
     async listAudit(input) {

@@ -60,7 +60,7 @@ export interface Refusal {
   caller: Caller;
   /** The method's name, e.g. "GetJob". */
   action: string;
-  outcome: Extract<AuditOutcome, "unauthenticated" | "permission_denied">;
+  outcome: Extract<AuditOutcome, "unauthenticated" | "permission_denied" | "resource_exhausted">;
   /** The job the request named, when it names a well-formed one. */
   jobIdOf: () => Promise<string | null>;
 }
@@ -106,15 +106,6 @@ export function createAuthInterceptor(options: AuthOptions): Interceptor {
       req.contextValues.set(CALLER, { principal: null, remoteAddress, protocol });
       return next(req);
     }
-    const wait = options.throttled?.(remoteAddress) ?? 0;
-    if (wait > 0) {
-      const err = new ConnectError(
-        "too many failed authentications from this address; retry later",
-        Code.ResourceExhausted,
-      );
-      err.metadata.set("retry-after", String(wait));
-      throw err;
-    }
     // A server-streaming request is a stream of one message; it is read only to be refused.
     const jobIdOf = async () => {
       try {
@@ -125,6 +116,21 @@ export function createAuthInterceptor(options: AuthOptions): Interceptor {
         return null;
       }
     };
+    const wait = options.throttled?.(remoteAddress) ?? 0;
+    if (wait > 0) {
+      await refused({
+        caller: { principal: null, remoteAddress, protocol },
+        action: req.method.name,
+        outcome: "resource_exhausted",
+        jobIdOf: async () => null,
+      });
+      const err = new ConnectError(
+        "too many failed authentications from this address; retry later",
+        Code.ResourceExhausted,
+      );
+      err.metadata.set("retry-after", String(wait));
+      throw err;
+    }
     const auth = authenticate(req.header);
     if (auth.kind !== "principal") {
       options.authFailed?.(remoteAddress);
