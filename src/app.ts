@@ -15,7 +15,7 @@ import { createJobQueue, type JobQueue } from "./queue/job-queue.js";
 import { createRefusalLog } from "./queue/refusal-log.js";
 import { assertRolesDeclared, createAuthInterceptor } from "./rpc/auth.js";
 import { createErrorInterceptor } from "./rpc/errors.js";
-import { healthService } from "./rpc/health.js";
+import { createServingInterceptor, healthService } from "./rpc/health.js";
 import { createJobQueueServiceImpl } from "./rpc/job-queue-service.js";
 import { reflectionServices } from "./rpc/reflection.js";
 import { type ServiceRegistration, serve } from "./rpc/rest.js";
@@ -152,8 +152,10 @@ export function createApp(config: Config, deps: AppDeps = {}): App {
     maxIntervalMs: config.cleanupIntervalMs,
     auditRetentionMs: config.auditRetentionMs,
   });
+  let serving = false;
   const interceptors = [
     createErrorInterceptor(logger),
+    createServingInterceptor(() => serving, Math.max(1, Math.ceil(config.shutdownGraceMs / 1000))),
     createAuthInterceptor({
       authenticate: config.auth.enabled ? createAuthenticator(config.auth.keys) : null,
       throttled: (address) => authFailures.retryAfter(address),
@@ -168,7 +170,6 @@ export function createApp(config: Config, deps: AppDeps = {}): App {
     }),
   ];
   const shutdown = new AbortController();
-  let serving = false;
   let markStopping!: () => void;
   const stopping = new Promise<void>((resolve) => {
     markStopping = resolve;
@@ -227,10 +228,11 @@ export function createApp(config: Config, deps: AppDeps = {}): App {
         markStopping();
         logger.info({ graceMs: config.shutdownGraceMs, inFlight: pool.inFlight }, "stopping");
         shutdown.abort();
-        await Promise.all([
-          pool.stop(config.shutdownGraceMs),
-          server.close(config.shutdownGraceMs),
-        ]);
+        // The port stays open until the calls in flight have finished (jobs and RPCs alike, within
+        // the grace period), answering "not serving" meanwhile.
+        const deadline = Date.now() + config.shutdownGraceMs;
+        await pool.stop(config.shutdownGraceMs);
+        await server.close(Math.max(0, deadline - Date.now()));
         await Promise.all([rescuer.stop(), scheduler.stop(), cleaner.stop()]);
         await dispatcher.close();
         await refusals.stop();

@@ -1,4 +1,4 @@
-import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import { Code, ConnectError, type Interceptor, type ServiceImpl } from "@connectrpc/connect";
 import {
   Health,
   HealthCheckResponse_ServingStatus as ServingStatus,
@@ -47,4 +47,21 @@ export function healthService(serviceNames: string[], state: HealthState): Servi
     },
   };
   return serve(Health, impl);
+}
+
+/**
+ * The serving stage of the pipeline: once the process begins to stop, every call but health
+ * checks is answered UNAVAILABLE (503 over REST) with a Retry-After, on every protocol, while
+ * calls already in flight finish.
+ */
+export function createServingInterceptor(
+  serving: () => boolean,
+  retryAfterSeconds: number,
+): Interceptor {
+  return (next) => async (req) => {
+    if (serving() || req.service.typeName === Health.typeName) return next(req);
+    const err = new ConnectError("the server is shutting down; retry shortly", Code.Unavailable);
+    err.metadata.set("retry-after", String(retryAfterSeconds));
+    throw err;
+  };
 }

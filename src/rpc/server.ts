@@ -47,8 +47,9 @@ export interface RpcServer {
   /** Starts listening; resolves with the bound address (port 0 picks a free one). */
   listen(): Promise<{ host: string; port: number }>;
   /**
-   * Stops accepting connections, lets requests in progress finish for up to `graceMs`, then closes
-   * what is left. Idempotent.
+   * Lets requests in progress finish for up to `graceMs` while the port stays open (calls arriving
+   * meanwhile are answered "not serving" by the pipeline), then stops accepting connections and
+   * closes what is left. Idempotent.
    */
   close(graceMs: number): Promise<void>;
 }
@@ -84,6 +85,11 @@ export function createRpcServer(options: RpcServerOptions): RpcServer {
 
   /** The one entry of every request, whatever its protocol. */
   function handler(req: Request, res: Response) {
+    inFlight++;
+    res.once("close", ended);
+    // While the server stops, calls are answered "not serving"; HTTP/1.1 clients are told not to
+    // keep the connection, so they reconnect elsewhere.
+    if (closing && !("stream" in req)) res.setHeader("connection", "close");
     const url = req.url ?? "/";
     const q = url.indexOf("?");
     const path = q === -1 ? url : url.slice(0, q);
@@ -214,6 +220,11 @@ export function createRpcServer(options: RpcServerOptions): RpcServer {
   });
 
   let closing: Promise<void> | null = null;
+  let inFlight = 0;
+  let onIdle: (() => void) | null = null;
+  const ended = () => {
+    if (--inFlight === 0) onIdle?.();
+  };
 
   return {
     listen() {
@@ -229,6 +240,17 @@ export function createRpcServer(options: RpcServerOptions): RpcServer {
     close(graceMs) {
       if (closing) return closing;
       closing = (async () => {
+        // The port stays open while requests are in flight (up to the grace period): new calls
+        // meanwhile get "not serving" answers from the pipeline, not a refused connection.
+        if (inFlight > 0) {
+          await new Promise<void>((resolve) => {
+            const timer = setTimeout(resolve, graceMs);
+            onIdle = () => {
+              clearTimeout(timer);
+              resolve();
+            };
+          });
+        }
         const stopped = new Promise<void>((resolve) => tcp.close(() => resolve()));
         // Closes idle keep-alive connections and stops h1's timers; busy ones close after their
         // request (the interval below), or at the end of the grace period.
