@@ -193,6 +193,7 @@ export function createApp(config: Config, deps: AppDeps = {}): App {
     interceptors,
     serving: () => serving,
     readMaxBytes: config.maxRequestBytes,
+    corsOrigins: config.corsOrigins,
     shutdownSignal: shutdown.signal,
   });
 

@@ -3,6 +3,7 @@ import { isIP } from "node:net";
 import { resolve } from "node:path";
 import { type ApiKeyEntry, parseApiKeys } from "./auth/api-keys.js";
 import { BACKOFF_STRATEGIES, type BackoffStrategy } from "./job/types.js";
+import { parseOrigin } from "./rpc/cors.js";
 import { parseSecretKeys } from "./secrets/secret-keys.js";
 import { parseHostPattern } from "./worker/outbound-policy.js";
 import { parseHostLimits } from "./worker/rate-limits.js";
@@ -39,6 +40,7 @@ export interface Config {
   authMode: "auto" | "keys" | "none";
   auditRetentionMs: number;
   auditRefusalsPerMinute: number;
+  corsOrigins: string[];
   authFailuresPerMinute: number;
   hostLimits: ReturnType<typeof parseHostLimits>;
   maxRequestBytes: number;
@@ -369,6 +371,24 @@ export const SETTINGS = [
     parse: int(0, 1_000_000),
     section: "security",
   } satisfies Setting<"authFailuresPerMinute">,
+  {
+    env: "JOBQUEUE_CORS_ORIGINS",
+    key: "corsOrigins",
+    default: "",
+    doc: "Browser origins allowed to call the API from other sites (CORS), comma-separated, e.g. `https://app.example.com`; `*` allows any. Empty: CORS is off.",
+    parse: (raw: string) => {
+      try {
+        return raw
+          .split(",")
+          .map((s) => s.trim())
+          .filter((s) => s !== "")
+          .map(parseOrigin);
+      } catch (err) {
+        throw new BadValue((err as Error).message);
+      }
+    },
+    section: "security",
+  } satisfies Setting<"corsOrigins">,
   {
     env: "JOBQUEUE_HOST_LIMITS",
     key: "hostLimits",

@@ -145,7 +145,7 @@ export function createRestTranscoder(options: RestTranscoderOptions) {
   }
   const { logger, interceptors } = options;
 
-  return async function handleRest(
+  async function handleRest(
     req: Request,
     res: Response,
     contextValues: ContextValues,
@@ -188,7 +188,10 @@ export function createRestTranscoder(options: RestTranscoderOptions) {
       sendError(res, toConnectError(err, logger));
     }
     return true;
-  };
+  }
+  /** The HTTP methods the routes use. */
+  const methods = [...new Set(routes.map((r) => r.httpMethod))];
+  return Object.assign(handleRest, { methods });
 }
 
 /** Answers an error in REST's JSON shape: `{code, message[, field]}` and its HTTP status. */

@@ -18,6 +18,7 @@ import {
 } from "@connectrpc/connect-node";
 import type { Logger } from "pino";
 import { PROTOCOL, REMOTE_ADDRESS } from "./auth.js";
+import { createCors } from "./cors.js";
 import { withClientErrors } from "./malformed-input.js";
 import { createRestTranscoder, type ServiceRegistration, sendError, sendJson } from "./rest.js";
 
@@ -39,6 +40,8 @@ export interface RpcServerOptions {
   serving: () => boolean;
   /** Largest RPC message accepted, in bytes. */
   readMaxBytes: number;
+  /** Origins browsers may call from (CORS); empty: CORS is off. */
+  corsOrigins?: string[];
   /** Aborted when the server begins to stop: streaming handlers end. */
   shutdownSignal: AbortSignal;
 }
@@ -83,10 +86,13 @@ export function createRpcServer(options: RpcServerOptions): RpcServer {
     maxRequestBytes: options.readMaxBytes,
   });
 
+  const cors = options.corsOrigins?.length ? createCors(options.corsOrigins, rest.methods) : null;
+
   /** The one entry of every request, whatever its protocol. */
   function handler(req: Request, res: Response) {
     inFlight++;
     res.once("close", ended);
+    if (cors?.(req, res)) return;
     // While the server stops, calls are answered "not serving"; HTTP/1.1 clients are told not to
     // keep the connection, so they reconnect elsewhere.
     if (closing && !("stream" in req)) res.setHeader("connection", "close");
