@@ -194,6 +194,7 @@ export function createApp(config: Config, deps: AppDeps = {}): App {
     serving: () => serving,
     readMaxBytes: config.maxRequestBytes,
     corsOrigins: config.corsOrigins,
+    accessLog: config.accessLog ? logger.child({ log: "access" }) : null,
     shutdownSignal: shutdown.signal,
   });
 

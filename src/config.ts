@@ -31,6 +31,7 @@ export interface Config {
   defaultTtlMs: number | null;
   cleanupIntervalMs: number;
   logLevel: "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
+  accessLog: boolean;
   allowedHosts: string[];
   deniedHosts: string[];
   /** Secret-header keys, the sealing one first; null: use (or create) the key file. */
@@ -271,6 +272,18 @@ export const SETTINGS = [
     doc: "fatal, error, warn, info, debug, trace or silent. Logs are JSON lines on stdout.",
     parse: oneOf(LOG_LEVELS),
   } satisfies Setting<"logLevel">,
+  {
+    env: "JOBQUEUE_ACCESS_LOG",
+    key: "accessLog",
+    default: "0",
+    doc: "1: log one line per call (protocol, method, route, status, code, duration, principal, address; never query strings, headers or bodies).",
+    parse: (raw: string) => {
+      const v = raw.trim().toLowerCase();
+      if (["1", "true", "on", "yes"].includes(v)) return true;
+      if (["0", "false", "off", "no"].includes(v)) return false;
+      throw new BadValue("must be 1 or 0");
+    },
+  } satisfies Setting<"accessLog">,
   {
     env: "JOBQUEUE_ALLOWED_HOSTS",
     key: "allowedHosts",

@@ -57,6 +57,7 @@ describe("loadConfig", () => {
       auditRefusalsPerMinute: 10,
       authFailuresPerMinute: 300,
       corsOrigins: [],
+      accessLog: false,
       auth: { enabled: false, keys: [] },
     } satisfies Config);
   });

@@ -2,6 +2,7 @@ import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import { BadRequestSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { InvalidArgumentError, JobNotFoundError, JobStateError } from "../job/errors.js";
+import { CALL_RECORD, type CallRecord, recordError, recordOk } from "./access-log.js";
 import { clientFaultOf } from "./malformed-input.js";
 
 /**
@@ -40,21 +41,34 @@ export function toConnectError(err: unknown, logger: Logger): ConnectError {
  */
 export function createErrorInterceptor(logger: Logger): Interceptor {
   return (next) => async (req) => {
+    const record = req.contextValues.get(CALL_RECORD);
     try {
       const res = await next(req);
-      if (!res.stream) return res;
-      return { ...res, message: mapStreamErrors(res.message, logger) };
+      if (!res.stream) {
+        recordOk(record);
+        return res;
+      }
+      return { ...res, message: mapStreamErrors(res.message, logger, record) };
     } catch (err) {
-      throw toConnectError(err, logger);
+      const cerr = toConnectError(err, logger);
+      recordError(record, cerr);
+      throw cerr;
     }
   };
 }
 
-async function* mapStreamErrors<T>(messages: AsyncIterable<T>, logger: Logger): AsyncIterable<T> {
+async function* mapStreamErrors<T>(
+  messages: AsyncIterable<T>,
+  logger: Logger,
+  record: CallRecord | null,
+): AsyncIterable<T> {
   try {
     yield* messages;
+    recordOk(record);
   } catch (err) {
-    throw toConnectError(err, logger);
+    const cerr = toConnectError(err, logger);
+    recordError(record, cerr);
+    throw cerr;
   }
 }
 

@@ -7,6 +7,8 @@ import type {
   UniversalServerResponse,
 } from "@connectrpc/connect/protocol";
 import { InvalidArgumentError } from "../job/errors.js";
+import { CALL_RECORD, type CallRecord, statusName } from "./access-log.js";
+import { codeName } from "./errors.js";
 import { parseJsonStrict } from "./json-text.js";
 import { explainJsonError } from "./rest-json.js";
 
@@ -33,7 +35,10 @@ export function withClientErrors(
     const ct = req.header.get("content-type") ?? "";
     if (ct.startsWith("application/grpc")) {
       const res = await handler(req);
-      return ct.startsWith("application/grpc-web") ? fixGrpcWebTrailer(res) : fixGrpcTrailer(res);
+      const record = req.contextValues?.get(CALL_RECORD) ?? null;
+      return ct.startsWith("application/grpc-web")
+        ? fixGrpcWebTrailer(res, record)
+        : fixGrpcTrailer(res, record);
     }
     let json: JsonValue | undefined;
     if (
@@ -112,16 +117,21 @@ async function fixConnectUnaryError(
   return { ...res, body: once(bytes) };
 }
 
-function fixGrpcTrailer(res: UniversalServerResponse): UniversalServerResponse {
+function fixGrpcTrailer(
+  res: UniversalServerResponse,
+  record: CallRecord | null,
+): UniversalServerResponse {
   const { body, trailer } = res;
   if (!body || !trailer) return res;
   const fix = () => {
     const status = trailer.get("grpc-status");
+    if (record && status !== null) record.code = statusName(Number(status));
     if (status !== "13") return;
     const fixed = restated(status, decodeURIComponent(trailer.get("grpc-message") ?? ""));
     if (!fixed) return;
     trailer.set("grpc-status", String(fixed.code));
     trailer.set("grpc-message", encodeURIComponent(fixed.message));
+    if (record) record.code = codeName(fixed.code);
   };
   fix(); // a unary call's failure is already known
   return {
@@ -133,28 +143,33 @@ function fixGrpcTrailer(res: UniversalServerResponse): UniversalServerResponse {
   };
 }
 
-function fixGrpcWebTrailer(res: UniversalServerResponse): UniversalServerResponse {
+function fixGrpcWebTrailer(
+  res: UniversalServerResponse,
+  record: CallRecord | null,
+): UniversalServerResponse {
   const { body } = res;
   if (!body) return res;
   return {
     ...res,
     body: (async function* () {
-      for await (const chunk of body) yield fixTrailerFrame(chunk);
+      for await (const chunk of body) yield fixTrailerFrame(chunk, record);
     })(),
   };
 }
 
 /** Rewrites a gRPC-Web trailer frame (flag 0x80) that carries a restated status. */
-function fixTrailerFrame(chunk: Uint8Array): Uint8Array {
+function fixTrailerFrame(chunk: Uint8Array, record: CallRecord | null): Uint8Array {
   if (chunk.byteLength < 5 || (chunk[0]! & 0x80) === 0) return chunk;
   const length = Buffer.from(chunk.buffer, chunk.byteOffset + 1, 4).readUInt32BE(0);
   if (length !== chunk.byteLength - 5) return chunk;
   const text = Buffer.from(chunk.buffer, chunk.byteOffset + 5, length).toString("latin1");
   const status = /grpc-status: *(\d+)/i.exec(text)?.[1];
   const message = /grpc-message: *([^\r\n]*)/i.exec(text)?.[1] ?? "";
+  if (record && status !== undefined) record.code = statusName(Number(status));
   if (status !== "13") return chunk;
   const fixed = restated(status, decodeURIComponent(message));
   if (!fixed) return chunk;
+  if (record) record.code = codeName(fixed.code);
   const out = Buffer.from(
     `grpc-status: ${fixed.code}\r\ngrpc-message: ${encodeURIComponent(fixed.message)}\r\n`,
     "latin1",

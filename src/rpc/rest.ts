@@ -25,6 +25,7 @@ import type { Logger } from "pino";
 import { http } from "../../gen/google/api/annotations_pb.js";
 import type { HttpRule } from "../../gen/google/api/http_pb.js";
 import { InvalidArgumentError } from "../job/errors.js";
+import { CALL_RECORD } from "./access-log.js";
 import { codeName, httpStatusOf, toConnectError, violatedField } from "./errors.js";
 import { parseJsonStrict } from "./json-text.js";
 import { fromRestJson, queryToJson, toRestJson } from "./rest-json.js";
@@ -167,6 +168,8 @@ export function createRestTranscoder(options: RestTranscoderOptions) {
       return true;
     }
     const { route } = hit;
+    const record = contextValues.get(CALL_RECORD);
+    if (record) record.route = route.template;
     try {
       const json = await requestJson(req, route, url, hit.vars!, options.maxRequestBytes);
       const input = fromRestJson(route.method.input, json);

@@ -17,7 +17,8 @@ import {
   universalResponseToNodeResponse,
 } from "@connectrpc/connect-node";
 import type { Logger } from "pino";
-import { PROTOCOL, REMOTE_ADDRESS } from "./auth.js";
+import { CALL_RECORD, type CallRecord, codeOfCall } from "./access-log.js";
+import { CALLER, PROTOCOL, protocolOf, REMOTE_ADDRESS } from "./auth.js";
 import { createCors } from "./cors.js";
 import { withClientErrors } from "./malformed-input.js";
 import { createRestTranscoder, type ServiceRegistration, sendError, sendJson } from "./rest.js";
@@ -40,6 +41,8 @@ export interface RpcServerOptions {
   serving: () => boolean;
   /** Largest RPC message accepted, in bytes. */
   readMaxBytes: number;
+  /** Where one line per call goes (protocol, route, code, duration, principal); null: none. */
+  accessLog?: Logger | null;
   /** Origins browsers may call from (CORS); empty: CORS is off. */
   corsOrigins?: string[];
   /** Aborted when the server begins to stop: streaming handlers end. */
@@ -67,6 +70,7 @@ const FIRST_BYTES_TIMEOUT_MS = 10_000;
  */
 export function createRpcServer(options: RpcServerOptions): RpcServer {
   const { logger } = options;
+  const accessLog = options.accessLog ?? null;
   const router = createConnectRouter({
     interceptors: options.interceptors,
     jsonOptions: { ignoreUnknownFields: false },
@@ -104,8 +108,42 @@ export function createRpcServer(options: RpcServerOptions): RpcServer {
       req.socket?.remoteAddress ?? null,
     );
     const rpc = rpcPaths.get(path);
+    if (accessLog) {
+      const record: CallRecord = { route: rpc ? path : null, code: null };
+      contextValues.set(CALL_RECORD, record);
+      const started = performance.now();
+      res.once("close", () => logCall(req, res, path, contextValues, record, started));
+    }
     if (rpc) serveRpc(rpc, req, res, contextValues);
     else void serveOther(req, res, path, contextValues);
+  }
+
+  function logCall(
+    req: Request,
+    res: Response,
+    path: string,
+    values: ContextValues,
+    record: CallRecord,
+    started: number,
+  ) {
+    const caller = values.get(CALLER);
+    accessLog?.info(
+      {
+        protocol:
+          caller?.protocol ??
+          values.get(PROTOCOL) ??
+          (record.route ? protocolOf(req.headers["content-type"] ?? null) : "http"),
+        method: req.method,
+        // The path without its query (which may carry anything), or the REST route's template.
+        route: record.route ?? path,
+        status: res.statusCode,
+        code: codeOfCall(record, res.statusCode),
+        durationMs: Math.round((performance.now() - started) * 1000) / 1000,
+        principal: caller?.principal?.name ?? null,
+        remoteAddress: values.get(REMOTE_ADDRESS),
+      },
+      "call",
+    );
   }
 
   function serveRpc(rpc: UniversalHandler, req: Request, res: Response, values: ContextValues) {
