@@ -22,6 +22,7 @@ import { CALLER, PROTOCOL, protocolOf, REMOTE_ADDRESS } from "./auth.js";
 import { createCors } from "./cors.js";
 import { withClientErrors } from "./malformed-input.js";
 import { createRestTranscoder, type ServiceRegistration, sendError, sendJson } from "./rest.js";
+import { createUnaryFastPath } from "./unary-fast-path.js";
 
 type Request = http.IncomingMessage | http2.Http2ServerRequest;
 type Response = http.ServerResponse | http2.Http2ServerResponse;
@@ -88,8 +89,16 @@ export function createRpcServer(options: RpcServerOptions): RpcServer {
     interceptors: options.interceptors,
     logger,
     maxRequestBytes: options.readMaxBytes,
+    shutdownSignal: options.shutdownSignal,
   });
 
+  const fastPath = createUnaryFastPath({
+    services: options.services,
+    interceptors: options.interceptors,
+    logger,
+    readMaxBytes: options.readMaxBytes,
+    shutdownSignal: options.shutdownSignal,
+  });
   const cors = options.corsOrigins?.length ? createCors(options.corsOrigins, rest.methods) : null;
 
   /** The one entry of every request, whatever its protocol. */
@@ -114,8 +123,9 @@ export function createRpcServer(options: RpcServerOptions): RpcServer {
       const started = performance.now();
       res.once("close", () => logCall(req, res, path, contextValues, record, started));
     }
-    if (rpc) serveRpc(rpc, req, res, contextValues);
-    else void serveOther(req, res, path, contextValues);
+    if (rpc) {
+      if (!fastPath(path, req, res, contextValues)) serveRpc(rpc, req, res, contextValues);
+    } else void serveOther(req, res, path, contextValues);
   }
 
   function logCall(

@@ -196,7 +196,7 @@ describe("JSON, the same on REST and Connect", () => {
       "application/json",
       bytes,
     );
-    expect(JSON.parse(connect.bytes.toString())).toEqual({
+    expect(JSON.parse(connect.bytes.toString())).toMatchObject({
       code: "invalid_argument",
       message: "body: is not valid UTF-8",
     });

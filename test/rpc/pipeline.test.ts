@@ -1,6 +1,11 @@
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
-import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
+import {
+  compressionGzip,
+  createConnectTransport,
+  createGrpcTransport,
+  createGrpcWebTransport,
+} from "@connectrpc/connect-node";
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Health } from "../../gen/grpc/health/v1/health_pb.js";
@@ -72,6 +77,31 @@ describe("one pipeline for every protocol", () => {
     expect(seen.map((s) => s.method)).toEqual(["GetJob", "GetJob", "GetJob"]);
     expect(seen[0]!.contentType).toBeNull();
     expect(seen[2]!.contentType).toMatch(/^application\/grpc/);
+  });
+
+  it("serves unary calls the fast path leaves to connect-es (deadlines, compression, GET) the same", async () => {
+    seen.length = 0;
+    const transports = [
+      createGrpcTransport({ baseUrl: base, defaultTimeoutMs: 5_000 }),
+      createGrpcTransport({ baseUrl: base, sendCompression: compressionGzip, compressMinBytes: 1 }),
+      createConnectTransport({ baseUrl: base, httpVersion: "1.1", defaultTimeoutMs: 5_000 }),
+      createConnectTransport({ baseUrl: base, httpVersion: "1.1", useHttpGet: true }),
+      createConnectTransport({
+        baseUrl: base,
+        httpVersion: "2",
+        useBinaryFormat: true,
+        sendCompression: compressionGzip,
+        compressMinBytes: 1,
+      }),
+      createGrpcWebTransport({ baseUrl: base, httpVersion: "1.1" }),
+    ];
+    for (const transport of transports) {
+      const client = createClient(JobQueueService, transport);
+      expect((await client.getJob({ jobId: JOB_ID })).job?.jobId).toBe(JOB_ID);
+      const err = await client.getJob({ jobId: "bad" }).catch((e) => ConnectError.from(e));
+      expect(err).toMatchObject({ code: Code.InvalidArgument, rawMessage: "job_id: is bad" });
+    }
+    expect(seen).toHaveLength(transports.length * 2);
   });
 
   it("gives domain errors their codes in one place, for REST and RPC alike", async () => {
