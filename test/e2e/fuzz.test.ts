@@ -20,10 +20,10 @@ import { startTestApp, type TestApp } from "../helpers/test-app.js";
  * client error that names something, never a 5xx (INTERNAL or UNKNOWN over gRPC), and the log
  * must show no stack for any of them.
  *
- * JOBQUEUE_FUZZ_RUNS (default 600) sets the number of inputs, JOBQUEUE_FUZZ_SEED the seed; a
+ * JOBQUEUE_FUZZ_RUNS (default 1000, a second or two) sets the number of inputs, JOBQUEUE_FUZZ_SEED the seed; a
  * failure prints the seed and the input, so it can be replayed.
  */
-const RUNS = Number(process.env.JOBQUEUE_FUZZ_RUNS ?? 600);
+const RUNS = Number(process.env.JOBQUEUE_FUZZ_RUNS ?? 1000);
 const SEED = Number(process.env.JOBQUEUE_FUZZ_SEED ?? 20261130);
 
 function prng(seed: number) {
@@ -213,13 +213,54 @@ describe("fuzzing every protocol and encoding", () => {
     const streaming = rpc.name === "WatchJob";
     const protocol = rng.pick([
       "rest",
+      "rest-path",
       "connect-json",
       "connect-proto",
+      "connect-get",
       "grpc-web",
       "grpc",
       "grpc-json",
     ]);
     switch (protocol) {
+      case "rest-path": {
+        const path = rng.pick([
+          `/jobs/${JOB_ID.slice(0, rng.int(JOB_ID.length))}`,
+          "/jobs/%ZZ",
+          "/jobs/%E0%A4%A",
+          `/jobs/${"x".repeat(rng.int(5000))}`,
+          `/jobs/${JOB_ID}/result?x=1`,
+          `/jobs/${JOB_ID}/attempts?job_id=other`,
+          "//jobs",
+          "/jobs/../jobs",
+          `/audit?since=${encodeURIComponent(rng.pick(["x", "2026-13-45T99:00:00Z", "-1"]))}`,
+          `/jobs?page_token=${"A".repeat(rng.int(300))}`,
+        ]);
+        const method = rng.pick(["GET", "POST", "HEAD", "DELETE", "PATCH"]);
+        return {
+          protocol,
+          rpc: "-",
+          path,
+          headers: {},
+          body: method === "POST" ? "{}" : null,
+          method,
+        };
+      }
+      case "connect-get": {
+        const get = rng.pick(RPCS.filter((r) => r.name === "GetJob" || r.name === "ListJobs"));
+        const binary = rng.int(2) === 0;
+        const message = binary
+          ? mutateBytes(rng, toPb(get)).toString("base64url")
+          : encodeURIComponent(mutateJson(rng, get.json));
+        const query = `connect=v1&encoding=${binary ? "proto" : "json"}${binary ? "&base64=1" : ""}&message=${message}`;
+        return {
+          protocol,
+          rpc: get.name,
+          path: `/jobqueue.v1.JobQueueService/${get.name}?${query}`,
+          headers: {},
+          body: null,
+          method: "GET",
+        };
+      }
       case "rest": {
         const kind = rng.int(4);
         if (kind === 0)
@@ -340,6 +381,14 @@ describe("fuzzing every protocol and encoding", () => {
       body: input.body,
     });
     const bytes = Buffer.from(await res.arrayBuffer());
+    // A HEAD answer has no body to name anything: its status is all there is.
+    if (input.method === "HEAD") {
+      return {
+        status: res.status,
+        code: res.ok ? "ok" : "head",
+        message: "HEAD answers carry no body",
+      };
+    }
     const ct = res.headers.get("content-type") ?? "";
     if (ct.startsWith("application/grpc-web")) {
       const text = bytes.toString("latin1");
