@@ -30,8 +30,10 @@ export function composeUnary(
   const method = spec.method;
   const service = method.parent;
   let next = (async (req: UnaryRequest): Promise<UnaryResponse> => {
-    const responseHeader = new Headers();
-    const responseTrailer = new Headers();
+    // Response headers and trailers are made if a handler or interceptor touches them (the
+    // transports here answer with their own).
+    let header: Headers | null = null;
+    let trailer: Headers | null = null;
     const ctx: HandlerContext = {
       method,
       service: req.service,
@@ -43,8 +45,14 @@ export function composeUnary(
       },
       timeoutMs: () => undefined,
       requestHeader: req.header,
-      responseHeader,
-      responseTrailer,
+      get responseHeader() {
+        header = header ?? new Headers();
+        return header;
+      },
+      get responseTrailer() {
+        trailer = trailer ?? new Headers();
+        return trailer;
+      },
       values: req.contextValues,
     };
     const output = await spec.impl(req.message, ctx);
@@ -52,8 +60,12 @@ export function composeUnary(
       stream: false,
       service,
       method,
-      header: responseHeader,
-      trailer: responseTrailer,
+      get header() {
+        return ctx.responseHeader;
+      },
+      get trailer() {
+        return ctx.responseTrailer;
+      },
       message: create(method.output, output as never),
     };
   }) as Parameters<Interceptor>[0];

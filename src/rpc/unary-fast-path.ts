@@ -133,7 +133,9 @@ export function createUnaryFastPath(options: UnaryFastPathOptions) {
       recordError(values.get(CALL_RECORD), error);
     }
     if (res.destroyed || res.stream.destroyed) return;
-    const trailers = Object.fromEntries(setTrailerStatus(new Headers(), error ?? undefined));
+    const trailers = error
+      ? Object.fromEntries(setTrailerStatus(new Headers(), error))
+      : { "grpc-status": "0" };
     res.writeHead(200, { "content-type": "application/grpc+proto" });
     res.addTrailers(trailers);
     if (body === null) {
