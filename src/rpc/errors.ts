@@ -1,7 +1,12 @@
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import { BadRequestSchema } from "../../gen/google/rpc/error_details_pb.js";
-import { InvalidArgumentError, JobNotFoundError, JobStateError } from "../job/errors.js";
+import {
+  InvalidArgumentError,
+  JobNotFoundError,
+  JobStateError,
+  withoutStack,
+} from "../job/errors.js";
 import { CALL_RECORD, type CallRecord, recordError, recordOk } from "./access-log.js";
 import { clientFaultOf } from "./malformed-input.js";
 
@@ -20,16 +25,24 @@ export function toConnectError(err: unknown, logger: Logger): ConnectError {
     }
     return err;
   }
+  // Client errors are answered, not logged: made without a stack (see src/job/errors.ts).
   if (err instanceof InvalidArgumentError) {
-    return new ConnectError(err.message, Code.InvalidArgument, undefined, [
-      {
-        desc: BadRequestSchema,
-        value: { fieldViolations: [{ field: err.field, description: err.problem }] },
-      },
-    ]);
+    return withoutStack(
+      () =>
+        new ConnectError(err.message, Code.InvalidArgument, undefined, [
+          {
+            desc: BadRequestSchema,
+            value: { fieldViolations: [{ field: err.field, description: err.problem }] },
+          },
+        ]),
+    );
   }
-  if (err instanceof JobNotFoundError) return new ConnectError(err.message, Code.NotFound);
-  if (err instanceof JobStateError) return new ConnectError(err.message, Code.FailedPrecondition);
+  if (err instanceof JobNotFoundError) {
+    return withoutStack(() => new ConnectError(err.message, Code.NotFound));
+  }
+  if (err instanceof JobStateError) {
+    return withoutStack(() => new ConnectError(err.message, Code.FailedPrecondition));
+  }
   logger.error({ err }, "request failed");
   return new ConnectError("internal error", Code.Internal);
 }
