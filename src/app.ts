@@ -1,10 +1,10 @@
 import { randomBytes } from "node:crypto";
 import { dirname, join } from "node:path";
-import type { ConnectRouter } from "@connectrpc/connect";
 import { type Logger, pino } from "pino";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
 import { JobQueueService } from "../gen/jobqueue/v1/job_queue_service_pb.js";
 import { createAuthenticator } from "./auth/api-keys.js";
+import { createAuthFailureThrottle } from "./auth/auth-failures.js";
 import type { Config } from "./config.js";
 import { type Clock, systemClock } from "./job/clock.js";
 import { createLimitResolver } from "./job/rate-limits.js";
@@ -16,11 +16,13 @@ import { createScheduler } from "./maintenance/scheduler.js";
 import { createTtlCleaner } from "./maintenance/ttl-cleaner.js";
 import { createJobQueue, type JobQueue } from "./queue/job-queue.js";
 import { createReadiness } from "./queue/readiness.js";
-import { createAuthGate } from "./rpc/auth.js";
-import { registerHealth } from "./rpc/health.js";
+import { createRefusalLog } from "./queue/refusal-log.js";
+import { assertRolesDeclared, createAuthInterceptor } from "./rpc/auth.js";
+import { createErrorInterceptor } from "./rpc/errors.js";
+import { createServingInterceptor, healthService } from "./rpc/health.js";
 import { createJobQueueServiceImpl } from "./rpc/job-queue-service.js";
-import { registerReflection } from "./rpc/reflection.js";
-import { createRestHandler } from "./rpc/rest.js";
+import { reflectionServices } from "./rpc/reflection.js";
+import { type ServiceRegistration, serve } from "./rpc/rest.js";
 import { createRpcServer } from "./rpc/server.js";
 import { createSecretBox } from "./secrets/secret-box.js";
 import { loadOrCreateKeyFile } from "./secrets/secret-keys.js";
@@ -86,7 +88,15 @@ export async function createApp(config: Config, deps: AppDeps = {}): Promise<App
         ? [loadOrCreateKeyFile(join(dirname(db.path), "secret.key"), logger)]
         : [ephemeralKey(logger)]),
   );
+  const refusals = createRefusalLog({
+    store,
+    clock,
+    individualPerWindow: config.auditRefusalsPerMinute,
+    onError: (err) => logger.error({ err }, "recording refused calls in the audit log failed"),
+  });
+  const authFailures = createAuthFailureThrottle({ clock, limit: config.authFailuresPerMinute });
   const queue = createJobQueue({
+    refusals,
     store,
     clock,
     secretBox,
@@ -183,42 +193,45 @@ export async function createApp(config: Config, deps: AppDeps = {}): Promise<App
       }),
     ],
   });
-  const gate = createAuthGate({
-    authenticate: config.auth.enabled ? createAuthenticator(config.auth.keys) : null,
-    store,
-    clock,
-    logger,
-  });
-
-  const impl = createJobQueueServiceImpl(queue, logger);
-  const shutdown = new AbortController();
   let serving = false;
+  const interceptors = [
+    createErrorInterceptor(logger),
+    createServingInterceptor(() => serving, Math.max(1, Math.ceil(config.shutdownGraceMs / 1000))),
+    createAuthInterceptor({
+      authenticate: config.auth.enabled ? createAuthenticator(config.auth.keys) : null,
+      throttled: (address) => authFailures.retryAfter(address),
+      authFailed: (address) => authFailures.failed(address),
+      refused: async ({ caller, action, outcome, jobIdOf }) => {
+        try {
+          await queue.recordRefusal(caller, action, outcome, await jobIdOf());
+        } catch (err) {
+          logger.error({ err }, "recording a refused call in the audit log failed");
+        }
+      },
+    }),
+  ];
+  const shutdown = new AbortController();
   let markStopping!: () => void;
   const stopping = new Promise<void>((resolve) => {
     markStopping = resolve;
   });
-  const serviceNames = [JobQueueService.typeName];
-  const routes = (router: ConnectRouter) => {
-    router.service(JobQueueService, impl);
-    registerReflection(router, [JobQueueService, Health]);
-    registerHealth(router, serviceNames, {
-      serving: () => serving && readiness.state().ready,
-      stopping,
-    });
-  };
-  const rest = createRestHandler({
-    service: JobQueueService,
-    impl,
-    logger,
-    maxRequestBytes: config.maxRequestBytes,
-    gate,
-  });
+  // Every service served, on every protocol; a new one is added here and nowhere else.
+  const served: ServiceRegistration[] = [serve(JobQueueService, createJobQueueServiceImpl(queue))];
+  assertRolesDeclared(served.map((s) => s.service));
+  const services: ServiceRegistration[] = [
+    ...served,
+    healthService(
+      served.map((s) => s.service.typeName),
+      { serving: () => serving && readiness.state().ready, stopping },
+    ),
+    ...reflectionServices([...served.map((s) => s.service), Health]),
+  ];
   const server = createRpcServer({
     host: config.host,
     port: config.port,
     logger,
-    routes,
-    fallback: rest,
+    services,
+    interceptors,
     serving: () => serving,
     readiness: () => {
       const state = readiness.state();
@@ -226,8 +239,9 @@ export async function createApp(config: Config, deps: AppDeps = {}): Promise<App
       return state;
     },
     readMaxBytes: config.maxRequestBytes,
+    corsOrigins: config.corsOrigins,
+    accessLog: config.accessLog ? logger.child({ log: "access" }) : null,
     shutdownSignal: shutdown.signal,
-    interceptors: [gate.interceptor],
   });
 
   let stopped: Promise<void> | null = null;
@@ -261,12 +275,14 @@ export async function createApp(config: Config, deps: AppDeps = {}): Promise<App
         markStopping();
         logger.info({ graceMs: config.shutdownGraceMs, inFlight: pool.inFlight }, "stopping");
         shutdown.abort();
-        await Promise.all([
-          pool.stop(config.shutdownGraceMs),
-          server.close(config.shutdownGraceMs),
-        ]);
+        // The port stays open until the calls in flight have finished (jobs and RPCs alike, within
+        // the grace period), answering "not serving" meanwhile.
+        const deadline = Date.now() + config.shutdownGraceMs;
+        await pool.stop(config.shutdownGraceMs);
+        await server.close(Math.max(0, deadline - Date.now()));
         await Promise.all([elector.stop(), heartbeat.stop(), readiness.stop()]);
         await dispatcher.close();
+        await refusals.stop();
         await store.close();
         logger.info("stopped");
       })();

@@ -5,6 +5,7 @@ import { resolve } from "node:path";
 import { type ApiKeyEntry, parseApiKeys } from "./auth/api-keys.js";
 import { parseHostLimits } from "./job/rate-limits.js";
 import { BACKOFF_STRATEGIES, type BackoffStrategy } from "./job/types.js";
+import { parseOrigin } from "./rpc/cors.js";
 import { parseSecretKeys } from "./secrets/secret-keys.js";
 import { parseHostPattern } from "./worker/outbound-policy.js";
 
@@ -35,6 +36,7 @@ export interface Config {
   defaultTtlMs: number | null;
   cleanupIntervalMs: number;
   logLevel: "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
+  accessLog: boolean;
   allowedHosts: string[];
   deniedHosts: string[];
   /** Secret-header keys, the sealing one first; null: use (or create) the key file. */
@@ -43,6 +45,9 @@ export interface Config {
   apiKeys: ApiKeyEntry[];
   authMode: "auto" | "keys" | "none";
   auditRetentionMs: number;
+  auditRefusalsPerMinute: number;
+  corsOrigins: string[];
+  authFailuresPerMinute: number;
   hostLimits: ReturnType<typeof parseHostLimits>;
   maxRequestBytes: number;
   maxUrlLength: number;
@@ -324,6 +329,18 @@ export const SETTINGS = [
     parse: oneOf(LOG_LEVELS),
   } satisfies Setting<"logLevel">,
   {
+    env: "JOBQUEUE_ACCESS_LOG",
+    key: "accessLog",
+    default: "0",
+    doc: "1: log one line per call (protocol, method, route, status, code, duration, principal, address; never query strings, headers or bodies).",
+    parse: (raw: string) => {
+      const v = raw.trim().toLowerCase();
+      if (["1", "true", "on", "yes"].includes(v)) return true;
+      if (["0", "false", "off", "no"].includes(v)) return false;
+      throw new BadValue("must be 1 or 0");
+    },
+  } satisfies Setting<"accessLog">,
+  {
     env: "JOBQUEUE_ALLOWED_HOSTS",
     key: "allowedHosts",
     default: "",
@@ -407,6 +424,40 @@ export const SETTINGS = [
     parse: (raw) => int(1, 36_500)(raw) * 86_400_000,
     section: "security",
   } satisfies Setting<"auditRetentionMs">,
+  {
+    env: "JOBQUEUE_AUDIT_REFUSALS_PER_MINUTE",
+    key: "auditRefusalsPerMinute",
+    default: "10",
+    doc: "Refused calls of one kind (address, principal, method, outcome, protocol) recorded one by one each minute; further ones are counted into one audit row per kind and minute.",
+    parse: int(0, 1_000_000),
+    section: "security",
+  } satisfies Setting<"auditRefusalsPerMinute">,
+  {
+    env: "JOBQUEUE_AUTH_FAILURES_PER_MINUTE",
+    key: "authFailuresPerMinute",
+    default: "300",
+    doc: "Failed authentications an address may make in a minute; beyond, its calls get 429 / `RESOURCE_EXHAUSTED` with `Retry-After` until the minute ends. 0: no limit.",
+    parse: int(0, 1_000_000),
+    section: "security",
+  } satisfies Setting<"authFailuresPerMinute">,
+  {
+    env: "JOBQUEUE_CORS_ORIGINS",
+    key: "corsOrigins",
+    default: "",
+    doc: "Browser origins allowed to call the API from other sites (CORS), comma-separated, e.g. `https://app.example.com`; `*` allows any. Empty: CORS is off.",
+    parse: (raw: string) => {
+      try {
+        return raw
+          .split(",")
+          .map((s) => s.trim())
+          .filter((s) => s !== "")
+          .map(parseOrigin);
+      } catch (err) {
+        throw new BadValue((err as Error).message);
+      }
+    },
+    section: "security",
+  } satisfies Setting<"corsOrigins">,
   {
     env: "JOBQUEUE_HOST_LIMITS",
     key: "hostLimits",

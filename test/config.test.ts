@@ -56,6 +56,10 @@ describe("loadConfig", () => {
       maxPageSize: 1000,
       maxTtlMs: 31_536_000_000,
       maxBatchSize: 1000,
+      auditRefusalsPerMinute: 10,
+      authFailuresPerMinute: 300,
+      corsOrigins: [],
+      accessLog: false,
       auth: { enabled: false, keys: [] },
     } satisfies Config);
   });
@@ -64,6 +68,10 @@ describe("loadConfig", () => {
     { env: { JOBQUEUE_CONCURRENCY: "16" }, expected: { concurrency: 16 } },
     { env: { JOBQUEUE_CONCURRENCY: " 16 " }, expected: { concurrency: 16 } },
     { env: { JOBQUEUE_PORT: "0" }, expected: { port: 0 } },
+    {
+      env: { JOBQUEUE_CORS_ORIGINS: " https://a.example , http://b.example:8080/ " },
+      expected: { corsOrigins: ["https://a.example", "http://b.example:8080"] },
+    },
     { env: { JOBQUEUE_PORT: "65535" }, expected: { port: 65535 } },
     {
       env: { JOBQUEUE_HOST: " 0.0.0.0 ", JOBQUEUE_AUTH: "none" },
@@ -128,6 +136,13 @@ describe("loadConfig", () => {
     { name: "JOBQUEUE_DEFAULT_TTL_SECONDS", value: "0", problem: "must be between" },
     { name: "JOBQUEUE_DB_URL", value: "mysql://x", problem: "sqlite" },
     { name: "JOBQUEUE_DB_URL", value: "postgres://u@h/db?schema=Bad-Name", problem: "schema" },
+    { name: "JOBQUEUE_CORS_ORIGINS", value: "app.example.com", problem: "is not an origin" },
+    {
+      name: "JOBQUEUE_CORS_ORIGINS",
+      value: "https://a.example/path",
+      problem: "scheme, host and port only",
+    },
+    { name: "JOBQUEUE_AUTH_FAILURES_PER_MINUTE", value: "-1", problem: "must be between" },
   ])("rejects $name=$value, naming the variable", ({ name, value, problem }) => {
     const err = configError(() => loadConfig({ [name]: value }));
     expect(err.problems).toHaveLength(1);

@@ -21,6 +21,7 @@ export const AUDIT_OUTCOMES = [
   "invalid_argument",
   "not_found",
   "failed_precondition",
+  "resource_exhausted",
   "error",
 ] as const;
 export type AuditOutcome = (typeof AUDIT_OUTCOMES)[number];

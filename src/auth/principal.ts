@@ -7,18 +7,15 @@ export interface Principal {
 export const ROLES = ["admin", "submitter", "reader"] as const;
 export type Role = (typeof ROLES)[number];
 
-/** What a call does, in the terms roles are granted. */
-export type Action = "enqueue" | "read" | "cancel" | "audit";
+/** Roles are ranked: each may do what the roles below it may (reader < submitter < admin). */
+const RANK: Record<Role, number> = { reader: 1, submitter: 2, admin: 3 };
 
-const GRANTS: Record<Role, ReadonlySet<Action>> = {
-  admin: new Set(["enqueue", "read", "cancel", "audit"]),
-  submitter: new Set(["enqueue", "read", "cancel"]),
-  reader: new Set(["read"]),
-};
-
-/** Whether a role may perform an action at all (ownership is checked separately). */
-export function may(role: Role, action: Action): boolean {
-  return GRANTS[role].has(action);
+/**
+ * Whether a role reaches the lowest role a method declares (its `jobqueue.v1.min_role` option;
+ * ownership is checked separately).
+ */
+export function reaches(role: Role, minRole: Role): boolean {
+  return RANK[role] >= RANK[minRole];
 }
 
 /** Whether a principal sees every job, or only its own. */

@@ -1,7 +1,28 @@
 /**
  * Typed domain errors. The RPC layer maps each to a transport code in one place
  * (src/rpc/errors.ts); messages are safe to show to clients.
+ *
+ * They are the client's errors, answered and never logged with a stack, so they are made without
+ * one: capturing a stack trace was ~3% of the server's time answering 404s (and the ConnectError
+ * made from it as much again).
  */
+
+/** Runs `make` with stack capture off. */
+export function withoutStack<T>(make: () => T): T {
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
+  try {
+    return make();
+  } finally {
+    Error.stackTraceLimit = limit;
+  }
+}
+
+function stackless(): number {
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
+  return limit;
+}
 
 /** Bad input: names the field and what is wrong with it. */
 export class InvalidArgumentError extends Error {
@@ -10,14 +31,18 @@ export class InvalidArgumentError extends Error {
     readonly field: string,
     readonly problem: string,
   ) {
+    const limit = stackless();
     super(`${field}: ${problem}`);
+    Error.stackTraceLimit = limit;
   }
 }
 
 export class JobNotFoundError extends Error {
   override readonly name = "JobNotFoundError";
   constructor(readonly jobId: string) {
+    const limit = stackless();
     super(`job ${jobId} not found`);
+    Error.stackTraceLimit = limit;
   }
 }
 
@@ -25,7 +50,9 @@ export class JobNotFoundError extends Error {
 export class JobStateError extends Error {
   override readonly name = "JobStateError";
   constructor(message: string) {
+    const limit = stackless();
     super(message);
+    Error.stackTraceLimit = limit;
   }
 }
 

@@ -1,4 +1,5 @@
 import { InvalidArgumentError } from "./errors.js";
+import { fitsAsJson, JSON_BODY_MAX_DEPTH, JSON_BODY_MAX_VALUES } from "./response-body.js";
 import {
   BACKOFF_STRATEGIES,
   type BackoffStrategy,
@@ -116,11 +117,23 @@ export function validateEnqueue(input: EnqueueInput, limits: JobLimits, now: num
     if (method === "HEAD") {
       throw new InvalidArgumentError("body", "a HEAD request cannot have a body");
     }
-    const size = body.kind === "bytes" ? body.bytes.byteLength : jsonSize(body.value);
+    const text = body.kind === "json" ? jsonText(body.value) : null;
+    const size = body.kind === "bytes" ? body.bytes.byteLength : Buffer.byteLength(text ?? "");
     if (size > limits.maxBodyBytes) {
       throw new InvalidArgumentError(
         "body",
         `is ${size} bytes; at most ${limits.maxBodyBytes} (JOBQUEUE_MAX_BODY_BYTES)`,
+      );
+    }
+    // A job is read back with its body as JSON: it must stay readable by every client.
+    if (
+      body.kind === "json" &&
+      typeof body.value !== "string" &&
+      !fitsAsJson(Buffer.from(text ?? ""))
+    ) {
+      throw new InvalidArgumentError(
+        "body",
+        `nests deeper than ${JSON_BODY_MAX_DEPTH} levels or holds more than ${JSON_BODY_MAX_VALUES} values; send it as body_bytes or a string`,
       );
     }
   }
@@ -432,8 +445,8 @@ function secondsToMs(
   return Math.round(seconds * 1000);
 }
 
-function jsonSize(value: unknown): number {
-  return Buffer.byteLength(typeof value === "string" ? value : JSON.stringify(value));
+function jsonText(value: unknown): string {
+  return typeof value === "string" ? value : JSON.stringify(value);
 }
 
 // A ULID is 26 Crockford base32 characters; the first is at most 7 (128 bits in all).

@@ -31,6 +31,7 @@ import {
 } from "../job/validate.js";
 import type { SecretBox } from "../secrets/secret-box.js";
 import type { JobStore, NodeInfo } from "../store/job-store.js";
+import type { RefusalLog } from "./refusal-log.js";
 
 export interface ListInput {
   statuses?: JobStatus[];
@@ -89,6 +90,16 @@ export interface JobQueue {
   ): Promise<{ events: StoredAuditEvent[]; nextPageToken: string | null }>;
   /** The nodes serving from this store that sent a heartbeat recently. */
   listNodes(): Promise<NodeInfo[]>;
+  /**
+   * Records a call the transport refused before it reached the queue (no or an invalid API key, a
+   * role too low for the method), naming the job it asked for if any.
+   */
+  recordRefusal(
+    caller: Caller,
+    action: string,
+    outcome: "unauthenticated" | "permission_denied" | "resource_exhausted",
+    jobId: string | null,
+  ): Promise<void>;
 }
 
 export interface JobQueueOptions {
@@ -98,6 +109,11 @@ export interface JobQueueOptions {
   clock: Clock;
   limits: QueueLimits;
   secretBox: SecretBox;
+  /**
+   * Where refused calls are recorded (bounded: see {@link createRefusalLog}); default: one row
+   * each.
+   */
+  refusals?: RefusalLog;
   /** How often a watcher re-reads the job even without an event (changes made by other processes). */
   watchPollMs?: number;
 }
@@ -343,6 +359,12 @@ export function createJobQueue(options: JobQueueOptions): JobQueue {
 
     listNodes() {
       return store.nodeList({ withinMs: options.nodeAliveMs ?? 15_000 });
+    },
+
+    async recordRefusal(caller, action, outcome, jobId) {
+      const event = auditOf(caller, action, outcome, jobId, clock.now());
+      if (options.refusals) await options.refusals.record(event);
+      else await store.auditInsert([event]);
     },
 
     async listAudit(input) {

@@ -1,4 +1,4 @@
-import type { DescMethod } from "@bufbuild/protobuf";
+import { type DescMethod, type DescService, getOption, hasOption } from "@bufbuild/protobuf";
 import {
   Code,
   ConnectError,
@@ -6,14 +6,11 @@ import {
   createContextKey,
   type Interceptor,
 } from "@connectrpc/connect";
-import type { Logger } from "pino";
-import { JobQueueService } from "../../gen/jobqueue/v1/job_queue_service_pb.js";
+import { min_role, Role as RolePb } from "../../gen/jobqueue/v1/options_pb.js";
 import type { AuditOutcome } from "../audit/audit-event.js";
 import type { Authentication } from "../auth/api-keys.js";
-import { type Action, type Caller, may } from "../auth/principal.js";
-import type { Clock } from "../job/clock.js";
+import { type Caller, type Role, reaches } from "../auth/principal.js";
 import { validateJobId } from "../job/validate.js";
-import type { JobStore } from "../store/job-store.js";
 
 /** The authenticated caller of a request, for the handlers. */
 export const CALLER = createContextKey<Caller | null>(null, { description: "caller" });
@@ -21,153 +18,145 @@ export const CALLER = createContextKey<Caller | null>(null, { description: "call
 export const REMOTE_ADDRESS = createContextKey<string | null>(null, {
   description: "remote address",
 });
+/** The protocol of a request when it is not told by its content type ("rest"). */
+export const PROTOCOL = createContextKey<string | null>(null, { description: "protocol" });
 
-/**
- * What each JobQueueService method does, in the terms roles are granted. Every method is listed
- * (a new RPC does not compile until it is given an action), and one missing at run time is refused.
- */
-const ACTIONS: Record<keyof typeof JobQueueService.method, Action> = {
-  enqueueJob: "enqueue",
-  enqueueJobs: "enqueue",
-  getJob: "read",
-  getJobResult: "read",
-  cancelJob: "cancel",
-  listJobs: "read",
-  listJobAttempts: "read",
-  watchJob: "read",
-  listNodes: "read",
-  listAuditEvents: "audit",
+const ROLE_OF: Record<RolePb, Role | null> = {
+  [RolePb.UNSPECIFIED]: null,
+  [RolePb.READER]: "reader",
+  [RolePb.SUBMITTER]: "submitter",
+  [RolePb.ADMIN]: "admin",
 };
 
-export interface AuthGateOptions {
-  /** Null: no authentication, every caller may do everything. */
-  authenticate: ((headers: Headers) => Authentication) | null;
-  store: JobStore;
-  clock: Clock;
-  logger: Logger;
+/**
+ * Whether a service is one of ours (package `jobqueue.*`), whose methods are guarded; others
+ * (health, reflection) stay open to everyone.
+ */
+export function isGuarded(service: DescService): boolean {
+  return service.typeName.startsWith("jobqueue.");
 }
 
 /**
- * Authentication and role checks, identical for every protocol: the Connect interceptor (gRPC,
- * gRPC-Web, Connect) and the REST handler both call {@link AuthGate.admit}. Only the
- * JobQueueService is guarded; health and reflection stay open. Refusals are audited, with the job
- * the call names, and say nothing about why beyond their code.
+ * The lowest role that may call a method: its `jobqueue.v1.min_role` option, declared next to the
+ * method in the proto. Null for the methods of services that are not guarded.
  */
-export interface AuthGate {
-  /**
-   * `jobIdOf` reads the job the request names; it is only called to record a refusal (an
-   * accepted call's job is recorded by the queue), and only a well-formed job id is kept.
-   */
-  admit(
-    method: DescMethod,
-    headers: Headers,
-    remoteAddress: string | null,
-    protocol: string,
-    jobIdOf?: () => unknown,
-  ): Promise<Caller | null>;
-  interceptor: Interceptor;
+export function minRoleOf(method: DescMethod): Role | null {
+  if (!isGuarded(method.parent)) return null;
+  const role = hasOption(method, min_role) ? ROLE_OF[getOption(method, min_role)] : null;
+  if (!role) throw new Error(`${method.parent.typeName}.${method.name} declares no min_role`);
+  return role;
 }
 
-export function createAuthGate(options: AuthGateOptions): AuthGate {
-  const { authenticate, store, clock, logger } = options;
+/**
+ * Checks at start-up that every method of every guarded service declares its role, so a new
+ * service or method cannot be served open by omission.
+ */
+export function assertRolesDeclared(services: DescService[]): void {
+  for (const service of services) for (const method of service.methods) minRoleOf(method);
+}
 
-  async function refuse(
-    method: DescMethod,
-    caller: Caller,
-    jobIdOf: (() => unknown) | undefined,
-    outcome: AuditOutcome,
-    code: Code,
-    message: string,
-  ): Promise<never> {
-    try {
-      await store.auditInsert([
-        {
-          at: clock.now(),
-          principal: caller.principal?.name ?? null,
-          action: method.name,
-          jobId: await wellFormedJobId(jobIdOf),
-          remoteAddress: caller.remoteAddress,
-          protocol: caller.protocol,
-          outcome,
-          detail: null,
-        },
-      ]);
-    } catch (err) {
-      logger.error({ err }, "recording a refused call in the audit log failed");
-    }
-    throw new ConnectError(message, code);
-  }
+/** A refused call, as the transport reports it to the facade (which decides what to keep). */
+export interface Refusal {
+  caller: Caller;
+  /** The method's name, e.g. "GetJob". */
+  action: string;
+  outcome: Extract<AuditOutcome, "unauthenticated" | "permission_denied" | "resource_exhausted">;
+  /** The job the request named, when it names a well-formed one. */
+  jobIdOf: () => Promise<string | null>;
+}
 
-  async function admit(
-    method: DescMethod,
-    headers: Headers,
-    remoteAddress: string | null,
-    protocol: string,
-    jobIdOf?: () => unknown,
-  ): Promise<Caller | null> {
-    if (method.parent.typeName !== JobQueueService.typeName) return null;
-    if (!authenticate) return { principal: null, remoteAddress, protocol };
-    const auth = authenticate(headers);
-    if (auth.kind !== "principal") {
-      const anonymous: Caller = { principal: null, remoteAddress, protocol };
-      return refuse(
-        method,
-        anonymous,
-        jobIdOf,
-        "unauthenticated",
-        Code.Unauthenticated,
-        "a valid API key is required",
-      );
-    }
-    const caller: Caller = { principal: auth.principal, remoteAddress, protocol };
-    const action: Action | undefined = ACTIONS[method.localName as keyof typeof ACTIONS];
-    if (action === undefined || !may(auth.principal.role, action)) {
-      return refuse(
-        method,
-        caller,
-        jobIdOf,
-        "permission_denied",
-        Code.PermissionDenied,
-        "not allowed",
-      );
-    }
-    return caller;
-  }
+export interface AuthOptions {
+  /** Null: no authentication, every caller may do everything. */
+  authenticate: ((headers: Headers) => Authentication) | null;
+  /** Records a refusal (through the facade: the transport never writes). */
+  refused: (refusal: Refusal) => Promise<void>;
+  /**
+   * Asked before authenticating: whether this address is refused for now because it keeps failing
+   * authentication; answers the seconds to wait, or 0.
+   */
+  throttled?: (remoteAddress: string | null) => number;
+  /** Told of every failed authentication. */
+  authFailed?: (remoteAddress: string | null) => void;
+}
 
-  const interceptor: Interceptor = (next) => async (req) => {
-    const caller = await admit(
-      req.method,
-      req.header,
-      req.contextValues.get(REMOTE_ADDRESS),
-      protocolOf(req.header.get("content-type")),
-      // A server-streaming request is a stream of one message; it is read only to be refused.
-      async () => {
-        const message = req.stream ? await firstOf(req.message) : req.message;
-        return (message as { jobId?: unknown } | undefined)?.jobId;
-      },
-    );
-    if (caller) req.contextValues.set(CALLER, caller);
-    return next(req);
+/**
+ * Authentication and role checks, one interceptor for every protocol (the Connect router and the
+ * REST transcoder run the same interceptors). Guarded methods need a key whose role reaches the
+ * method's `min_role`; refusals are reported with the job the call names and say nothing about
+ * why beyond their code.
+ */
+export function createAuthInterceptor(options: AuthOptions): Interceptor {
+  const { authenticate, refused } = options;
+  const roles = new Map<DescMethod, Role | null>();
+  const roleOf = (method: DescMethod) => {
+    let role = roles.get(method);
+    if (role === undefined) {
+      role = minRoleOf(method);
+      roles.set(method, role);
+    }
+    return role;
   };
 
-  return { admit, interceptor };
+  return (next) => async (req) => {
+    const minRole = roleOf(req.method);
+    if (minRole === null) return next(req);
+    const remoteAddress = req.contextValues.get(REMOTE_ADDRESS);
+    const protocol = req.contextValues.get(PROTOCOL) ?? protocolOf(req.header.get("content-type"));
+    if (!authenticate) {
+      req.contextValues.set(CALLER, { principal: null, remoteAddress, protocol });
+      return next(req);
+    }
+    // A server-streaming request is a stream of one message; it is read only to be refused.
+    const jobIdOf = async () => {
+      try {
+        const message = req.stream ? await firstOf(req.message) : req.message;
+        const value = (message as { jobId?: unknown } | undefined)?.jobId;
+        return typeof value === "string" ? validateJobId(value) : null;
+      } catch {
+        return null;
+      }
+    };
+    const wait = options.throttled?.(remoteAddress) ?? 0;
+    if (wait > 0) {
+      await refused({
+        caller: { principal: null, remoteAddress, protocol },
+        action: req.method.name,
+        outcome: "resource_exhausted",
+        jobIdOf: async () => null,
+      });
+      const err = new ConnectError(
+        "too many failed authentications from this address; retry later",
+        Code.ResourceExhausted,
+      );
+      err.metadata.set("retry-after", String(wait));
+      throw err;
+    }
+    const auth = authenticate(req.header);
+    if (auth.kind !== "principal") {
+      options.authFailed?.(remoteAddress);
+      await refused({
+        caller: { principal: null, remoteAddress, protocol },
+        action: req.method.name,
+        outcome: "unauthenticated",
+        jobIdOf,
+      });
+      throw new ConnectError("a valid API key is required", Code.Unauthenticated);
+    }
+    const caller: Caller = { principal: auth.principal, remoteAddress, protocol };
+    if (!reaches(auth.principal.role, minRole)) {
+      await refused({ caller, action: req.method.name, outcome: "permission_denied", jobIdOf });
+      throw new ConnectError("not allowed", Code.PermissionDenied);
+    }
+    req.contextValues.set(CALLER, caller);
+    return next(req);
+  };
 }
 
-/** The caller a handler runs for; set by the gate for every JobQueueService call. */
+/** The caller a handler runs for; set by the auth interceptor for every guarded call. */
 export function callerOf(values: ContextValues): Caller {
   const caller = values.get(CALLER);
   if (!caller) throw new ConnectError("internal error", Code.Internal);
   return caller;
-}
-
-/** The job id a refused request names, if it names one that could exist. */
-async function wellFormedJobId(jobIdOf: (() => unknown) | undefined): Promise<string | null> {
-  try {
-    const value = await jobIdOf?.();
-    return typeof value === "string" ? validateJobId(value) : null;
-  } catch {
-    return null;
-  }
 }
 
 async function firstOf<T>(messages: AsyncIterable<T>): Promise<T | undefined> {
@@ -175,7 +164,8 @@ async function firstOf<T>(messages: AsyncIterable<T>): Promise<T | undefined> {
   return undefined;
 }
 
-function protocolOf(contentType: string | null): string {
+/** The RPC protocol a content type names. */
+export function protocolOf(contentType: string | null): string {
   const ct = contentType ?? "";
   if (ct.startsWith("application/grpc-web")) return "grpc-web";
   if (ct.startsWith("application/grpc")) return "grpc";

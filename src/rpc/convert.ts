@@ -15,7 +15,8 @@ import type {
   GetJobResultResponseSchema,
 } from "../../gen/jobqueue/v1/job_queue_service_pb.js";
 import type { StoredAuditEvent } from "../audit/audit-event.js";
-import { presentBody } from "../job/response-body.js";
+import { InvalidArgumentError } from "../job/errors.js";
+import { presentResponseBody } from "../job/response-body.js";
 import type {
   Attempt,
   AttemptOutcome,
@@ -89,7 +90,13 @@ export function statusesFromPb(values: JobStatusPb[]): JobStatus[] | string {
 export function enqueueInputFromPb(req: EnqueueJobRequest): EnqueueInput {
   let body: EnqueueInput["body"] = null;
   if (req.payload.case === "body") {
-    const value = toJson(ValueSchema, req.payload.value) as JsonValue;
+    let value: JsonValue;
+    try {
+      value = toJson(ValueSchema, req.payload.value) as JsonValue;
+    } catch (err) {
+      // Binary protobuf can say what JSON cannot: a Value of no kind, NaN, Infinity.
+      throw new InvalidArgumentError("body", `is not a JSON value (${(err as Error).message})`);
+    }
     body = value === null ? null : { kind: "json", value };
   } else if (req.payload.case === "bodyBytes") {
     body = { kind: "bytes", bytes: req.payload.value };
@@ -191,15 +198,14 @@ export function resultToPb(
   result: JobResult | null,
 ): MessageInitShape<typeof GetJobResultResponseSchema> {
   const response = result?.response ?? null;
+  const body = response ? presentResponseBody(response.body, response.bodyEncoding) : null;
   return {
     jobId: job.id,
     status: STATUS[job.status],
     responseStatus: response?.status,
     responseHeaders: response?.headers ?? {},
-    responseBody: response
-      ? fromJson(ValueSchema, presentBody(response.body, response.bodyEncoding))
-      : undefined,
-    responseBodyEncoding: response ? ENCODING[response.bodyEncoding] : BodyEncodingPb.UNSPECIFIED,
+    responseBody: body ? fromJson(ValueSchema, body.value) : undefined,
+    responseBodyEncoding: body ? ENCODING[body.encoding] : BodyEncodingPb.UNSPECIFIED,
     truncated: response?.truncated ?? false,
     error: result?.error ?? undefined,
     durationMs: result?.durationMs,

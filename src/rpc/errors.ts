@@ -1,4 +1,4 @@
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import { BadRequestSchema } from "../../gen/google/rpc/error_details_pb.js";
 import {
@@ -6,8 +6,11 @@ import {
   InvalidArgumentError,
   JobNotFoundError,
   JobStateError,
+  withoutStack,
 } from "../job/errors.js";
 import { StoreUnavailableError } from "../store/job-store.js";
+import { CALL_RECORD, type CallRecord, recordError, recordOk } from "./access-log.js";
+import { clientFaultOf } from "./malformed-input.js";
 
 /**
  * The one place where domain errors become transport codes. Clients get a clear message (and, for
@@ -16,30 +19,81 @@ import { StoreUnavailableError } from "../store/job-store.js";
  */
 export function toConnectError(err: unknown, logger: Logger): ConnectError {
   if (err instanceof ConnectError) {
+    const fault = clientFaultOf(err);
+    if (fault) return fault;
     if (err.code === Code.Internal || err.code === Code.Unknown) {
       logger.error({ err }, "request failed");
       return new ConnectError("internal error", Code.Internal);
     }
     return err;
   }
+  // Client errors are answered, not logged: made without a stack (see src/job/errors.ts).
   if (err instanceof InvalidArgumentError) {
-    return new ConnectError(err.message, Code.InvalidArgument, undefined, [
-      {
-        desc: BadRequestSchema,
-        value: { fieldViolations: [{ field: err.field, description: err.problem }] },
-      },
-    ]);
+    return withoutStack(
+      () =>
+        new ConnectError(err.message, Code.InvalidArgument, undefined, [
+          {
+            desc: BadRequestSchema,
+            value: { fieldViolations: [{ field: err.field, description: err.problem }] },
+          },
+        ]),
+    );
   }
-  if (err instanceof JobNotFoundError) return new ConnectError(err.message, Code.NotFound);
-  if (err instanceof JobStateError) return new ConnectError(err.message, Code.FailedPrecondition);
-  if (err instanceof IdempotencyConflictError)
-    return new ConnectError(err.message, Code.AlreadyExists);
+  if (err instanceof JobNotFoundError) {
+    return withoutStack(() => new ConnectError(err.message, Code.NotFound));
+  }
+  if (err instanceof JobStateError) {
+    return withoutStack(() => new ConnectError(err.message, Code.FailedPrecondition));
+  }
+  if (err instanceof IdempotencyConflictError) {
+    return withoutStack(() => new ConnectError(err.message, Code.AlreadyExists));
+  }
   if (err instanceof StoreUnavailableError) {
-    logger.warn({ reason: err.message }, "the store is unavailable");
-    return new ConnectError(`the job store is unavailable: ${err.message}`, Code.Unavailable);
+    // Readiness reports it (and logs it once); the caller is told what is wrong.
+    return withoutStack(
+      () => new ConnectError(`the job store is unavailable: ${err.message}`, Code.Unavailable),
+    );
   }
   logger.error({ err }, "request failed");
   return new ConnectError("internal error", Code.Internal);
+}
+
+/**
+ * The errors stage of the pipeline: whatever a handler (or a later interceptor) throws leaves as a
+ * {@link ConnectError} chosen by {@link toConnectError}, for unary calls and for the messages of a
+ * stream alike. Handlers throw domain errors and never pick a code themselves.
+ */
+export function createErrorInterceptor(logger: Logger): Interceptor {
+  return (next) => async (req) => {
+    const record = req.contextValues.get(CALL_RECORD);
+    try {
+      const res = await next(req);
+      if (!res.stream) {
+        recordOk(record);
+        return res;
+      }
+      return { ...res, message: mapStreamErrors(res.message, logger, record) };
+    } catch (err) {
+      const cerr = toConnectError(err, logger);
+      recordError(record, cerr);
+      throw cerr;
+    }
+  };
+}
+
+async function* mapStreamErrors<T>(
+  messages: AsyncIterable<T>,
+  logger: Logger,
+  record: CallRecord | null,
+): AsyncIterable<T> {
+  try {
+    yield* messages;
+    recordOk(record);
+  } catch (err) {
+    const cerr = toConnectError(err, logger);
+    recordError(record, cerr);
+    throw cerr;
+  }
 }
 
 /** The field named by an invalid-argument error, if any. */

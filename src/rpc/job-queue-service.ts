@@ -1,6 +1,5 @@
 import { timestampMs } from "@bufbuild/protobuf/wkt";
-import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
-import type { Logger } from "pino";
+import type { ServiceImpl } from "@connectrpc/connect";
 import type { JobQueueService } from "../../gen/jobqueue/v1/job_queue_service_pb.js";
 import { InvalidArgumentError } from "../job/errors.js";
 import type { JobQueue } from "../queue/job-queue.js";
@@ -15,23 +14,23 @@ import {
   statusesFromPb,
   statusToPb,
 } from "./convert.js";
-import { toConnectError } from "./errors.js";
 
 export type JobQueueServiceImpl = ServiceImpl<typeof JobQueueService>;
 
 /**
  * The JobQueueService handlers, shared by every protocol (the Connect router and the REST routes
- * call the same functions, so they cannot disagree). Each converts the request, calls the queue
- * and converts the reply; errors leave through {@link toConnectError}.
+ * call the same functions through the same interceptors, so they cannot disagree). Each
+ * converts the request, calls the queue and converts the reply; the errors it throws are domain
+ * errors, given their codes by the pipeline's errors stage.
  */
-export function createJobQueueServiceImpl(queue: JobQueue, logger: Logger): JobQueueServiceImpl {
+export function createJobQueueServiceImpl(queue: JobQueue): JobQueueServiceImpl {
   return {
-    enqueueJob: unary(logger, async (req, ctx) => {
+    enqueueJob: async (req, ctx) => {
       const { job } = await queue.enqueue(enqueueInputFromPb(req), callerOf(ctx.values));
       return { jobId: job.id, status: statusToPb(job.status) };
-    }),
+    },
 
-    enqueueJobs: unary(logger, async (req, ctx) => {
+    enqueueJobs: async (req, ctx) => {
       const results = await queue.enqueueMany(
         req.jobs.map(enqueueInputFromPb),
         callerOf(ctx.values),
@@ -39,22 +38,22 @@ export function createJobQueueServiceImpl(queue: JobQueue, logger: Logger): JobQ
       return {
         jobs: results.map(({ job }) => ({ jobId: job.id, status: statusToPb(job.status) })),
       };
+    },
+
+    getJob: async (req, ctx) => ({
+      job: jobToPb(await queue.get(req.jobId, callerOf(ctx.values))),
     }),
 
-    getJob: unary(logger, async (req, ctx) => ({
-      job: jobToPb(await queue.get(req.jobId, callerOf(ctx.values))),
-    })),
-
-    getJobResult: unary(logger, async (req, ctx) => {
+    getJobResult: async (req, ctx) => {
       const { job, result } = await queue.getResult(req.jobId, callerOf(ctx.values));
       return resultToPb(job, result);
+    },
+
+    cancelJob: async (req, ctx) => ({
+      job: jobToPb(await queue.cancel(req.jobId, callerOf(ctx.values))),
     }),
 
-    cancelJob: unary(logger, async (req, ctx) => ({
-      job: jobToPb(await queue.cancel(req.jobId, callerOf(ctx.values))),
-    })),
-
-    listJobs: unary(logger, async (req, ctx) => {
+    listJobs: async (req, ctx) => {
       const statuses = statusesFromPb(req.status);
       if (typeof statuses === "string") {
         throw new InvalidArgumentError("status", `unknown status ${statuses}`);
@@ -71,29 +70,24 @@ export function createJobQueueServiceImpl(queue: JobQueue, logger: Logger): JobQ
         callerOf(ctx.values),
       );
       return { jobs: jobs.map(jobToPb), nextPageToken: nextPageToken ?? undefined };
-    }),
+    },
 
-    listJobAttempts: unary(logger, async (req, ctx) => {
+    listJobAttempts: async (req, ctx) => {
       const { job, attempts } = await queue.listAttempts(req.jobId, callerOf(ctx.values));
       return { jobId: job.id, attempts: attempts.map(attemptToPb) };
-    }),
+    },
 
     async *watchJob(req, ctx) {
-      try {
-        const caller = callerOf(ctx.values);
-        for await (const job of queue.watch(req.jobId, caller, ctx.signal)) {
-          yield { job: jobToPb(job) };
-        }
-      } catch (err) {
-        throw toConnectError(err, logger);
+      for await (const job of queue.watch(req.jobId, callerOf(ctx.values), ctx.signal)) {
+        yield { job: jobToPb(job) };
       }
     },
 
-    listNodes: unary(logger, async () => ({
+    listNodes: async () => ({
       nodes: (await queue.listNodes()).map(nodeToPb),
-    })),
+    }),
 
-    listAuditEvents: unary(logger, async (req) => {
+    listAuditEvents: async (req) => {
       const { events, nextPageToken } = await queue.listAudit({
         principal: req.principal,
         action: req.action,
@@ -105,19 +99,6 @@ export function createJobQueueServiceImpl(queue: JobQueue, logger: Logger): JobQ
         pageToken: req.pageToken,
       });
       return { events: events.map(auditToPb), nextPageToken: nextPageToken ?? undefined };
-    }),
-  };
-}
-
-function unary<I, O>(
-  logger: Logger,
-  fn: (req: I, ctx: HandlerContext) => Promise<O>,
-): (req: I, ctx: HandlerContext) => Promise<O> {
-  return async (req, ctx) => {
-    try {
-      return await fn(req, ctx);
-    } catch (err) {
-      throw toConnectError(err, logger);
-    }
+    },
   };
 }

@@ -8,13 +8,13 @@ import {
 } from "@bufbuild/protobuf";
 import { nestedTypes } from "@bufbuild/protobuf/reflect";
 import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
-import type { ConnectRouter } from "@connectrpc/connect";
 import {
   type ServerReflectionRequest as RequestV1,
   type ServerReflectionResponseSchema as ResponseV1Schema,
   ServerReflection as ServerReflectionV1,
 } from "../../gen/grpc/reflection/v1/reflection_pb.js";
 import { ServerReflection as ServerReflectionV1alpha } from "../../gen/grpc/reflection/v1alpha/reflection_pb.js";
+import type { ServiceRegistration } from "./rest.js";
 
 type ReflectionResponse = MessageInitShape<typeof ResponseV1Schema>;
 
@@ -29,7 +29,7 @@ const INVALID_ARGUMENT = 3;
  * extension, and the extension numbers of a type. File answers carry the file's transitive
  * dependencies too.
  */
-export function registerReflection(router: ConnectRouter, services: DescService[]): void {
+export function reflectionServices(services: DescService[]): ServiceRegistration[] {
   const index = buildIndex([...services, ServerReflectionV1, ServerReflectionV1alpha]);
   const serviceNames = [
     ...services.map((s) => s.typeName),
@@ -40,11 +40,11 @@ export function registerReflection(router: ConnectRouter, services: DescService[
   async function* info(requests: AsyncIterable<RequestV1>) {
     for await (const req of requests) yield answer(req, index, serviceNames);
   }
-  router.service(ServerReflectionV1, { serverReflectionInfo: info });
-  // v1alpha's messages have the same shape and field numbers as v1's.
-  router.service(ServerReflectionV1alpha, {
-    serverReflectionInfo: info as never,
-  });
+  return [
+    { service: ServerReflectionV1, impl: { serverReflectionInfo: info } as never },
+    // v1alpha's messages have the same shape and field numbers as v1's.
+    { service: ServerReflectionV1alpha, impl: { serverReflectionInfo: info } as never },
+  ];
 }
 
 interface Index {

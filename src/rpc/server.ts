@@ -1,42 +1,64 @@
 import http from "node:http";
 import http2 from "node:http2";
 import net from "node:net";
-import { type ConnectRouter, createContextValues, type Interceptor } from "@connectrpc/connect";
-import { type ConnectNodeAdapterOptions, connectNodeAdapter } from "@connectrpc/connect-node";
+import {
+  Code,
+  ConnectError,
+  type ContextValues,
+  createConnectRouter,
+  createContextValues,
+  type Interceptor,
+} from "@connectrpc/connect";
+import type { UniversalHandler } from "@connectrpc/connect/protocol";
+import {
+  compressionBrotli,
+  compressionGzip,
+  universalRequestFromNodeRequest,
+  universalResponseToNodeResponse,
+} from "@connectrpc/connect-node";
 import type { Logger } from "pino";
-import { REMOTE_ADDRESS } from "./auth.js";
-import { sendJson } from "./rest.js";
+import { CALL_RECORD, type CallRecord, codeOfCall } from "./access-log.js";
+import { CALLER, PROTOCOL, protocolOf, REMOTE_ADDRESS } from "./auth.js";
+import { createCors } from "./cors.js";
+import { withClientErrors } from "./malformed-input.js";
+import { createRestTranscoder, type ServiceRegistration, sendError, sendJson } from "./rest.js";
+import { createUnaryFastPath } from "./unary-fast-path.js";
 
-type NodeHandler = NonNullable<ConnectNodeAdapterOptions["fallback"]>;
-type Request = Parameters<NodeHandler>[0];
-type Response = Parameters<NodeHandler>[1];
+type Request = http.IncomingMessage | http2.Http2ServerRequest;
+type Response = http.ServerResponse | http2.Http2ServerResponse;
 
 export interface RpcServerOptions {
   host: string;
   port: number;
   logger: Logger;
-  /** Registers the Connect services (gRPC, gRPC-Web and Connect on their RPC paths). */
-  routes: (router: ConnectRouter) => void;
-  /** Serves paths the RPC router does not know; resolves false when it does not know them either. */
-  fallback: (req: Request, res: Response) => Promise<boolean>;
+  /**
+   * Every service, served on every protocol: gRPC, gRPC-Web and Connect on their RPC paths, and
+   * REST on the routes their google.api.http rules declare.
+   */
+  services: ServiceRegistration[];
+  /** The pipeline every call of every protocol passes (errors, authentication, …), outermost first. */
+  interceptors: Interceptor[];
   /** Whether GET /healthz answers 200; false once the process begins to stop. */
   serving: () => boolean;
   /** Whether GET /readyz answers 200 (the store takes writes, not stopping), and why not. */
   readiness: () => { ready: boolean; reason: string | null };
   /** Largest RPC message accepted, in bytes. */
   readMaxBytes: number;
+  /** Where one line per call goes (protocol, route, code, duration, principal); null: none. */
+  accessLog?: Logger | null;
+  /** Origins browsers may call from (CORS); empty: CORS is off. */
+  corsOrigins?: string[];
   /** Aborted when the server begins to stop: streaming handlers end. */
   shutdownSignal: AbortSignal;
-  /** Run around every RPC (authentication and role checks). */
-  interceptors: Interceptor[];
 }
 
 export interface RpcServer {
   /** Starts listening; resolves with the bound address (port 0 picks a free one). */
   listen(): Promise<{ host: string; port: number }>;
   /**
-   * Stops accepting connections, lets requests in progress finish for up to `graceMs`, then closes
-   * what is left. Idempotent.
+   * Lets requests in progress finish for up to `graceMs` while the port stays open (calls arriving
+   * meanwhile are answered "not serving" by the pipeline), then stops accepting connections and
+   * closes what is left. Idempotent.
    */
   close(graceMs: number): Promise<void>;
 }
@@ -51,22 +73,128 @@ const FIRST_BYTES_TIMEOUT_MS = 10_000;
  */
 export function createRpcServer(options: RpcServerOptions): RpcServer {
   const { logger } = options;
-  const handler = connectNodeAdapter({
-    routes: options.routes,
+  const accessLog = options.accessLog ?? null;
+  const router = createConnectRouter({
+    interceptors: options.interceptors,
     jsonOptions: { ignoreUnknownFields: false },
     readMaxBytes: options.readMaxBytes,
     shutdownSignal: options.shutdownSignal,
+    acceptCompression: [compressionGzip, compressionBrotli],
+  });
+  for (const { service, impl } of options.services) router.service(service, impl as never);
+  const rpcPaths = new Map<string, UniversalHandler>();
+  for (const h of router.handlers) {
+    rpcPaths.set(h.requestPath, withClientErrors(h, options.readMaxBytes));
+  }
+  const rest = createRestTranscoder({
+    services: options.services,
     interceptors: options.interceptors,
-    contextValues: (req) =>
-      createContextValues().set(REMOTE_ADDRESS, req.socket?.remoteAddress ?? null),
-    fallback: (req, res) => {
-      void serveFallback(req, res);
-    },
+    logger,
+    maxRequestBytes: options.readMaxBytes,
+    shutdownSignal: options.shutdownSignal,
   });
 
-  async function serveFallback(req: Request, res: Response) {
+  const fastPath = createUnaryFastPath({
+    services: options.services,
+    interceptors: options.interceptors,
+    logger,
+    readMaxBytes: options.readMaxBytes,
+    shutdownSignal: options.shutdownSignal,
+  });
+  const cors = options.corsOrigins?.length ? createCors(options.corsOrigins, rest.methods) : null;
+
+  /** The one entry of every request, whatever its protocol. */
+  function handler(req: Request, res: Response) {
+    inFlight++;
+    res.once("close", ended);
+    if (cors?.(req, res)) return;
+    // While the server stops, calls are answered "not serving"; HTTP/1.1 clients are told not to
+    // keep the connection, so they reconnect elsewhere.
+    if (closing && !("stream" in req)) res.setHeader("connection", "close");
+    const url = req.url ?? "/";
+    const q = url.indexOf("?");
+    const path = q === -1 ? url : url.slice(0, q);
+    const contextValues = createContextValues().set(
+      REMOTE_ADDRESS,
+      req.socket?.remoteAddress ?? null,
+    );
+    const rpc = rpcPaths.get(path);
+    if (accessLog) {
+      const record: CallRecord = { route: rpc ? path : null, code: null };
+      contextValues.set(CALL_RECORD, record);
+      const started = performance.now();
+      res.once("close", () => logCall(req, res, path, contextValues, record, started));
+    }
+    if (rpc) {
+      if (!fastPath(path, req, res, contextValues)) serveRpc(rpc, req, res, contextValues);
+    } else void serveOther(req, res, path, contextValues);
+  }
+
+  function logCall(
+    req: Request,
+    res: Response,
+    path: string,
+    values: ContextValues,
+    record: CallRecord,
+    started: number,
+  ) {
+    const caller = values.get(CALLER);
+    accessLog?.info(
+      {
+        protocol:
+          caller?.protocol ??
+          values.get(PROTOCOL) ??
+          (record.route ? protocolOf(req.headers["content-type"] ?? null) : "http"),
+        method: req.method,
+        // The path without its query (which may carry anything), or the REST route's template.
+        route: record.route ?? path,
+        status: res.statusCode,
+        code: codeOfCall(record, res.statusCode),
+        durationMs: Math.round((performance.now() - started) * 1000) / 1000,
+        principal: caller?.principal?.name ?? null,
+        remoteAddress: values.get(REMOTE_ADDRESS),
+      },
+      "call",
+    );
+  }
+
+  function serveRpc(rpc: UniversalHandler, req: Request, res: Response, values: ContextValues) {
+    let uReq: ReturnType<typeof universalRequestFromNodeRequest>;
     try {
-      const path = (req.url ?? "/").split("?")[0];
+      uReq = universalRequestFromNodeRequest(
+        req as http.IncomingMessage,
+        res as never,
+        undefined,
+        values,
+      );
+    } catch {
+      // No Host (HTTP/1.0) or :authority: the request cannot be served as an RPC.
+      sendError(res, new ConnectError("the request has no Host header", Code.InvalidArgument));
+      return;
+    }
+    if ("stream" in req) {
+      // Answered before the request was read to its end (a message over the size limit, say): reset
+      // the stream once the trailers are out, so the client stops sending instead of leaving it
+      // half open. (RFC 9113 §8.1 suggests NO_ERROR, which Node does not send while the client
+      // still has data in flight; CANCEL arrives after the trailers, so the status stands.)
+      const stream = req.stream;
+      stream.once("wantTrailers", () =>
+        setImmediate(() => {
+          if (!req.readableEnded && !stream.closed) stream.close(http2.constants.NGHTTP2_CANCEL);
+        }),
+      );
+    }
+    rpc(uReq)
+      .then((uRes) => universalResponseToNodeResponse(uRes, res as http.ServerResponse))
+      .catch((reason) => {
+        // The client went away or the stream was reset: nothing is left to answer.
+        if (ConnectError.from(reason).code === Code.Aborted) return;
+        logger.debug({ rpc: rpc.method.name, reason: String(reason) }, "an RPC response was cut");
+      });
+  }
+
+  async function serveOther(req: Request, res: Response, path: string, values: ContextValues) {
+    try {
       if (path === "/healthz" && (req.method === "GET" || req.method === "HEAD")) {
         const ok = options.serving();
         sendJson(res, ok ? 200 : 503, { status: ok ? "serving" : "not_serving" });
@@ -82,7 +210,8 @@ export function createRpcServer(options: RpcServerOptions): RpcServer {
         );
         return;
       }
-      if (await options.fallback(req, res)) return;
+      values.set(PROTOCOL, "rest");
+      if (await rest(req, res, values)) return;
       sendJson(res, 404, { code: "not_found", message: `no route for ${req.method} ${path}` });
     } catch (err) {
       logger.error({ err }, "request failed");
@@ -92,6 +221,33 @@ export function createRpcServer(options: RpcServerOptions): RpcServer {
   }
 
   const h1 = http.createServer({ keepAliveTimeout: 5_000, headersTimeout: 30_000 }, handler);
+  // Malformed or oversize HTTP/1.1 requests (a 100 KB request line, too many header bytes): an
+  // answer the client can read, then a half-close that lets it finish sending, rather than
+  // Node's default of destroying the socket (which a client still writing sees as a reset).
+  h1.on("clientError", (err: NodeJS.ErrnoException, socket: net.Socket) => {
+    const pending = (socket as { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+    if (err.code === "ECONNRESET" || !socket.writable || pending?.headersSent) {
+      socket.destroy();
+      return;
+    }
+    const [status, reason, code, message] =
+      err.code === "HPE_HEADER_OVERFLOW"
+        ? [
+            431,
+            "Request Header Fields Too Large",
+            "resource_exhausted",
+            "the request line and headers are too large",
+          ]
+        : err.code === "ERR_HTTP_REQUEST_TIMEOUT"
+          ? [408, "Request Timeout", "deadline_exceeded", "the request took too long to arrive"]
+          : [400, "Bad Request", "invalid_argument", "request: not a valid HTTP/1.1 request"];
+    const body = JSON.stringify({ code, message });
+    socket.end(
+      `HTTP/1.1 ${status} ${reason}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+    );
+    socket.resume();
+    setTimeout(() => socket.destroy(), 2_000).unref();
+  });
   // h1 never listens itself (the TCP server hands it sockets), but "listening" is what starts its
   // connection tracking: idle-connection closing and the header and request timeouts.
   h1.emit("listening");
@@ -130,6 +286,11 @@ export function createRpcServer(options: RpcServerOptions): RpcServer {
   });
 
   let closing: Promise<void> | null = null;
+  let inFlight = 0;
+  let onIdle: (() => void) | null = null;
+  const ended = () => {
+    if (--inFlight === 0) onIdle?.();
+  };
 
   return {
     listen() {
@@ -145,6 +306,17 @@ export function createRpcServer(options: RpcServerOptions): RpcServer {
     close(graceMs) {
       if (closing) return closing;
       closing = (async () => {
+        // The port stays open while requests are in flight (up to the grace period): new calls
+        // meanwhile get "not serving" answers from the pipeline, not a refused connection.
+        if (inFlight > 0) {
+          await new Promise<void>((resolve) => {
+            const timer = setTimeout(resolve, graceMs);
+            onIdle = () => {
+              clearTimeout(timer);
+              resolve();
+            };
+          });
+        }
         const stopped = new Promise<void>((resolve) => tcp.close(() => resolve()));
         // Closes idle keep-alive connections and stops h1's timers; busy ones close after their
         // request (the interval below), or at the end of the grace period.

@@ -1,5 +1,10 @@
 import { describe, expect, it } from "vitest";
-import { chooseBodyEncoding, presentBody } from "../../src/job/response-body.js";
+import {
+  chooseBodyEncoding,
+  fitsAsJson,
+  presentBody,
+  presentResponseBody,
+} from "../../src/job/response-body.js";
 import type { BodyEncoding } from "../../src/job/types.js";
 
 const utf8 = (s: string) => new TextEncoder().encode(s);
@@ -212,5 +217,32 @@ describe("presentBody", () => {
       presentBody(body, chooseBodyEncoding(type, body, false)),
     );
     expect(presented).toEqual([{ a: [1, 2] }, "hi", "iVBORw0KGgo="]);
+  });
+});
+
+describe("bodies a client cannot take as JSON", () => {
+  const nested = (depth: number, open = "[", close = "]") =>
+    utf8(`${open.repeat(depth)}1${close.repeat(depth)}`);
+
+  it("keeps JSON up to 32 levels and 100,000 values as JSON", () => {
+    expect(fitsAsJson(nested(32))).toBe(true);
+    expect(fitsAsJson(nested(33))).toBe(false);
+    expect(fitsAsJson(utf8(`[${"0,".repeat(99_999)}0]`))).toBe(true);
+    expect(fitsAsJson(utf8(`[${"0,".repeat(100_000)}0]`))).toBe(false);
+    // brackets and commas inside strings are text, escaped quotes do not end them
+    expect(fitsAsJson(utf8(JSON.stringify({ s: `\\"${"[,".repeat(100_000)}` })))).toBe(true);
+  });
+
+  it("stores a deep JSON response as text", () => {
+    expect(chooseBodyEncoding("application/json", nested(33), false)).toBe("text");
+    expect(chooseBodyEncoding("application/json", nested(32), false)).toBe("json");
+  });
+
+  it("shows a deep body stored as JSON (before the rule) as text, marked so", () => {
+    expect(presentResponseBody(nested(10_000), "json")).toEqual({
+      encoding: "text",
+      value: Buffer.from(nested(10_000)).toString("utf8"),
+    });
+    expect(presentResponseBody(nested(2), "json")).toEqual({ encoding: "json", value: [[1]] });
   });
 });

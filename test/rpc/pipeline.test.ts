@@ -1,0 +1,159 @@
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
+import {
+  compressionGzip,
+  createConnectTransport,
+  createGrpcTransport,
+  createGrpcWebTransport,
+} from "@connectrpc/connect-node";
+import pino from "pino";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Health } from "../../gen/grpc/health/v1/health_pb.js";
+import { JobSchema } from "../../gen/jobqueue/v1/job_pb.js";
+import { JobQueueService } from "../../gen/jobqueue/v1/job_queue_service_pb.js";
+import { InvalidArgumentError, JobNotFoundError } from "../../src/job/errors.js";
+import { assertRolesDeclared, minRoleOf } from "../../src/rpc/auth.js";
+import { createErrorInterceptor } from "../../src/rpc/errors.js";
+import { type ServiceRegistration, serve } from "../../src/rpc/rest.js";
+import { createRpcServer, type RpcServer } from "../../src/rpc/server.js";
+
+const JOB_ID = "j_01HXYZ0000000000000000000A";
+
+/**
+ * The server with a partial JobQueueService of a few handlers and a recording interceptor: what
+ * the interceptor sees is what every protocol passes through.
+ */
+describe("one pipeline for every protocol", () => {
+  const seen: { method: string; stream: boolean; contentType: string | null }[] = [];
+  const recording: Interceptor = (next) => async (req) => {
+    seen.push({
+      method: req.method.name,
+      stream: req.stream,
+      contentType: req.header.get("content-type"),
+    });
+    return next(req);
+  };
+  let server: RpcServer;
+  let base: string;
+
+  beforeAll(async () => {
+    const services: ServiceRegistration[] = [
+      // Registration is all: the REST routes come from the google.api.http rules.
+      serve(JobQueueService, {
+        async getJob(req) {
+          if (req.jobId === "bad") throw new InvalidArgumentError("job_id", "is bad");
+          if (req.jobId !== JOB_ID) throw new JobNotFoundError(req.jobId);
+          return { job: create(JobSchema, { jobId: JOB_ID, url: "http://x/" }) };
+        },
+      }),
+    ];
+    server = createRpcServer({
+      host: "127.0.0.1",
+      port: 0,
+      logger: pino({ level: "silent" }),
+      services,
+      interceptors: [createErrorInterceptor(pino({ level: "silent" })), recording],
+      serving: () => true,
+      readiness: () => ({ ready: true, reason: null }),
+      readMaxBytes: 1 << 20,
+      shutdownSignal: new AbortController().signal,
+    });
+    const { port } = await server.listen();
+    base = `http://127.0.0.1:${port}`;
+  });
+  afterAll(() => server.close(0));
+
+  it("runs REST, Connect and gRPC calls through the same interceptors", async () => {
+    seen.length = 0;
+    const rest = await fetch(`${base}/jobs/${JOB_ID}`);
+    expect(rest.status).toBe(200);
+    expect(((await rest.json()) as { job_id: string }).job_id).toBe(JOB_ID);
+    for (const transport of [
+      createConnectTransport({ baseUrl: base, httpVersion: "1.1" }),
+      createGrpcTransport({ baseUrl: base }),
+    ]) {
+      const client = createClient(JobQueueService, transport);
+      expect((await client.getJob({ jobId: JOB_ID })).job?.jobId).toBe(JOB_ID);
+    }
+    expect(seen.map((s) => s.method)).toEqual(["GetJob", "GetJob", "GetJob"]);
+    expect(seen[0]!.contentType).toBeNull();
+    expect(seen[2]!.contentType).toMatch(/^application\/grpc/);
+  });
+
+  it("serves unary calls the fast path leaves to connect-es (deadlines, compression, GET) the same", async () => {
+    seen.length = 0;
+    const transports = [
+      createGrpcTransport({ baseUrl: base, defaultTimeoutMs: 5_000 }),
+      createGrpcTransport({ baseUrl: base, sendCompression: compressionGzip, compressMinBytes: 1 }),
+      createConnectTransport({ baseUrl: base, httpVersion: "1.1", defaultTimeoutMs: 5_000 }),
+      createConnectTransport({ baseUrl: base, httpVersion: "1.1", useHttpGet: true }),
+      createConnectTransport({
+        baseUrl: base,
+        httpVersion: "2",
+        useBinaryFormat: true,
+        sendCompression: compressionGzip,
+        compressMinBytes: 1,
+      }),
+      createGrpcWebTransport({ baseUrl: base, httpVersion: "1.1" }),
+    ];
+    for (const transport of transports) {
+      const client = createClient(JobQueueService, transport);
+      expect((await client.getJob({ jobId: JOB_ID })).job?.jobId).toBe(JOB_ID);
+      const err = await client.getJob({ jobId: "bad" }).catch((e) => ConnectError.from(e));
+      expect(err).toMatchObject({ code: Code.InvalidArgument, rawMessage: "job_id: is bad" });
+    }
+    expect(seen).toHaveLength(transports.length * 2);
+  });
+
+  it("gives domain errors their codes in one place, for REST and RPC alike", async () => {
+    const rest = await fetch(`${base}/jobs/bad`);
+    expect(rest.status).toBe(400);
+    expect(await rest.json()).toEqual({
+      code: "invalid_argument",
+      message: "job_id: is bad",
+      field: "job_id",
+    });
+    const missing = await fetch(`${base}/jobs/j_01HXYZ0000000000000000000B`);
+    expect(missing.status).toBe(404);
+    const client = createClient(JobQueueService, createGrpcTransport({ baseUrl: base }));
+    const err = await client.getJob({ jobId: "bad" }).catch((e) => ConnectError.from(e));
+    expect(err).toMatchObject({ code: Code.InvalidArgument, rawMessage: "job_id: is bad" });
+  });
+
+  it("answers methods the service does not implement as unimplemented on REST too", async () => {
+    const res = await fetch(`${base}/jobs`);
+    expect(res.status).toBe(501);
+    expect(((await res.json()) as { code: string }).code).toBe("unimplemented");
+  });
+});
+
+describe("roles declared next to each method", () => {
+  it("reads every JobQueueService method's min_role from the proto", () => {
+    const roles = Object.fromEntries(JobQueueService.methods.map((m) => [m.name, minRoleOf(m)]));
+    expect(roles).toEqual({
+      EnqueueJob: "submitter",
+      EnqueueJobs: "submitter",
+      GetJob: "reader",
+      GetJobResult: "reader",
+      CancelJob: "submitter",
+      ListJobs: "reader",
+      ListJobAttempts: "reader",
+      WatchJob: "reader",
+      ListNodes: "reader",
+      ListAuditEvents: "admin",
+    });
+    expect(() => assertRolesDeclared([JobQueueService, Health])).not.toThrow();
+  });
+
+  it("leaves services outside jobqueue.* open", () => {
+    for (const m of Health.methods) expect(minRoleOf(m)).toBeNull();
+  });
+
+  it("refuses to start with a jobqueue method that declares no role", () => {
+    const undeclared = { ...Health, typeName: "jobqueue.v1.Undeclared" } as typeof Health;
+    const methods = Health.methods.map((m) => ({ ...m, parent: undeclared }));
+    expect(() => assertRolesDeclared([{ ...undeclared, methods } as never])).toThrow(
+      /jobqueue.v1.Undeclared.Check declares no min_role/,
+    );
+  });
+});

@@ -1,0 +1,183 @@
+import {
+  create,
+  type DescEnum,
+  type DescField,
+  type DescMessage,
+  fromJson,
+  type JsonObject,
+  type JsonValue,
+  ScalarType,
+  toJson,
+} from "@bufbuild/protobuf";
+import { timestampFromMs, ValueSchema } from "@bufbuild/protobuf/wkt";
+import { describe, expect, it } from "vitest";
+import {
+  AttemptOutcome,
+  AttemptSchema,
+  AuditEventSchema,
+  BodyEncoding,
+  JobSchema,
+  JobStatus,
+} from "../../gen/jobqueue/v1/job_pb.js";
+import {
+  GetJobResultResponseSchema,
+  ListJobAttemptsResponseSchema,
+} from "../../gen/jobqueue/v1/job_queue_service_pb.js";
+import { toRestJson } from "../../src/rpc/rest-json.js";
+
+/**
+ * The one-pass REST encoder against the two-pass one it replaced (protobuf's canonical JSON with
+ * proto names and implicit fields, then renamed: enums short and lowercase, nulls for unset,
+ * 64-bit integers as numbers), kept here as the oracle.
+ */
+function oracle(schema: DescMessage, message: unknown): JsonValue {
+  const json = toJson(schema, message as never, {
+    useProtoFieldName: true,
+    alwaysEmitImplicit: true,
+  });
+  return restify(schema, json);
+}
+function restify(schema: DescMessage, json: JsonValue): JsonValue {
+  if (schema.typeName.startsWith("google.protobuf.")) return json;
+  const obj = (json ?? {}) as JsonObject;
+  const out: JsonObject = {};
+  for (const field of schema.fields) {
+    const value = obj[field.name];
+    out[field.name] =
+      value === undefined
+        ? field.fieldKind === "list"
+          ? []
+          : field.fieldKind === "map"
+            ? {}
+            : null
+        : restifyField(field, value);
+  }
+  return out;
+}
+function restifyField(field: DescField, value: JsonValue): JsonValue {
+  const one = (kind: string, v: JsonValue, f: DescField) =>
+    kind === "enum"
+      ? enumOut(f.enum!, v)
+      : kind === "message"
+        ? restify(f.message!, v)
+        : scalarOut(f.scalar!, v);
+  switch (field.fieldKind) {
+    case "list":
+      return (value as JsonValue[]).map((v) => one(field.listKind, v, field));
+    case "map":
+      return Object.fromEntries(
+        Object.entries(value as JsonObject).map(([k, v]) => [k, one(field.mapKind, v, field)]),
+      );
+    default:
+      return one(field.fieldKind, value, field);
+  }
+}
+function enumOut(desc: DescEnum, value: JsonValue): JsonValue {
+  if (typeof value !== "string") return value;
+  const v = desc.values.find((x) => x.name === value);
+  if (!v || v.number === 0) return null;
+  return v.name.slice((desc.sharedPrefix ?? "").length).toLowerCase();
+}
+function scalarOut(scalar: ScalarType | undefined, value: JsonValue): JsonValue {
+  const int64 = [
+    ScalarType.INT64,
+    ScalarType.UINT64,
+    ScalarType.SINT64,
+    ScalarType.FIXED64,
+    ScalarType.SFIXED64,
+  ];
+  if (typeof value === "string" && scalar !== undefined && int64.includes(scalar)) {
+    const n = Number(value);
+    return Number.isSafeInteger(n) ? n : value;
+  }
+  return value;
+}
+
+const ts = (ms: number, nanos?: number) => ({
+  ...timestampFromMs(ms),
+  ...(nanos === undefined ? {} : { nanos }),
+});
+
+const CASES: [string, DescMessage, unknown][] = [
+  ["an empty job", JobSchema, create(JobSchema)],
+  [
+    "a full job",
+    JobSchema,
+    create(JobSchema, {
+      jobId: "j_01HXYZ0000000000000000000A",
+      status: JobStatus.RUNNING,
+      attempt: 2,
+      maxAttempts: 3,
+      priority: -5,
+      scheduledAt: ts(1_700_000_000_000),
+      createdAt: ts(1_700_000_000_123),
+      startedAt: ts(1_700_000_000_000, 123_456_000),
+      finishedAt: ts(1_700_000_000_000, 123_456_789),
+      method: "POST",
+      url: "https://example.com/x",
+      timeoutSec: 1.5,
+      tags: ["a", "b"],
+      headers: { "x-a": "1", authorization: "***" },
+      secretHeaders: ["authorization"],
+      followRedirects: true,
+      params: { q: "1" },
+      payload: {
+        case: "body",
+        value: fromJson(ValueSchema, { a: [1, null, { b: "c" }], d: true }),
+      },
+      ttlSeconds: 60,
+      lastError: "boom",
+    }),
+  ],
+  [
+    "a job with bytes",
+    JobSchema,
+    create(JobSchema, { payload: { case: "bodyBytes", value: new Uint8Array([0, 1, 255]) } }),
+  ],
+  [
+    "a result",
+    GetJobResultResponseSchema,
+    create(GetJobResultResponseSchema, {
+      jobId: "j_x",
+      status: JobStatus.SUCCEEDED,
+      responseStatus: 200,
+      responseHeaders: { "content-type": "application/json" },
+      responseBody: fromJson(ValueSchema, "text"),
+      responseBodyEncoding: BodyEncoding.TEXT,
+      durationMs: 12,
+      attempt: 1,
+      finishedAt: ts(0),
+    }),
+  ],
+  [
+    "attempts",
+    ListJobAttemptsResponseSchema,
+    create(ListJobAttemptsResponseSchema, {
+      jobId: "j_x",
+      attempts: [
+        create(AttemptSchema, {
+          attempt: 1,
+          outcome: AttemptOutcome.FAILED,
+          retryable: true,
+          durationMs: 3,
+        }),
+      ],
+    }),
+  ],
+  [
+    "an audit event with a safe id",
+    AuditEventSchema,
+    create(AuditEventSchema, { id: 42n, time: ts(5), action: "CancelJob" }),
+  ],
+  [
+    "an audit event with a huge id",
+    AuditEventSchema,
+    create(AuditEventSchema, { id: 2n ** 60n, action: "x" }),
+  ],
+];
+
+describe("toRestJson", () => {
+  it.each(CASES)("encodes %s as the two-pass encoder did", (_name, schema, message) => {
+    expect(toRestJson(schema, message as never)).toEqual(oracle(schema, message));
+  });
+});
