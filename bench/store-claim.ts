@@ -70,6 +70,8 @@ runChild<StoreClaimParams>(async (p, ctx) => {
     rateLimitKey: null,
     owner: null,
     bucket: new URL(p.url).hostname,
+    host: new URL(p.url).hostname,
+    queue: "default",
     requestHash: null,
   });
   const insert = async (count: number, report?: (done: number) => void) => {
@@ -99,6 +101,7 @@ runChild<StoreClaimParams>(async (p, ctx) => {
     while (claimed < p.claims && nowMs() < deadline) {
       const t0 = nowMs();
       const { jobs } = await store.jobClaim({
+        queues: [{ name: "default", limit: p.concurrency, rate: null }],
         limit: p.concurrency,
         leaseMs: 30_000,
         node,

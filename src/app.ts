@@ -3,6 +3,7 @@ import { dirname, join } from "node:path";
 import { type Logger, pino } from "pino";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
 import { JobQueueService } from "../gen/jobqueue/v1/job_queue_service_pb.js";
+import { QueueService } from "../gen/jobqueue/v1/queue_service_pb.js";
 import { createAuthenticator } from "./auth/api-keys.js";
 import { createAuthFailureThrottle } from "./auth/auth-failures.js";
 import type { Config } from "./config.js";
@@ -11,16 +12,21 @@ import { createLimitResolver } from "./job/rate-limits.js";
 import { createLeaderElector } from "./maintenance/leader-elector.js";
 import { createLeaseRescuer } from "./maintenance/lease-rescuer.js";
 import { createNodeHeartbeat } from "./maintenance/node-heartbeat.js";
+import { createOperationRunner } from "./maintenance/operation-runner.js";
 import type { Service } from "./maintenance/periodic-service.js";
 import { createScheduler } from "./maintenance/scheduler.js";
+import { createStatsCompactor } from "./maintenance/stats-compactor.js";
 import { createTtlCleaner } from "./maintenance/ttl-cleaner.js";
 import { createJobQueue, type JobQueue } from "./queue/job-queue.js";
+import { createOperator, type Operator } from "./queue/operator.js";
+import { createQueueDirectory } from "./queue/queue-directory.js";
 import { createReadiness } from "./queue/readiness.js";
 import { createRefusalLog } from "./queue/refusal-log.js";
 import { assertRolesDeclared, createAuthInterceptor } from "./rpc/auth.js";
 import { createErrorInterceptor } from "./rpc/errors.js";
 import { createServingInterceptor, healthService } from "./rpc/health.js";
 import { createJobQueueServiceImpl } from "./rpc/job-queue-service.js";
+import { createQueueServiceImpl } from "./rpc/queue-service.js";
 import { reflectionServices } from "./rpc/reflection.js";
 import { type ServiceRegistration, serve } from "./rpc/rest.js";
 import { createRpcServer } from "./rpc/server.js";
@@ -36,6 +42,7 @@ export const VERSION = "0.1.0";
 
 export interface App {
   readonly queue: JobQueue;
+  readonly operator: Operator;
   readonly store: JobStore;
   /** Starts the background services and the server; resolves with the bound address. */
   start(): Promise<{ host: string; port: number }>;
@@ -63,6 +70,8 @@ function ephemeralKey(logger: Logger): Buffer {
 
 /** How often a node writes its heartbeat; it counts as alive for three of these. */
 const HEARTBEAT_MS = 5_000;
+/** Per-minute throughput kept for this long (a day). */
+const STATS_KEEP_MINUTES = 24 * 60;
 /** Nodes silent this long are forgotten. */
 const FORGET_NODES_MS = 86_400_000;
 
@@ -95,7 +104,9 @@ export async function createApp(config: Config, deps: AppDeps = {}): Promise<App
     onError: (err) => logger.error({ err }, "recording refused calls in the audit log failed"),
   });
   const authFailures = createAuthFailureThrottle({ clock, limit: config.authFailuresPerMinute });
+  const queues = createQueueDirectory({ store, logger });
   const queue = createJobQueue({
+    queues,
     refusals,
     store,
     clock,
@@ -125,8 +136,15 @@ export async function createApp(config: Config, deps: AppDeps = {}): Promise<App
     userAgent: `jobqueue/${VERSION}`,
     policy,
   });
+  const operator = createOperator({
+    store,
+    clock,
+    queues,
+    limits: { maxTtlMs: config.maxTtlMs, maxTags: config.maxTags, maxPageSize: config.maxPageSize },
+  });
   const pool = createWorkerPool({
     store,
+    queues,
     dispatcher,
     clock,
     logger,
@@ -191,6 +209,8 @@ export async function createApp(config: Config, deps: AppDeps = {}): Promise<App
         auditRetentionMs: config.auditRetentionMs,
         forgetNodesAfterMs: FORGET_NODES_MS,
       }),
+      createOperationRunner({ store, logger, intervalMs: 5_000 }),
+      createStatsCompactor({ store, logger, intervalMs: 5_000, keepMinutes: STATS_KEEP_MINUTES }),
     ],
   });
   let serving = false;
@@ -216,7 +236,10 @@ export async function createApp(config: Config, deps: AppDeps = {}): Promise<App
     markStopping = resolve;
   });
   // Every service served, on every protocol; a new one is added here and nowhere else.
-  const served: ServiceRegistration[] = [serve(JobQueueService, createJobQueueServiceImpl(queue))];
+  const served: ServiceRegistration[] = [
+    serve(JobQueueService, createJobQueueServiceImpl(queue, operator, config.maxPageSize)),
+    serve(QueueService, createQueueServiceImpl(operator)),
+  ];
   assertRolesDeclared(served.map((s) => s.service));
   const services: ServiceRegistration[] = [
     ...served,
@@ -247,8 +270,10 @@ export async function createApp(config: Config, deps: AppDeps = {}): Promise<App
   let stopped: Promise<void> | null = null;
   return {
     queue,
+    operator,
     store,
     async start() {
+      await queues.start();
       readiness.start();
       heartbeat.start();
       elector.start();
@@ -280,7 +305,7 @@ export async function createApp(config: Config, deps: AppDeps = {}): Promise<App
         const deadline = Date.now() + config.shutdownGraceMs;
         await pool.stop(config.shutdownGraceMs);
         await server.close(Math.max(0, deadline - Date.now()));
-        await Promise.all([elector.stop(), heartbeat.stop(), readiness.stop()]);
+        await Promise.all([elector.stop(), heartbeat.stop(), readiness.stop(), queues.stop()]);
         await dispatcher.close();
         await refusals.stop();
         await store.close();

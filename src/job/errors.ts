@@ -71,3 +71,19 @@ export class IdempotencyConflictError extends Error {
     );
   }
 }
+
+/** A queue that does not exist (or no longer does). */
+export class QueueNotFoundError extends Error {
+  override readonly name = "QueueNotFoundError";
+  constructor(readonly queue: string) {
+    super(`queue ${JSON.stringify(queue)} does not exist`);
+  }
+}
+
+/** An operation (a bulk action) that does not exist, or is not the caller's. */
+export class OperationNotFoundError extends Error {
+  override readonly name = "OperationNotFoundError";
+  constructor(readonly operationId: string) {
+    super(`operation ${operationId} not found`);
+  }
+}

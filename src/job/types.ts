@@ -59,6 +59,8 @@ export interface JobSpec {
   maxRedirects: number;
   /** Jobs with the same key share one rate and concurrency budget instead of their host's. */
   rateLimitKey: string | null;
+  /** The named queue it runs in (its settings: concurrency, rate, defaults, paused). */
+  queue: string;
 }
 
 /** A validated job about to be stored: its secret headers sealed, apart from the others. */
@@ -80,6 +82,8 @@ export interface NewJob extends Omit<JobSpec, "headers"> {
    * key and another request is a conflict, not the first job (src/job/idempotency.ts).
    */
   requestHash: string | null;
+  /** The URL's host, lowercase (a filter and a grouping). */
+  host: string;
 }
 
 /** A stored job. */
@@ -88,6 +92,8 @@ export interface Job extends NewJob {
   attempt: number;
   /** While running: when its lease runs out unless the worker renews it. */
   leaseExpiresAt: number | null;
+  /** The error code of the latest failed attempt, if any. */
+  lastErrorCode: ErrorCode | null;
   startedAt: number | null;
   finishedAt: number | null;
   expiresAt: number | null;

@@ -31,6 +31,8 @@ export interface EnqueueInput {
   followRedirects?: boolean;
   maxRedirects?: number;
   rateLimitKey?: string;
+  /** The named queue; default `default`. */
+  queue?: string;
 }
 
 /** Server-side defaults and bounds for a submit; each bound names the setting that sets it. */
@@ -219,7 +221,10 @@ export function validateEnqueue(input: EnqueueInput, limits: JobLimits, now: num
       ? LIMITS.maxRedirectsDefault
       : integerIn("max_redirects", input.maxRedirects, 1, LIMITS.maxRedirectsMax);
 
+  const queue = validateQueueName(input.queue);
+
   return {
+    queue,
     method,
     url,
     headers,
@@ -239,6 +244,24 @@ export function validateEnqueue(input: EnqueueInput, limits: JobLimits, now: num
     maxRedirects,
     rateLimitKey,
   };
+}
+
+/** The queue every job is in unless it names another; it always exists. */
+export const DEFAULT_QUEUE = "default";
+
+/** Names: lowercase letters, digits, `.`, `_` and `-`, starting with a letter or digit. */
+const QUEUE_NAME = /^[a-z0-9][a-z0-9._-]{0,63}$/;
+
+/** A queue's name, or `default` when none is given. */
+export function validateQueueName(raw: string | undefined, field = "queue"): string {
+  if (raw === undefined || raw === "") return DEFAULT_QUEUE;
+  if (!QUEUE_NAME.test(raw)) {
+    throw new InvalidArgumentError(
+      field,
+      `${JSON.stringify(raw)} is not a queue name: 1 to 64 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit`,
+    );
+  }
+  return raw;
 }
 
 function validateMethod(raw: string | undefined): HttpMethod {

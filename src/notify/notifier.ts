@@ -30,6 +30,10 @@ export interface StoreSignals {
   onJobScheduled(listener: Listener<number>): Unsubscribe;
   /** The maintenance leader resigned: another node may stand at once. */
   onLeaderResigned(listener: () => void): Unsubscribe;
+  /** A queue was created, changed (settings, paused) or deleted. */
+  onQueuesChanged(listener: () => void): Unsubscribe;
+  /** A bulk operation was started or canceled. */
+  onOperationsChanged(listener: () => void): Unsubscribe;
 }
 
 /** The sending side, for a store driver: it calls these once a change is committed. */
@@ -38,6 +42,8 @@ export interface Notifier extends StoreSignals {
   jobChanged(event: JobEvent): void;
   jobScheduled(runAt: number): void;
   leaderResigned(): void;
+  queuesChanged(): void;
+  operationsChanged(): void;
 }
 
 /** In-process fan-out of signals: synchronous, listeners in subscription order. */
@@ -47,6 +53,8 @@ export function createNotifier(): Notifier {
   const byId = new Map<string, Set<Listener<JobEvent>>>();
   const scheduled = new Set<Listener<number>>();
   const resigned = new Set<() => void>();
+  const queues = new Set<() => void>();
+  const operations = new Set<() => void>();
 
   const subscribe = <T>(set: Set<T>, listener: T) => {
     set.add(listener);
@@ -74,6 +82,14 @@ export function createNotifier(): Notifier {
       for (const l of resigned) l();
     },
     onLeaderResigned: (listener) => subscribe(resigned, listener),
+    queuesChanged() {
+      for (const l of queues) l();
+    },
+    onQueuesChanged: (listener) => subscribe(queues, listener),
+    operationsChanged() {
+      for (const l of operations) l();
+    },
+    onOperationsChanged: (listener) => subscribe(operations, listener),
     onJobChangedById(jobId, listener) {
       let set = byId.get(jobId);
       if (!set) {

@@ -1,9 +1,4 @@
-import {
-  AUDIT_OUTCOMES,
-  type AuditEvent,
-  type AuditOutcome,
-  type StoredAuditEvent,
-} from "../audit/audit-event.js";
+import { AUDIT_OUTCOMES, type AuditOutcome, type StoredAuditEvent } from "../audit/audit-event.js";
 import { type Caller, seesAllJobs } from "../auth/principal.js";
 import type { Clock } from "../job/clock.js";
 import {
@@ -11,9 +6,12 @@ import {
   InvalidArgumentError,
   JobNotFoundError,
   JobStateError,
+  QueueNotFoundError,
 } from "../job/errors.js";
+import { type JobFilterInput, validateFilter } from "../job/filter.js";
 import { requestHash } from "../job/idempotency.js";
 import { jobIdFactory } from "../job/job-ids.js";
+import { queueJobLimits } from "../job/queues.js";
 import { bucketOf } from "../job/rate-limits.js";
 import {
   type Attempt,
@@ -31,13 +29,19 @@ import {
 } from "../job/validate.js";
 import type { SecretBox } from "../secrets/secret-box.js";
 import type { JobStore, NodeInfo } from "../store/job-store.js";
+import { hostOf } from "../store/rows.js";
+import type { QueueDirectory } from "./queue-directory.js";
 import type { RefusalLog } from "./refusal-log.js";
+import {
+  auditOf,
+  badToken,
+  decodePageToken,
+  encodePageToken,
+  ownerScope,
+  pageSizeOf,
+} from "./scope.js";
 
-export interface ListInput {
-  statuses?: JobStatus[];
-  tags?: string[];
-  createdAfter?: number;
-  createdBefore?: number;
+export interface ListInput extends JobFilterInput {
   /** 0 or absent: the default page size. */
   pageSize?: number;
   pageToken?: string;
@@ -54,7 +58,7 @@ export interface AuditListInput {
   pageToken?: string;
 }
 
-export const PAGE_SIZE_DEFAULT = 50;
+export { PAGE_SIZE_DEFAULT } from "./scope.js";
 
 /** Server-side bounds of the queue's own operations. */
 export interface QueueLimits extends JobLimits {
@@ -116,15 +120,42 @@ export interface JobQueueOptions {
   refusals?: RefusalLog;
   /** How often a watcher re-reads the job even without an event (changes made by other processes). */
   watchPollMs?: number;
+  /** The queues, for the defaults of jobs submitted to them. */
+  queues: QueueDirectory;
 }
+
+/** Conditions checked row by row look at no more than this many jobs a page. */
+export const LIST_SCAN_LIMIT = 10_000;
 
 export function createJobQueue(options: JobQueueOptions): JobQueue {
   const { store, clock, limits, secretBox } = options;
   const nextJobId = jobIdFactory();
   const watchPollMs = options.watchPollMs ?? 1000;
 
+  /** A queue's settings; an unknown name is read again once (it may just have been created). */
+  async function queueOf(name: string | undefined) {
+    const queue = name || "default";
+    const known = options.queues.get(queue);
+    if (known || queue === "default") return known;
+    await options.queues.refresh();
+    return options.queues.get(queue);
+  }
+
+  /** The queues a batch names, known; an unknown one is an error naming its field. */
+  async function queuesOf(inputs: EnqueueInput[], field: (i: number) => string) {
+    for (const [i, input] of inputs.entries()) {
+      if (input.queue && input.queue !== "default" && !(await queueOf(input.queue))) {
+        throw new InvalidArgumentError(
+          field(i),
+          `queue ${JSON.stringify(input.queue)} does not exist; create it first`,
+        );
+      }
+    }
+  }
+
   function newJob(input: EnqueueInput, caller: Caller, now: number): NewJob {
-    const spec = validateEnqueue(input, limits, now);
+    const queue = options.queues.get(input.queue || "default");
+    const spec = validateEnqueue(input, queueJobLimits(limits, queue), now);
     const id = nextJobId(now);
     const secret = new Set(spec.secretHeaderNames);
     const plain: Record<string, string> = {};
@@ -142,28 +173,19 @@ export function createJobQueue(options: JobQueueOptions): JobQueue {
       sealedHeaders: secret.size > 0 ? secretBox.seal(id, sealed) : null,
       owner: caller.principal?.name ?? null,
       bucket: bucketOf(spec.url, spec.rateLimitKey),
+      host: hostOf(spec.url),
       requestHash: spec.idempotencyKey === null ? null : requestHash(spec),
     };
   }
 
-  function auditOf(
-    caller: Caller,
-    action: string,
-    outcome: AuditOutcome,
-    jobId: string | null,
-    now: number,
-    detail: string | null = null,
-  ): AuditEvent {
-    return {
-      at: now,
-      principal: caller.principal?.name ?? null,
-      action,
-      jobId,
-      remoteAddress: caller.remoteAddress,
-      protocol: caller.protocol,
-      outcome,
-      detail,
-    };
+  /** A queue deleted between the check and the insert: the same error as an unknown one. */
+  function queueGone(err: unknown, field: string): unknown {
+    return err instanceof QueueNotFoundError
+      ? new InvalidArgumentError(
+          field,
+          `queue ${JSON.stringify(err.queue)} does not exist; create it first`,
+        )
+      : err;
   }
 
   /** Records a refused mutation; the error then goes on to the caller. */
@@ -192,22 +214,12 @@ export function createJobQueue(options: JobQueueOptions): JobQueue {
     return job;
   }
 
-  function pageSizeOf(requested: number | undefined): number {
-    const size = requested || PAGE_SIZE_DEFAULT;
-    if (!Number.isInteger(size) || size < 1 || size > limits.maxPageSize) {
-      throw new InvalidArgumentError(
-        "page_size",
-        `must be between 1 and ${limits.maxPageSize} (JOBQUEUE_MAX_PAGE_SIZE)`,
-      );
-    }
-    return size;
-  }
-
   return {
     async enqueue(input, caller) {
       const now = clock.now();
       let job: NewJob;
       try {
+        await queuesOf([input], () => "queue");
         job = newJob(input, caller, now);
       } catch (err) {
         await auditRefusal(caller, "EnqueueJob", err, null);
@@ -216,8 +228,9 @@ export function createJobQueue(options: JobQueueOptions): JobQueue {
       try {
         return await store.jobInsert(job, auditOf(caller, "EnqueueJob", "ok", null, now));
       } catch (err) {
-        await auditRefusal(caller, "EnqueueJob", err, null);
-        throw err;
+        const refused = queueGone(err, "queue");
+        await auditRefusal(caller, "EnqueueJob", refused, null);
+        throw refused;
       }
     },
 
@@ -234,6 +247,7 @@ export function createJobQueue(options: JobQueueOptions): JobQueue {
             `holds ${inputs.length} jobs; at most ${limits.maxBatchSize} (JOBQUEUE_MAX_BATCH_SIZE)`,
           );
         }
+        await queuesOf(inputs, (i) => `jobs[${i}].queue`);
         jobs = inputs.map((input, i) => {
           try {
             return newJob(input, caller, now);
@@ -250,8 +264,9 @@ export function createJobQueue(options: JobQueueOptions): JobQueue {
       try {
         return await store.jobInsertMany(jobs, audit);
       } catch (err) {
-        await auditRefusal(caller, "EnqueueJobs", err, null);
-        throw err;
+        const refused = queueGone(err, "jobs[].queue");
+        await auditRefusal(caller, "EnqueueJobs", refused, null);
+        throw refused;
       }
     },
 
@@ -287,27 +302,18 @@ export function createJobQueue(options: JobQueueOptions): JobQueue {
     },
 
     async list(input, caller) {
-      const pageSize = pageSizeOf(input.pageSize);
-      if (
-        input.createdAfter !== undefined &&
-        input.createdBefore !== undefined &&
-        input.createdAfter >= input.createdBefore
-      ) {
-        throw new InvalidArgumentError("created_after", "must be earlier than created_before");
-      }
+      const pageSize = pageSizeOf(input.pageSize, limits.maxPageSize);
+      const filter = validateFilter(input, limits);
       const after = input.pageToken ? decodePageToken(input.pageToken) : undefined;
-      if (after !== undefined && typeof after !== "string") throw badToken();
-      const { jobs, more } = await store.jobList({
-        statuses: input.statuses,
-        tags: input.tags,
-        createdAfter: input.createdAfter,
-        createdBefore: input.createdBefore,
-        ownedBy: seesAllJobs(caller.principal) ? undefined : (caller.principal?.name ?? ""),
-        afterId: after,
+      if (after !== undefined && typeof after !== "object") throw badToken();
+      const { jobs, next } = await store.jobList({
+        ...filter,
+        ownedBy: ownerScope(caller),
+        after,
         limit: pageSize,
+        scanLimit: LIST_SCAN_LIMIT,
       });
-      const last = jobs.at(-1);
-      return { jobs, nextPageToken: more && last ? encodePageToken(last.id) : null };
+      return { jobs, nextPageToken: next ? encodePageToken(next) : null };
     },
 
     async listAttempts(jobId, caller) {
@@ -368,7 +374,7 @@ export function createJobQueue(options: JobQueueOptions): JobQueue {
     },
 
     async listAudit(input) {
-      const pageSize = pageSizeOf(input.pageSize);
+      const pageSize = pageSizeOf(input.pageSize, limits.maxPageSize);
       if (input.outcome && !(AUDIT_OUTCOMES as readonly string[]).includes(input.outcome)) {
         throw new InvalidArgumentError(
           "outcome",
@@ -391,25 +397,4 @@ export function createJobQueue(options: JobQueueOptions): JobQueue {
       return { events, nextPageToken: more && last ? encodePageToken(last.id) : null };
     },
   };
-}
-
-function encodePageToken(after: string | number): string {
-  return Buffer.from(JSON.stringify({ after })).toString("base64url");
-}
-
-function badToken(): InvalidArgumentError {
-  return new InvalidArgumentError("page_token", "is not a token this server issued");
-}
-
-/** The position a page token encodes: a job id or an audit event id. */
-function decodePageToken(token: string): string | number {
-  try {
-    const parsed = JSON.parse(Buffer.from(token, "base64url").toString("utf8")) as unknown;
-    const after = (parsed as { after?: unknown } | null)?.after;
-    if (typeof after === "string" && /^j_[0-9A-Z]{26}$/.test(after)) return after;
-    if (typeof after === "number" && Number.isSafeInteger(after)) return after;
-  } catch {
-    // fall through: not ours
-  }
-  throw badToken();
 }

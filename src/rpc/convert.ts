@@ -9,13 +9,21 @@ import {
   type JobSchema,
   JobStatus as JobStatusPb,
   type NodeSchema,
+  OperationKind as OperationKindPb,
+  type OperationSchema,
+  OperationState as OperationStatePb,
+  type StatusCountsSchema,
 } from "../../gen/jobqueue/v1/job_pb.js";
 import type {
   EnqueueJobRequest,
   GetJobResultResponseSchema,
 } from "../../gen/jobqueue/v1/job_queue_service_pb.js";
+import type { QueueSchema as QueuePbSchema } from "../../gen/jobqueue/v1/queue_service_pb.js";
 import type { StoredAuditEvent } from "../audit/audit-event.js";
 import { InvalidArgumentError } from "../job/errors.js";
+import type { JobFilterInput } from "../job/filter.js";
+import type { Operation, OperationKind } from "../job/operations.js";
+import type { QueueSettings, QueueSettingsInput } from "../job/queues.js";
 import { presentResponseBody } from "../job/response-body.js";
 import type {
   Attempt,
@@ -123,6 +131,7 @@ export function enqueueInputFromPb(req: EnqueueJobRequest): EnqueueInput {
     followRedirects: req.followRedirects,
     maxRedirects: req.maxRedirects,
     rateLimitKey: req.rateLimitKey,
+    queue: req.queue,
   };
 }
 
@@ -163,6 +172,8 @@ export function jobToPb(job: Job): MessageInitShape<typeof JobSchema> {
     idempotencyKey: job.idempotencyKey ?? undefined,
     lastError: job.lastError ?? undefined,
     updatedAt: ts(job.updatedAt),
+    queue: job.queue,
+    lastErrorCode: job.lastErrorCode ?? undefined,
   };
 }
 
@@ -225,5 +236,136 @@ export function auditToPb(e: StoredAuditEvent): MessageInitShape<typeof AuditEve
     protocol: e.protocol,
     outcome: e.outcome,
     detail: e.detail ?? undefined,
+  };
+}
+
+/** A job filter from the wire: enums as the validator's strings, times as epoch ms. */
+export function filterFromPb(f: {
+  status: JobStatusPb[];
+  tag: string[];
+  queue: string;
+  createdAfter?: Timestamp;
+  createdBefore?: Timestamp;
+  finishedAfter?: Timestamp;
+  finishedBefore?: Timestamp;
+  updatedAfter?: Timestamp;
+  host: string;
+  method: string;
+  urlContains: string;
+  errorCode: string;
+  minAttempts: number;
+  jobIds?: string[];
+}): JobFilterInput {
+  const statuses = statusesFromPb(f.status);
+  if (typeof statuses === "string") {
+    throw new InvalidArgumentError("status", `unknown status ${statuses}`);
+  }
+  const ms = (t: Timestamp | undefined) => (t ? timestampMs(t) : undefined);
+  return {
+    statuses,
+    tags: f.tag,
+    queue: f.queue || undefined,
+    createdAfter: ms(f.createdAfter),
+    createdBefore: ms(f.createdBefore),
+    finishedAfter: ms(f.finishedAfter),
+    finishedBefore: ms(f.finishedBefore),
+    updatedAfter: ms(f.updatedAfter),
+    host: f.host || undefined,
+    method: f.method || undefined,
+    urlContains: f.urlContains || undefined,
+    errorCode: f.errorCode || undefined,
+    minAttempts: f.minAttempts || undefined,
+    jobIds: f.jobIds,
+  };
+}
+
+const OPERATION_KIND: Record<OperationKind, OperationKindPb> = {
+  cancel: OperationKindPb.CANCEL,
+  retry: OperationKindPb.RETRY,
+  delete: OperationKindPb.DELETE,
+};
+
+const OPERATION_STATE: Record<Operation["state"], OperationStatePb> = {
+  running: OperationStatePb.RUNNING,
+  succeeded: OperationStatePb.SUCCEEDED,
+  canceled: OperationStatePb.CANCELED,
+  failed: OperationStatePb.FAILED,
+};
+
+export function operationToPb(op: Operation): MessageInitShape<typeof OperationSchema> {
+  return {
+    operationId: op.id,
+    kind: OPERATION_KIND[op.kind],
+    state: OPERATION_STATE[op.state],
+    estimate: BigInt(op.estimate),
+    estimateCapped: op.estimateCapped,
+    examined: BigInt(op.examined),
+    affected: BigInt(op.affected),
+    principal: op.principal ?? undefined,
+    createdAt: ts(op.createdAt),
+    updatedAt: ts(op.updatedAt),
+    finishedAt: ts(op.finishedAt),
+    error: op.error ?? undefined,
+  };
+}
+
+export function countsToPb(
+  c: Record<JobStatus, number>,
+): MessageInitShape<typeof StatusCountsSchema> {
+  return {
+    queued: BigInt(c.queued),
+    running: BigInt(c.running),
+    succeeded: BigInt(c.succeeded),
+    failed: BigInt(c.failed),
+    canceled: BigInt(c.canceled),
+  };
+}
+
+export function queueToPb(q: QueueSettings): MessageInitShape<typeof QueuePbSchema> {
+  return {
+    name: q.name,
+    concurrency: q.concurrency ?? undefined,
+    ratePerSecond: q.rate ? 1000 / q.rate.intervalMs : undefined,
+    burst: q.rate?.burst,
+    maxAttempts: q.maxAttempts ?? undefined,
+    backoffStrategy:
+      q.backoffStrategy === null ? BackoffStrategyPb.UNSPECIFIED : BACKOFF[q.backoffStrategy],
+    backoffSeconds: q.backoffBaseMs === null ? undefined : q.backoffBaseMs / 1000,
+    ttlSeconds: q.ttlMs === null ? undefined : q.ttlMs / 1000,
+    paused: q.paused,
+    createdAt: ts(q.createdAt),
+    updatedAt: ts(q.updatedAt),
+  };
+}
+
+/** Queue settings from the wire: absent keeps a setting, 0 resets it to the node's. */
+export function queueSettingsFromPb(
+  s:
+    | {
+        concurrency?: number;
+        ratePerSecond?: number;
+        burst?: number;
+        maxAttempts?: number;
+        backoffStrategy?: BackoffStrategyPb;
+        backoffSeconds?: number;
+        ttlSeconds?: number;
+      }
+    | undefined,
+): QueueSettingsInput {
+  if (!s) return {};
+  const zeroIsNull = (v: number | undefined) => (v === undefined ? undefined : v === 0 ? null : v);
+  return {
+    concurrency: zeroIsNull(s.concurrency),
+    ratePerSecond: zeroIsNull(s.ratePerSecond),
+    burst: zeroIsNull(s.burst),
+    maxAttempts: zeroIsNull(s.maxAttempts),
+    backoffStrategy:
+      s.backoffStrategy === undefined
+        ? undefined
+        : s.backoffStrategy === BackoffStrategyPb.UNSPECIFIED
+          ? null
+          : (BACKOFF_FROM_PB.get(s.backoffStrategy) ?? String(s.backoffStrategy)),
+    backoffSeconds: zeroIsNull(s.backoffSeconds),
+    ttlSeconds: zeroIsNull(s.ttlSeconds),
   };
 }

@@ -1,4 +1,7 @@
 import type { AuditEvent, AuditOutcome, StoredAuditEvent } from "../audit/audit-event.js";
+import type { JobFilter } from "../job/filter.js";
+import type { Operation, OperationKind, RetryOverrides } from "../job/operations.js";
+import type { QueueSettings } from "../job/queues.js";
 import type { LimitResolver } from "../job/rate-limits.js";
 import type { Attempt, AttemptEndRecord, Job, JobResult, JobStatus, NewJob } from "../job/types.js";
 import type { StoreSignals } from "../notify/notifier.js";
@@ -38,8 +41,12 @@ export interface JobStore {
   /** A job, or null if there is none or its TTL has passed. */
   jobGet(params: { id: string }): Promise<Job | null>;
 
-  /** Jobs newest first, filtered; `more` says whether another page follows. */
-  jobList(params: JobListParams): Promise<{ jobs: Job[]; more: boolean }>;
+  /**
+   * Jobs newest first (latest finished first with a finishing-time window), filtered; `next` says
+   * where another page starts. Indexed conditions cost a page; conditions checked row by row look
+   * at no more than `scanLimit` jobs a page.
+   */
+  jobList(params: JobListParams): Promise<JobListPage>;
 
   /**
    * Cancels a queued or running job: it becomes `canceled` at once and its lease is dropped (an
@@ -54,18 +61,40 @@ export interface JobStore {
   }): Promise<CancelResult>;
 
   /**
-   * Claims up to `limit` available jobs (priority high to low, then run time, then age) that no
-   * other claim holds, marks them running under a new lease, counts the attempt and opens its
-   * history row, recording `node`. With `limits`, admission follows src/job/admission.ts: a job
-   * whose bucket is at its concurrency limit moves to waiting, one whose bucket has no rate budget
-   * now is rescheduled to the slot it reserves; neither uses an attempt.
+   * Claims up to `limit` available jobs from the given queues (each queue's in priority high to
+   * low, then run time, then age order, up to its own limit and within its rate) that no other
+   * claim holds, marks them running under a new lease, counts the attempt and opens its history
+   * row, recording `node`. With `limits`, admission follows src/job/admission.ts: a job whose
+   * bucket is at its concurrency limit moves to waiting, one whose bucket has no rate budget now
+   * is rescheduled to the slot it reserves; neither uses an attempt.
    */
-  jobClaim(params: {
-    limit: number;
-    leaseMs: number;
-    node: string;
-    limits?: LimitResolver;
-  }): Promise<ClaimResult>;
+  jobClaim(params: ClaimParams): Promise<ClaimResult>;
+
+  /**
+   * Runs a failed or canceled job again on its id (src/job/operations.ts `retryPlan`: attempts
+   * keep counting, the cap rises), with its audit event. Another status is `not-retryable`.
+   */
+  jobRetry(params: {
+    id: string;
+    ownedBy?: string;
+    overrides: RetryOverrides | null;
+    audit?: (outcome: AuditOutcome) => AuditEvent;
+  }): Promise<
+    { kind: "retried"; job: Job } | { kind: "not-retryable"; job: Job } | { kind: "not-found" }
+  >;
+
+  /** Deletes a finished job with its attempts and result; an unfinished one is `not-finished`. */
+  jobDelete(params: {
+    id: string;
+    ownedBy?: string;
+    audit?: (outcome: AuditOutcome) => AuditEvent;
+  }): Promise<{ kind: "deleted" } | { kind: "not-finished"; job: Job } | { kind: "not-found" }>;
+
+  /** Counts jobs matching a filter, up to `cap` (then `capped`). */
+  jobCount(params: { filter: JobFilter; ownedBy?: string; cap: number }): Promise<{
+    count: number;
+    capped: boolean;
+  }>;
 
   /** Extends the leases still held; returns the ids of the jobs whose lease was extended. */
   jobRenewLeases(params: { leases: Lease[]; leaseMs: number }): Promise<Set<string>>;
@@ -116,6 +145,77 @@ export interface JobStore {
   /** Deletes up to `limit` audit events older than `before`; returns how many. */
   auditDeleteBefore(params: { before: number; limit: number }): Promise<number>;
 
+  /** Jobs by queue and status, from counters kept with every change (cheap at any size). */
+  statsCounts(): Promise<QueueCounts[]>;
+
+  /**
+   * Per queue: the creation time of its oldest queued job (null when none) and its calls in
+   * flight (running jobs).
+   */
+  statsActivity(params: { queue?: string }): Promise<QueueActivity[]>;
+
+  /** Jobs that ended per minute from `sinceMinute` (epoch ms / 60000) on, by queue and status. */
+  statsThroughput(params: { sinceMinute: number; queue?: string }): Promise<ThroughputRow[]>;
+
+  /**
+   * Active jobs (queued or running) counted by host or by tag, the largest groups first, reading
+   * at most `scanCap` jobs (`capped` says the counts are a lower bound).
+   */
+  statsGroups(params: {
+    by: "host" | "tag";
+    queue?: string;
+    limit: number;
+    scanCap: number;
+  }): Promise<{
+    groups: { key: string; queued: number; running: number }[];
+    capped: boolean;
+  }>;
+
+  /** Folds counter deltas into totals and drops throughput older than `keepMinutes`. */
+  statsCompact(params: { keepMinutes: number }): Promise<void>;
+
+  /** Creates a queue; false if one has the name. */
+  queueCreate(settings: Omit<QueueSettings, "createdAt" | "updatedAt">): Promise<boolean>;
+
+  /** Replaces a queue's settings (pause state included); false if there is no such queue. */
+  queueUpdate(settings: Omit<QueueSettings, "createdAt" | "updatedAt">): Promise<boolean>;
+
+  queueGet(params: { name: string }): Promise<QueueSettings | null>;
+
+  /** Every queue, by name. */
+  queueList(): Promise<QueueSettings[]>;
+
+  /** Deletes a queue with no queued or running job; `default` cannot be deleted. */
+  queueDelete(params: { name: string }): Promise<"deleted" | "not-found" | "not-empty">;
+
+  /** Records a bulk action to be worked through by {@link operationStep}. */
+  operationCreate(op: Operation): Promise<void>;
+
+  operationGet(params: { id: string }): Promise<Operation | null>;
+
+  /** Operations newest first; `state` filters. */
+  operationList(params: {
+    state?: Operation["state"];
+    owner?: string;
+    limit: number;
+  }): Promise<Operation[]>;
+
+  /** Stops a running operation between batches; false if it was not running. */
+  operationCancel(params: { id: string }): Promise<boolean>;
+
+  /**
+   * Works one batch of a running operation in one transaction: looks at up to `scan` jobs below
+   * its cursor that match its filter, applies its action (src/job/operations.ts) to up to
+   * `batch` of them, moves the cursor, and ends the operation (with its audit event) once no job
+   * is left. Returns the operation as it is after the batch, or null if it is not running.
+   */
+  operationStep(params: {
+    id: string;
+    batch: number;
+    scan: number;
+    audit: (op: Operation) => AuditEvent;
+  }): Promise<Operation | null>;
+
   /** Records that a node is alive, with what it runs; creates its row on the first beat. */
   nodeHeartbeat(node: NodeBeat): Promise<void>;
 
@@ -164,17 +264,35 @@ export interface InsertResult {
   inserted: boolean;
 }
 
-export interface JobListParams {
-  statuses?: JobStatus[];
-  /** Every one must match. */
-  tags?: string[];
-  createdAfter?: number;
-  createdBefore?: number;
+export interface JobListParams extends JobFilter {
   /** Only jobs of this owner. */
   ownedBy?: string;
-  /** Continue after this job id (exclusive), i.e. with older jobs. */
-  afterId?: string;
+  /**
+   * Continue after this position (exclusive): older jobs; with a finishing-time window, jobs that
+   * finished earlier.
+   */
+  after?: ListCursor;
+  /** Only jobs with ids up to this one (those created before a bulk action started). */
+  idAtMost?: string;
   limit: number;
+  /**
+   * At most this many jobs looked at, when the filter has conditions checked row by row
+   * (src/job/filter.ts `isScanned`); the page may then be short, with `next` to continue.
+   */
+  scanLimit?: number;
+}
+
+/** A position in a list: the last job listed or looked at. */
+export interface ListCursor {
+  id: string;
+  /** Set when the list is ordered by finishing time. */
+  finishedAt?: number;
+}
+
+export interface JobListPage {
+  jobs: Job[];
+  /** Where the next page starts; null when no job is left. */
+  next: ListCursor | null;
 }
 
 export interface AuditListParams {
@@ -203,10 +321,50 @@ export interface ClaimedJob extends Job {
   leaseToken: string;
 }
 
+export interface ClaimParams {
+  /** The queues to claim from, in this order, each up to its own limit. */
+  queues: QueueClaim[];
+  /** Jobs at most in all. */
+  limit: number;
+  leaseMs: number;
+  node: string;
+  limits?: LimitResolver;
+}
+
+export interface QueueClaim {
+  name: string;
+  /** Jobs at most from this queue. */
+  limit: number;
+  /** The queue's rate across all nodes (src/job/queue-rate.ts), if it has one. */
+  rate: { intervalMs: number; burst: number } | null;
+}
+
 export interface ClaimResult {
   jobs: ClaimedJob[];
-  /** The earliest run time given to a job rescheduled for its rate budget, if any was. */
+  /**
+   * The earliest time a job held back by a rate budget may go (a slot reserved for a destination,
+   * or the queue's next free slot), if any was held back.
+   */
   deferredUntil: number | null;
+}
+
+/** Jobs of one queue by status. */
+export interface QueueCounts {
+  queue: string;
+  counts: Record<JobStatus, number>;
+}
+
+export interface QueueActivity {
+  queue: string;
+  oldestQueuedAt: number | null;
+  running: number;
+}
+
+export interface ThroughputRow {
+  minute: number;
+  queue: string;
+  status: Extract<JobStatus, "succeeded" | "failed" | "canceled">;
+  count: number;
 }
 
 export type { AttemptEndRecord };

@@ -1,4 +1,7 @@
+import { encodeTime } from "ulid";
 import type { StoredAuditEvent } from "../audit/audit-event.js";
+import type { Operation, OperationKind } from "../job/operations.js";
+import type { QueueSettings } from "../job/queues.js";
 import type {
   Attempt,
   AttemptOutcome,
@@ -87,6 +90,9 @@ export interface JobRow {
   last_error: string | null;
   lease_token: string | null;
   lease_expires_at: number | null;
+  queue: string;
+  host: string | null;
+  last_error_code: ErrorCode | null;
 }
 
 export interface AttemptRow {
@@ -136,6 +142,122 @@ export interface NodeRow {
   concurrency: number;
   in_flight: number;
   leader: Flag | null;
+}
+
+export interface QueueRow {
+  name: string;
+  concurrency: number | null;
+  rate_interval_ms: number | null;
+  rate_burst: number | null;
+  max_attempts: number | null;
+  backoff_strategy: BackoffStrategy | null;
+  backoff_base_ms: number | null;
+  ttl_ms: number | null;
+  paused: Flag;
+  created_at: number;
+  updated_at: number;
+}
+
+export interface OperationRow {
+  id: string;
+  kind: OperationKind;
+  filter: string;
+  overrides: string | null;
+  owner: string | null;
+  principal: string | null;
+  state: Operation["state"];
+  estimate: number;
+  estimate_capped: Flag;
+  examined: number;
+  affected: number;
+  upper_id: string;
+  cursor: string | null;
+  error: string | null;
+  created_at: number;
+  updated_at: number;
+  finished_at: number | null;
+}
+
+/** How far a job id's time may be from its creation time (a clock set back; ids stay monotonic). */
+const ID_TIME_SLACK_MS = 60_000;
+
+/**
+ * Bounds on job ids for a creation-time window: ids are ULIDs whose first ten characters are the
+ * creation time, so a window of time is a range of the primary key an index walk can stop at.
+ * The bounds are a minute wider than the window (the exact times are checked too).
+ */
+export function idBounds(
+  createdAfter: number | undefined,
+  createdBefore: number | undefined,
+): { low: string | null; high: string | null } {
+  const at = (ms: number) => encodeTime(Math.min(Math.max(ms, 0), 2 ** 48 - 1), 10);
+  return {
+    low: createdAfter === undefined ? null : `j_${at(createdAfter - ID_TIME_SLACK_MS)}`,
+    high: createdBefore === undefined ? null : `j_${at(createdBefore + ID_TIME_SLACK_MS)}~`,
+  };
+}
+
+/** A URL's host, lowercase ("" if it cannot be read). */
+export function hostOf(url: string): string {
+  try {
+    return new URL(url).hostname.toLowerCase();
+  } catch {
+    return "";
+  }
+}
+
+export function rowToQueue(row: QueueRow): QueueSettings {
+  return {
+    name: row.name,
+    concurrency: row.concurrency,
+    rate:
+      row.rate_interval_ms === null
+        ? null
+        : { intervalMs: row.rate_interval_ms, burst: row.rate_burst ?? 1 },
+    maxAttempts: row.max_attempts,
+    backoffStrategy: row.backoff_strategy,
+    backoffBaseMs: row.backoff_base_ms,
+    ttlMs: row.ttl_ms,
+    paused: Boolean(row.paused),
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+  };
+}
+
+/** The columns of a queue's settings, as both drivers write them. */
+export function queueColumns(q: Omit<QueueSettings, "createdAt" | "updatedAt">) {
+  return {
+    name: q.name,
+    concurrency: q.concurrency,
+    rate_interval_ms: q.rate?.intervalMs ?? null,
+    rate_burst: q.rate?.burst ?? null,
+    max_attempts: q.maxAttempts,
+    backoff_strategy: q.backoffStrategy,
+    backoff_base_ms: q.backoffBaseMs,
+    ttl_ms: q.ttlMs,
+  };
+}
+
+export function rowToOperation(row: OperationRow): Operation {
+  return {
+    id: row.id,
+    kind: row.kind,
+    filter: JSON.parse(row.filter),
+    overrides: row.overrides === null ? null : JSON.parse(row.overrides),
+    owner: row.owner,
+    principal: row.principal,
+    state: row.state,
+    estimate: row.estimate,
+    estimateCapped: Boolean(row.estimate_capped),
+    examined: row.examined,
+    affected: row.affected,
+    upperId: row.upper_id,
+    cursor: row.cursor,
+    error: row.error,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+    finishedAt: row.finished_at,
+  };
 }
 
 /** The stored form of a request body: its kind and its bytes. */
@@ -192,6 +314,9 @@ export function rowToJob(row: JobRow): Job {
     owner: row.owner,
     lastError: row.last_error,
     leaseExpiresAt: row.lease_expires_at,
+    queue: row.queue,
+    host: row.host ?? hostOf(row.url),
+    lastErrorCode: row.last_error_code,
   };
 }
 

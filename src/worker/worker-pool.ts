@@ -4,6 +4,7 @@ import type { LimitResolver } from "../job/rate-limits.js";
 import { chooseBodyEncoding } from "../job/response-body.js";
 import { type CallResult, decide, type RetryPolicy } from "../job/retry-policy.js";
 import type { AttemptEndRecord } from "../job/types.js";
+import type { QueueDirectory } from "../queue/queue-directory.js";
 import type { SecretBox } from "../secrets/secret-box.js";
 import {
   type ClaimedJob,
@@ -17,6 +18,8 @@ import type { HttpDispatcher } from "./dispatcher.js";
 
 export interface WorkerPoolOptions {
   store: JobStore;
+  /** The queues: which to claim from (not paused), each up to its concurrency on this node. */
+  queues: QueueDirectory;
   dispatcher: HttpDispatcher;
   clock: Clock;
   logger: Logger;
@@ -67,6 +70,10 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
   const { store, dispatcher, clock, logger, secretBox } = options;
   const signals = store.signals;
   const flights = new Map<string, Flight>();
+  /** Calls in flight per queue, for the queues' concurrency on this node. */
+  const perQueue = new Map<string, number>();
+  /** Rotates the order queues are claimed from, so that no queue always goes first. */
+  let rotation = 0;
   /** Every attempt until its outcome is written, including those whose slot is already free. */
   const executing = new Set<Promise<void>>();
   let running = false;
@@ -132,17 +139,24 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
   }
 
   async function claimUntilFull(): Promise<void> {
+    // The earliest time a job held back by a queue's rate may go (it stays available, so only a
+    // claim at that time takes it).
+    let nextSlot: number | null = null;
     try {
       for (;;) {
         refill = false;
         while (running && flights.size < options.concurrency) {
           const want = options.concurrency - flights.size;
-          const { jobs } = await store.jobClaim({
+          const queues = claimableQueues(want);
+          if (queues.length === 0) break;
+          const { jobs, deferredUntil } = await store.jobClaim({
+            queues,
             limit: want,
             leaseMs: options.leaseMs,
             node: options.node,
             limits: options.limits,
           });
+          if (deferredUntil !== null) nextSlot = Math.min(nextSlot ?? deferredUntil, deferredUntil);
           if (claimsFailing) logger.info("claiming jobs works again");
           claimsFailing = false;
           // Launch even if stop() began meanwhile: the jobs are claimed, and stop() drains them.
@@ -153,7 +167,8 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
         // A wake-up that arrived while claiming is served at once, not at the next timer; otherwise
         // poll now and then for work this process was not told about (another process's).
         if (!refill && flights.size < options.concurrency) {
-          wakeTimer = setTimeout(fill, options.pollIntervalMs);
+          const untilSlot = nextSlot === null ? Number.POSITIVE_INFINITY : nextSlot - clock.now();
+          wakeTimer = setTimeout(fill, Math.max(1, Math.min(options.pollIntervalMs, untilSlot)));
         }
         if (!refill) return;
       }
@@ -169,6 +184,19 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
     }
   }
 
+  /** The queues to claim from now: not paused, below their concurrency here, in turn. */
+  function claimableQueues(want: number) {
+    const all = options.queues.all().filter((q) => !q.paused);
+    if (all.length === 0) return [];
+    rotation = (rotation + 1) % all.length;
+    const ordered = [...all.slice(rotation), ...all.slice(0, rotation)];
+    return ordered.flatMap((q) => {
+      const limit =
+        q.concurrency === null ? want : Math.min(want, q.concurrency - (perQueue.get(q.name) ?? 0));
+      return limit > 0 ? [{ name: q.name, limit, rate: q.rate }] : [];
+    });
+  }
+
   function launch(job: ClaimedJob) {
     const flight: Flight = {
       job,
@@ -177,6 +205,7 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
       done: Promise.resolve(),
     };
     flights.set(job.id, flight);
+    perQueue.set(job.queue, (perQueue.get(job.queue) ?? 0) + 1);
     logger.debug({ jobId: job.id, attempt: job.attempt }, "attempt started");
     flight.done = execute(flight)
       .catch((err) => logger.error({ err, jobId: job.id }, "finishing an attempt failed"))
@@ -194,6 +223,9 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
   function freeSlot(flight: Flight) {
     if (flights.get(flight.job.id) !== flight) return;
     flights.delete(flight.job.id);
+    const left = (perQueue.get(flight.job.queue) ?? 1) - 1;
+    if (left > 0) perQueue.set(flight.job.queue, left);
+    else perQueue.delete(flight.job.queue);
     fill();
   }
 
@@ -300,6 +332,8 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
       running = true;
       unsubscribe.push(
         signals.onJobsAvailable(fill),
+        // A queue resumed, created, or given more concurrency: look for its work now.
+        options.queues.onChange(fill),
         signals.onJobChanged((event) => {
           const flight = flights.get(event.jobId);
           if (flight && event.status === "canceled") abort(flight, "canceled");

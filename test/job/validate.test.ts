@@ -61,6 +61,7 @@ function invalid(fn: () => unknown): InvalidArgumentError {
 describe("validateEnqueue", () => {
   it("turns the seed's example into a job spec with millisecond units", () => {
     const expected: JobSpec = {
+      queue: "default",
       method: "POST",
       url: "https://httpbin.org/post",
       headers: { "Content-Type": "application/json" },
@@ -103,6 +104,7 @@ describe("validateEnqueue", () => {
       followRedirects: false,
       maxRedirects: 5,
       rateLimitKey: null,
+      queue: "default",
     } satisfies JobSpec);
   });
 

@@ -44,7 +44,7 @@ describe("postgres store", () => {
     const sql = admin();
     const rows =
       await sql`SELECT version, name FROM ${sql(schema)}.schema_migrations ORDER BY version`;
-    expect(rows.map((r) => r.name)).toEqual(["001_init.sql"]);
+    expect(rows.map((r) => r.name)).toEqual(["001_init.sql", "002_queues_and_operations.sql"]);
     // Every node works on the same tables.
     const job = newJob();
     await stores[0]!.jobInsert(job);

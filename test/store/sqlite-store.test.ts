@@ -7,6 +7,7 @@ import Database from "better-sqlite3";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { createSqliteJobStore } from "../../src/store/sqlite/sqlite-job-store.js";
 import {
+  DEFAULT_QUEUE_CLAIM,
   newJob,
   T0,
   type TestClock,
@@ -160,8 +161,15 @@ describe("sqlite store on a file", () => {
   it("reopening an existing file keeps the data and does not re-apply migrations", async () => {
     const job = newJob({ tags: ["keep"], idempotencyKey: "reopen" });
     await store.jobInsert(job);
-    const [claimed] = (await store.jobClaim({ now: T0 + 10, limit: 1, leaseMs: 1_000, node: "w1" }))
-      .jobs;
+    const [claimed] = (
+      await store.jobClaim({
+        queues: DEFAULT_QUEUE_CLAIM,
+        now: T0 + 10,
+        limit: 1,
+        leaseMs: 1_000,
+        node: "w1",
+      })
+    ).jobs;
     expect(claimed?.id).toBe(job.id);
     const migrationsBefore = peer().prepare("SELECT * FROM schema_migrations").all();
     await store.close();
@@ -192,8 +200,15 @@ describe("sqlite store on a file", () => {
     await store.jobInsert(job);
     expect(byId.get(job.id)).toEqual({ status: "available", attempt: 0 });
 
-    const [claimed] = (await store.jobClaim({ now: T0, limit: 1, leaseMs: 1_000, node: "w1" }))
-      .jobs;
+    const [claimed] = (
+      await store.jobClaim({
+        queues: DEFAULT_QUEUE_CLAIM,
+        now: T0,
+        limit: 1,
+        leaseMs: 1_000,
+        node: "w1",
+      })
+    ).jobs;
     expect(byId.get(job.id)).toEqual({ status: "running", attempt: 1 });
     await store.jobFinishAttempt({
       lease: { jobId: job.id, token: claimed!.leaseToken },
@@ -225,8 +240,15 @@ describe("sqlite store on a file", () => {
       );
     for (const key of ["a", "b"]) {
       await store.jobInsert(newJob({ tags: ["t1", "t2"], ttlMs: 100, idempotencyKey: key }));
-      const [claimed] = (await store.jobClaim({ now: T0, limit: 1, leaseMs: 1_000, node: "w" }))
-        .jobs;
+      const [claimed] = (
+        await store.jobClaim({
+          queues: DEFAULT_QUEUE_CLAIM,
+          now: T0,
+          limit: 1,
+          leaseMs: 1_000,
+          node: "w",
+        })
+      ).jobs;
       await store.jobFinishAttempt({
         lease: { jobId: claimed!.id, token: claimed!.leaseToken },
         now: T0 + 10,

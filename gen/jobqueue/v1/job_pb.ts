@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file jobqueue/v1/job.proto.
  */
 export const file_jobqueue_v1_job: GenFile = /*@__PURE__*/
-  fileDesc("ChVqb2JxdWV1ZS92MS9qb2IucHJvdG8SC2pvYnF1ZXVlLnYxIvwICgNKb2ISDgoGam9iX2lkGAEgASgJEiYKBnN0YXR1cxgCIAEoDjIWLmpvYnF1ZXVlLnYxLkpvYlN0YXR1cxIPCgdhdHRlbXB0GAMgASgFEhQKDG1heF9hdHRlbXB0cxgEIAEoBRIQCghwcmlvcml0eRgFIAEoBRIwCgxzY2hlZHVsZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCmNyZWF0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnN0YXJ0ZWRfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2ZpbmlzaGVkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZtZXRob2QYCiABKAkSCwoDdXJsGAsgASgJEhMKC3RpbWVvdXRfc2VjGAwgASgBEgwKBHRhZ3MYDSADKAkSLgoHaGVhZGVycxgOIAMoCzIdLmpvYnF1ZXVlLnYxLkpvYi5IZWFkZXJzRW50cnkSLAoGcGFyYW1zGA8gAygLMhwuam9icXVldWUudjEuSm9iLlBhcmFtc0VudHJ5EiYKBGJvZHkYECABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWVIABIUCgpib2R5X2J5dGVzGBEgASgMSAASNgoQYmFja29mZl9zdHJhdGVneRgSIAEoDjIcLmpvYnF1ZXVlLnYxLkJhY2tvZmZTdHJhdGVneRIXCg9iYWNrb2ZmX3NlY29uZHMYEyABKAESGAoLdHRsX3NlY29uZHMYFCABKAVIAYgBARIvCgtuZXh0X3J1bl9hdBgVIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKZXhwaXJlc19hdBgWIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASHAoPaWRlbXBvdGVuY3lfa2V5GBcgASgJSAKIAQESFwoKbGFzdF9lcnJvchgYIAEoCUgDiAEBEi4KCnVwZGF0ZWRfYXQYGSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKBW93bmVyGBogASgJSASIAQESFgoOc2VjcmV0X2hlYWRlcnMYGyADKAkSGAoQZm9sbG93X3JlZGlyZWN0cxgcIAEoCBIVCg1tYXhfcmVkaXJlY3RzGB0gASgFEhsKDnJhdGVfbGltaXRfa2V5GB4gASgJSAWIAQEaLgoMSGVhZGVyc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEaLQoLUGFyYW1zRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIJCgdwYXlsb2FkQg4KDF90dGxfc2Vjb25kc0ISChBfaWRlbXBvdGVuY3lfa2V5Qg0KC19sYXN0X2Vycm9yQggKBl9vd25lckIRCg9fcmF0ZV9saW1pdF9rZXki+gIKB0F0dGVtcHQSDwoHYXR0ZW1wdBgBIAEoBRIsCgdvdXRjb21lGAIgASgOMhsuam9icXVldWUudjEuQXR0ZW1wdE91dGNvbWUSLgoKc3RhcnRlZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZmluaXNoZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhwKD3Jlc3BvbnNlX3N0YXR1cxgFIAEoBUgAiAEBEhcKCmVycm9yX2NvZGUYBiABKAlIAYgBARISCgVlcnJvchgHIAEoCUgCiAEBEhgKC2R1cmF0aW9uX21zGAggASgFSAOIAQESEQoJcmV0cnlhYmxlGAkgASgIEhEKBG5vZGUYCiABKAlIBIgBAUISChBfcmVzcG9uc2Vfc3RhdHVzQg0KC19lcnJvcl9jb2RlQggKBl9lcnJvckIOCgxfZHVyYXRpb25fbXNCBwoFX25vZGUiwgEKBE5vZGUSDwoHbm9kZV9pZBgBIAEoCRIuCgpzdGFydGVkX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIwCgxoZWFydGJlYXRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB3ZlcnNpb24YBCABKAkSEwoLY29uY3VycmVuY3kYBSABKAUSEQoJaW5fZmxpZ2h0GAYgASgFEg4KBmxlYWRlchgHIAEoCCKLAgoKQXVkaXRFdmVudBIKCgJpZBgBIAEoAxIoCgR0aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIWCglwcmluY2lwYWwYAyABKAlIAIgBARIOCgZhY3Rpb24YBCABKAkSEwoGam9iX2lkGAUgASgJSAGIAQESGwoOcmVtb3RlX2FkZHJlc3MYBiABKAlIAogBARIQCghwcm90b2NvbBgHIAEoCRIPCgdvdXRjb21lGAggASgJEhMKBmRldGFpbBgJIAEoCUgDiAEBQgwKCl9wcmluY2lwYWxCCQoHX2pvYl9pZEIRCg9fcmVtb3RlX2FkZHJlc3NCCQoHX2RldGFpbCqgAQoJSm9iU3RhdHVzEhoKFkpPQl9TVEFUVVNfVU5TUEVDSUZJRUQQABIVChFKT0JfU1RBVFVTX1FVRVVFRBABEhYKEkpPQl9TVEFUVVNfUlVOTklORxACEhgKFEpPQl9TVEFUVVNfU1VDQ0VFREVEEAMSFQoRSk9CX1NUQVRVU19GQUlMRUQQBBIXChNKT0JfU1RBVFVTX0NBTkNFTEVEEAUqjgEKD0JhY2tvZmZTdHJhdGVneRIgChxCQUNLT0ZGX1NUUkFURUdZX1VOU1BFQ0lGSUVEEAASGgoWQkFDS09GRl9TVFJBVEVHWV9GSVhFRBABEhsKF0JBQ0tPRkZfU1RSQVRFR1lfTElORUFSEAISIAocQkFDS09GRl9TVFJBVEVHWV9FWFBPTkVOVElBTBADKncKDEJvZHlFbmNvZGluZxIdChlCT0RZX0VOQ09ESU5HX1VOU1BFQ0lGSUVEEAASFgoSQk9EWV9FTkNPRElOR19KU09OEAESFgoSQk9EWV9FTkNPRElOR19URVhUEAISGAoUQk9EWV9FTkNPRElOR19CQVNFNjQQAyriAQoOQXR0ZW1wdE91dGNvbWUSHwobQVRURU1QVF9PVVRDT01FX1VOU1BFQ0lGSUVEEAASGwoXQVRURU1QVF9PVVRDT01FX1JVTk5JTkcQARIdChlBVFRFTVBUX09VVENPTUVfU1VDQ0VFREVEEAISGgoWQVRURU1QVF9PVVRDT01FX0ZBSUxFRBADEhwKGEFUVEVNUFRfT1VUQ09NRV9DQU5DRUxFRBAEEh8KG0FUVEVNUFRfT1VUQ09NRV9JTlRFUlJVUFRFRBAFEhgKFEFUVEVNUFRfT1VUQ09NRV9MT1NUEAZiBnByb3RvMw", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChVqb2JxdWV1ZS92MS9qb2IucHJvdG8SC2pvYnF1ZXVlLnYxIr0JCgNKb2ISDgoGam9iX2lkGAEgASgJEiYKBnN0YXR1cxgCIAEoDjIWLmpvYnF1ZXVlLnYxLkpvYlN0YXR1cxIPCgdhdHRlbXB0GAMgASgFEhQKDG1heF9hdHRlbXB0cxgEIAEoBRIQCghwcmlvcml0eRgFIAEoBRIwCgxzY2hlZHVsZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCmNyZWF0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnN0YXJ0ZWRfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2ZpbmlzaGVkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZtZXRob2QYCiABKAkSCwoDdXJsGAsgASgJEhMKC3RpbWVvdXRfc2VjGAwgASgBEgwKBHRhZ3MYDSADKAkSLgoHaGVhZGVycxgOIAMoCzIdLmpvYnF1ZXVlLnYxLkpvYi5IZWFkZXJzRW50cnkSLAoGcGFyYW1zGA8gAygLMhwuam9icXVldWUudjEuSm9iLlBhcmFtc0VudHJ5EiYKBGJvZHkYECABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWVIABIUCgpib2R5X2J5dGVzGBEgASgMSAASNgoQYmFja29mZl9zdHJhdGVneRgSIAEoDjIcLmpvYnF1ZXVlLnYxLkJhY2tvZmZTdHJhdGVneRIXCg9iYWNrb2ZmX3NlY29uZHMYEyABKAESGAoLdHRsX3NlY29uZHMYFCABKAVIAYgBARIvCgtuZXh0X3J1bl9hdBgVIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKZXhwaXJlc19hdBgWIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASHAoPaWRlbXBvdGVuY3lfa2V5GBcgASgJSAKIAQESFwoKbGFzdF9lcnJvchgYIAEoCUgDiAEBEi4KCnVwZGF0ZWRfYXQYGSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKBW93bmVyGBogASgJSASIAQESFgoOc2VjcmV0X2hlYWRlcnMYGyADKAkSGAoQZm9sbG93X3JlZGlyZWN0cxgcIAEoCBIVCg1tYXhfcmVkaXJlY3RzGB0gASgFEhsKDnJhdGVfbGltaXRfa2V5GB4gASgJSAWIAQESDQoFcXVldWUYHyABKAkSHAoPbGFzdF9lcnJvcl9jb2RlGCAgASgJSAaIAQEaLgoMSGVhZGVyc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEaLQoLUGFyYW1zRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIJCgdwYXlsb2FkQg4KDF90dGxfc2Vjb25kc0ISChBfaWRlbXBvdGVuY3lfa2V5Qg0KC19sYXN0X2Vycm9yQggKBl9vd25lckIRCg9fcmF0ZV9saW1pdF9rZXlCEgoQX2xhc3RfZXJyb3JfY29kZSL6AgoHQXR0ZW1wdBIPCgdhdHRlbXB0GAEgASgFEiwKB291dGNvbWUYAiABKA4yGy5qb2JxdWV1ZS52MS5BdHRlbXB0T3V0Y29tZRIuCgpzdGFydGVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtmaW5pc2hlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASHAoPcmVzcG9uc2Vfc3RhdHVzGAUgASgFSACIAQESFwoKZXJyb3JfY29kZRgGIAEoCUgBiAEBEhIKBWVycm9yGAcgASgJSAKIAQESGAoLZHVyYXRpb25fbXMYCCABKAVIA4gBARIRCglyZXRyeWFibGUYCSABKAgSEQoEbm9kZRgKIAEoCUgEiAEBQhIKEF9yZXNwb25zZV9zdGF0dXNCDQoLX2Vycm9yX2NvZGVCCAoGX2Vycm9yQg4KDF9kdXJhdGlvbl9tc0IHCgVfbm9kZSLCAQoETm9kZRIPCgdub2RlX2lkGAEgASgJEi4KCnN0YXJ0ZWRfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjAKDGhlYXJ0YmVhdF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHdmVyc2lvbhgEIAEoCRITCgtjb25jdXJyZW5jeRgFIAEoBRIRCglpbl9mbGlnaHQYBiABKAUSDgoGbGVhZGVyGAcgASgIIosCCgpBdWRpdEV2ZW50EgoKAmlkGAEgASgDEigKBHRpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhYKCXByaW5jaXBhbBgDIAEoCUgAiAEBEg4KBmFjdGlvbhgEIAEoCRITCgZqb2JfaWQYBSABKAlIAYgBARIbCg5yZW1vdGVfYWRkcmVzcxgGIAEoCUgCiAEBEhAKCHByb3RvY29sGAcgASgJEg8KB291dGNvbWUYCCABKAkSEwoGZGV0YWlsGAkgASgJSAOIAQFCDAoKX3ByaW5jaXBhbEIJCgdfam9iX2lkQhEKD19yZW1vdGVfYWRkcmVzc0IJCgdfZGV0YWlsImQKDFN0YXR1c0NvdW50cxIOCgZxdWV1ZWQYASABKAMSDwoHcnVubmluZxgCIAEoAxIRCglzdWNjZWVkZWQYAyABKAMSDgoGZmFpbGVkGAQgASgDEhAKCGNhbmNlbGVkGAUgASgDIpsDCglPcGVyYXRpb24SFAoMb3BlcmF0aW9uX2lkGAEgASgJEigKBGtpbmQYAiABKA4yGi5qb2JxdWV1ZS52MS5PcGVyYXRpb25LaW5kEioKBXN0YXRlGAMgASgOMhsuam9icXVldWUudjEuT3BlcmF0aW9uU3RhdGUSEAoIZXN0aW1hdGUYBCABKAMSFwoPZXN0aW1hdGVfY2FwcGVkGAUgASgIEhAKCGV4YW1pbmVkGAYgASgDEhAKCGFmZmVjdGVkGAcgASgDEhYKCXByaW5jaXBhbBgIIAEoCUgAiAEBEi4KCmNyZWF0ZWRfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2ZpbmlzaGVkX2F0GAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgVlcnJvchgMIAEoCUgBiAEBQgwKCl9wcmluY2lwYWxCCAoGX2Vycm9yKqABCglKb2JTdGF0dXMSGgoWSk9CX1NUQVRVU19VTlNQRUNJRklFRBAAEhUKEUpPQl9TVEFUVVNfUVVFVUVEEAESFgoSSk9CX1NUQVRVU19SVU5OSU5HEAISGAoUSk9CX1NUQVRVU19TVUNDRUVERUQQAxIVChFKT0JfU1RBVFVTX0ZBSUxFRBAEEhcKE0pPQl9TVEFUVVNfQ0FOQ0VMRUQQBSqOAQoPQmFja29mZlN0cmF0ZWd5EiAKHEJBQ0tPRkZfU1RSQVRFR1lfVU5TUEVDSUZJRUQQABIaChZCQUNLT0ZGX1NUUkFURUdZX0ZJWEVEEAESGwoXQkFDS09GRl9TVFJBVEVHWV9MSU5FQVIQAhIgChxCQUNLT0ZGX1NUUkFURUdZX0VYUE9ORU5USUFMEAMqdwoMQm9keUVuY29kaW5nEh0KGUJPRFlfRU5DT0RJTkdfVU5TUEVDSUZJRUQQABIWChJCT0RZX0VOQ09ESU5HX0pTT04QARIWChJCT0RZX0VOQ09ESU5HX1RFWFQQAhIYChRCT0RZX0VOQ09ESU5HX0JBU0U2NBADKuIBCg5BdHRlbXB0T3V0Y29tZRIfChtBVFRFTVBUX09VVENPTUVfVU5TUEVDSUZJRUQQABIbChdBVFRFTVBUX09VVENPTUVfUlVOTklORxABEh0KGUFUVEVNUFRfT1VUQ09NRV9TVUNDRUVERUQQAhIaChZBVFRFTVBUX09VVENPTUVfRkFJTEVEEAMSHAoYQVRURU1QVF9PVVRDT01FX0NBTkNFTEVEEAQSHwobQVRURU1QVF9PVVRDT01FX0lOVEVSUlVQVEVEEAUSGAoUQVRURU1QVF9PVVRDT01FX0xPU1QQBip/Cg1PcGVyYXRpb25LaW5kEh4KGk9QRVJBVElPTl9LSU5EX1VOU1BFQ0lGSUVEEAASGQoVT1BFUkFUSU9OX0tJTkRfQ0FOQ0VMEAESGAoUT1BFUkFUSU9OX0tJTkRfUkVUUlkQAhIZChVPUEVSQVRJT05fS0lORF9ERUxFVEUQAyqnAQoOT3BlcmF0aW9uU3RhdGUSHwobT1BFUkFUSU9OX1NUQVRFX1VOU1BFQ0lGSUVEEAASGwoXT1BFUkFUSU9OX1NUQVRFX1JVTk5JTkcQARIdChlPUEVSQVRJT05fU1RBVEVfU1VDQ0VFREVEEAISHAoYT1BFUkFUSU9OX1NUQVRFX0NBTkNFTEVEEAMSGgoWT1BFUkFUSU9OX1NUQVRFX0ZBSUxFRBAEYgZwcm90bzM", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * Job is a stored HTTP call and where it is in its life.
@@ -206,6 +206,21 @@ export type Job = Message<"jobqueue.v1.Job"> & {
    * @generated from field: optional string rate_limit_key = 30;
    */
   rateLimitKey?: string | undefined;
+
+  /**
+   * The named queue it runs in.
+   *
+   * @generated from field: string queue = 31;
+   */
+  queue: string;
+
+  /**
+   * The error code of the latest failed attempt ("timeout", "http_status",
+   * ...), if any.
+   *
+   * @generated from field: optional string last_error_code = 32;
+   */
+  lastErrorCode?: string | undefined;
 };
 
 /**
@@ -423,6 +438,130 @@ export const AuditEventSchema: GenMessage<AuditEvent> = /*@__PURE__*/
   messageDesc(file_jobqueue_v1_job, 3);
 
 /**
+ * StatusCounts counts jobs by status.
+ *
+ * @generated from message jobqueue.v1.StatusCounts
+ */
+export type StatusCounts = Message<"jobqueue.v1.StatusCounts"> & {
+  /**
+   * @generated from field: int64 queued = 1;
+   */
+  queued: bigint;
+
+  /**
+   * @generated from field: int64 running = 2;
+   */
+  running: bigint;
+
+  /**
+   * @generated from field: int64 succeeded = 3;
+   */
+  succeeded: bigint;
+
+  /**
+   * @generated from field: int64 failed = 4;
+   */
+  failed: bigint;
+
+  /**
+   * @generated from field: int64 canceled = 5;
+   */
+  canceled: bigint;
+};
+
+/**
+ * Describes the message jobqueue.v1.StatusCounts.
+ * Use `create(StatusCountsSchema)` to create a new message.
+ */
+export const StatusCountsSchema: GenMessage<StatusCounts> = /*@__PURE__*/
+  messageDesc(file_jobqueue_v1_job, 4);
+
+/**
+ * Operation is a bulk action (CancelJobs, RetryJobs, DeleteJobs) worked
+ * through in batches, newest job first, in the background. Jobs created
+ * after it started are left alone.
+ *
+ * @generated from message jobqueue.v1.Operation
+ */
+export type Operation = Message<"jobqueue.v1.Operation"> & {
+  /**
+   * "op_" followed by a ULID.
+   *
+   * @generated from field: string operation_id = 1;
+   */
+  operationId: string;
+
+  /**
+   * @generated from field: jobqueue.v1.OperationKind kind = 2;
+   */
+  kind: OperationKind;
+
+  /**
+   * @generated from field: jobqueue.v1.OperationState state = 3;
+   */
+  state: OperationState;
+
+  /**
+   * The matching jobs counted when it started: exact up to 10,000, then a
+   * lower bound (estimate_capped).
+   *
+   * @generated from field: int64 estimate = 4;
+   */
+  estimate: bigint;
+
+  /**
+   * @generated from field: bool estimate_capped = 5;
+   */
+  estimateCapped: boolean;
+
+  /**
+   * Matching jobs worked through so far, and those the action changed.
+   *
+   * @generated from field: int64 examined = 6;
+   */
+  examined: bigint;
+
+  /**
+   * @generated from field: int64 affected = 7;
+   */
+  affected: bigint;
+
+  /**
+   * Who started it.
+   *
+   * @generated from field: optional string principal = 8;
+   */
+  principal?: string | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp created_at = 9;
+   */
+  createdAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp updated_at = 10;
+   */
+  updatedAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp finished_at = 11;
+   */
+  finishedAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: optional string error = 12;
+   */
+  error?: string | undefined;
+};
+
+/**
+ * Describes the message jobqueue.v1.Operation.
+ * Use `create(OperationSchema)` to create a new message.
+ */
+export const OperationSchema: GenMessage<Operation> = /*@__PURE__*/
+  messageDesc(file_jobqueue_v1_job, 5);
+
+/**
  * JobStatus is where a job is in its life:
  * QUEUED -> RUNNING -> SUCCEEDED | FAILED | CANCELED. A failed attempt with
  * attempts left goes back to QUEUED with a later next_run_at. The last three
@@ -602,4 +741,76 @@ export enum AttemptOutcome {
  */
 export const AttemptOutcomeSchema: GenEnum<AttemptOutcome> = /*@__PURE__*/
   enumDesc(file_jobqueue_v1_job, 3);
+
+/**
+ * OperationKind is what a bulk action does to each job it matches.
+ *
+ * @generated from enum jobqueue.v1.OperationKind
+ */
+export enum OperationKind {
+  /**
+   * @generated from enum value: OPERATION_KIND_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: OPERATION_KIND_CANCEL = 1;
+   */
+  CANCEL = 1,
+
+  /**
+   * @generated from enum value: OPERATION_KIND_RETRY = 2;
+   */
+  RETRY = 2,
+
+  /**
+   * @generated from enum value: OPERATION_KIND_DELETE = 3;
+   */
+  DELETE = 3,
+}
+
+/**
+ * Describes the enum jobqueue.v1.OperationKind.
+ */
+export const OperationKindSchema: GenEnum<OperationKind> = /*@__PURE__*/
+  enumDesc(file_jobqueue_v1_job, 4);
+
+/**
+ * OperationState is where a bulk action is: RUNNING, then SUCCEEDED (no
+ * matching job left), CANCELED (stopped by CancelOperation) or FAILED.
+ *
+ * @generated from enum jobqueue.v1.OperationState
+ */
+export enum OperationState {
+  /**
+   * @generated from enum value: OPERATION_STATE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: OPERATION_STATE_RUNNING = 1;
+   */
+  RUNNING = 1,
+
+  /**
+   * @generated from enum value: OPERATION_STATE_SUCCEEDED = 2;
+   */
+  SUCCEEDED = 2,
+
+  /**
+   * @generated from enum value: OPERATION_STATE_CANCELED = 3;
+   */
+  CANCELED = 3,
+
+  /**
+   * @generated from enum value: OPERATION_STATE_FAILED = 4;
+   */
+  FAILED = 4,
+}
+
+/**
+ * Describes the enum jobqueue.v1.OperationState.
+ */
+export const OperationStateSchema: GenEnum<OperationState> = /*@__PURE__*/
+  enumDesc(file_jobqueue_v1_job, 5);
 

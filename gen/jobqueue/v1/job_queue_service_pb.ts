@@ -2,12 +2,12 @@
 // @generated from file jobqueue/v1/job_queue_service.proto (package jobqueue.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import { file_google_api_annotations } from "../../google/api/annotations_pb.js";
 import type { Timestamp, Value } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_struct, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
-import type { Attempt, AuditEvent, BackoffStrategy, BodyEncoding, Job, JobStatus, Node } from "./job_pb.js";
+import type { Attempt, AuditEvent, BackoffStrategy, BodyEncoding, Job, JobStatus, Node, Operation, StatusCounts } from "./job_pb.js";
 import { file_jobqueue_v1_job } from "./job_pb.js";
 import { file_jobqueue_v1_options } from "./options_pb.js";
 import type { Message } from "@bufbuild/protobuf";
@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file jobqueue/v1/job_queue_service.proto.
  */
 export const file_jobqueue_v1_job_queue_service: GenFile = /*@__PURE__*/
-  fileDesc("CiNqb2JxdWV1ZS92MS9qb2JfcXVldWVfc2VydmljZS5wcm90bxILam9icXVldWUudjEinwYKEUVucXVldWVKb2JSZXF1ZXN0Eg4KBm1ldGhvZBgBIAEoCRILCgN1cmwYAiABKAkSPAoHaGVhZGVycxgDIAMoCzIrLmpvYnF1ZXVlLnYxLkVucXVldWVKb2JSZXF1ZXN0LkhlYWRlcnNFbnRyeRI6CgZwYXJhbXMYBCADKAsyKi5qb2JxdWV1ZS52MS5FbnF1ZXVlSm9iUmVxdWVzdC5QYXJhbXNFbnRyeRImCgRib2R5GAUgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlSAASFAoKYm9keV9ieXRlcxgGIAEoDEgAEhgKC3RpbWVvdXRfc2VjGAcgASgBSAGIAQESEAoIcHJpb3JpdHkYCCABKAUSGQoMbWF4X2F0dGVtcHRzGAkgASgFSAKIAQESNgoQYmFja29mZl9zdHJhdGVneRgKIAEoDjIcLmpvYnF1ZXVlLnYxLkJhY2tvZmZTdHJhdGVneRIcCg9iYWNrb2ZmX3NlY29uZHMYCyABKAFIA4gBARIwCgxzY2hlZHVsZWRfYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhgKC3R0bF9zZWNvbmRzGA0gASgFSASIAQESDAoEdGFncxgOIAMoCRIXCg9pZGVtcG90ZW5jeV9rZXkYDyABKAkSFgoOc2VjcmV0X2hlYWRlcnMYECADKAkSGAoQZm9sbG93X3JlZGlyZWN0cxgRIAEoCBIaCg1tYXhfcmVkaXJlY3RzGBIgASgFSAWIAQESFgoOcmF0ZV9saW1pdF9rZXkYEyABKAkaLgoMSGVhZGVyc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEaLQoLUGFyYW1zRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIJCgdwYXlsb2FkQg4KDF90aW1lb3V0X3NlY0IPCg1fbWF4X2F0dGVtcHRzQhIKEF9iYWNrb2ZmX3NlY29uZHNCDgoMX3R0bF9zZWNvbmRzQhAKDl9tYXhfcmVkaXJlY3RzIkwKEkVucXVldWVKb2JSZXNwb25zZRIOCgZqb2JfaWQYASABKAkSJgoGc3RhdHVzGAIgASgOMhYuam9icXVldWUudjEuSm9iU3RhdHVzIkIKEkVucXVldWVKb2JzUmVxdWVzdBIsCgRqb2JzGAEgAygLMh4uam9icXVldWUudjEuRW5xdWV1ZUpvYlJlcXVlc3QiRAoTRW5xdWV1ZUpvYnNSZXNwb25zZRItCgRqb2JzGAEgAygLMh8uam9icXVldWUudjEuRW5xdWV1ZUpvYlJlc3BvbnNlIh8KDUdldEpvYlJlcXVlc3QSDgoGam9iX2lkGAEgASgJIi8KDkdldEpvYlJlc3BvbnNlEh0KA2pvYhgBIAEoCzIQLmpvYnF1ZXVlLnYxLkpvYiIlChNHZXRKb2JSZXN1bHRSZXF1ZXN0Eg4KBmpvYl9pZBgBIAEoCSKRBAoUR2V0Sm9iUmVzdWx0UmVzcG9uc2USDgoGam9iX2lkGAEgASgJEiYKBnN0YXR1cxgCIAEoDjIWLmpvYnF1ZXVlLnYxLkpvYlN0YXR1cxIcCg9yZXNwb25zZV9zdGF0dXMYAyABKAVIAIgBARJQChByZXNwb25zZV9oZWFkZXJzGAQgAygLMjYuam9icXVldWUudjEuR2V0Sm9iUmVzdWx0UmVzcG9uc2UuUmVzcG9uc2VIZWFkZXJzRW50cnkSLQoNcmVzcG9uc2VfYm9keRgFIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRI5ChZyZXNwb25zZV9ib2R5X2VuY29kaW5nGAYgASgOMhkuam9icXVldWUudjEuQm9keUVuY29kaW5nEhEKCXRydW5jYXRlZBgHIAEoCBISCgVlcnJvchgIIAEoCUgBiAEBEhgKC2R1cmF0aW9uX21zGAkgASgFSAKIAQESDwoHYXR0ZW1wdBgKIAEoBRIvCgtmaW5pc2hlZF9hdBgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAaNgoUUmVzcG9uc2VIZWFkZXJzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUISChBfcmVzcG9uc2Vfc3RhdHVzQggKBl9lcnJvckIOCgxfZHVyYXRpb25fbXMiIgoQQ2FuY2VsSm9iUmVxdWVzdBIOCgZqb2JfaWQYASABKAkiMgoRQ2FuY2VsSm9iUmVzcG9uc2USHQoDam9iGAEgASgLMhAuam9icXVldWUudjEuSm9iItQBCg9MaXN0Sm9ic1JlcXVlc3QSJgoGc3RhdHVzGAEgAygOMhYuam9icXVldWUudjEuSm9iU3RhdHVzEgsKA3RhZxgCIAMoCRIxCg1jcmVhdGVkX2FmdGVyGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCg5jcmVhdGVkX2JlZm9yZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJcGFnZV9zaXplGAUgASgFEhIKCnBhZ2VfdG9rZW4YBiABKAkiZAoQTGlzdEpvYnNSZXNwb25zZRIeCgRqb2JzGAEgAygLMhAuam9icXVldWUudjEuSm9iEhwKD25leHRfcGFnZV90b2tlbhgCIAEoCUgAiAEBQhIKEF9uZXh0X3BhZ2VfdG9rZW4iKAoWTGlzdEpvYkF0dGVtcHRzUmVxdWVzdBIOCgZqb2JfaWQYASABKAkiUQoXTGlzdEpvYkF0dGVtcHRzUmVzcG9uc2USDgoGam9iX2lkGAEgASgJEiYKCGF0dGVtcHRzGAIgAygLMhQuam9icXVldWUudjEuQXR0ZW1wdCIhCg9XYXRjaEpvYlJlcXVlc3QSDgoGam9iX2lkGAEgASgJIjEKEFdhdGNoSm9iUmVzcG9uc2USHQoDam9iGAEgASgLMhAuam9icXVldWUudjEuSm9iItkBChZMaXN0QXVkaXRFdmVudHNSZXF1ZXN0EhEKCXByaW5jaXBhbBgBIAEoCRIOCgZhY3Rpb24YAiABKAkSDgoGam9iX2lkGAMgASgJEg8KB291dGNvbWUYBCABKAkSKQoFc2luY2UYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEikKBXVudGlsGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIRCglwYWdlX3NpemUYByABKAUSEgoKcGFnZV90b2tlbhgIIAEoCSJ0ChdMaXN0QXVkaXRFdmVudHNSZXNwb25zZRInCgZldmVudHMYASADKAsyFy5qb2JxdWV1ZS52MS5BdWRpdEV2ZW50EhwKD25leHRfcGFnZV90b2tlbhgCIAEoCUgAiAEBQhIKEF9uZXh0X3BhZ2VfdG9rZW4iEgoQTGlzdE5vZGVzUmVxdWVzdCI1ChFMaXN0Tm9kZXNSZXNwb25zZRIgCgVub2RlcxgBIAMoCzIRLmpvYnF1ZXVlLnYxLk5vZGUyzwgKD0pvYlF1ZXVlU2VydmljZRJjCgpFbnF1ZXVlSm9iEh4uam9icXVldWUudjEuRW5xdWV1ZUpvYlJlcXVlc3QaHy5qb2JxdWV1ZS52MS5FbnF1ZXVlSm9iUmVzcG9uc2UiFIi1GAKC0+STAgo6ASoiBS9qb2JzEmwKC0VucXVldWVKb2JzEh8uam9icXVldWUudjEuRW5xdWV1ZUpvYnNSZXF1ZXN0GiAuam9icXVldWUudjEuRW5xdWV1ZUpvYnNSZXNwb25zZSIaiLUYAoLT5JMCEDoBKiILL2pvYnM6YmF0Y2gSZQoGR2V0Sm9iEhouam9icXVldWUudjEuR2V0Sm9iUmVxdWVzdBobLmpvYnF1ZXVlLnYxLkdldEpvYlJlc3BvbnNlIiKQAgGItRgBgtPkkwIVYgNqb2ISDi9qb2JzL3tqb2JfaWR9EnkKDEdldEpvYlJlc3VsdBIgLmpvYnF1ZXVlLnYxLkdldEpvYlJlc3VsdFJlcXVlc3QaIS5qb2JxdWV1ZS52MS5HZXRKb2JSZXN1bHRSZXNwb25zZSIkkAIBiLUYAYLT5JMCFxIVL2pvYnMve2pvYl9pZH0vcmVzdWx0EnUKCUNhbmNlbEpvYhIdLmpvYnF1ZXVlLnYxLkNhbmNlbEpvYlJlcXVlc3QaHi5qb2JxdWV1ZS52MS5DYW5jZWxKb2JSZXNwb25zZSIpiLUYAoLT5JMCHzoBKmIDam9iIhUvam9icy97am9iX2lkfS9jYW5jZWwSXQoITGlzdEpvYnMSHC5qb2JxdWV1ZS52MS5MaXN0Sm9ic1JlcXVlc3QaHS5qb2JxdWV1ZS52MS5MaXN0Sm9ic1Jlc3BvbnNlIhSQAgGItRgBgtPkkwIHEgUvam9icxKEAQoPTGlzdEpvYkF0dGVtcHRzEiMuam9icXVldWUudjEuTGlzdEpvYkF0dGVtcHRzUmVxdWVzdBokLmpvYnF1ZXVlLnYxLkxpc3RKb2JBdHRlbXB0c1Jlc3BvbnNlIiaQAgGItRgBgtPkkwIZEhcvam9icy97am9iX2lkfS9hdHRlbXB0cxJSCghXYXRjaEpvYhIcLmpvYnF1ZXVlLnYxLldhdGNoSm9iUmVxdWVzdBodLmpvYnF1ZXVlLnYxLldhdGNoSm9iUmVzcG9uc2UiB5ACAYi1GAEwARJhCglMaXN0Tm9kZXMSHS5qb2JxdWV1ZS52MS5MaXN0Tm9kZXNSZXF1ZXN0Gh4uam9icXVldWUudjEuTGlzdE5vZGVzUmVzcG9uc2UiFZACAYi1GAGC0+STAggSBi9ub2RlcxJzCg9MaXN0QXVkaXRFdmVudHMSIy5qb2JxdWV1ZS52MS5MaXN0QXVkaXRFdmVudHNSZXF1ZXN0GiQuam9icXVldWUudjEuTGlzdEF1ZGl0RXZlbnRzUmVzcG9uc2UiFZACAYi1GAOC0+STAggSBi9hdWRpdGIGcHJvdG8z", [file_google_api_annotations, file_google_protobuf_struct, file_google_protobuf_timestamp, file_jobqueue_v1_job, file_jobqueue_v1_options]);
+  fileDesc("CiNqb2JxdWV1ZS92MS9qb2JfcXVldWVfc2VydmljZS5wcm90bxILam9icXVldWUudjEirgYKEUVucXVldWVKb2JSZXF1ZXN0Eg4KBm1ldGhvZBgBIAEoCRILCgN1cmwYAiABKAkSPAoHaGVhZGVycxgDIAMoCzIrLmpvYnF1ZXVlLnYxLkVucXVldWVKb2JSZXF1ZXN0LkhlYWRlcnNFbnRyeRI6CgZwYXJhbXMYBCADKAsyKi5qb2JxdWV1ZS52MS5FbnF1ZXVlSm9iUmVxdWVzdC5QYXJhbXNFbnRyeRImCgRib2R5GAUgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlSAASFAoKYm9keV9ieXRlcxgGIAEoDEgAEhgKC3RpbWVvdXRfc2VjGAcgASgBSAGIAQESEAoIcHJpb3JpdHkYCCABKAUSGQoMbWF4X2F0dGVtcHRzGAkgASgFSAKIAQESNgoQYmFja29mZl9zdHJhdGVneRgKIAEoDjIcLmpvYnF1ZXVlLnYxLkJhY2tvZmZTdHJhdGVneRIcCg9iYWNrb2ZmX3NlY29uZHMYCyABKAFIA4gBARIwCgxzY2hlZHVsZWRfYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhgKC3R0bF9zZWNvbmRzGA0gASgFSASIAQESDAoEdGFncxgOIAMoCRIXCg9pZGVtcG90ZW5jeV9rZXkYDyABKAkSFgoOc2VjcmV0X2hlYWRlcnMYECADKAkSGAoQZm9sbG93X3JlZGlyZWN0cxgRIAEoCBIaCg1tYXhfcmVkaXJlY3RzGBIgASgFSAWIAQESFgoOcmF0ZV9saW1pdF9rZXkYEyABKAkSDQoFcXVldWUYFCABKAkaLgoMSGVhZGVyc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEaLQoLUGFyYW1zRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIJCgdwYXlsb2FkQg4KDF90aW1lb3V0X3NlY0IPCg1fbWF4X2F0dGVtcHRzQhIKEF9iYWNrb2ZmX3NlY29uZHNCDgoMX3R0bF9zZWNvbmRzQhAKDl9tYXhfcmVkaXJlY3RzIkwKEkVucXVldWVKb2JSZXNwb25zZRIOCgZqb2JfaWQYASABKAkSJgoGc3RhdHVzGAIgASgOMhYuam9icXVldWUudjEuSm9iU3RhdHVzIkIKEkVucXVldWVKb2JzUmVxdWVzdBIsCgRqb2JzGAEgAygLMh4uam9icXVldWUudjEuRW5xdWV1ZUpvYlJlcXVlc3QiRAoTRW5xdWV1ZUpvYnNSZXNwb25zZRItCgRqb2JzGAEgAygLMh8uam9icXVldWUudjEuRW5xdWV1ZUpvYlJlc3BvbnNlIh8KDUdldEpvYlJlcXVlc3QSDgoGam9iX2lkGAEgASgJIi8KDkdldEpvYlJlc3BvbnNlEh0KA2pvYhgBIAEoCzIQLmpvYnF1ZXVlLnYxLkpvYiIlChNHZXRKb2JSZXN1bHRSZXF1ZXN0Eg4KBmpvYl9pZBgBIAEoCSKRBAoUR2V0Sm9iUmVzdWx0UmVzcG9uc2USDgoGam9iX2lkGAEgASgJEiYKBnN0YXR1cxgCIAEoDjIWLmpvYnF1ZXVlLnYxLkpvYlN0YXR1cxIcCg9yZXNwb25zZV9zdGF0dXMYAyABKAVIAIgBARJQChByZXNwb25zZV9oZWFkZXJzGAQgAygLMjYuam9icXVldWUudjEuR2V0Sm9iUmVzdWx0UmVzcG9uc2UuUmVzcG9uc2VIZWFkZXJzRW50cnkSLQoNcmVzcG9uc2VfYm9keRgFIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRI5ChZyZXNwb25zZV9ib2R5X2VuY29kaW5nGAYgASgOMhkuam9icXVldWUudjEuQm9keUVuY29kaW5nEhEKCXRydW5jYXRlZBgHIAEoCBISCgVlcnJvchgIIAEoCUgBiAEBEhgKC2R1cmF0aW9uX21zGAkgASgFSAKIAQESDwoHYXR0ZW1wdBgKIAEoBRIvCgtmaW5pc2hlZF9hdBgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAaNgoUUmVzcG9uc2VIZWFkZXJzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUISChBfcmVzcG9uc2Vfc3RhdHVzQggKBl9lcnJvckIOCgxfZHVyYXRpb25fbXMiIgoQQ2FuY2VsSm9iUmVxdWVzdBIOCgZqb2JfaWQYASABKAkiMgoRQ2FuY2VsSm9iUmVzcG9uc2USHQoDam9iGAEgASgLMhAuam9icXVldWUudjEuSm9iIt0DCg9MaXN0Sm9ic1JlcXVlc3QSJgoGc3RhdHVzGAEgAygOMhYuam9icXVldWUudjEuSm9iU3RhdHVzEgsKA3RhZxgCIAMoCRIxCg1jcmVhdGVkX2FmdGVyGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCg5jcmVhdGVkX2JlZm9yZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJcGFnZV9zaXplGAUgASgFEhIKCnBhZ2VfdG9rZW4YBiABKAkSDQoFcXVldWUYByABKAkSMgoOZmluaXNoZWRfYWZ0ZXIYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjMKD2ZpbmlzaGVkX2JlZm9yZRgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMQoNdXBkYXRlZF9hZnRlchgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDAoEaG9zdBgLIAEoCRIOCgZtZXRob2QYDCABKAkSFAoMdXJsX2NvbnRhaW5zGA0gASgJEhIKCmVycm9yX2NvZGUYDiABKAkSFAoMbWluX2F0dGVtcHRzGA8gASgFImQKEExpc3RKb2JzUmVzcG9uc2USHgoEam9icxgBIAMoCzIQLmpvYnF1ZXVlLnYxLkpvYhIcCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAlIAIgBAUISChBfbmV4dF9wYWdlX3Rva2VuIigKFkxpc3RKb2JBdHRlbXB0c1JlcXVlc3QSDgoGam9iX2lkGAEgASgJIlEKF0xpc3RKb2JBdHRlbXB0c1Jlc3BvbnNlEg4KBmpvYl9pZBgBIAEoCRImCghhdHRlbXB0cxgCIAMoCzIULmpvYnF1ZXVlLnYxLkF0dGVtcHQiIQoPV2F0Y2hKb2JSZXF1ZXN0Eg4KBmpvYl9pZBgBIAEoCSIxChBXYXRjaEpvYlJlc3BvbnNlEh0KA2pvYhgBIAEoCzIQLmpvYnF1ZXVlLnYxLkpvYiLZAQoWTGlzdEF1ZGl0RXZlbnRzUmVxdWVzdBIRCglwcmluY2lwYWwYASABKAkSDgoGYWN0aW9uGAIgASgJEg4KBmpvYl9pZBgDIAEoCRIPCgdvdXRjb21lGAQgASgJEikKBXNpbmNlGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIpCgV1bnRpbBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJcGFnZV9zaXplGAcgASgFEhIKCnBhZ2VfdG9rZW4YCCABKAkidAoXTGlzdEF1ZGl0RXZlbnRzUmVzcG9uc2USJwoGZXZlbnRzGAEgAygLMhcuam9icXVldWUudjEuQXVkaXRFdmVudBIcCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAlIAIgBAUISChBfbmV4dF9wYWdlX3Rva2VuIhIKEExpc3ROb2Rlc1JlcXVlc3QiNQoRTGlzdE5vZGVzUmVzcG9uc2USIAoFbm9kZXMYASADKAsyES5qb2JxdWV1ZS52MS5Ob2RlIn8KD1JldHJ5Sm9iUmVxdWVzdBIOCgZqb2JfaWQYASABKAkSGQoMbWF4X2F0dGVtcHRzGAIgASgFSACIAQESMAoMc2NoZWR1bGVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIPCg1fbWF4X2F0dGVtcHRzIjEKEFJldHJ5Sm9iUmVzcG9uc2USHQoDam9iGAEgASgLMhAuam9icXVldWUudjEuSm9iIiIKEERlbGV0ZUpvYlJlcXVlc3QSDgoGam9iX2lkGAEgASgJIhMKEURlbGV0ZUpvYlJlc3BvbnNlIsEDCglKb2JGaWx0ZXISJgoGc3RhdHVzGAEgAygOMhYuam9icXVldWUudjEuSm9iU3RhdHVzEgsKA3RhZxgCIAMoCRINCgVxdWV1ZRgDIAEoCRIxCg1jcmVhdGVkX2FmdGVyGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCg5jcmVhdGVkX2JlZm9yZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMgoOZmluaXNoZWRfYWZ0ZXIYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjMKD2ZpbmlzaGVkX2JlZm9yZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMQoNdXBkYXRlZF9hZnRlchgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDAoEaG9zdBgJIAEoCRIOCgZtZXRob2QYCiABKAkSFAoMdXJsX2NvbnRhaW5zGAsgASgJEhIKCmVycm9yX2NvZGUYDCABKAkSFAoMbWluX2F0dGVtcHRzGA0gASgFEg8KB2pvYl9pZHMYDiADKAkiTAoRQ2FuY2VsSm9ic1JlcXVlc3QSJgoGZmlsdGVyGAEgASgLMhYuam9icXVldWUudjEuSm9iRmlsdGVyEg8KB2RyeV9ydW4YAiABKAgiZAoSQ2FuY2VsSm9ic1Jlc3BvbnNlEg0KBWNvdW50GAEgASgDEhQKDGNvdW50X2NhcHBlZBgCIAEoCBIpCglvcGVyYXRpb24YAyABKAsyFi5qb2JxdWV1ZS52MS5PcGVyYXRpb24iqQEKEFJldHJ5Sm9ic1JlcXVlc3QSJgoGZmlsdGVyGAEgASgLMhYuam9icXVldWUudjEuSm9iRmlsdGVyEg8KB2RyeV9ydW4YAiABKAgSGQoMbWF4X2F0dGVtcHRzGAMgASgFSACIAQESMAoMc2NoZWR1bGVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIPCg1fbWF4X2F0dGVtcHRzImMKEVJldHJ5Sm9ic1Jlc3BvbnNlEg0KBWNvdW50GAEgASgDEhQKDGNvdW50X2NhcHBlZBgCIAEoCBIpCglvcGVyYXRpb24YAyABKAsyFi5qb2JxdWV1ZS52MS5PcGVyYXRpb24iTAoRRGVsZXRlSm9ic1JlcXVlc3QSJgoGZmlsdGVyGAEgASgLMhYuam9icXVldWUudjEuSm9iRmlsdGVyEg8KB2RyeV9ydW4YAiABKAgiZAoSRGVsZXRlSm9ic1Jlc3BvbnNlEg0KBWNvdW50GAEgASgDEhQKDGNvdW50X2NhcHBlZBgCIAEoCBIpCglvcGVyYXRpb24YAyABKAsyFi5qb2JxdWV1ZS52MS5PcGVyYXRpb24iKwoTR2V0T3BlcmF0aW9uUmVxdWVzdBIUCgxvcGVyYXRpb25faWQYASABKAkiQQoUR2V0T3BlcmF0aW9uUmVzcG9uc2USKQoJb3BlcmF0aW9uGAEgASgLMhYuam9icXVldWUudjEuT3BlcmF0aW9uIioKFUxpc3RPcGVyYXRpb25zUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUiRAoWTGlzdE9wZXJhdGlvbnNSZXNwb25zZRIqCgpvcGVyYXRpb25zGAEgAygLMhYuam9icXVldWUudjEuT3BlcmF0aW9uIi4KFkNhbmNlbE9wZXJhdGlvblJlcXVlc3QSFAoMb3BlcmF0aW9uX2lkGAEgASgJIkQKF0NhbmNlbE9wZXJhdGlvblJlc3BvbnNlEikKCW9wZXJhdGlvbhgBIAEoCzIWLmpvYnF1ZXVlLnYxLk9wZXJhdGlvbiJkChNHZXRKb2JDb3VudHNSZXF1ZXN0Ei8KCGdyb3VwX2J5GAEgASgOMh0uam9icXVldWUudjEuSm9iQ291bnRHcm91cGluZxINCgVxdWV1ZRgCIAEoCRINCgVsaW1pdBgDIAEoBSKzAQoUR2V0Sm9iQ291bnRzUmVzcG9uc2USKAoFdG90YWwYASABKAsyGS5qb2JxdWV1ZS52MS5TdGF0dXNDb3VudHMSLgoGcXVldWVzGAIgAygLMh4uam9icXVldWUudjEuUXVldWVTdGF0dXNDb3VudHMSKgoGZ3JvdXBzGAMgAygLMhouam9icXVldWUudjEuSm9iQ291bnRHcm91cBIVCg1ncm91cHNfY2FwcGVkGAQgASgIIk0KEVF1ZXVlU3RhdHVzQ291bnRzEg0KBXF1ZXVlGAEgASgJEikKBmNvdW50cxgCIAEoCzIZLmpvYnF1ZXVlLnYxLlN0YXR1c0NvdW50cyI9Cg1Kb2JDb3VudEdyb3VwEgsKA2tleRgBIAEoCRIOCgZxdWV1ZWQYAiABKAMSDwoHcnVubmluZxgDIAEoAypvChBKb2JDb3VudEdyb3VwaW5nEiIKHkpPQl9DT1VOVF9HUk9VUElOR19VTlNQRUNJRklFRBAAEhsKF0pPQl9DT1VOVF9HUk9VUElOR19IT1NUEAESGgoWSk9CX0NPVU5UX0dST1VQSU5HX1RBRxACMvsQCg9Kb2JRdWV1ZVNlcnZpY2USYwoKRW5xdWV1ZUpvYhIeLmpvYnF1ZXVlLnYxLkVucXVldWVKb2JSZXF1ZXN0Gh8uam9icXVldWUudjEuRW5xdWV1ZUpvYlJlc3BvbnNlIhSItRgCgtPkkwIKOgEqIgUvam9icxJsCgtFbnF1ZXVlSm9icxIfLmpvYnF1ZXVlLnYxLkVucXVldWVKb2JzUmVxdWVzdBogLmpvYnF1ZXVlLnYxLkVucXVldWVKb2JzUmVzcG9uc2UiGoi1GAKC0+STAhA6ASoiCy9qb2JzOmJhdGNoEmUKBkdldEpvYhIaLmpvYnF1ZXVlLnYxLkdldEpvYlJlcXVlc3QaGy5qb2JxdWV1ZS52MS5HZXRKb2JSZXNwb25zZSIikAIBiLUYAYLT5JMCFWIDam9iEg4vam9icy97am9iX2lkfRJ5CgxHZXRKb2JSZXN1bHQSIC5qb2JxdWV1ZS52MS5HZXRKb2JSZXN1bHRSZXF1ZXN0GiEuam9icXVldWUudjEuR2V0Sm9iUmVzdWx0UmVzcG9uc2UiJJACAYi1GAGC0+STAhcSFS9qb2JzL3tqb2JfaWR9L3Jlc3VsdBJ1CglDYW5jZWxKb2ISHS5qb2JxdWV1ZS52MS5DYW5jZWxKb2JSZXF1ZXN0Gh4uam9icXVldWUudjEuQ2FuY2VsSm9iUmVzcG9uc2UiKYi1GAKC0+STAh86ASpiA2pvYiIVL2pvYnMve2pvYl9pZH0vY2FuY2VsEl0KCExpc3RKb2JzEhwuam9icXVldWUudjEuTGlzdEpvYnNSZXF1ZXN0Gh0uam9icXVldWUudjEuTGlzdEpvYnNSZXNwb25zZSIUkAIBiLUYAYLT5JMCBxIFL2pvYnMShAEKD0xpc3RKb2JBdHRlbXB0cxIjLmpvYnF1ZXVlLnYxLkxpc3RKb2JBdHRlbXB0c1JlcXVlc3QaJC5qb2JxdWV1ZS52MS5MaXN0Sm9iQXR0ZW1wdHNSZXNwb25zZSImkAIBiLUYAYLT5JMCGRIXL2pvYnMve2pvYl9pZH0vYXR0ZW1wdHMSUgoIV2F0Y2hKb2ISHC5qb2JxdWV1ZS52MS5XYXRjaEpvYlJlcXVlc3QaHS5qb2JxdWV1ZS52MS5XYXRjaEpvYlJlc3BvbnNlIgeQAgGItRgBMAEScQoIUmV0cnlKb2ISHC5qb2JxdWV1ZS52MS5SZXRyeUpvYlJlcXVlc3QaHS5qb2JxdWV1ZS52MS5SZXRyeUpvYlJlc3BvbnNlIiiItRgCgtPkkwIeOgEqYgNqb2IiFC9qb2JzL3tqb2JfaWR9L3JldHJ5EmYKCURlbGV0ZUpvYhIdLmpvYnF1ZXVlLnYxLkRlbGV0ZUpvYlJlcXVlc3QaHi5qb2JxdWV1ZS52MS5EZWxldGVKb2JSZXNwb25zZSIaiLUYAoLT5JMCECoOL2pvYnMve2pvYl9pZH0SagoKQ2FuY2VsSm9icxIeLmpvYnF1ZXVlLnYxLkNhbmNlbEpvYnNSZXF1ZXN0Gh8uam9icXVldWUudjEuQ2FuY2VsSm9ic1Jlc3BvbnNlIhuItRgCgtPkkwIROgEqIgwvam9iczpjYW5jZWwSZgoJUmV0cnlKb2JzEh0uam9icXVldWUudjEuUmV0cnlKb2JzUmVxdWVzdBoeLmpvYnF1ZXVlLnYxLlJldHJ5Sm9ic1Jlc3BvbnNlIhqItRgCgtPkkwIQOgEqIgsvam9iczpyZXRyeRJqCgpEZWxldGVKb2JzEh4uam9icXVldWUudjEuRGVsZXRlSm9ic1JlcXVlc3QaHy5qb2JxdWV1ZS52MS5EZWxldGVKb2JzUmVzcG9uc2UiG4i1GAKC0+STAhE6ASoiDC9qb2JzOmRlbGV0ZRKJAQoMR2V0T3BlcmF0aW9uEiAuam9icXVldWUudjEuR2V0T3BlcmF0aW9uUmVxdWVzdBohLmpvYnF1ZXVlLnYxLkdldE9wZXJhdGlvblJlc3BvbnNlIjSQAgGItRgCgtPkkwInYglvcGVyYXRpb24SGi9vcGVyYXRpb25zL3tvcGVyYXRpb25faWR9EnUKDkxpc3RPcGVyYXRpb25zEiIuam9icXVldWUudjEuTGlzdE9wZXJhdGlvbnNSZXF1ZXN0GiMuam9icXVldWUudjEuTGlzdE9wZXJhdGlvbnNSZXNwb25zZSIakAIBiLUYAoLT5JMCDRILL29wZXJhdGlvbnMSmQEKD0NhbmNlbE9wZXJhdGlvbhIjLmpvYnF1ZXVlLnYxLkNhbmNlbE9wZXJhdGlvblJlcXVlc3QaJC5qb2JxdWV1ZS52MS5DYW5jZWxPcGVyYXRpb25SZXNwb25zZSI7iLUYAoLT5JMCMToBKmIJb3BlcmF0aW9uIiEvb3BlcmF0aW9ucy97b3BlcmF0aW9uX2lkfS9jYW5jZWwScAoMR2V0Sm9iQ291bnRzEiAuam9icXVldWUudjEuR2V0Sm9iQ291bnRzUmVxdWVzdBohLmpvYnF1ZXVlLnYxLkdldEpvYkNvdW50c1Jlc3BvbnNlIhuQAgGItRgBgtPkkwIOEgwvam9iczpjb3VudHMSYQoJTGlzdE5vZGVzEh0uam9icXVldWUudjEuTGlzdE5vZGVzUmVxdWVzdBoeLmpvYnF1ZXVlLnYxLkxpc3ROb2Rlc1Jlc3BvbnNlIhWQAgGItRgBgtPkkwIIEgYvbm9kZXMScwoPTGlzdEF1ZGl0RXZlbnRzEiMuam9icXVldWUudjEuTGlzdEF1ZGl0RXZlbnRzUmVxdWVzdBokLmpvYnF1ZXVlLnYxLkxpc3RBdWRpdEV2ZW50c1Jlc3BvbnNlIhWQAgGItRgDgtPkkwIIEgYvYXVkaXRiBnByb3RvMw", [file_google_api_annotations, file_google_protobuf_struct, file_google_protobuf_timestamp, file_jobqueue_v1_job, file_jobqueue_v1_options]);
 
 /**
  * @generated from message jobqueue.v1.EnqueueJobRequest
@@ -163,6 +163,14 @@ export type EnqueueJobRequest = Message<"jobqueue.v1.EnqueueJobRequest"> & {
    * @generated from field: string rate_limit_key = 19;
    */
   rateLimitKey: string;
+
+  /**
+   * The named queue to run in (CreateQueue makes one); default "default".
+   * Its settings give the defaults of max_attempts, backoff and ttl.
+   *
+   * @generated from field: string queue = 20;
+   */
+  queue: string;
 };
 
 /**
@@ -434,6 +442,68 @@ export type ListJobsRequest = Message<"jobqueue.v1.ListJobsRequest"> & {
    * @generated from field: string page_token = 6;
    */
   pageToken: string;
+
+  /**
+   * Only jobs of this queue.
+   *
+   * @generated from field: string queue = 7;
+   */
+  queue: string;
+
+  /**
+   * Only jobs that finished in this window; the list is then ordered by
+   * finishing time, latest first.
+   *
+   * @generated from field: google.protobuf.Timestamp finished_after = 8;
+   */
+  finishedAfter?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp finished_before = 9;
+   */
+  finishedBefore?: Timestamp | undefined;
+
+  /**
+   * The conditions below are checked job by job on at most 10,000 jobs a
+   * page: a page may come back short (even empty) with a next_page_token
+   * to continue.
+   *
+   * @generated from field: google.protobuf.Timestamp updated_after = 10;
+   */
+  updatedAfter?: Timestamp | undefined;
+
+  /**
+   * The URL's host, e.g. api.example.com.
+   *
+   * @generated from field: string host = 11;
+   */
+  host: string;
+
+  /**
+   * @generated from field: string method = 12;
+   */
+  method: string;
+
+  /**
+   * Text the URL contains.
+   *
+   * @generated from field: string url_contains = 13;
+   */
+  urlContains: string;
+
+  /**
+   * The error code of the latest failed attempt, e.g. "timeout".
+   *
+   * @generated from field: string error_code = 14;
+   */
+  errorCode: string;
+
+  /**
+   * Jobs that have made at least this many attempts.
+   *
+   * @generated from field: int32 min_attempts = 15;
+   */
+  minAttempts: number;
 };
 
 /**
@@ -647,6 +717,589 @@ export const ListNodesResponseSchema: GenMessage<ListNodesResponse> = /*@__PURE_
   messageDesc(file_jobqueue_v1_job_queue_service, 19);
 
 /**
+ * @generated from message jobqueue.v1.RetryJobRequest
+ */
+export type RetryJobRequest = Message<"jobqueue.v1.RetryJobRequest"> & {
+  /**
+   * @generated from field: string job_id = 1;
+   */
+  jobId: string;
+
+  /**
+   * The new cap on attempts (it must exceed the attempts made); default:
+   * unchanged, or one more when none was left.
+   *
+   * @generated from field: optional int32 max_attempts = 2;
+   */
+  maxAttempts?: number | undefined;
+
+  /**
+   * Run no earlier than this; default now.
+   *
+   * @generated from field: google.protobuf.Timestamp scheduled_at = 3;
+   */
+  scheduledAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message jobqueue.v1.RetryJobRequest.
+ * Use `create(RetryJobRequestSchema)` to create a new message.
+ */
+export const RetryJobRequestSchema: GenMessage<RetryJobRequest> = /*@__PURE__*/
+  messageDesc(file_jobqueue_v1_job_queue_service, 20);
+
+/**
+ * @generated from message jobqueue.v1.RetryJobResponse
+ */
+export type RetryJobResponse = Message<"jobqueue.v1.RetryJobResponse"> & {
+  /**
+   * @generated from field: jobqueue.v1.Job job = 1;
+   */
+  job?: Job | undefined;
+};
+
+/**
+ * Describes the message jobqueue.v1.RetryJobResponse.
+ * Use `create(RetryJobResponseSchema)` to create a new message.
+ */
+export const RetryJobResponseSchema: GenMessage<RetryJobResponse> = /*@__PURE__*/
+  messageDesc(file_jobqueue_v1_job_queue_service, 21);
+
+/**
+ * @generated from message jobqueue.v1.DeleteJobRequest
+ */
+export type DeleteJobRequest = Message<"jobqueue.v1.DeleteJobRequest"> & {
+  /**
+   * @generated from field: string job_id = 1;
+   */
+  jobId: string;
+};
+
+/**
+ * Describes the message jobqueue.v1.DeleteJobRequest.
+ * Use `create(DeleteJobRequestSchema)` to create a new message.
+ */
+export const DeleteJobRequestSchema: GenMessage<DeleteJobRequest> = /*@__PURE__*/
+  messageDesc(file_jobqueue_v1_job_queue_service, 22);
+
+/**
+ * @generated from message jobqueue.v1.DeleteJobResponse
+ */
+export type DeleteJobResponse = Message<"jobqueue.v1.DeleteJobResponse"> & {
+};
+
+/**
+ * Describes the message jobqueue.v1.DeleteJobResponse.
+ * Use `create(DeleteJobResponseSchema)` to create a new message.
+ */
+export const DeleteJobResponseSchema: GenMessage<DeleteJobResponse> = /*@__PURE__*/
+  messageDesc(file_jobqueue_v1_job_queue_service, 23);
+
+/**
+ * JobFilter selects the jobs of a bulk action: every condition set must
+ * hold. It takes the same conditions as ListJobs, and job ids.
+ *
+ * @generated from message jobqueue.v1.JobFilter
+ */
+export type JobFilter = Message<"jobqueue.v1.JobFilter"> & {
+  /**
+   * @generated from field: repeated jobqueue.v1.JobStatus status = 1;
+   */
+  status: JobStatus[];
+
+  /**
+   * @generated from field: repeated string tag = 2;
+   */
+  tag: string[];
+
+  /**
+   * @generated from field: string queue = 3;
+   */
+  queue: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp created_after = 4;
+   */
+  createdAfter?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp created_before = 5;
+   */
+  createdBefore?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp finished_after = 6;
+   */
+  finishedAfter?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp finished_before = 7;
+   */
+  finishedBefore?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp updated_after = 8;
+   */
+  updatedAfter?: Timestamp | undefined;
+
+  /**
+   * @generated from field: string host = 9;
+   */
+  host: string;
+
+  /**
+   * @generated from field: string method = 10;
+   */
+  method: string;
+
+  /**
+   * @generated from field: string url_contains = 11;
+   */
+  urlContains: string;
+
+  /**
+   * @generated from field: string error_code = 12;
+   */
+  errorCode: string;
+
+  /**
+   * @generated from field: int32 min_attempts = 13;
+   */
+  minAttempts: number;
+
+  /**
+   * These jobs only (up to 1000).
+   *
+   * @generated from field: repeated string job_ids = 14;
+   */
+  jobIds: string[];
+};
+
+/**
+ * Describes the message jobqueue.v1.JobFilter.
+ * Use `create(JobFilterSchema)` to create a new message.
+ */
+export const JobFilterSchema: GenMessage<JobFilter> = /*@__PURE__*/
+  messageDesc(file_jobqueue_v1_job_queue_service, 24);
+
+/**
+ * @generated from message jobqueue.v1.CancelJobsRequest
+ */
+export type CancelJobsRequest = Message<"jobqueue.v1.CancelJobsRequest"> & {
+  /**
+   * @generated from field: jobqueue.v1.JobFilter filter = 1;
+   */
+  filter?: JobFilter | undefined;
+
+  /**
+   * Only count the jobs the action would apply to; change nothing.
+   *
+   * @generated from field: bool dry_run = 2;
+   */
+  dryRun: boolean;
+};
+
+/**
+ * Describes the message jobqueue.v1.CancelJobsRequest.
+ * Use `create(CancelJobsRequestSchema)` to create a new message.
+ */
+export const CancelJobsRequestSchema: GenMessage<CancelJobsRequest> = /*@__PURE__*/
+  messageDesc(file_jobqueue_v1_job_queue_service, 25);
+
+/**
+ * The answer of a bulk action: with dry_run the count alone; else the
+ * operation started, which GetOperation follows.
+ *
+ * @generated from message jobqueue.v1.CancelJobsResponse
+ */
+export type CancelJobsResponse = Message<"jobqueue.v1.CancelJobsResponse"> & {
+  /**
+   * Jobs the action applies to now: exact up to 10,000, then a lower bound
+   * (count_capped).
+   *
+   * @generated from field: int64 count = 1;
+   */
+  count: bigint;
+
+  /**
+   * @generated from field: bool count_capped = 2;
+   */
+  countCapped: boolean;
+
+  /**
+   * Unset for a dry run.
+   *
+   * @generated from field: jobqueue.v1.Operation operation = 3;
+   */
+  operation?: Operation | undefined;
+};
+
+/**
+ * Describes the message jobqueue.v1.CancelJobsResponse.
+ * Use `create(CancelJobsResponseSchema)` to create a new message.
+ */
+export const CancelJobsResponseSchema: GenMessage<CancelJobsResponse> = /*@__PURE__*/
+  messageDesc(file_jobqueue_v1_job_queue_service, 26);
+
+/**
+ * @generated from message jobqueue.v1.RetryJobsRequest
+ */
+export type RetryJobsRequest = Message<"jobqueue.v1.RetryJobsRequest"> & {
+  /**
+   * @generated from field: jobqueue.v1.JobFilter filter = 1;
+   */
+  filter?: JobFilter | undefined;
+
+  /**
+   * @generated from field: bool dry_run = 2;
+   */
+  dryRun: boolean;
+
+  /**
+   * As RetryJob's, for every job.
+   *
+   * @generated from field: optional int32 max_attempts = 3;
+   */
+  maxAttempts?: number | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp scheduled_at = 4;
+   */
+  scheduledAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message jobqueue.v1.RetryJobsRequest.
+ * Use `create(RetryJobsRequestSchema)` to create a new message.
+ */
+export const RetryJobsRequestSchema: GenMessage<RetryJobsRequest> = /*@__PURE__*/
+  messageDesc(file_jobqueue_v1_job_queue_service, 27);
+
+/**
+ * @generated from message jobqueue.v1.RetryJobsResponse
+ */
+export type RetryJobsResponse = Message<"jobqueue.v1.RetryJobsResponse"> & {
+  /**
+   * @generated from field: int64 count = 1;
+   */
+  count: bigint;
+
+  /**
+   * @generated from field: bool count_capped = 2;
+   */
+  countCapped: boolean;
+
+  /**
+   * @generated from field: jobqueue.v1.Operation operation = 3;
+   */
+  operation?: Operation | undefined;
+};
+
+/**
+ * Describes the message jobqueue.v1.RetryJobsResponse.
+ * Use `create(RetryJobsResponseSchema)` to create a new message.
+ */
+export const RetryJobsResponseSchema: GenMessage<RetryJobsResponse> = /*@__PURE__*/
+  messageDesc(file_jobqueue_v1_job_queue_service, 28);
+
+/**
+ * @generated from message jobqueue.v1.DeleteJobsRequest
+ */
+export type DeleteJobsRequest = Message<"jobqueue.v1.DeleteJobsRequest"> & {
+  /**
+   * @generated from field: jobqueue.v1.JobFilter filter = 1;
+   */
+  filter?: JobFilter | undefined;
+
+  /**
+   * @generated from field: bool dry_run = 2;
+   */
+  dryRun: boolean;
+};
+
+/**
+ * Describes the message jobqueue.v1.DeleteJobsRequest.
+ * Use `create(DeleteJobsRequestSchema)` to create a new message.
+ */
+export const DeleteJobsRequestSchema: GenMessage<DeleteJobsRequest> = /*@__PURE__*/
+  messageDesc(file_jobqueue_v1_job_queue_service, 29);
+
+/**
+ * @generated from message jobqueue.v1.DeleteJobsResponse
+ */
+export type DeleteJobsResponse = Message<"jobqueue.v1.DeleteJobsResponse"> & {
+  /**
+   * @generated from field: int64 count = 1;
+   */
+  count: bigint;
+
+  /**
+   * @generated from field: bool count_capped = 2;
+   */
+  countCapped: boolean;
+
+  /**
+   * @generated from field: jobqueue.v1.Operation operation = 3;
+   */
+  operation?: Operation | undefined;
+};
+
+/**
+ * Describes the message jobqueue.v1.DeleteJobsResponse.
+ * Use `create(DeleteJobsResponseSchema)` to create a new message.
+ */
+export const DeleteJobsResponseSchema: GenMessage<DeleteJobsResponse> = /*@__PURE__*/
+  messageDesc(file_jobqueue_v1_job_queue_service, 30);
+
+/**
+ * @generated from message jobqueue.v1.GetOperationRequest
+ */
+export type GetOperationRequest = Message<"jobqueue.v1.GetOperationRequest"> & {
+  /**
+   * @generated from field: string operation_id = 1;
+   */
+  operationId: string;
+};
+
+/**
+ * Describes the message jobqueue.v1.GetOperationRequest.
+ * Use `create(GetOperationRequestSchema)` to create a new message.
+ */
+export const GetOperationRequestSchema: GenMessage<GetOperationRequest> = /*@__PURE__*/
+  messageDesc(file_jobqueue_v1_job_queue_service, 31);
+
+/**
+ * @generated from message jobqueue.v1.GetOperationResponse
+ */
+export type GetOperationResponse = Message<"jobqueue.v1.GetOperationResponse"> & {
+  /**
+   * @generated from field: jobqueue.v1.Operation operation = 1;
+   */
+  operation?: Operation | undefined;
+};
+
+/**
+ * Describes the message jobqueue.v1.GetOperationResponse.
+ * Use `create(GetOperationResponseSchema)` to create a new message.
+ */
+export const GetOperationResponseSchema: GenMessage<GetOperationResponse> = /*@__PURE__*/
+  messageDesc(file_jobqueue_v1_job_queue_service, 32);
+
+/**
+ * @generated from message jobqueue.v1.ListOperationsRequest
+ */
+export type ListOperationsRequest = Message<"jobqueue.v1.ListOperationsRequest"> & {
+  /**
+   * 1 to 1000; default 50.
+   *
+   * @generated from field: int32 page_size = 1;
+   */
+  pageSize: number;
+};
+
+/**
+ * Describes the message jobqueue.v1.ListOperationsRequest.
+ * Use `create(ListOperationsRequestSchema)` to create a new message.
+ */
+export const ListOperationsRequestSchema: GenMessage<ListOperationsRequest> = /*@__PURE__*/
+  messageDesc(file_jobqueue_v1_job_queue_service, 33);
+
+/**
+ * @generated from message jobqueue.v1.ListOperationsResponse
+ */
+export type ListOperationsResponse = Message<"jobqueue.v1.ListOperationsResponse"> & {
+  /**
+   * @generated from field: repeated jobqueue.v1.Operation operations = 1;
+   */
+  operations: Operation[];
+};
+
+/**
+ * Describes the message jobqueue.v1.ListOperationsResponse.
+ * Use `create(ListOperationsResponseSchema)` to create a new message.
+ */
+export const ListOperationsResponseSchema: GenMessage<ListOperationsResponse> = /*@__PURE__*/
+  messageDesc(file_jobqueue_v1_job_queue_service, 34);
+
+/**
+ * @generated from message jobqueue.v1.CancelOperationRequest
+ */
+export type CancelOperationRequest = Message<"jobqueue.v1.CancelOperationRequest"> & {
+  /**
+   * @generated from field: string operation_id = 1;
+   */
+  operationId: string;
+};
+
+/**
+ * Describes the message jobqueue.v1.CancelOperationRequest.
+ * Use `create(CancelOperationRequestSchema)` to create a new message.
+ */
+export const CancelOperationRequestSchema: GenMessage<CancelOperationRequest> = /*@__PURE__*/
+  messageDesc(file_jobqueue_v1_job_queue_service, 35);
+
+/**
+ * @generated from message jobqueue.v1.CancelOperationResponse
+ */
+export type CancelOperationResponse = Message<"jobqueue.v1.CancelOperationResponse"> & {
+  /**
+   * @generated from field: jobqueue.v1.Operation operation = 1;
+   */
+  operation?: Operation | undefined;
+};
+
+/**
+ * Describes the message jobqueue.v1.CancelOperationResponse.
+ * Use `create(CancelOperationResponseSchema)` to create a new message.
+ */
+export const CancelOperationResponseSchema: GenMessage<CancelOperationResponse> = /*@__PURE__*/
+  messageDesc(file_jobqueue_v1_job_queue_service, 36);
+
+/**
+ * @generated from message jobqueue.v1.GetJobCountsRequest
+ */
+export type GetJobCountsRequest = Message<"jobqueue.v1.GetJobCountsRequest"> & {
+  /**
+   * @generated from field: jobqueue.v1.JobCountGrouping group_by = 1;
+   */
+  groupBy: JobCountGrouping;
+
+  /**
+   * With group_by: only this queue's jobs.
+   *
+   * @generated from field: string queue = 2;
+   */
+  queue: string;
+
+  /**
+   * With group_by: the largest groups, at most this many (default 20).
+   *
+   * @generated from field: int32 limit = 3;
+   */
+  limit: number;
+};
+
+/**
+ * Describes the message jobqueue.v1.GetJobCountsRequest.
+ * Use `create(GetJobCountsRequestSchema)` to create a new message.
+ */
+export const GetJobCountsRequestSchema: GenMessage<GetJobCountsRequest> = /*@__PURE__*/
+  messageDesc(file_jobqueue_v1_job_queue_service, 37);
+
+/**
+ * @generated from message jobqueue.v1.GetJobCountsResponse
+ */
+export type GetJobCountsResponse = Message<"jobqueue.v1.GetJobCountsResponse"> & {
+  /**
+   * @generated from field: jobqueue.v1.StatusCounts total = 1;
+   */
+  total?: StatusCounts | undefined;
+
+  /**
+   * @generated from field: repeated jobqueue.v1.QueueStatusCounts queues = 2;
+   */
+  queues: QueueStatusCounts[];
+
+  /**
+   * With group_by: the largest groups of queued and running jobs.
+   *
+   * @generated from field: repeated jobqueue.v1.JobCountGroup groups = 3;
+   */
+  groups: JobCountGroup[];
+
+  /**
+   * The groups counted at most 100,000 jobs: their counts are lower bounds.
+   *
+   * @generated from field: bool groups_capped = 4;
+   */
+  groupsCapped: boolean;
+};
+
+/**
+ * Describes the message jobqueue.v1.GetJobCountsResponse.
+ * Use `create(GetJobCountsResponseSchema)` to create a new message.
+ */
+export const GetJobCountsResponseSchema: GenMessage<GetJobCountsResponse> = /*@__PURE__*/
+  messageDesc(file_jobqueue_v1_job_queue_service, 38);
+
+/**
+ * @generated from message jobqueue.v1.QueueStatusCounts
+ */
+export type QueueStatusCounts = Message<"jobqueue.v1.QueueStatusCounts"> & {
+  /**
+   * @generated from field: string queue = 1;
+   */
+  queue: string;
+
+  /**
+   * @generated from field: jobqueue.v1.StatusCounts counts = 2;
+   */
+  counts?: StatusCounts | undefined;
+};
+
+/**
+ * Describes the message jobqueue.v1.QueueStatusCounts.
+ * Use `create(QueueStatusCountsSchema)` to create a new message.
+ */
+export const QueueStatusCountsSchema: GenMessage<QueueStatusCounts> = /*@__PURE__*/
+  messageDesc(file_jobqueue_v1_job_queue_service, 39);
+
+/**
+ * @generated from message jobqueue.v1.JobCountGroup
+ */
+export type JobCountGroup = Message<"jobqueue.v1.JobCountGroup"> & {
+  /**
+   * @generated from field: string key = 1;
+   */
+  key: string;
+
+  /**
+   * @generated from field: int64 queued = 2;
+   */
+  queued: bigint;
+
+  /**
+   * @generated from field: int64 running = 3;
+   */
+  running: bigint;
+};
+
+/**
+ * Describes the message jobqueue.v1.JobCountGroup.
+ * Use `create(JobCountGroupSchema)` to create a new message.
+ */
+export const JobCountGroupSchema: GenMessage<JobCountGroup> = /*@__PURE__*/
+  messageDesc(file_jobqueue_v1_job_queue_service, 40);
+
+/**
+ * JobCountGrouping breaks queued and running jobs down by a property.
+ *
+ * @generated from enum jobqueue.v1.JobCountGrouping
+ */
+export enum JobCountGrouping {
+  /**
+   * @generated from enum value: JOB_COUNT_GROUPING_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: JOB_COUNT_GROUPING_HOST = 1;
+   */
+  HOST = 1,
+
+  /**
+   * @generated from enum value: JOB_COUNT_GROUPING_TAG = 2;
+   */
+  TAG = 2,
+}
+
+/**
+ * Describes the enum jobqueue.v1.JobCountGrouping.
+ */
+export const JobCountGroupingSchema: GenEnum<JobCountGrouping> = /*@__PURE__*/
+  enumDesc(file_jobqueue_v1_job_queue_service, 0);
+
+/**
  * JobQueueService turns "call this HTTP API" into a durable job: it stores
  * the call, runs it in the background with retries and backoff, keeps every
  * attempt and the response, and lets clients read, list, watch and cancel.
@@ -741,6 +1394,107 @@ export const JobQueueService: GenService<{
     methodKind: "server_streaming";
     input: typeof WatchJobRequestSchema;
     output: typeof WatchJobResponseSchema;
+  },
+  /**
+   * RetryJob runs a failed or canceled job again on the same job id, with
+   * its stored (sealed) secrets. Attempts keep counting and their history
+   * is kept; max_attempts rises to allow one more attempt unless given.
+   * Another status is FAILED_PRECONDITION.
+   *
+   * @generated from rpc jobqueue.v1.JobQueueService.RetryJob
+   */
+  retryJob: {
+    methodKind: "unary";
+    input: typeof RetryJobRequestSchema;
+    output: typeof RetryJobResponseSchema;
+  },
+  /**
+   * DeleteJob deletes a finished job with its attempts and result. A queued
+   * or running job is FAILED_PRECONDITION: cancel it first.
+   *
+   * @generated from rpc jobqueue.v1.JobQueueService.DeleteJob
+   */
+  deleteJob: {
+    methodKind: "unary";
+    input: typeof DeleteJobRequestSchema;
+    output: typeof DeleteJobResponseSchema;
+  },
+  /**
+   * CancelJobs cancels every queued or running job the filter matches. With
+   * dry_run it only counts them; otherwise it starts an operation that
+   * works through them in batches (GetOperation shows its progress).
+   *
+   * @generated from rpc jobqueue.v1.JobQueueService.CancelJobs
+   */
+  cancelJobs: {
+    methodKind: "unary";
+    input: typeof CancelJobsRequestSchema;
+    output: typeof CancelJobsResponseSchema;
+  },
+  /**
+   * RetryJobs retries every failed or canceled job the filter matches, as
+   * RetryJob does; dry_run counts them.
+   *
+   * @generated from rpc jobqueue.v1.JobQueueService.RetryJobs
+   */
+  retryJobs: {
+    methodKind: "unary";
+    input: typeof RetryJobsRequestSchema;
+    output: typeof RetryJobsResponseSchema;
+  },
+  /**
+   * DeleteJobs deletes every finished job the filter matches; dry_run
+   * counts them.
+   *
+   * @generated from rpc jobqueue.v1.JobQueueService.DeleteJobs
+   */
+  deleteJobs: {
+    methodKind: "unary";
+    input: typeof DeleteJobsRequestSchema;
+    output: typeof DeleteJobsResponseSchema;
+  },
+  /**
+   * GetOperation returns a bulk action's progress.
+   *
+   * @generated from rpc jobqueue.v1.JobQueueService.GetOperation
+   */
+  getOperation: {
+    methodKind: "unary";
+    input: typeof GetOperationRequestSchema;
+    output: typeof GetOperationResponseSchema;
+  },
+  /**
+   * ListOperations lists bulk actions, newest first.
+   *
+   * @generated from rpc jobqueue.v1.JobQueueService.ListOperations
+   */
+  listOperations: {
+    methodKind: "unary";
+    input: typeof ListOperationsRequestSchema;
+    output: typeof ListOperationsResponseSchema;
+  },
+  /**
+   * CancelOperation stops a running bulk action between two batches; what
+   * it did so far stays done.
+   *
+   * @generated from rpc jobqueue.v1.JobQueueService.CancelOperation
+   */
+  cancelOperation: {
+    methodKind: "unary";
+    input: typeof CancelOperationRequestSchema;
+    output: typeof CancelOperationResponseSchema;
+  },
+  /**
+   * GetJobCounts counts jobs by status, in all and by queue, from counters
+   * kept with every change (cheap however many jobs are stored); with
+   * group_by, also queued and running jobs by destination host or tag.
+   *
+   * @generated from rpc jobqueue.v1.JobQueueService.GetJobCounts
+   */
+  getJobCounts: {
+    methodKind: "unary";
+    input: typeof GetJobCountsRequestSchema;
+    output: typeof GetJobCountsResponseSchema;
   },
   /**
    * ListNodes lists the nodes serving from this store that sent a heartbeat

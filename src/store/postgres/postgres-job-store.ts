@@ -6,8 +6,18 @@ import postgres from "postgres";
 import type { AuditEvent, AuditOutcome, StoredAuditEvent } from "../../audit/audit-event.js";
 import { type Candidate, createAdmission } from "../../job/admission.js";
 import type { Clock } from "../../job/clock.js";
-import { IdempotencyConflictError } from "../../job/errors.js";
+import { IdempotencyConflictError, QueueNotFoundError } from "../../job/errors.js";
+import type { JobFilter } from "../../job/filter.js";
 import { isConflict } from "../../job/idempotency.js";
+import {
+  actionable,
+  actionableStatuses,
+  type Operation,
+  type RetryOverrides,
+  retryPlan,
+} from "../../job/operations.js";
+import { queueBudget } from "../../job/queue-rate.js";
+import type { QueueSettings } from "../../job/queues.js";
 import type { LimitResolver } from "../../job/rate-limits.js";
 import { LOST_ATTEMPT, LOST_ERROR, rescuedStatus } from "../../job/rescue.js";
 import type { Attempt, Job, JobResult, NewJob } from "../../job/types.js";
@@ -16,32 +26,45 @@ import {
   type AuditListParams,
   type CancelResult,
   type ClaimedJob,
+  type ClaimParams,
   type ClaimResult,
   type FinishAttemptParams,
   type InsertResult,
+  type JobListPage,
   type JobListParams,
   type JobStore,
   type Lease,
+  type ListCursor,
   type NodeBeat,
   type NodeInfo,
+  type QueueActivity,
+  type QueueClaim,
+  type QueueCounts,
   type RescuedJob,
   StoreUnavailableError,
+  type ThroughputRow,
 } from "../job-store.js";
+import { pageOf } from "../list-page.js";
 import {
   type AttemptRow,
   type AuditRow,
   encodeRequestBody,
   type JobRow,
   type NodeRow,
+  type OperationRow,
+  type QueueRow,
+  queueColumns,
   type ResultRow,
   rowToAttempt,
   rowToAudit,
   rowToJob,
   rowToNode,
+  rowToOperation,
+  rowToQueue,
   rowToResult,
-  STATES_OF,
   statusOf,
 } from "../rows.js";
+import { joinSql, listQuery } from "./list-query.js";
 
 const MIGRATIONS_DIR = fileURLToPath(new URL("./migrations/", import.meta.url));
 
@@ -165,12 +188,14 @@ class PostgresJobStore implements JobStore {
     const [origin, kind, arg] = payload.split(":", 3);
     if (origin === this.origin) return;
     if (kind === "a") this.notifier.jobsAvailable();
+    else if (kind === "q") this.notifier.queuesChanged();
+    else if (kind === "o") this.notifier.operationsChanged();
     else if (kind === "c" && arg) this.notifier.jobChanged({ jobId: arg, status: "canceled" });
     else if (kind === "s" && arg) this.notifier.jobScheduled(Number(arg));
     else if (kind === "r") this.notifier.leaderResigned();
   }
 
-  private note(kind: "a" | "r" | `c:${string}` | `s:${number}`): string {
+  private note(kind: "a" | "r" | "q" | "o" | `c:${string}` | `s:${number}`): string {
     return `${this.origin}:${kind}`;
   }
 
@@ -213,6 +238,14 @@ class PostgresJobStore implements JobStore {
 
   async jobInsertMany(jobs: NewJob[], audit?: AuditEvent[]): Promise<InsertResult[]> {
     const results = await this.tx(async (tx) => {
+      // The queues must exist; a share lock holds them against a concurrent DeleteQueue.
+      const named = [...new Set(jobs.map((j) => j.queue))].filter((n) => n !== "default");
+      if (named.length > 0) {
+        const found = await tx<{ name: string }[]>`SELECT name FROM queues
+          WHERE name = ANY(${named}) FOR SHARE`;
+        const missing = named.find((n) => !found.some((f) => f.name === n));
+        if (missing !== undefined) throw new QueueNotFoundError(missing);
+      }
       const out: InsertResult[] = new Array(jobs.length);
       const plain: number[] = [];
       // Keyed jobs one by one, in order (a key repeated within the batch names the first job).
@@ -312,6 +345,8 @@ class PostgresJobStore implements JobStore {
         rate_limit_key: job.rateLimitKey,
         bucket: job.bucket,
         owner: job.owner,
+        queue: job.queue,
+        host: job.host,
       };
     });
     const result = onKeyConflict
@@ -357,39 +392,34 @@ class PostgresJobStore implements JobStore {
    * with statuses, one walk of the (state, id) index per state, merged; otherwise the primary key.
    * Each walk stops after a page.
    */
-  async jobList(params: JobListParams): Promise<{ jobs: Job[]; more: boolean }> {
+  async jobList(params: JobListParams): Promise<JobListPage> {
     const q = this.sql;
-    const limit = params.limit + 1;
-    const t = this.t();
-    const [firstTag, ...otherTags] = params.tags ?? [];
-    const where = [q`(j.expires_at IS NULL OR j.expires_at > ${this.nowOf(q, t)})`];
-    for (const tag of otherTags) {
-      where.push(q`EXISTS (SELECT 1 FROM job_tags o WHERE o.tag = ${tag} AND o.job_id = j.id)`);
-    }
-    if (params.ownedBy !== undefined) where.push(q`j.owner = ${params.ownedBy}`);
-    if (params.createdAfter !== undefined) where.push(q`j.created_at > ${params.createdAfter}`);
-    if (params.createdBefore !== undefined) where.push(q`j.created_at < ${params.createdBefore}`);
-    if (params.afterId !== undefined) where.push(q`j.id < ${params.afterId}`);
-    const states = params.statuses?.length ? params.statuses.flatMap((s) => STATES_OF[s]) : null;
-    const cond = and(q, where);
-    const rows = await this.run(async () => {
-      if (firstTag !== undefined) {
-        const stateCond = states ? q`AND j.state = ANY(${states})` : q``;
-        return q<JobRow[]>`SELECT j.* FROM job_tags t JOIN jobs j ON j.id = t.job_id
-          WHERE t.tag = ${firstTag} AND ${cond} ${stateCond}
-          ORDER BY t.job_id DESC LIMIT ${limit}`;
-      }
-      if (states) {
-        const branches = states.map(
-          (state) => q`(SELECT j.* FROM jobs j WHERE j.state = ${state} AND ${cond}
-            ORDER BY j.id DESC LIMIT ${limit})`,
-        );
-        return q<JobRow[]>`SELECT * FROM (${joinSql(q, branches, q` UNION ALL `)}) u
-          ORDER BY id DESC LIMIT ${limit}`;
-      }
-      return q<JobRow[]>`SELECT j.* FROM jobs j WHERE ${cond} ORDER BY j.id DESC LIMIT ${limit}`;
-    });
-    return { jobs: rows.slice(0, params.limit).map(rowToJob), more: rows.length > params.limit };
+    const l = listQuery(q, params, this.nowOf(q, this.t()));
+    const rows = await this.run(() => l.query as unknown as Promise<JobRow[]>);
+    const { rows: page, next } = pageOf(l, rows, params.limit);
+    return { jobs: page.map(rowToJob), next };
+  }
+
+  async jobCount(params: {
+    filter: JobFilter;
+    ownedBy?: string;
+    cap: number;
+  }): Promise<{ count: number; capped: boolean }> {
+    const q = this.sql;
+    const l = listQuery(
+      q,
+      { ...params.filter, ownedBy: params.ownedBy, limit: params.cap, scanLimit: params.cap + 1 },
+      this.nowOf(q, this.t()),
+    );
+    const rows = (await this.run(() => l.query as unknown as Promise<JobRow[]>)).filter(
+      (r) => r.id != null,
+    );
+    const examinedAll =
+      l.scanned && Number((rows[0] as { examined?: number } | undefined)?.examined) === l.walkLimit;
+    return {
+      count: Math.min(rows.length, params.cap),
+      capped: rows.length > params.cap || examinedAll,
+    };
   }
 
   async jobCancel(params: {
@@ -405,40 +435,140 @@ class PostgresJobStore implements JobStore {
       let res: CancelResult;
       if (!row || (params.ownedBy !== undefined && row.owner !== params.ownedBy)) {
         res = { kind: "not-found" };
-      } else if (statusOf(row.state) !== "queued" && row.state !== "running") {
+      } else if (!actionable("cancel", statusOf(row.state))) {
         res = { kind: "already-finished", job: rowToJob(row) };
       } else {
-        await tx`UPDATE attempts SET outcome = 'canceled', finished_at = ${now},
-            error_code = 'canceled', error = 'canceled while the call was in flight',
-            duration_ms = ${now} - started_at
-          WHERE job_id = ${params.id} AND finished_at IS NULL`;
-        const [updated] = await tx<JobRow[]>`UPDATE jobs SET state = 'canceled',
-            finished_at = ${now}, updated_at = ${now},
-            expires_at = CASE WHEN ttl_ms IS NULL THEN NULL ELSE ${now} + ttl_ms END,
-            lease_token = NULL, lease_expires_at = NULL
-          WHERE id = ${params.id} RETURNING *`;
-        // A running job frees a slot; an available or scheduled one may have been promoted from
-        // waiting to take one. Either way the next waiting job gets its turn.
-        if (row.state !== "waiting") await this.promoteOneWaiting(tx, now, row.bucket);
-        await tx`SELECT pg_notify(${this.channel}, ${this.note(`c:${params.id}`)})`;
-        res = { kind: "canceled", job: rowToJob(updated!), wasRunning: row.state === "running" };
+        res = await this.cancelLocked(tx, row, now);
       }
       if (params.audit) {
-        const outcome: AuditOutcome =
-          res.kind === "canceled"
-            ? "ok"
-            : res.kind === "not-found"
-              ? "not_found"
-              : "failed_precondition";
-        await this.insertAudit(tx, [params.audit(outcome)]);
+        await this.insertAudit(tx, [params.audit(outcomeOf(res.kind === "canceled", res.kind))]);
       }
       return res;
     });
-    if (result.kind === "canceled") {
-      this.notifier.jobChanged({ jobId: params.id, status: "canceled" });
-      this.notifier.jobsAvailable();
-    }
+    if (result.kind === "canceled") this.afterCancel(params.id);
     return result;
+  }
+
+  /** Cancels a queued or running job whose row this transaction has locked. */
+  private async cancelLocked(
+    tx: Tx,
+    row: JobRow,
+    now: postgres.PendingQuery<postgres.Row[]>,
+  ): Promise<CancelResult & { kind: "canceled" }> {
+    await tx`UPDATE attempts SET outcome = 'canceled', finished_at = ${now},
+        error_code = 'canceled', error = 'canceled while the call was in flight',
+        duration_ms = ${now} - started_at
+      WHERE job_id = ${row.id} AND finished_at IS NULL`;
+    const [updated] = await tx<JobRow[]>`UPDATE jobs SET state = 'canceled',
+        finished_at = ${now}, updated_at = ${now},
+        expires_at = CASE WHEN ttl_ms IS NULL THEN NULL ELSE ${now} + ttl_ms END,
+        lease_token = NULL, lease_expires_at = NULL
+      WHERE id = ${row.id} RETURNING *`;
+    // A running job frees a slot; an available or scheduled one may have been promoted from
+    // waiting to take one. Either way the next waiting job gets its turn.
+    if (row.state !== "waiting") await this.promoteOneWaiting(tx, now, row.bucket);
+    await tx`SELECT pg_notify(${this.channel}, ${this.note(`c:${row.id}`)})`;
+    return { kind: "canceled", job: rowToJob(updated!), wasRunning: row.state === "running" };
+  }
+
+  private afterCancel(id: string): void {
+    this.notifier.jobChanged({ jobId: id, status: "canceled" });
+    this.notifier.jobsAvailable();
+  }
+
+  async jobRetry(params: {
+    id: string;
+    ownedBy?: string;
+    overrides: RetryOverrides | null;
+    audit?: (outcome: AuditOutcome) => AuditEvent;
+  }): Promise<
+    { kind: "retried"; job: Job } | { kind: "not-retryable"; job: Job } | { kind: "not-found" }
+  > {
+    const t = this.t();
+    type Result =
+      | { kind: "retried"; job: Job }
+      | { kind: "not-retryable"; job: Job }
+      | { kind: "not-found" };
+    const result = await this.tx(async (tx): Promise<Result> => {
+      const now = await this.nowValue(tx, t);
+      const [row] = await tx<JobRow[]>`SELECT * FROM jobs WHERE id = ${params.id}
+        AND (expires_at IS NULL OR expires_at > ${now}) FOR UPDATE`;
+      let res: Result;
+      if (!row || (params.ownedBy !== undefined && row.owner !== params.ownedBy)) {
+        res = { kind: "not-found" };
+      } else if (!actionable("retry", statusOf(row.state))) {
+        res = { kind: "not-retryable", job: rowToJob(row) };
+      } else {
+        res = {
+          kind: "retried",
+          job: rowToJob(await this.retryLocked(tx, row, params.overrides, now)),
+        };
+      }
+      if (params.audit) {
+        await this.insertAudit(tx, [params.audit(outcomeOf(res.kind === "retried", res.kind))]);
+      }
+      return res;
+    });
+    if (result.kind === "retried") this.afterRetry([result.job]);
+    return result;
+  }
+
+  /** The store's time inside a transaction, as a number (the injected one, or the database's). */
+  private async nowValue(tx: Tx, t: number | null): Promise<number> {
+    if (t !== null) return t;
+    const [row] = await tx`SELECT jq_now() AS now`;
+    return row!.now as number;
+  }
+
+  /** Puts a failed or canceled job, locked by this transaction, back in the queue. */
+  private async retryLocked(
+    tx: Tx,
+    row: JobRow,
+    overrides: RetryOverrides | null,
+    now: number,
+  ): Promise<JobRow> {
+    const plan = retryPlan({ attempt: row.attempt, maxAttempts: row.max_attempts }, overrides, now);
+    const state = plan.runAt > now ? "scheduled" : "available";
+    const [updated] = await tx<JobRow[]>`UPDATE jobs SET state = ${state}, run_at = ${plan.runAt},
+        max_attempts = ${plan.maxAttempts}, finished_at = NULL, expires_at = NULL,
+        rate_reserved = false, updated_at = ${now}, lease_token = NULL, lease_expires_at = NULL
+      WHERE id = ${row.id} RETURNING *`;
+    await tx`SELECT pg_notify(${this.channel}, ${this.note(state === "available" ? "a" : `s:${plan.runAt}`)})`;
+    return updated!;
+  }
+
+  private afterRetry(jobs: Job[]): void {
+    for (const job of jobs) {
+      this.notifier.jobChanged({ jobId: job.id, status: "queued" });
+      if (job.runAt > job.updatedAt) this.notifier.jobScheduled(job.runAt);
+    }
+    if (jobs.length > 0) this.notifier.jobsAvailable();
+  }
+
+  async jobDelete(params: {
+    id: string;
+    ownedBy?: string;
+    audit?: (outcome: AuditOutcome) => AuditEvent;
+  }): Promise<{ kind: "deleted" } | { kind: "not-finished"; job: Job } | { kind: "not-found" }> {
+    const t = this.t();
+    return this.tx(async (tx) => {
+      const now = this.nowOf(tx, t);
+      const [row] = await tx<JobRow[]>`SELECT * FROM jobs WHERE id = ${params.id}
+        AND (expires_at IS NULL OR expires_at > ${now}) FOR UPDATE`;
+      let res: { kind: "deleted" } | { kind: "not-finished"; job: Job } | { kind: "not-found" };
+      if (!row || (params.ownedBy !== undefined && row.owner !== params.ownedBy)) {
+        res = { kind: "not-found" };
+      } else if (!actionable("delete", statusOf(row.state))) {
+        res = { kind: "not-finished", job: rowToJob(row) };
+      } else {
+        await tx`DELETE FROM jobs WHERE id = ${row.id}`;
+        res = { kind: "deleted" };
+      }
+      if (params.audit) {
+        await this.insertAudit(tx, [params.audit(outcomeOf(res.kind === "deleted", res.kind))]);
+      }
+      return res;
+    });
   }
 
   /** Makes the first waiting job of a bucket available, telling every node. */
@@ -455,39 +585,83 @@ class PostgresJobStore implements JobStore {
       SELECT pg_notify(${this.channel}, ${this.note("a")}) FROM promoted`;
   }
 
-  async jobClaim(params: {
-    limit: number;
-    leaseMs: number;
-    node: string;
-    limits?: LimitResolver;
-  }): Promise<ClaimResult> {
-    if (params.limit <= 0) return { jobs: [], deferredUntil: null };
+  async jobClaim(params: ClaimParams): Promise<ClaimResult> {
+    if (params.limit <= 0 || params.queues.length === 0) return { jobs: [], deferredUntil: null };
     const token = randomUUID();
     const t = this.t();
     const { rows, deferredUntil } = await this.tx(async (tx) => {
-      if (!params.limits) {
-        const now = this.nowOf(tx, t);
-        const claimed = await tx<JobRow[]>`WITH picked AS (
-            SELECT id FROM jobs WHERE state = 'available'
-            ORDER BY priority DESC, run_at, id LIMIT ${params.limit} FOR UPDATE SKIP LOCKED),
-          claimed AS (
-            UPDATE jobs j SET state = 'running', attempt = j.attempt + 1, rate_reserved = false,
-              lease_token = ${token}, lease_expires_at = ${now} + ${params.leaseMs}::bigint,
-              started_at = COALESCE(j.started_at, ${now}), updated_at = ${now}
-            FROM picked WHERE j.id = picked.id RETURNING j.*),
-          opened AS (
-            INSERT INTO attempts (job_id, attempt, lease_token, outcome, started_at, node)
-            SELECT id, attempt, ${token}, 'running', ${now}, ${params.node} FROM claimed)
-          SELECT * FROM claimed`;
-        return { rows: claimed, deferredUntil: null };
+      const rows: JobRow[] = [];
+      let deferredUntil: number | null = null;
+      for (const queue of params.queues) {
+        const left = Math.min(queue.limit, params.limit - rows.length);
+        if (left <= 0) continue;
+        const got = await this.claimFrom(tx, t, token, queue, left, params);
+        rows.push(...got.rows);
+        if (got.deferredUntil !== null) {
+          deferredUntil = Math.min(deferredUntil ?? got.deferredUntil, got.deferredUntil);
+        }
       }
-      return this.claimLimited(tx, t, token, params);
+      return { rows, deferredUntil };
     });
-    rows.sort(claimOrder);
     const jobs: ClaimedJob[] = rows.map((row) => ({ ...rowToJob(row), leaseToken: token }));
     for (const job of jobs) this.notifier.jobChanged({ jobId: job.id, status: "running" });
     if (deferredUntil !== null) this.notifier.jobScheduled(deferredUntil);
     return { jobs, deferredUntil };
+  }
+
+  /** Claims up to `limit` jobs of one queue, within its rate and the buckets' limits. */
+  private async claimFrom(
+    tx: Tx,
+    t: number | null,
+    token: string,
+    queue: QueueClaim,
+    limit: number,
+    params: ClaimParams,
+  ): Promise<{ rows: JobRow[]; deferredUntil: number | null }> {
+    let deferred: number | null = null;
+    // The queue's rate across nodes: claims of a rate-limited queue take turns (a claim that
+    // finds another node claiming from it now leaves the budget to that one).
+    const rate = queue.rate;
+    let clock: { now: number; tat: number | null } | null = null;
+    if (rate) {
+      const [lock] = await tx`SELECT pg_try_advisory_xact_lock(
+          hashtextextended(${`jobqueue:queue:${this.channel}:${queue.name}`}, 0)) AS ok`;
+      if (!lock!.ok) return { rows: [], deferredUntil: null };
+      const [row] = await tx`SELECT COALESCE(${t}::bigint, jq_now()) AS now,
+          (SELECT tat FROM queue_rates WHERE queue = ${queue.name}) AS tat`;
+      clock = { now: row!.now as number, tat: (row!.tat as number | null) ?? null };
+      const budget = queueBudget(clock.tat, rate, clock.now, limit);
+      limit = budget.allowed;
+      deferred = budget.nextSlotAt;
+      if (limit === 0) return { rows: [], deferredUntil: deferred };
+    }
+    let claimed: { rows: JobRow[]; deferredUntil: number | null };
+    if (!params.limits) {
+      const now = this.nowOf(tx, t);
+      const rows = await tx<JobRow[]>`WITH picked AS (
+          SELECT id FROM jobs WHERE state = 'available' AND queue = ${queue.name}
+          ORDER BY priority DESC, run_at, id LIMIT ${limit} FOR UPDATE SKIP LOCKED),
+        claimed AS (
+          UPDATE jobs j SET state = 'running', attempt = j.attempt + 1, rate_reserved = false,
+            lease_token = ${token}, lease_expires_at = ${now} + ${params.leaseMs}::bigint,
+            started_at = COALESCE(j.started_at, ${now}), updated_at = ${now}
+          FROM picked WHERE j.id = picked.id RETURNING j.*),
+        opened AS (
+          INSERT INTO attempts (job_id, attempt, lease_token, outcome, started_at, node)
+          SELECT id, attempt, ${token}, 'running', ${now}, ${params.node} FROM claimed)
+        SELECT * FROM claimed`;
+      claimed = { rows, deferredUntil: null };
+    } else {
+      claimed = await this.claimLimited(tx, t, token, queue.name, limit, params);
+    }
+    if (rate && clock && claimed.rows.length > 0) {
+      const tat = queueBudget(clock.tat, rate, clock.now, claimed.rows.length).tat;
+      await tx`INSERT INTO queue_rates (queue, tat) VALUES (${queue.name}, ${tat})
+        ON CONFLICT (queue) DO UPDATE SET tat = excluded.tat`;
+    }
+    claimed.rows.sort(claimOrder);
+    const all = [deferred, claimed.deferredUntil].filter((x): x is number => x !== null);
+    return { rows: claimed.rows, deferredUntil: all.length ? Math.min(...all) : null };
   }
 
   /** A claim under bucket limits: the admission of src/job/admission.ts, then the claim. */
@@ -495,16 +669,19 @@ class PostgresJobStore implements JobStore {
     tx: Tx,
     t: number | null,
     token: string,
-    params: { limit: number; leaseMs: number; node: string; limits?: LimitResolver },
+    queue: string,
+    limit: number,
+    params: ClaimParams,
   ): Promise<{ rows: JobRow[]; deferredUntil: number | null }> {
     const [{ now }] = (await tx`SELECT COALESCE(${t}::bigint, jq_now()) AS now`) as unknown as [
       { now: number },
     ];
-    const admission = createAdmission({ now, limit: params.limit, limits: params.limits! });
+    const admission = createAdmission({ now, limit, limits: params.limits! });
     while (admission.wantsMore()) {
       const candidates = (
         await tx<Pick<JobRow, "id" | "bucket" | "rate_reserved">[]>`
-          SELECT id, bucket, rate_reserved FROM jobs WHERE state = 'available'
+          SELECT id, bucket, rate_reserved FROM jobs
+          WHERE state = 'available' AND queue = ${queue}
           ORDER BY priority DESC, run_at, id LIMIT ${admission.fetchSize()} FOR UPDATE SKIP LOCKED`
       ).map(
         (r): Candidate => ({ id: r.id, bucket: r.bucket, rateReserved: Boolean(r.rate_reserved) }),
@@ -604,13 +781,15 @@ class PostgresJobStore implements JobStore {
         move = q`UPDATE jobs SET state = ${next.status}, finished_at = ${now},
             updated_at = ${now},
             expires_at = CASE WHEN ttl_ms IS NULL THEN NULL ELSE ${now} + ttl_ms END,
-            last_error = ${next.status === "failed" ? p.end.error : null}, ${clearLease}
+            last_error = ${next.status === "failed" ? p.end.error : null},
+            last_error_code = ${next.status === "failed" ? p.end.errorCode : null}, ${clearLease}
           WHERE ${held} RETURNING bucket, attempt, state`;
         break;
       case "queued":
         move = q`UPDATE jobs SET
             state = CASE WHEN ${next.runAt}::bigint > ${now} THEN 'scheduled' ELSE 'available' END,
-            run_at = ${next.runAt}, updated_at = ${now}, last_error = ${p.end.error}, ${clearLease}
+            run_at = ${next.runAt}, updated_at = ${now}, last_error = ${p.end.error},
+            last_error_code = ${p.end.errorCode}, ${clearLease}
           WHERE ${held} RETURNING bucket, attempt, state`;
         break;
       case "released":
@@ -686,11 +865,13 @@ class PostgresJobStore implements JobStore {
         if (status === "failed") {
           await tx`UPDATE jobs SET state = 'failed', finished_at = ${now}, updated_at = ${now},
               expires_at = CASE WHEN ttl_ms IS NULL THEN NULL ELSE ${now} + ttl_ms END,
-              last_error = ${LOST_ERROR}, lease_token = NULL, lease_expires_at = NULL
+              last_error = ${LOST_ERROR}, last_error_code = ${end.errorCode},
+              lease_token = NULL, lease_expires_at = NULL
             WHERE id = ${row.id}`;
         } else {
           await tx`UPDATE jobs SET state = 'available', run_at = ${now}, updated_at = ${now},
-              last_error = ${LOST_ERROR}, lease_token = NULL, lease_expires_at = NULL
+              last_error = ${LOST_ERROR}, last_error_code = ${end.errorCode},
+              lease_token = NULL, lease_expires_at = NULL
             WHERE id = ${row.id}`;
         }
         await this.promoteOneWaiting(tx, now, row.bucket);
@@ -820,6 +1001,327 @@ class PostgresJobStore implements JobStore {
     return res.count;
   }
 
+  async statsCounts(): Promise<QueueCounts[]> {
+    const rows = await this.run(
+      () => this.sql<{ queue: string; state: JobRow["state"]; n: number }[]>`
+        SELECT queue, state, sum(n)::bigint AS n FROM (
+          SELECT queue, state, n FROM job_counts
+          UNION ALL SELECT queue, state, n FROM job_stat_deltas WHERE minute IS NULL) c
+        GROUP BY queue, state HAVING sum(n) <> 0`,
+    );
+    const byQueue = new Map<string, QueueCounts>();
+    for (const row of rows) {
+      let entry = byQueue.get(row.queue);
+      if (!entry) {
+        entry = {
+          queue: row.queue,
+          counts: { queued: 0, running: 0, succeeded: 0, failed: 0, canceled: 0 },
+        };
+        byQueue.set(row.queue, entry);
+      }
+      entry.counts[statusOf(row.state)] += Number(row.n);
+    }
+    return [...byQueue.values()].sort((a, b) => (a.queue < b.queue ? -1 : 1));
+  }
+
+  async statsActivity(params: { queue?: string }): Promise<QueueActivity[]> {
+    const q = this.sql;
+    const rows = await this.run(
+      () => q<{ queue: string; oldest: number | null; running: number }[]>`
+        SELECT name AS queue,
+          (SELECT run_at FROM jobs WHERE state = 'available' AND queue = qs.name
+            ORDER BY priority DESC, run_at, id LIMIT 1) AS oldest,
+          (SELECT count(*) FROM jobs WHERE state = 'running' AND queue = qs.name) AS running
+        FROM queues qs
+        ${params.queue === undefined ? q`` : q`WHERE name = ${params.queue}`}
+        ORDER BY name`,
+    );
+    return rows.map((r) => ({
+      queue: r.queue,
+      oldestQueuedAt: r.oldest ?? null,
+      running: Number(r.running),
+    }));
+  }
+
+  async statsThroughput(params: { sinceMinute: number; queue?: string }): Promise<ThroughputRow[]> {
+    const q = this.sql;
+    const queue = params.queue === undefined ? q`` : q`AND queue = ${params.queue}`;
+    const rows = await this.run(
+      () => q<{ minute: number; queue: string; state: ThroughputRow["status"]; n: number }[]>`
+        SELECT minute, queue, state, sum(n)::bigint AS n FROM (
+          SELECT minute, queue, state, n FROM job_throughput WHERE minute >= ${params.sinceMinute} ${queue}
+          UNION ALL SELECT minute, queue, state, n FROM job_stat_deltas
+            WHERE minute >= ${params.sinceMinute} ${queue}) t
+        GROUP BY minute, queue, state ORDER BY minute`,
+    );
+    return rows.map((r) => ({
+      minute: r.minute,
+      queue: r.queue,
+      status: r.state,
+      count: Number(r.n),
+    }));
+  }
+
+  async statsGroups(params: {
+    by: "host" | "tag";
+    queue?: string;
+    limit: number;
+    scanCap: number;
+  }): Promise<{ groups: { key: string; queued: number; running: number }[]; capped: boolean }> {
+    const q = this.sql;
+    const active = q`SELECT id, host, state FROM jobs
+      WHERE state IN ('available', 'scheduled', 'waiting', 'running')
+      ${params.queue === undefined ? q`` : q`AND queue = ${params.queue}`} LIMIT ${params.scanCap + 1}`;
+    const [groups, [seen]] = await this.run(() =>
+      Promise.all([
+        params.by === "host"
+          ? q<{ key: string; queued: number; running: number }[]>`
+              SELECT COALESCE(host, '') AS key, count(*) FILTER (WHERE state <> 'running') AS queued,
+                count(*) FILTER (WHERE state = 'running') AS running
+              FROM (${active}) a GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT ${params.limit}`
+          : q<{ key: string; queued: number; running: number }[]>`
+              SELECT t.tag AS key, count(*) FILTER (WHERE a.state <> 'running') AS queued,
+                count(*) FILTER (WHERE a.state = 'running') AS running
+              FROM (${active}) a JOIN job_tags t ON t.job_id = a.id
+              GROUP BY t.tag ORDER BY count(*) DESC, t.tag LIMIT ${params.limit}`,
+        q`SELECT count(*) AS n FROM (${active}) a`,
+      ]),
+    );
+    return {
+      groups: groups.map((g) => ({
+        key: g.key,
+        queued: Number(g.queued),
+        running: Number(g.running),
+      })),
+      capped: Number(seen!.n) > params.scanCap,
+    };
+  }
+
+  /**
+   * Folds the counter deltas into their totals (one statement: rows appended meanwhile are left for
+   * the next fold, and two folds at once never count a delta twice: DELETE takes each row once).
+   */
+  async statsCompact({ keepMinutes }: { keepMinutes: number }): Promise<void> {
+    const q = this.sql;
+    const t = this.t();
+    await this.run(
+      () => q`WITH moved AS (DELETE FROM job_stat_deltas RETURNING queue, state, minute, n),
+          counted AS (
+            INSERT INTO job_counts (queue, state, n)
+            SELECT queue, state, sum(n) FROM moved WHERE minute IS NULL GROUP BY queue, state
+            ON CONFLICT (queue, state) DO UPDATE SET n = job_counts.n + excluded.n),
+          ended AS (
+            INSERT INTO job_throughput (minute, queue, state, n)
+            SELECT minute, queue, state, sum(n) FROM moved WHERE minute IS NOT NULL
+            GROUP BY minute, queue, state
+            ON CONFLICT (minute, queue, state) DO UPDATE SET n = job_throughput.n + excluded.n)
+        SELECT count(*) FROM moved`,
+    );
+    await this.run(
+      () => q`DELETE FROM job_throughput
+        WHERE minute < COALESCE(${t}::bigint, jq_now()) / 60000 - ${keepMinutes}`,
+    );
+  }
+
+  async queueCreate(queue: Omit<QueueSettings, "createdAt" | "updatedAt">): Promise<boolean> {
+    const q = this.sql;
+    const now = this.nowOf(q, this.t());
+    const c = queueColumns(queue);
+    const res = await this.run(
+      () => q`WITH created AS (
+          INSERT INTO queues (name, concurrency, rate_interval_ms, rate_burst, max_attempts,
+            backoff_strategy, backoff_base_ms, ttl_ms, paused, created_at, updated_at)
+          VALUES (${c.name}, ${c.concurrency}, ${c.rate_interval_ms}, ${c.rate_burst},
+            ${c.max_attempts}, ${c.backoff_strategy}, ${c.backoff_base_ms}, ${c.ttl_ms},
+            ${queue.paused}, ${now}, ${now})
+          ON CONFLICT (name) DO NOTHING RETURNING 1)
+        SELECT pg_notify(${this.channel}, ${this.note("q")}) FROM created`,
+    );
+    if (res.count === 0) return false;
+    this.notifier.queuesChanged();
+    return true;
+  }
+
+  async queueUpdate(queue: Omit<QueueSettings, "createdAt" | "updatedAt">): Promise<boolean> {
+    const q = this.sql;
+    const now = this.nowOf(q, this.t());
+    const c = queueColumns(queue);
+    const res = await this.run(
+      () => q`WITH updated AS (
+          UPDATE queues SET concurrency = ${c.concurrency}, rate_interval_ms = ${c.rate_interval_ms},
+            rate_burst = ${c.rate_burst}, max_attempts = ${c.max_attempts},
+            backoff_strategy = ${c.backoff_strategy}, backoff_base_ms = ${c.backoff_base_ms},
+            ttl_ms = ${c.ttl_ms}, paused = ${queue.paused}, updated_at = ${now}
+          WHERE name = ${c.name} RETURNING 1)
+        SELECT pg_notify(${this.channel}, ${this.note("q")}) FROM updated`,
+    );
+    if (res.count === 0) return false;
+    this.notifier.queuesChanged();
+    return true;
+  }
+
+  async queueGet({ name }: { name: string }): Promise<QueueSettings | null> {
+    const [row] = await this.run(
+      () => this.sql<QueueRow[]>`SELECT * FROM queues WHERE name = ${name}`,
+    );
+    return row ? rowToQueue(row) : null;
+  }
+
+  async queueList(): Promise<QueueSettings[]> {
+    const rows = await this.run(() => this.sql<QueueRow[]>`SELECT * FROM queues ORDER BY name`);
+    return rows.map(rowToQueue);
+  }
+
+  async queueDelete({ name }: { name: string }): Promise<"deleted" | "not-found" | "not-empty"> {
+    const result = await this.tx(async (tx): Promise<"deleted" | "not-found" | "not-empty"> => {
+      // The queue's row locked against enqueues (they share-lock it), then its active jobs counted.
+      const [found] = await tx`SELECT name FROM queues WHERE name = ${name} FOR UPDATE`;
+      if (!found) return "not-found";
+      if (name === "default") return "not-empty";
+      const [active] = await tx`SELECT EXISTS (SELECT 1 FROM jobs WHERE queue = ${name}
+        AND state IN ('available', 'scheduled', 'waiting', 'running')) AS any`;
+      if (active!.any) return "not-empty";
+      await tx`DELETE FROM queues WHERE name = ${name}`;
+      await tx`DELETE FROM queue_rates WHERE queue = ${name}`;
+      await tx`SELECT pg_notify(${this.channel}, ${this.note("q")})`;
+      return "deleted";
+    });
+    if (result === "deleted") this.notifier.queuesChanged();
+    return result;
+  }
+
+  async operationCreate(op: Operation): Promise<void> {
+    const c = operationColumns(op);
+    await this.run(
+      () => this.sql`WITH created AS (INSERT INTO operations ${this.sql(c)} RETURNING 1)
+        SELECT pg_notify(${this.channel}, ${this.note("o")}) FROM created`,
+    );
+    this.notifier.operationsChanged();
+  }
+
+  async operationGet({ id }: { id: string }): Promise<Operation | null> {
+    const [row] = await this.run(
+      () => this.sql<OperationRow[]>`SELECT * FROM operations WHERE id = ${id}`,
+    );
+    return row ? rowToOperation(row) : null;
+  }
+
+  async operationList(params: {
+    state?: Operation["state"];
+    owner?: string;
+    limit: number;
+  }): Promise<Operation[]> {
+    const q = this.sql;
+    const where = [q`true`];
+    if (params.state !== undefined) where.push(q`state = ${params.state}`);
+    if (params.owner !== undefined) where.push(q`owner = ${params.owner}`);
+    const rows = await this.run(
+      () => q<OperationRow[]>`SELECT * FROM operations WHERE ${and(q, where)}
+        ORDER BY id DESC LIMIT ${params.limit}`,
+    );
+    return rows.map(rowToOperation);
+  }
+
+  async operationCancel({ id }: { id: string }): Promise<boolean> {
+    const q = this.sql;
+    const now = this.nowOf(q, this.t());
+    const res = await this.run(
+      () => q`WITH ended AS (
+          UPDATE operations SET state = 'canceled', updated_at = ${now}, finished_at = ${now}
+          WHERE id = ${id} AND state = 'running' RETURNING 1)
+        SELECT pg_notify(${this.channel}, ${this.note("o")}) FROM ended`,
+    );
+    if (res.count === 0) return false;
+    this.notifier.operationsChanged();
+    return true;
+  }
+
+  async operationStep(params: {
+    id: string;
+    batch: number;
+    scan: number;
+    audit: (op: Operation) => AuditEvent;
+  }): Promise<Operation | null> {
+    const t = this.t();
+    const canceled: string[] = [];
+    const retried: Job[] = [];
+    const stepped = await this.tx(async (tx): Promise<Operation | null> => {
+      const [row] = await tx<
+        OperationRow[]
+      >`SELECT * FROM operations WHERE id = ${params.id} FOR UPDATE`;
+      if (!row || row.state !== "running") return null;
+      const op = rowToOperation(row);
+      const now = await this.nowValue(tx, t);
+      const applicable = actionableStatuses(op.kind);
+      const statuses = op.filter.statuses
+        ? op.filter.statuses.filter((s) => applicable.includes(s))
+        : applicable;
+      let matched: JobRow[] = [];
+      let next: ListCursor | null = null;
+      if (statuses.length > 0) {
+        const l = listQuery(
+          tx,
+          {
+            ...op.filter,
+            statuses,
+            ownedBy: op.owner ?? undefined,
+            after: op.cursor === null ? undefined : (JSON.parse(op.cursor) as ListCursor),
+            idAtMost: op.upperId,
+            limit: params.batch,
+            scanLimit: params.scan,
+          },
+          tx`${now}::bigint`,
+        );
+        ({ rows: matched, next } = pageOf(l, (await l.query) as unknown as JobRow[], params.batch));
+      }
+      let affected = 0;
+      for (const listed of matched) {
+        // Locked now, in job-then-attempt order; a row another transaction holds is skipped
+        // (it is being changed anyway, and the cursor moves on).
+        const [job] = await tx<
+          JobRow[]
+        >`SELECT * FROM jobs WHERE id = ${listed.id} FOR UPDATE SKIP LOCKED`;
+        if (!job || !actionable(op.kind, statusOf(job.state))) continue;
+        if (op.kind === "cancel") {
+          await this.cancelLocked(tx, job, tx`${now}::bigint`);
+          canceled.push(job.id);
+        } else if (op.kind === "retry") {
+          try {
+            retried.push(rowToJob(await this.retryLocked(tx, job, op.overrides, now)));
+          } catch (err) {
+            if (!(err instanceof Error && err.name === "InvalidArgumentError")) throw err;
+            continue; // an override this job cannot take: left alone
+          }
+        } else {
+          await tx`DELETE FROM jobs WHERE id = ${job.id}`;
+        }
+        affected++;
+      }
+      const done = next === null;
+      const result: Operation = {
+        ...op,
+        examined: op.examined + matched.length,
+        affected: op.affected + affected,
+        cursor: done ? op.cursor : JSON.stringify(next),
+        updatedAt: now,
+        ...(done ? { state: "succeeded" as const, finishedAt: now } : {}),
+      };
+      await tx`UPDATE operations SET examined = ${result.examined}, affected = ${result.affected},
+          cursor = ${result.cursor}, state = ${result.state}, updated_at = ${now},
+          finished_at = ${result.finishedAt}
+        WHERE id = ${op.id}`;
+      if (done) {
+        await this.insertAudit(tx, [params.audit(result)]);
+        await tx`SELECT pg_notify(${this.channel}, ${this.note("o")})`;
+      }
+      return result;
+    });
+    for (const id of canceled) this.afterCancel(id);
+    this.afterRetry(retried);
+    if (stepped?.state === "succeeded") this.notifier.operationsChanged();
+    return stepped;
+  }
+
   async nodeHeartbeat(node: NodeBeat): Promise<void> {
     const q = this.sql;
     const now = this.nowOf(q, this.t());
@@ -890,7 +1392,8 @@ class PostgresJobStore implements JobStore {
   /** The plan of the claim's candidate scan, for the test that keeps it on the partial index. */
   async explainClaim(): Promise<string> {
     const rows = await this.sql`EXPLAIN (FORMAT TEXT) SELECT id FROM jobs
-      WHERE state = 'available' ORDER BY priority DESC, run_at, id LIMIT 10 FOR UPDATE SKIP LOCKED`;
+      WHERE state = 'available' AND queue = 'default'
+      ORDER BY priority DESC, run_at, id LIMIT 10 FOR UPDATE SKIP LOCKED`;
     return rows.map((r) => r["QUERY PLAN"] as string).join("\n");
   }
 
@@ -901,6 +1404,34 @@ class PostgresJobStore implements JobStore {
     })();
     return this.closed;
   }
+}
+
+/** The audit outcome of a single-job action: done, not found, or refused for the job's state. */
+function outcomeOf(done: boolean, kind: string): AuditOutcome {
+  return done ? "ok" : kind === "not-found" ? "not_found" : "failed_precondition";
+}
+
+/** The columns of an operation, as the PostgreSQL driver writes them. */
+function operationColumns(op: Operation) {
+  return {
+    id: op.id,
+    kind: op.kind,
+    filter: JSON.stringify(op.filter),
+    overrides: op.overrides === null ? null : JSON.stringify(op.overrides),
+    owner: op.owner,
+    principal: op.principal,
+    state: op.state,
+    estimate: op.estimate,
+    estimate_capped: op.estimateCapped,
+    examined: op.examined,
+    affected: op.affected,
+    upper_id: op.upperId,
+    cursor: op.cursor,
+    error: op.error,
+    created_at: op.createdAt,
+    updated_at: op.updatedAt,
+    finished_at: op.finishedAt,
+  };
 }
 
 /** Rows per multi-row INSERT (PostgreSQL allows 65,535 parameters a statement). */
@@ -917,19 +1448,12 @@ function storedJob(job: NewJob): Job {
     lastError: null,
     updatedAt: job.createdAt,
     leaseExpiresAt: null,
+    lastErrorCode: null,
   };
 }
 
 function and(q: Query, parts: postgres.PendingQuery<postgres.Row[]>[]) {
   return joinSql(q, parts, q` AND `);
-}
-
-function joinSql(
-  q: Query,
-  parts: postgres.PendingQuery<postgres.Row[]>[],
-  separator: postgres.PendingQuery<postgres.Row[]>,
-) {
-  return parts.reduce((acc, part, i) => (i === 0 ? part : q`${acc}${separator}${part}`));
 }
 
 function claimOrder(a: JobRow, b: JobRow): number {

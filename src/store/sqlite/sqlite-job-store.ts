@@ -14,8 +14,18 @@ import Database from "better-sqlite3";
 import type { AuditEvent, AuditOutcome, StoredAuditEvent } from "../../audit/audit-event.js";
 import { type Candidate, createAdmission } from "../../job/admission.js";
 import { type Clock, systemClock } from "../../job/clock.js";
-import { IdempotencyConflictError } from "../../job/errors.js";
+import { IdempotencyConflictError, QueueNotFoundError } from "../../job/errors.js";
+import type { JobFilter } from "../../job/filter.js";
 import { isConflict } from "../../job/idempotency.js";
+import {
+  actionable,
+  actionableStatuses,
+  type Operation,
+  type RetryOverrides,
+  retryPlan,
+} from "../../job/operations.js";
+import { queueBudget } from "../../job/queue-rate.js";
+import type { QueueSettings } from "../../job/queues.js";
 import type { LimitResolver } from "../../job/rate-limits.js";
 import { LOST_ATTEMPT, LOST_ERROR, rescuedStatus } from "../../job/rescue.js";
 import type {
@@ -30,33 +40,47 @@ import { createNotifier, type Notifier } from "../../notify/notifier.js";
 import {
   type AuditListParams,
   type CancelResult,
+  type ClaimParams,
   type ClaimResult,
   type FinishAttemptParams,
   type InsertResult,
+  type JobListPage,
   type JobListParams,
   type JobStore,
   type Lease,
+  type ListCursor,
   type NodeBeat,
   type NodeInfo,
+  type QueueActivity,
+  type QueueClaim,
+  type QueueCounts,
   type RescuedJob,
   type ResultRecord,
   StoreUnavailableError,
+  type ThroughputRow,
 } from "../job-store.js";
+import { pageOf } from "../list-page.js";
 import {
   type AttemptRow,
   type AuditRow,
   encodeRequestBody,
   type JobRow,
   type NodeRow,
+  type OperationRow,
+  type QueueRow,
+  queueColumns,
   type ResultRow,
   rowToAttempt,
   rowToAudit,
   rowToJob,
   rowToNode,
+  rowToOperation,
+  rowToQueue,
   rowToResult,
   STATES_OF,
   statusOf,
 } from "../rows.js";
+import { listQuery } from "./list-query.js";
 
 const MIGRATIONS_DIR = fileURLToPath(new URL("./migrations/", import.meta.url));
 
@@ -327,6 +351,9 @@ class SqliteJobStore implements JobStore {
 
   /** Inserts a job, or finds the kept job with its idempotency key. Runs inside a transaction. */
   private insertOne(job: NewJob, fx: Effects): InsertResult {
+    if (job.queue !== "default" && !this.s.queueExists.get(job.queue)) {
+      throw new QueueNotFoundError(job.queue);
+    }
     if (job.idempotencyKey !== null) {
       const existing = this.s.getByIdempotencyKey.get(job.owner ?? "", job.idempotencyKey) as
         | JobRow
@@ -370,6 +397,8 @@ class SqliteJobStore implements JobStore {
       rate_limit_key: job.rateLimitKey,
       bucket: job.bucket,
       owner: job.owner,
+      queue: job.queue,
+      host: job.host,
     });
     for (const tag of job.tags) this.s.insertTag.run(tag, job.id);
     fx.push(() => {
@@ -386,6 +415,7 @@ class SqliteJobStore implements JobStore {
       lastError: null,
       updatedAt: job.createdAt,
       leaseExpiresAt: null,
+      lastErrorCode: null,
     };
     return { job: stored, inserted: true };
   }
@@ -416,13 +446,31 @@ class SqliteJobStore implements JobStore {
    * primary index. Each walk stops after a page, so a page costs about the same whether ten or a
    * million jobs match.
    */
-  async jobList(params: JobListParams): Promise<{ jobs: Job[]; more: boolean }> {
+  async jobList(params: JobListParams): Promise<JobListPage> {
     const now = this.clock.now();
     await this.settled();
-    const { sql, args } = listQuery(params, now);
-    const rows = this.cached(sql).all(...args) as JobRow[];
-    const more = rows.length > params.limit;
-    return { jobs: rows.slice(0, params.limit).map(rowToJob), more };
+    const q = listQuery(params, now);
+    const { rows, next } = pageOf(q, this.cached(q.sql).all(...q.args) as JobRow[], params.limit);
+    return { jobs: rows.map(rowToJob), next };
+  }
+
+  async jobCount(params: {
+    filter: JobFilter;
+    ownedBy?: string;
+    cap: number;
+  }): Promise<{ count: number; capped: boolean }> {
+    const now = this.clock.now();
+    await this.settled();
+    // The walk of a list page as wide as the cap (a bounded scan reads cap + 1 rows at most).
+    const q = listQuery(
+      { ...params.filter, ownedBy: params.ownedBy, limit: params.cap, scanLimit: params.cap + 1 },
+      now,
+    );
+    const rows = (this.cached(q.sql).all(...q.args) as JobRow[]).filter((r) => r.id != null);
+    const examinedAll =
+      q.scanned && (rows[0] as { examined?: number } | undefined)?.examined === q.walkLimit;
+    const count = Math.min(rows.length, params.cap);
+    return { count, capped: rows.length > params.cap || examinedAll };
   }
 
   /**
@@ -451,6 +499,8 @@ class SqliteJobStore implements JobStore {
       listAll: plan(list({})),
       listByStatus: plan(list({ statuses: ["queued", "running"] })),
       listByTag: plan(list({ tags: ["a", "b"], statuses: ["queued"] })),
+      listByQueue: plan(list({ queue: "q" })),
+      listFinished: plan(list({ statuses: ["failed"], finishedAfter: 1 })),
     };
   }
 
@@ -516,28 +566,23 @@ class SqliteJobStore implements JobStore {
     }
   }
 
-  async jobClaim(params: {
-    limit: number;
-    leaseMs: number;
-    node: string;
-    limits?: LimitResolver;
-  }): Promise<ClaimResult> {
-    if (params.limit <= 0) return { jobs: [], deferredUntil: null };
+  async jobClaim(params: ClaimParams): Promise<ClaimResult> {
+    if (params.limit <= 0 || params.queues.length === 0) return { jobs: [], deferredUntil: null };
     const now = this.clock.now();
     // Random, so that no other claim (another process, a restart) can ever hold the same token.
     const token = randomUUID();
-    const start = { now, token, lease_expires_at: now + params.leaseMs };
     return this.write((fx): ClaimResult => {
-      let rows: JobRow[];
+      const rows: JobRow[] = [];
       let deferredUntil: number | null = null;
-      if (!params.limits) {
-        rows = this.s.claim.all({ ...start, limit: params.limit }) as JobRow[];
-      } else {
-        const admitted = this.admit(now, params.limit, params.limits);
-        deferredUntil = admitted.deferredUntil;
-        rows = admitted.ids.map((id) => this.s.claimOne.get({ ...start, id }) as JobRow);
+      for (const queue of params.queues) {
+        const left = Math.min(queue.limit, params.limit - rows.length);
+        if (left <= 0) continue;
+        const got = this.claimFrom(queue, left, now, token, params);
+        rows.push(...got.rows);
+        if (got.deferredUntil !== null) {
+          deferredUntil = Math.min(deferredUntil ?? got.deferredUntil, got.deferredUntil);
+        }
       }
-      rows.sort(claimOrder);
       const jobs = rows.map((row) => {
         this.s.insertAttempt.run({
           job_id: row.id,
@@ -548,24 +593,62 @@ class SqliteJobStore implements JobStore {
         });
         return { ...rowToJob(row), leaseToken: token };
       });
+      const deferred = deferredUntil;
       fx.push(() => {
         for (const job of jobs) this.notifier.jobChanged({ jobId: job.id, status: "running" });
-        if (deferredUntil !== null) this.notifier.jobScheduled(deferredUntil);
+        if (deferred !== null) this.notifier.jobScheduled(deferred);
       });
       return { jobs, deferredUntil };
     });
   }
 
+  /** Claims up to `limit` jobs of one queue, within its rate and the buckets' limits. */
+  private claimFrom(
+    queue: QueueClaim,
+    limit: number,
+    now: number,
+    token: string,
+    params: ClaimParams,
+  ): { rows: JobRow[]; deferredUntil: number | null } {
+    const start = { now, token, lease_expires_at: now + params.leaseMs, queue: queue.name };
+    let deferredUntil: number | null = null;
+    // The queue's rate across nodes: take no more than its budget allows now.
+    const tat = queue.rate
+      ? ((this.s.getQueueRate.get(queue.name) as number | undefined) ?? null)
+      : null;
+    if (queue.rate) {
+      const budget = queueBudget(tat, queue.rate, now, limit);
+      limit = budget.allowed;
+      deferredUntil = budget.nextSlotAt;
+    }
+    let rows: JobRow[] = [];
+    if (limit > 0 && !params.limits) {
+      rows = this.s.claim.all({ ...start, limit }) as JobRow[];
+    } else if (limit > 0) {
+      const admitted = this.admit(now, queue.name, limit, params.limits!);
+      if (admitted.deferredUntil !== null) {
+        deferredUntil = Math.min(deferredUntil ?? admitted.deferredUntil, admitted.deferredUntil);
+      }
+      rows = admitted.ids.map((id) => this.s.claimOne.get({ ...start, id }) as JobRow);
+    }
+    if (queue.rate && rows.length > 0) {
+      this.s.setQueueRate.run(queue.name, queueBudget(tat, queue.rate, now, rows.length).tat);
+    }
+    rows.sort(claimOrder);
+    return { rows, deferredUntil };
+  }
+
   /** Runs the admission of src/job/admission.ts over the available jobs; returns those to claim. */
   private admit(
     now: number,
+    queue: string,
     limit: number,
     limits: LimitResolver,
   ): { ids: readonly string[]; deferredUntil: number | null } {
     const admission = createAdmission({ now, limit, limits });
     while (admission.wantsMore()) {
       const candidates = (
-        this.s.availableCandidates.all(admission.fetchSize()) as Pick<
+        this.s.availableCandidates.all(queue, admission.fetchSize()) as Pick<
           JobRow,
           "id" | "bucket" | "rate_reserved"
         >[]
@@ -617,6 +700,7 @@ class SqliteJobStore implements JobStore {
             ...key,
             state: status,
             error: status === "failed" ? p.end.error : null,
+            error_code: status === "failed" ? p.end.errorCode : null,
           }) as typeof row;
           break;
         case "queued": {
@@ -627,6 +711,7 @@ class SqliteJobStore implements JobStore {
             state: runAt > now ? "scheduled" : "available",
             run_at: runAt,
             error: p.end.error,
+            error_code: p.end.errorCode,
           }) as typeof row;
           if (row) {
             fx.push(() => {
@@ -692,9 +777,20 @@ class SqliteJobStore implements JobStore {
         const key = { id: row.id, token: row.lease_token, now };
         const status = rescuedStatus({ attempt: row.attempt, maxAttempts: row.max_attempts });
         if (status === "failed") {
-          this.s.finishJob.get({ ...key, state: "failed", error: LOST_ERROR });
+          this.s.finishJob.get({
+            ...key,
+            state: "failed",
+            error: LOST_ERROR,
+            error_code: LOST_ATTEMPT.errorCode,
+          });
         } else {
-          this.s.requeueJob.get({ ...key, state: "available", run_at: now, error: LOST_ERROR });
+          this.s.requeueJob.get({
+            ...key,
+            state: "available",
+            run_at: now,
+            error: LOST_ERROR,
+            error_code: LOST_ATTEMPT.errorCode,
+          });
         }
         this.promoteOneWaiting(now, row.bucket, fx);
         this.writeResult(
@@ -798,6 +894,340 @@ class SqliteJobStore implements JobStore {
     return this.write(() => this.s.deleteAuditBefore.run(before, limit).changes);
   }
 
+  async jobRetry(params: {
+    id: string;
+    ownedBy?: string;
+    overrides: RetryOverrides | null;
+    audit?: (outcome: AuditOutcome) => AuditEvent;
+  }): Promise<
+    { kind: "retried"; job: Job } | { kind: "not-retryable"; job: Job } | { kind: "not-found" }
+  > {
+    const now = this.clock.now();
+    return this.write((fx) => {
+      const row = this.s.getJob.get(params.id, now) as JobRow | undefined;
+      type Result =
+        | { kind: "retried"; job: Job }
+        | { kind: "not-retryable"; job: Job }
+        | { kind: "not-found" };
+      let result: Result;
+      if (!row || (params.ownedBy !== undefined && row.owner !== params.ownedBy)) {
+        result = { kind: "not-found" };
+      } else if (!actionable("retry", statusOf(row.state))) {
+        result = { kind: "not-retryable", job: rowToJob(row) };
+      } else {
+        result = { kind: "retried", job: rowToJob(this.retryOne(row, params.overrides, now, fx)) };
+      }
+      if (params.audit) {
+        this.insertAudit(
+          params.audit(
+            result.kind === "retried"
+              ? "ok"
+              : result.kind === "not-found"
+                ? "not_found"
+                : "failed_precondition",
+          ),
+        );
+      }
+      return result;
+    });
+  }
+
+  /** Puts a failed or canceled job back in the queue (src/job/operations.ts `retryPlan`). */
+  private retryOne(
+    row: JobRow,
+    overrides: RetryOverrides | null,
+    now: number,
+    fx: Effects,
+  ): JobRow {
+    const plan = retryPlan({ attempt: row.attempt, maxAttempts: row.max_attempts }, overrides, now);
+    const updated = this.s.retryJob.get({
+      id: row.id,
+      now,
+      run_at: plan.runAt,
+      max_attempts: plan.maxAttempts,
+      state: plan.runAt > now ? "scheduled" : "available",
+    }) as JobRow;
+    fx.push(() => {
+      this.notifier.jobChanged({ jobId: row.id, status: "queued" });
+      if (plan.runAt > now) this.notifier.jobScheduled(plan.runAt);
+      else this.notifier.jobsAvailable();
+    });
+    return updated;
+  }
+
+  async jobDelete(params: {
+    id: string;
+    ownedBy?: string;
+    audit?: (outcome: AuditOutcome) => AuditEvent;
+  }): Promise<{ kind: "deleted" } | { kind: "not-finished"; job: Job } | { kind: "not-found" }> {
+    const now = this.clock.now();
+    return this.write(() => {
+      const row = this.s.getJob.get(params.id, now) as JobRow | undefined;
+      let result: { kind: "deleted" } | { kind: "not-finished"; job: Job } | { kind: "not-found" };
+      if (!row || (params.ownedBy !== undefined && row.owner !== params.ownedBy)) {
+        result = { kind: "not-found" };
+      } else if (!actionable("delete", statusOf(row.state))) {
+        result = { kind: "not-finished", job: rowToJob(row) };
+      } else {
+        this.s.deleteJob.run(row.id);
+        result = { kind: "deleted" };
+      }
+      if (params.audit) {
+        this.insertAudit(
+          params.audit(
+            result.kind === "deleted"
+              ? "ok"
+              : result.kind === "not-found"
+                ? "not_found"
+                : "failed_precondition",
+          ),
+        );
+      }
+      return result;
+    });
+  }
+
+  async statsCounts(): Promise<QueueCounts[]> {
+    await this.settled();
+    const byQueue = new Map<string, QueueCounts>();
+    for (const row of this.s.counts.all() as {
+      queue: string;
+      state: JobRow["state"];
+      n: number;
+    }[]) {
+      let entry = byQueue.get(row.queue);
+      if (!entry) {
+        entry = { queue: row.queue, counts: emptyCounts() };
+        byQueue.set(row.queue, entry);
+      }
+      entry.counts[statusOf(row.state)] += row.n;
+    }
+    return [...byQueue.values()].sort((a, b) => (a.queue < b.queue ? -1 : 1));
+  }
+
+  async statsActivity(params: { queue?: string }): Promise<QueueActivity[]> {
+    await this.settled();
+    const running = new Map(
+      (this.s.runningByQueue.all() as { queue: string; n: number }[]).map((r) => [r.queue, r.n]),
+    );
+    const queues = params.queue ? [params.queue] : (this.s.queueNames.all() as string[]);
+    return queues.map((queue) => ({
+      queue,
+      oldestQueuedAt: (this.s.headOfQueue.get(queue) as number | undefined) ?? null,
+      running: running.get(queue) ?? 0,
+    }));
+  }
+
+  async statsThroughput(params: { sinceMinute: number; queue?: string }): Promise<ThroughputRow[]> {
+    await this.settled();
+    const rows = (
+      params.queue === undefined
+        ? this.s.throughput.all(params.sinceMinute)
+        : this.s.throughputOfQueue.all(params.sinceMinute, params.queue)
+    ) as { minute: number; queue: string; state: ThroughputRow["status"]; n: number }[];
+    return rows.map((r) => ({ minute: r.minute, queue: r.queue, status: r.state, count: r.n }));
+  }
+
+  async statsGroups(params: {
+    by: "host" | "tag";
+    queue?: string;
+    limit: number;
+    scanCap: number;
+  }): Promise<{ groups: { key: string; queued: number; running: number }[]; capped: boolean }> {
+    await this.settled();
+    const active = `SELECT id, host, state FROM jobs
+      WHERE state IN ('available', 'scheduled', 'waiting', 'running')
+      ${params.queue === undefined ? "" : "AND queue = @queue"} LIMIT @cap`;
+    const grouped =
+      params.by === "host"
+        ? `SELECT COALESCE(host, '') AS key, SUM(state <> 'running') AS queued,
+             SUM(state = 'running') AS running FROM (${active}) GROUP BY key`
+        : `SELECT t.tag AS key, SUM(a.state <> 'running') AS queued,
+             SUM(a.state = 'running') AS running
+           FROM (${active}) a JOIN job_tags t ON t.job_id = a.id GROUP BY t.tag`;
+    const bind = {
+      cap: params.scanCap + 1,
+      limit: params.limit,
+      ...(params.queue === undefined ? {} : { queue: params.queue }),
+    };
+    const groups = this.cached(`${grouped} ORDER BY queued + running DESC, key LIMIT @limit`).all(
+      bind,
+    ) as { key: string; queued: number; running: number }[];
+    const seen = this.cached(`SELECT count(*) FROM (${active})`).pluck().get(bind) as number;
+    return { groups, capped: seen > params.scanCap };
+  }
+
+  async statsCompact({ keepMinutes }: { keepMinutes: number }): Promise<void> {
+    const minute = Math.floor(this.clock.now() / 60_000) - keepMinutes;
+    await this.write(() => {
+      this.s.dropThroughput.run(minute);
+      this.s.dropZeroCounts.run();
+    });
+  }
+
+  async queueCreate(q: Omit<QueueSettings, "createdAt" | "updatedAt">): Promise<boolean> {
+    const now = this.clock.now();
+    return this.write((fx) => {
+      const created =
+        this.s.insertQueue.run({ ...queueColumns(q), paused: q.paused ? 1 : 0, now }).changes === 1;
+      if (created) fx.push(() => this.notifier.queuesChanged());
+      return created;
+    });
+  }
+
+  async queueUpdate(q: Omit<QueueSettings, "createdAt" | "updatedAt">): Promise<boolean> {
+    const now = this.clock.now();
+    return this.write((fx) => {
+      const updated =
+        this.s.updateQueue.run({ ...queueColumns(q), paused: q.paused ? 1 : 0, now }).changes === 1;
+      if (updated) fx.push(() => this.notifier.queuesChanged());
+      return updated;
+    });
+  }
+
+  async queueGet({ name }: { name: string }): Promise<QueueSettings | null> {
+    await this.settled();
+    const row = this.s.getQueue.get(name) as QueueRow | undefined;
+    return row ? rowToQueue(row) : null;
+  }
+
+  async queueList(): Promise<QueueSettings[]> {
+    await this.settled();
+    return (this.s.listQueues.all() as QueueRow[]).map(rowToQueue);
+  }
+
+  async queueDelete({ name }: { name: string }): Promise<"deleted" | "not-found" | "not-empty"> {
+    return this.write((fx) => {
+      if (!this.s.queueExists.get(name)) return "not-found";
+      if (name === "default" || ((this.s.activeInQueue.get(name) as number | null) ?? 0) > 0) {
+        return "not-empty";
+      }
+      this.s.deleteQueue.run(name);
+      this.s.deleteQueueRate.run(name);
+      fx.push(() => this.notifier.queuesChanged());
+      return "deleted";
+    });
+  }
+
+  async operationCreate(op: Operation): Promise<void> {
+    await this.write((fx) => {
+      this.s.insertOperation.run(operationColumns(op));
+      fx.push(() => this.notifier.operationsChanged());
+    });
+  }
+
+  async operationGet({ id }: { id: string }): Promise<Operation | null> {
+    await this.settled();
+    const row = this.s.getOperation.get(id) as OperationRow | undefined;
+    return row ? rowToOperation(row) : null;
+  }
+
+  async operationList(params: {
+    state?: Operation["state"];
+    owner?: string;
+    limit: number;
+  }): Promise<Operation[]> {
+    await this.settled();
+    const where: string[] = [];
+    const args: unknown[] = [];
+    if (params.state !== undefined) {
+      where.push("state = ?");
+      args.push(params.state);
+    }
+    if (params.owner !== undefined) {
+      where.push("owner = ?");
+      args.push(params.owner);
+    }
+    const sql = `SELECT * FROM operations ${where.length ? `WHERE ${where.join(" AND ")}` : ""}
+      ORDER BY id DESC LIMIT ?`;
+    return (this.cached(sql).all(...args, params.limit) as OperationRow[]).map(rowToOperation);
+  }
+
+  async operationCancel({ id }: { id: string }): Promise<boolean> {
+    const now = this.clock.now();
+    return this.write((fx) => {
+      const done =
+        this.s.endOperation.run({ id, state: "canceled", now, error: null }).changes === 1;
+      if (done) fx.push(() => this.notifier.operationsChanged());
+      return done;
+    });
+  }
+
+  async operationStep(params: {
+    id: string;
+    batch: number;
+    scan: number;
+    audit: (op: Operation) => AuditEvent;
+  }): Promise<Operation | null> {
+    const now = this.clock.now();
+    return this.write((fx) => {
+      const row = this.s.getOperation.get(params.id) as OperationRow | undefined;
+      if (!row || row.state !== "running") return null;
+      const op = rowToOperation(row);
+      const statuses = narrowStatuses(op);
+      let next: ListCursor | null = null;
+      let matched: JobRow[] = [];
+      if (statuses.length > 0) {
+        const q = listQuery(
+          {
+            ...op.filter,
+            statuses,
+            ownedBy: op.owner ?? undefined,
+            after: op.cursor === null ? undefined : (JSON.parse(op.cursor) as ListCursor),
+            idAtMost: op.upperId,
+            limit: params.batch,
+            scanLimit: params.scan,
+          },
+          now,
+        );
+        ({ rows: matched, next } = pageOf(
+          q,
+          this.cached(q.sql).all(...q.args) as JobRow[],
+          params.batch,
+        ));
+      }
+      let affected = 0;
+      for (const job of matched) {
+        if (!actionable(op.kind, statusOf(job.state))) continue;
+        if (op.kind === "cancel") {
+          if (this.cancelOne(job.id, now, undefined, fx).kind === "canceled") affected++;
+        } else if (op.kind === "retry") {
+          try {
+            this.retryOne(job, op.overrides, now, fx);
+            affected++;
+          } catch {
+            // An override this job cannot take (max_attempts not above its attempts): left alone.
+          }
+        } else {
+          this.s.deleteJob.run(job.id);
+          affected++;
+        }
+      }
+      const stepped: Operation = {
+        ...op,
+        examined: op.examined + matched.length,
+        affected: op.affected + affected,
+        cursor: next === null ? op.cursor : JSON.stringify(next),
+        updatedAt: now,
+        ...(next === null ? { state: "succeeded" as const, finishedAt: now } : {}),
+      };
+      this.s.stepOperation.run({
+        id: op.id,
+        examined: stepped.examined,
+        affected: stepped.affected,
+        cursor: stepped.cursor,
+        state: stepped.state,
+        now,
+        finished_at: stepped.finishedAt,
+      });
+      if (stepped.state !== "running") {
+        this.insertAudit(params.audit(stepped));
+        fx.push(() => this.notifier.operationsChanged());
+      }
+      return stepped;
+    });
+  }
+
   async nodeHeartbeat(node: NodeBeat): Promise<void> {
     const now = this.clock.now();
     await this.write(() =>
@@ -882,11 +1312,11 @@ const SQL = {
         lease_token = @token, lease_expires_at = @lease_expires_at,
         started_at = COALESCE(started_at, @now), updated_at = @now
       WHERE id IN (
-        SELECT id FROM jobs INDEXED BY jobs_claim WHERE state = 'available'
+        SELECT id FROM jobs INDEXED BY jobs_claim WHERE state = 'available' AND queue = @queue
         ORDER BY priority DESC, run_at, id LIMIT @limit)
       RETURNING *`,
   candidates: `SELECT id, bucket, rate_reserved FROM jobs INDEXED BY jobs_claim
-      WHERE state = 'available' ORDER BY priority DESC, run_at, id LIMIT ?`,
+      WHERE state = 'available' AND queue = ? ORDER BY priority DESC, run_at, id LIMIT ?`,
   promoteScheduled: `UPDATE jobs SET state = 'available', updated_at = ?
       WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_scheduled
         WHERE state = 'scheduled' AND run_at <= ? ORDER BY run_at LIMIT ?)`,
@@ -895,57 +1325,6 @@ const SQL = {
   expiredLeases: `SELECT id, lease_token, attempt, max_attempts, bucket
       FROM jobs INDEXED BY jobs_lease WHERE state = 'running' AND lease_expires_at <= ? LIMIT ?`,
 };
-
-/** The SQL of a list page and its arguments; see {@link SqliteJobStore.jobList}. */
-function listQuery(params: JobListParams, now: number): { sql: string; args: unknown[] } {
-  const limit = params.limit + 1;
-  const filters: string[] = ["(j.expires_at IS NULL OR j.expires_at > ?)"];
-  const args: unknown[] = [now];
-  const [firstTag, ...otherTags] = params.tags ?? [];
-  for (const tag of otherTags) {
-    filters.push("EXISTS (SELECT 1 FROM job_tags o WHERE o.tag = ? AND o.job_id = j.id)");
-    args.push(tag);
-  }
-  if (params.ownedBy !== undefined) {
-    filters.push("j.owner = ?");
-    args.push(params.ownedBy);
-  }
-  if (params.createdAfter !== undefined) {
-    filters.push("j.created_at > ?");
-    args.push(params.createdAfter);
-  }
-  if (params.createdBefore !== undefined) {
-    filters.push("j.created_at < ?");
-    args.push(params.createdBefore);
-  }
-  if (params.afterId !== undefined) {
-    filters.push("j.id < ?");
-    args.push(params.afterId);
-  }
-  const states = params.statuses?.length ? params.statuses.flatMap((s) => STATES_OF[s]) : null;
-  const where = filters.join(" AND ");
-  if (firstTag !== undefined) {
-    const stateFilter = states ? ` AND j.state IN (${states.map(() => "?").join(", ")})` : "";
-    return {
-      // CROSS JOIN fixes the order: walk the tag's entries newest first, look each job up.
-      sql: `SELECT j.* FROM job_tags t CROSS JOIN jobs j ON j.id = t.job_id
-        WHERE t.tag = ? AND ${where}${stateFilter} ORDER BY t.job_id DESC LIMIT ?`,
-      args: [firstTag, ...args, ...(states ?? []), limit],
-    };
-  }
-  if (states) {
-    const branch = `SELECT * FROM (SELECT j.* FROM jobs j INDEXED BY jobs_state
-        WHERE j.state = ? AND ${where} ORDER BY j.id DESC LIMIT ?)`;
-    return {
-      sql: `${states.map(() => branch).join(" UNION ALL ")} ORDER BY id DESC LIMIT ?`,
-      args: [...states.flatMap((state) => [state, ...args, limit]), limit],
-    };
-  }
-  return {
-    sql: `SELECT j.* FROM jobs j WHERE ${where} ORDER BY j.id DESC LIMIT ?`,
-    args: [...args, limit],
-  };
-}
 
 function prepareStatements(db: Database.Database) {
   const clearLease = "lease_token = NULL, lease_expires_at = NULL";
@@ -959,12 +1338,13 @@ function prepareStatements(db: Database.Database) {
         id, state, run_at, scheduled_at, created_at, updated_at, max_attempts, priority, method, url,
         headers, sealed_headers, secret_header_names, params, body_kind, body, timeout_ms,
         backoff_strategy, backoff_base_ms, ttl_ms, tags, idempotency_key, request_hash,
-        follow_redirects, max_redirects, rate_limit_key, bucket, owner)
+        follow_redirects, max_redirects, rate_limit_key, bucket, owner, queue, host)
       VALUES (
         @id, @state, @run_at, @scheduled_at, @created_at, @created_at, @max_attempts, @priority,
         @method, @url, @headers, @sealed_headers, @secret_header_names, @params, @body_kind, @body,
         @timeout_ms, @backoff_strategy, @backoff_base_ms, @ttl_ms, @tags, @idempotency_key,
-        @request_hash, @follow_redirects, @max_redirects, @rate_limit_key, @bucket, @owner)`),
+        @request_hash, @follow_redirects, @max_redirects, @rate_limit_key, @bucket, @owner,
+        @queue, @host)`),
     insertTag: db.prepare("INSERT OR IGNORE INTO job_tags (tag, job_id) VALUES (?, ?)"),
     insertAudit: db.prepare(`INSERT INTO audit_events
         (at, principal, action, job_id, remote_address, protocol, outcome, detail)
@@ -980,7 +1360,13 @@ function prepareStatements(db: Database.Database) {
         updated_at = @now, expires_at = ${expiry}, ${clearLease}
       WHERE id = @id RETURNING *`),
     claim: db.prepare(SQL.claim),
-    claimOne: db.prepare(`UPDATE jobs SET ${startRunning} WHERE id = @id RETURNING *`),
+    claimOne: db.prepare(
+      `UPDATE jobs SET ${startRunning} WHERE id = @id AND queue = @queue RETURNING *`,
+    ),
+    getQueueRate: db.prepare("SELECT tat FROM queue_rates WHERE queue = ?").pluck(),
+    setQueueRate: db.prepare(`INSERT INTO queue_rates (queue, tat) VALUES (?, ?)
+      ON CONFLICT (queue) DO UPDATE SET tat = excluded.tat`),
+    queueExists: db.prepare("SELECT 1 FROM queues WHERE name = ?").pluck(),
     availableCandidates: db.prepare(SQL.candidates),
     // Running jobs are few (the workers' concurrency), so walking their lease index is cheap.
     countRunning: db
@@ -1018,10 +1404,10 @@ function prepareStatements(db: Database.Database) {
         error_code = @error_code, error = @error, duration_ms = @now - started_at
       WHERE job_id = @job_id AND finished_at IS NULL`),
     finishJob: db.prepare(`UPDATE jobs SET state = @state, finished_at = @now, updated_at = @now,
-        expires_at = ${expiry}, last_error = @error, ${clearLease}
+        expires_at = ${expiry}, last_error = @error, last_error_code = @error_code, ${clearLease}
       WHERE ${held} RETURNING bucket, attempt`),
     requeueJob: db.prepare(`UPDATE jobs SET state = @state, run_at = @run_at, updated_at = @now,
-        last_error = @error, ${clearLease}
+        last_error = @error, last_error_code = @error_code, ${clearLease}
       WHERE ${held} RETURNING bucket, attempt`),
     releaseJob: db.prepare(`UPDATE jobs SET state = 'available', run_at = @now, updated_at = @now,
         attempt = attempt - 1, started_at = CASE WHEN attempt = 1 THEN NULL ELSE started_at END,
@@ -1046,6 +1432,56 @@ function prepareStatements(db: Database.Database) {
     deleteAuditBefore: db.prepare(
       "DELETE FROM audit_events WHERE id IN (SELECT id FROM audit_events WHERE at < ? LIMIT ?)",
     ),
+    retryJob: db.prepare(`UPDATE jobs SET state = @state, run_at = @run_at,
+        max_attempts = @max_attempts, finished_at = NULL, expires_at = NULL, rate_reserved = 0,
+        updated_at = @now, lease_token = NULL, lease_expires_at = NULL
+      WHERE id = @id RETURNING *`),
+    counts: db.prepare("SELECT queue, state, n FROM job_counts WHERE n <> 0"),
+    runningByQueue: db.prepare(`SELECT queue, COUNT(*) AS n FROM jobs INDEXED BY jobs_lease
+      WHERE state = 'running' GROUP BY queue`),
+    queueNames: db.prepare("SELECT name FROM queues ORDER BY name").pluck(),
+    // The job next in line: when it became due (the head of the claim order).
+    headOfQueue: db
+      .prepare(`SELECT run_at FROM jobs INDEXED BY jobs_claim WHERE state = 'available' AND queue = ?
+        ORDER BY priority DESC, run_at, id LIMIT 1`)
+      .pluck(),
+    throughput: db.prepare(
+      "SELECT minute, queue, state, n FROM job_throughput WHERE minute >= ? ORDER BY minute",
+    ),
+    throughputOfQueue: db.prepare(`SELECT minute, queue, state, n FROM job_throughput
+      WHERE minute >= ? AND queue = ? ORDER BY minute`),
+    dropThroughput: db.prepare("DELETE FROM job_throughput WHERE minute < ?"),
+    dropZeroCounts: db.prepare("DELETE FROM job_counts WHERE n = 0"),
+    insertQueue: db.prepare(`INSERT INTO queues (name, concurrency, rate_interval_ms, rate_burst,
+        max_attempts, backoff_strategy, backoff_base_ms, ttl_ms, paused, created_at, updated_at)
+      VALUES (@name, @concurrency, @rate_interval_ms, @rate_burst, @max_attempts,
+        @backoff_strategy, @backoff_base_ms, @ttl_ms, @paused, @now, @now)
+      ON CONFLICT (name) DO NOTHING`),
+    updateQueue: db.prepare(`UPDATE queues SET concurrency = @concurrency,
+        rate_interval_ms = @rate_interval_ms, rate_burst = @rate_burst,
+        max_attempts = @max_attempts, backoff_strategy = @backoff_strategy,
+        backoff_base_ms = @backoff_base_ms, ttl_ms = @ttl_ms, paused = @paused, updated_at = @now
+      WHERE name = @name`),
+    getQueue: db.prepare("SELECT * FROM queues WHERE name = ?"),
+    listQueues: db.prepare("SELECT * FROM queues ORDER BY name"),
+    activeInQueue: db
+      .prepare(`SELECT SUM(n) FROM job_counts WHERE queue = ?
+        AND state IN ('available', 'scheduled', 'waiting', 'running')`)
+      .pluck(),
+    deleteQueue: db.prepare("DELETE FROM queues WHERE name = ?"),
+    deleteQueueRate: db.prepare("DELETE FROM queue_rates WHERE queue = ?"),
+    insertOperation: db.prepare(`INSERT INTO operations (id, kind, filter, overrides, owner,
+        principal, state, estimate, estimate_capped, examined, affected, upper_id, cursor, error,
+        created_at, updated_at, finished_at)
+      VALUES (@id, @kind, @filter, @overrides, @owner, @principal, @state, @estimate,
+        @estimate_capped, @examined, @affected, @upper_id, @cursor, @error, @created_at,
+        @updated_at, @finished_at)`),
+    getOperation: db.prepare("SELECT * FROM operations WHERE id = ?"),
+    stepOperation: db.prepare(`UPDATE operations SET examined = @examined, affected = @affected,
+        cursor = @cursor, state = @state, updated_at = @now, finished_at = @finished_at
+      WHERE id = @id`),
+    endOperation: db.prepare(`UPDATE operations SET state = @state, error = @error,
+        updated_at = @now, finished_at = @now WHERE id = @id AND state = 'running'`),
     upsertNode: db.prepare(`INSERT INTO nodes
         (id, started_at, heartbeat_at, version, concurrency, in_flight)
       VALUES (@id, @started_at, @heartbeat_at, @version, @concurrency, @in_flight)
@@ -1068,6 +1504,40 @@ function prepareStatements(db: Database.Database) {
     resign: db.prepare("DELETE FROM leader WHERE name = 'maintenance' AND node = ?"),
     probe: db.prepare(`INSERT INTO store_probe (id, at) VALUES (1, ?)
       ON CONFLICT (id) DO UPDATE SET at = excluded.at`),
+  };
+}
+
+/** Zero jobs in every status. */
+function emptyCounts(): Record<JobStatus, number> {
+  return { queued: 0, running: 0, succeeded: 0, failed: 0, canceled: 0 };
+}
+
+/** The statuses an operation's walk reads: its filter's, narrowed to those its action applies to. */
+function narrowStatuses(op: Operation): JobStatus[] {
+  const applicable = actionableStatuses(op.kind);
+  return op.filter.statuses ? op.filter.statuses.filter((s) => applicable.includes(s)) : applicable;
+}
+
+/** The columns of an operation, as the SQLite driver writes them. */
+function operationColumns(op: Operation) {
+  return {
+    id: op.id,
+    kind: op.kind,
+    filter: JSON.stringify(op.filter),
+    overrides: op.overrides === null ? null : JSON.stringify(op.overrides),
+    owner: op.owner,
+    principal: op.principal,
+    state: op.state,
+    estimate: op.estimate,
+    estimate_capped: op.estimateCapped ? 1 : 0,
+    examined: op.examined,
+    affected: op.affected,
+    upper_id: op.upperId,
+    cursor: op.cursor,
+    error: op.error,
+    created_at: op.createdAt,
+    updated_at: op.updatedAt,
+    finished_at: op.finishedAt,
   };
 }
 

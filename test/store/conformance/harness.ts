@@ -31,6 +31,9 @@ export interface StoreDriver {
 export const T0 = 1_735_689_600_000;
 export const LEASE_MS = 30_000;
 
+/** A claim's queues: the default queue, as much as the claim's limit allows. */
+export const DEFAULT_QUEUE_CLAIM = [{ name: "default", limit: 10_000, rate: null }];
+
 /** A clock a test sets. */
 export interface TestClock extends Clock {
   set(ms: number): void;
@@ -107,6 +110,8 @@ export function newJob(overrides: Partial<NewJob> = {}): NewJob {
     rateLimitKey: null,
     owner: null,
     bucket: "example.test",
+    queue: "default",
+    host: "example.test",
     createdAt,
     runAt: scheduledAt ?? createdAt,
     ...overrides,
@@ -247,7 +252,9 @@ export function describeStore(driver: StoreDriver, areas: ((t: StoreTest) => voi
       },
       async claim(now, limit = 100, node = "w1", leaseMs = LEASE_MS) {
         await current.store.jobPromoteScheduled({ now, limit: 10_000 });
-        return (await current.store.jobClaim({ now, limit, leaseMs, node })).jobs;
+        return (
+          await current.store.jobClaim({ queues: DEFAULT_QUEUE_CLAIM, now, limit, leaseMs, node })
+        ).jobs;
       },
       async claimOne(now, node = "w1", leaseMs = LEASE_MS) {
         const claimed = await t.claim(now, 1, node, leaseMs);
@@ -269,8 +276,8 @@ export function describeStore(driver: StoreDriver, areas: ((t: StoreTest) => voi
         return job!;
       },
       async listIds(now, filters = {}) {
-        const { jobs, more } = await current.store.jobList({ now, limit: 100, ...filters });
-        expect(more).toBe(false);
+        const { jobs, next } = await current.store.jobList({ now, limit: 100, ...filters });
+        expect(next).toBeNull();
         return jobs.map((j) => j.id);
       },
     };

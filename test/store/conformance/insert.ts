@@ -68,6 +68,7 @@ export function insertTests(t: StoreTest): void {
         lastError: null,
         updatedAt: T0 + 1,
         leaseExpiresAt: null,
+        lastErrorCode: null,
       };
 
       const { job, inserted } = await t.store.jobInsert(spec);

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { BucketLimits, LimitResolver } from "../../../src/job/rate-limits.js";
 import type { ClaimedJob } from "../../../src/store/job-store.js";
-import { LEASE_MS, type StoreTest, T0 } from "./harness.js";
+import { DEFAULT_QUEUE_CLAIM, LEASE_MS, type StoreTest, T0 } from "./harness.js";
 
 /** Admission under bucket limits (src/job/admission.ts), as each driver applies it. */
 export function limitTests(t: StoreTest): void {
@@ -17,7 +17,14 @@ export function limitTests(t: StoreTest): void {
     /** Claims as the worker pool does with limits; returns the ids and the deferral. */
     async function claimLimited(now: number, limits: LimitResolver, limit = 8) {
       await t.store.jobPromoteScheduled({ now, limit: 10_000 });
-      const res = await t.store.jobClaim({ now, limit, leaseMs: LEASE_MS, node: "w", limits });
+      const res = await t.store.jobClaim({
+        queues: DEFAULT_QUEUE_CLAIM,
+        now,
+        limit,
+        leaseMs: LEASE_MS,
+        node: "w",
+        limits,
+      });
       return { jobs: res.jobs, ids: res.jobs.map((j) => j.id), deferredUntil: res.deferredUntil };
     }
 

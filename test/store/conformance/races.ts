@@ -1,7 +1,14 @@
 import { describe, expect, it } from "vitest";
 import type { LimitResolver } from "../../../src/job/rate-limits.js";
 import type { ClaimedJob } from "../../../src/store/job-store.js";
-import { LEASE_MS, newJob, type StoreTest, succeededEnd, T0 } from "./harness.js";
+import {
+  DEFAULT_QUEUE_CLAIM,
+  LEASE_MS,
+  newJob,
+  type StoreTest,
+  succeededEnd,
+  T0,
+} from "./harness.js";
 
 /**
  * Two stores on one database racing, as two nodes do. On SQLite the two connections take turns
@@ -17,6 +24,7 @@ export function raceTests(t: StoreTest): void {
         const got: ClaimedJob[] = [];
         for (;;) {
           const { jobs: claimed } = await store.jobClaim({
+            queues: DEFAULT_QUEUE_CLAIM,
             now: T0 + 1_000,
             limit: 7,
             leaseMs: LEASE_MS,
@@ -39,7 +47,13 @@ export function raceTests(t: StoreTest): void {
       for (let round = 0; round < 20; round++) {
         const job = await t.insert({ createdAt: T0 + round });
         const [claimed] = (
-          await t.store.jobClaim({ now: T0 + 100, limit: 1, leaseMs: LEASE_MS, node: "a" })
+          await t.store.jobClaim({
+            queues: DEFAULT_QUEUE_CLAIM,
+            now: T0 + 100,
+            limit: 1,
+            leaseMs: LEASE_MS,
+            node: "a",
+          })
         ).jobs;
         expect(claimed!.id).toBe(job.id);
         const [finished, canceled] = await Promise.all([
@@ -71,7 +85,13 @@ export function raceTests(t: StoreTest): void {
         Array.from({ length: 60 }, (_, i) => newJob({ createdAt: T0 + i })),
       );
       const claimed = (
-        await t.store.jobClaim({ now: T0 + 100, limit: 60, leaseMs: 1_000, node: "dead" })
+        await t.store.jobClaim({
+          queues: DEFAULT_QUEUE_CLAIM,
+          now: T0 + 100,
+          limit: 60,
+          leaseMs: 1_000,
+          node: "dead",
+        })
       ).jobs;
       expect(claimed).toHaveLength(60);
       const rescue = async (store: StoreTest["store"]) => {
@@ -124,6 +144,7 @@ export function raceTests(t: StoreTest): void {
       const claims = await Promise.all(
         Array.from({ length: 6 }, (_, i) =>
           (i % 2 ? other.store : t.store).jobClaim({
+            queues: DEFAULT_QUEUE_CLAIM,
             now: T0 + 100,
             limit: 4,
             leaseMs: LEASE_MS,

@@ -78,7 +78,7 @@ export function readTests(t: StoreTest): void {
       expect(await listIds(now, { createdAfter: T0 + 20, createdBefore: T0 + 30 })).toEqual([]);
     });
 
-    it("pages with afterId and limit, and says whether more follow", async () => {
+    it("pages with a cursor and limit, and says where the next page starts", async () => {
       const ids: string[] = [];
       for (let i = 0; i < 5; i++) ids.push((await insert({ createdAt: T0 + i })).id);
       const [j1, j2, j3, j4, j5] = ids;
@@ -86,23 +86,23 @@ export function readTests(t: StoreTest): void {
 
       const p1 = await t.store.jobList({ now, limit: 2 });
       expect(p1.jobs.map((j) => j.id)).toEqual([j5, j4]);
-      expect(p1.more).toBe(true);
-      const p2 = await t.store.jobList({ now, limit: 2, afterId: j4 });
+      expect(p1.next).not.toBeNull();
+      const p2 = await t.store.jobList({ now, limit: 2, after: { id: j4! } });
       expect(p2.jobs.map((j) => j.id)).toEqual([j3, j2]);
-      expect(p2.more).toBe(true);
-      const p3 = await t.store.jobList({ now, limit: 2, afterId: j2 });
+      expect(p2.next).not.toBeNull();
+      const p3 = await t.store.jobList({ now, limit: 2, after: { id: j2! } });
       expect(p3.jobs.map((j) => j.id)).toEqual([j1]);
-      expect(p3.more).toBe(false);
+      expect(p3.next).toBeNull();
 
       // A page that ends exactly on the last job has no more.
-      const exact = await t.store.jobList({ now, limit: 2, afterId: j3 });
+      const exact = await t.store.jobList({ now, limit: 2, after: { id: j3! } });
       expect(exact.jobs.map((j) => j.id)).toEqual([j2, j1]);
-      expect(exact.more).toBe(false);
+      expect(exact.next).toBeNull();
       const all = await t.store.jobList({ now, limit: 5 });
       expect(all.jobs).toHaveLength(5);
-      expect(all.more).toBe(false);
-      const past = await t.store.jobList({ now, limit: 2, afterId: j1 });
-      expect(past).toEqual({ jobs: [], more: false });
+      expect(all.next).toBeNull();
+      const past = await t.store.jobList({ now, limit: 2, after: { id: j1! } });
+      expect(past).toEqual({ jobs: [], next: null });
     });
 
     it("pages over filtered results, and hidden expired jobs do not count towards more", async () => {
@@ -117,22 +117,22 @@ export function readTests(t: StoreTest): void {
 
       const before = await t.store.jobList({ now: T0 + 109, limit: 3, tags: ["t"] });
       expect(before.jobs.map((j) => j.id)).toEqual([expiring.id, tagged[2], tagged[1]]);
-      expect(before.more).toBe(true);
+      expect(before.next).not.toBeNull();
 
       const p1 = await t.store.jobList({ now: T0 + 110, limit: 2, tags: ["t"] });
       expect(p1.jobs.map((j) => j.id)).toEqual([tagged[2], tagged[1]]);
-      expect(p1.more).toBe(true);
+      expect(p1.next).not.toBeNull();
       const p2 = await t.store.jobList({
         now: T0 + 110,
         limit: 2,
         tags: ["t"],
-        afterId: tagged[1]!,
+        after: { id: tagged[1]! },
       });
       expect(p2.jobs.map((j) => j.id)).toEqual([tagged[0]]);
-      expect(p2.more).toBe(false);
+      expect(p2.next).toBeNull();
       const exact = await t.store.jobList({ now: T0 + 110, limit: 3, tags: ["t"] });
       expect(exact.jobs).toHaveLength(3);
-      expect(exact.more).toBe(false);
+      expect(exact.next).toBeNull();
     });
 
     it("returns whole jobs, as get does", async () => {

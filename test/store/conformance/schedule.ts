@@ -1,5 +1,12 @@
 import { describe, expect, it } from "vitest";
-import { LEASE_MS, responseResult, type StoreTest, succeededEnd, T0 } from "./harness.js";
+import {
+  DEFAULT_QUEUE_CLAIM,
+  LEASE_MS,
+  responseResult,
+  type StoreTest,
+  succeededEnd,
+  T0,
+} from "./harness.js";
 
 /** Time: scheduled jobs becoming due, and TTL expiry. */
 export function scheduleTests(t: StoreTest): void {
@@ -88,11 +95,20 @@ export function scheduleTests(t: StoreTest): void {
     it("a job not yet due is not claimable until promoted, and promotion respects the time", async () => {
       const later = await insert({ createdAt: T0, scheduledAt: T0 + 1_000 });
       expect(
-        (await t.store.jobClaim({ now: T0 + 2_000, limit: 10, leaseMs: LEASE_MS, node: "w" })).jobs,
+        (
+          await t.store.jobClaim({
+            queues: DEFAULT_QUEUE_CLAIM,
+            now: T0 + 2_000,
+            limit: 10,
+            leaseMs: LEASE_MS,
+            node: "w",
+          })
+        ).jobs,
       ).toEqual([]);
       expect(await t.store.jobPromoteScheduled({ now: T0 + 999, limit: 10 })).toBe(0);
       expect(await t.store.jobPromoteScheduled({ now: T0 + 1_000, limit: 10 })).toBe(1);
       const { jobs } = await t.store.jobClaim({
+        queues: DEFAULT_QUEUE_CLAIM,
         now: T0 + 1_000,
         limit: 10,
         leaseMs: LEASE_MS,
