@@ -7,6 +7,7 @@ import { JobQueueService } from "../gen/jobqueue/v1/job_queue_service_pb.js";
 import { createAuthenticator } from "./auth/api-keys.js";
 import type { Config } from "./config.js";
 import { type Clock, systemClock } from "./job/clock.js";
+import { LOG_FORMAT } from "./log/logger.js";
 import { createLeaseRescuer } from "./maintenance/lease-rescuer.js";
 import { createScheduler } from "./maintenance/scheduler.js";
 import { createTtlCleaner } from "./maintenance/ttl-cleaner.js";
@@ -57,7 +58,7 @@ function ephemeralKey(logger: Logger): Buffer {
 
 /** Wires the rooms together: store, notifier, queue, worker pool, maintenance and the server. */
 export function createApp(config: Config, deps: AppDeps = {}): App {
-  const logger = deps.logger ?? pino({ level: config.logLevel });
+  const logger = deps.logger ?? pino({ ...LOG_FORMAT, level: config.logLevel });
   const clock = deps.clock ?? systemClock;
   const store = createSqliteJobStore({ path: config.dbPath });
   const notifier = createNotifier();

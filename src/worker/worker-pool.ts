@@ -229,11 +229,13 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
       status: next.status === "released" ? "queued" : next.status,
     });
     if (next.status === "queued") notifier.jobScheduled(next.runAt);
-    // Thousands of successes a second would drown the log: they are debug, failures info.
-    logger[next.status === "succeeded" ? "debug" : "info"](
+    // Method and host only: the URL's path may carry ids, its query and userinfo secrets.
+    logger.info(
       {
         jobId: job.id,
         attempt: job.attempt,
+        method: job.method,
+        host: new URL(job.url).host,
         status: next.status,
         responseStatus: decision.end.responseStatus,
         error: decision.end.error ?? undefined,
