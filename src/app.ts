@@ -12,6 +12,7 @@ import { createLeaseRescuer } from "./maintenance/lease-rescuer.js";
 import { createScheduler } from "./maintenance/scheduler.js";
 import { createTtlCleaner } from "./maintenance/ttl-cleaner.js";
 import { createNotifier } from "./notify/notifier.js";
+import { serveOpenApi } from "./openapi/serve-openapi.js";
 import { createJobQueue, type JobQueue } from "./queue/job-queue.js";
 import { createAuthGate } from "./rpc/auth.js";
 import { registerHealth } from "./rpc/health.js";
@@ -175,7 +176,7 @@ export function createApp(config: Config, deps: AppDeps = {}): App {
     port: config.port,
     logger,
     routes,
-    fallback: rest,
+    fallback: async (req, res) => serveOpenApi(req, res) || rest(req, res),
     serving: () => serving,
     readMaxBytes: config.maxRequestBytes,
     shutdownSignal: shutdown.signal,
