@@ -46,6 +46,8 @@ async function main(): Promise<void> {
     }
     throw err;
   }
+  // A warning Node writes to a closed stderr must not become an uncaught error.
+  process.stderr.on("error", () => {});
   // Logging must never hold the server up: process.stdout would block on a full pipe or disk.
   let logger: Logger | null = null;
   const destination = createLogDestination({

@@ -41,7 +41,10 @@ const GONE = new Set(["EPIPE", "EBADF", "ECONNRESET", "ERR_STREAM_DESTROYED", "E
  * every unwritten line in memory without bound. Here:
  *
  * - a pipe or socket is written through a non-blocking libuv stream (never `process.stdout`, which
- *   Node makes blocking for pipes on Linux);
+ *   Node makes blocking for pipes on Linux). Non-blocking is a property of the pipe, shared by every
+ *   process holding the same end: one that set it back to blocking afterwards (a Node parent that
+ *   first touches its own `process.stdout` later) would make these writes block again. npm, under
+ *   `npm start`, sets up its stdout before it starts the server;
  * - a file, terminal or character device is written with one `fs.write` at a time on the thread
  *   pool, so a slow disk delays lines, not the server;
  * - at most `maxBufferedBytes` wait in memory; further lines are dropped and counted;
