@@ -147,7 +147,9 @@ function fileDestination(
   retryMs: number,
   onRecovered: ((dropped: number) => void) | undefined,
 ): LogDestination {
+  /** Lines waiting to be written: queue[head..]. */
   let queue: string[] = [];
+  let head = 0;
   let queuedBytes = 0;
   /** The batch being written (bytes not yet taken by the descriptor), and its line count. */
   let writing: { data: Buffer; lines: number; written: number } | null = null;
@@ -163,7 +165,7 @@ function fileDestination(
     dropped += lines;
     droppedSinceReport += lines;
   };
-  const idle = () => writing === null && queue.length === 0;
+  const idle = () => writing === null && head === queue.length;
   const settle = () => {
     if (!(gone || idle())) return;
     for (const resolve of flushed) resolve();
@@ -172,19 +174,28 @@ function fileDestination(
 
   function next() {
     if (writing !== null || retryTimer !== null || gone) return;
-    if (queue.length === 0) {
+    if (head === queue.length) {
       settle();
       return;
     }
     // One write per batch of lines: up to 64 KiB or whatever is queued.
     let bytes = 0;
-    let n = 0;
-    while (n < queue.length && (n === 0 || bytes + queue[n]!.length <= 65_536)) {
-      bytes += queue[n]!.length;
-      n += 1;
+    let end = head;
+    while (end < queue.length && (end === head || bytes + queue[end]!.length <= 65_536)) {
+      bytes += queue[end]!.length;
+      end += 1;
     }
-    const lines = queue.slice(0, n);
-    queue = queue.slice(n);
+    const lines = queue.slice(head, end);
+    const n = end - head;
+    head = end;
+    // Drop the written lines from the array now and then, not on every batch (that is quadratic).
+    if (head === queue.length) {
+      queue = [];
+      head = 0;
+    } else if (head > 4096 && head * 2 > queue.length) {
+      queue = queue.slice(head);
+      head = 0;
+    }
     queuedBytes -= bytes;
     // A write the disk cut short left half a line: end it, so the next line stands on its own.
     const prefix = torn ? "\n" : "";
@@ -202,8 +213,9 @@ function fileDestination(
         drop(batch.lines);
         if (GONE.has(err.code ?? "")) {
           gone = true;
-          drop(queue.length);
+          drop(queue.length - head);
           queue = [];
+          head = 0;
           queuedBytes = 0;
           settle();
           return;
