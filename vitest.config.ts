@@ -1,10 +1,11 @@
-import { defineConfig } from "vitest/config";
+import { configDefaults, defineConfig } from "vitest/config";
 
 export default defineConfig({
   test: {
     include: ["test/**/*.test.ts"],
-    // Several processes and a PostgreSQL server of their own: `npm run test:cluster`.
-    exclude: ["test/cluster/**", "node_modules/**"],
+    // Suites with their own scripts: tools outside Node (protoc, Python: `npm run test:interop`),
+    // several processes and a PostgreSQL server of their own (`npm run test:cluster`).
+    exclude: [...configDefaults.exclude, "test/interop/**", "test/cluster/**"],
     testTimeout: 30_000,
     hookTimeout: 30_000,
     pool: "forks",

@@ -9,6 +9,7 @@ import { createAuthFailureThrottle } from "./auth/auth-failures.js";
 import type { Config } from "./config.js";
 import { type Clock, systemClock } from "./job/clock.js";
 import { createLimitResolver } from "./job/rate-limits.js";
+import { LOG_FORMAT } from "./log/logger.js";
 import { createLeaderElector } from "./maintenance/leader-elector.js";
 import { createLeaseRescuer } from "./maintenance/lease-rescuer.js";
 import { createNodeHeartbeat } from "./maintenance/node-heartbeat.js";
@@ -17,6 +18,7 @@ import type { Service } from "./maintenance/periodic-service.js";
 import { createScheduler } from "./maintenance/scheduler.js";
 import { createStatsCompactor } from "./maintenance/stats-compactor.js";
 import { createTtlCleaner } from "./maintenance/ttl-cleaner.js";
+import { serveOpenApi } from "./openapi/serve-openapi.js";
 import { createJobQueue, type JobQueue } from "./queue/job-queue.js";
 import { createOperator, type Operator } from "./queue/operator.js";
 import { createQueueDirectory } from "./queue/queue-directory.js";
@@ -80,7 +82,7 @@ const FORGET_NODES_MS = 86_400_000;
  * maintenance services its node runs while it leads, and the server.
  */
 export async function createApp(config: Config, deps: AppDeps = {}): Promise<App> {
-  const logger = deps.logger ?? pino({ level: config.logLevel });
+  const logger = deps.logger ?? pino({ ...LOG_FORMAT, level: config.logLevel });
   const clock = deps.clock ?? systemClock;
   const db = config.db;
   const opened = await openStore(db, { poolSize: config.dbPoolSize, clock: deps.clock });
@@ -255,6 +257,7 @@ export async function createApp(config: Config, deps: AppDeps = {}): Promise<App
     logger,
     services,
     interceptors,
+    pages: [serveOpenApi],
     serving: () => serving,
     readiness: () => {
       const state = readiness.state();

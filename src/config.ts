@@ -629,3 +629,53 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   result.auth = { enabled: keys.length > 0, keys };
   return result;
 }
+
+/** A `JOBQUEUE_*` variable no setting reads, and the setting whose name is closest to it. */
+export interface UnknownVariable {
+  name: string;
+  closest: string;
+  /** Whether the closest name is near enough to be a likely misspelling. */
+  likelyTypo: boolean;
+}
+
+/**
+ * The `JOBQUEUE_*` variables in `env` that no setting reads (a misspelt setting is otherwise
+ * silently ignored), each with the closest setting name by edit distance.
+ */
+export function unknownVariables(env: Record<string, string | undefined>): UnknownVariable[] {
+  const known = SETTINGS.map((s) => s.env as string);
+  const out: UnknownVariable[] = [];
+  for (const name of Object.keys(env).sort()) {
+    if (!name.startsWith("JOBQUEUE_") || known.includes(name)) continue;
+    let closest = known[0]!;
+    let best = Number.POSITIVE_INFINITY;
+    for (const k of known) {
+      const d = editDistance(name.toUpperCase(), k);
+      if (d < best) {
+        best = d;
+        closest = k;
+      }
+    }
+    const suffix = name.length - "JOBQUEUE_".length;
+    out.push({ name, closest, likelyTypo: best <= Math.max(2, Math.floor(suffix / 3)) });
+  }
+  return out;
+}
+
+/** Optimal string alignment distance: insertions, deletions, substitutions and swaps of neighbours. */
+export function editDistance(a: string, b: string): number {
+  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) =>
+    Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)),
+  );
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      let v = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) {
+        v = Math.min(v, d[i - 2]![j - 2]! + 1);
+      }
+      d[i]![j] = v;
+    }
+  }
+  return d[a.length]![b.length]!;
+}

@@ -2,7 +2,14 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { type Config, ConfigError, loadConfig, parseDbUrl } from "../src/config.js";
+import {
+  type Config,
+  ConfigError,
+  editDistance,
+  loadConfig,
+  parseDbUrl,
+  unknownVariables,
+} from "../src/config.js";
 
 /** Runs `fn` and returns the ConfigError it throws; fails the test otherwise. */
 function configError(fn: () => unknown): ConfigError {
@@ -347,5 +354,38 @@ describe("security settings", () => {
         loadConfig({ JOBQUEUE_MAX_REQUEST_BYTES: "2048", JOBQUEUE_MAX_BODY_BYTES: "4096" }),
       ).message,
     ).toContain("JOBQUEUE_MAX_REQUEST_BYTES");
+  });
+});
+
+describe("unknownVariables", () => {
+  it("names JOBQUEUE_* variables no setting reads, with the closest setting, and nothing else", () => {
+    expect(
+      unknownVariables({
+        JOBQUEUE_CONCURENCY: "8",
+        JOBQUEUE_PORT: "1",
+        JOBQUEUE_LOGLEVEL: "debug",
+        JOBQUEUE_DATABASE_URL: "sqlite:///x.db",
+        JOBQUEUE_WHATEVER: "1",
+        PATH: "/bin",
+        jobqueue_port: "1",
+      }),
+    ).toEqual([
+      { name: "JOBQUEUE_CONCURENCY", closest: "JOBQUEUE_CONCURRENCY", likelyTypo: true },
+      { name: "JOBQUEUE_DATABASE_URL", closest: "JOBQUEUE_DB_URL", likelyTypo: false },
+      { name: "JOBQUEUE_LOGLEVEL", closest: "JOBQUEUE_LOG_LEVEL", likelyTypo: true },
+      { name: "JOBQUEUE_WHATEVER", closest: expect.any(String), likelyTypo: false },
+    ]);
+  });
+
+  it.each([
+    ["", "", 0],
+    ["abc", "abc", 0],
+    ["abc", "acb", 1],
+    ["abc", "ab", 1],
+    ["kitten", "sitting", 3],
+    ["JOBQUEUE_PROT", "JOBQUEUE_PORT", 1],
+  ])("editDistance(%j, %j) = %i", (a, b, d) => {
+    expect(editDistance(a, b)).toBe(d);
+    expect(editDistance(b, a)).toBe(d);
   });
 });

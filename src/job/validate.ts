@@ -109,15 +109,35 @@ const NOT_LATIN1 = /[^\u0000-\u00ff]/;
  * first field that is wrong. Pure: `now` is the only notion of time.
  */
 export function validateEnqueue(input: EnqueueInput, limits: JobLimits, now: number): JobSpec {
-  const method = validateMethod(input.method);
-  const url = validateUrl(input.url, limits);
-  const headers = validateHeaders(input.headers ?? {}, limits);
+  const body = input.body ?? null;
+  // Like curl -d: a body without a method is a POST. A GET or HEAD that names its method and
+  // carries a body is refused: servers and proxies ignore or reject such bodies.
+  const method = validateMethod(input.method, body !== null ? "POST" : "GET");
+  const { url, credentials } = splitCredentials(validateUrl(input.url, limits));
+  const given = input.headers ?? {};
+  if (credentials !== null) {
+    const other = Object.keys(given).find((n) => n.toLowerCase() === "authorization");
+    if (other !== undefined) {
+      throw new InvalidArgumentError(
+        "url",
+        `carries credentials (user:password@) and headers set ${other} too; send one of them`,
+      );
+    }
+  }
+  // Credentials in the URL become a sealed Authorization header, so that they are never stored,
+  // shown or logged in clear with the URL.
+  const headers = validateHeaders(
+    credentials === null ? given : { ...given, Authorization: credentials },
+    limits,
+  );
   const secretHeaderNames = validateSecretNames(input.secretHeaders ?? [], headers, limits);
   const params = validateParams(input.params ?? {});
-  const body = input.body ?? null;
   if (body !== null) {
-    if (method === "HEAD") {
-      throw new InvalidArgumentError("body", "a HEAD request cannot have a body");
+    if (method === "GET" || method === "HEAD") {
+      throw new InvalidArgumentError(
+        "body",
+        `a ${method} request cannot carry a body; use POST, PUT or PATCH (or leave method out: a job with a body defaults to POST)`,
+      );
     }
     const text = body.kind === "json" ? jsonText(body.value) : null;
     const size = body.kind === "bytes" ? body.bytes.byteLength : Buffer.byteLength(text ?? "");
@@ -264,8 +284,8 @@ export function validateQueueName(raw: string | undefined, field = "queue"): str
   return raw;
 }
 
-function validateMethod(raw: string | undefined): HttpMethod {
-  if (raw === undefined || raw === "") return "GET";
+function validateMethod(raw: string | undefined, fallback: HttpMethod): HttpMethod {
+  if (raw === undefined || raw === "") return fallback;
   const m = raw.toUpperCase();
   if (!(HTTP_METHODS as readonly string[]).includes(m)) {
     throw new InvalidArgumentError(
@@ -301,6 +321,33 @@ export function validateUrl(raw: string | undefined, limits: JobLimits, field = 
   const refusal = limits.refuseDestination?.(url);
   if (refusal) throw new InvalidArgumentError(field, refusal);
   return url.href;
+}
+
+/**
+ * Takes `user:password@` out of a URL: returns the URL without it and, if it had any, the
+ * `Basic` credentials (RFC 7617) it stood for, percent-decoded.
+ */
+export function splitCredentials(href: string): { url: string; credentials: string | null } {
+  const url = new URL(href);
+  if (url.username === "" && url.password === "") return { url: href, credentials: null };
+  let pair: string;
+  try {
+    pair = `${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`;
+  } catch {
+    throw new InvalidArgumentError(
+      "url",
+      "has credentials (user:password@) that are not valid percent-encoding",
+    );
+  }
+  if (CONTROL.test(pair)) {
+    throw new InvalidArgumentError(
+      "url",
+      "has credentials (user:password@) with control characters",
+    );
+  }
+  url.username = "";
+  url.password = "";
+  return { url: url.href, credentials: `Basic ${Buffer.from(pair, "utf8").toString("base64")}` };
 }
 
 function validateHeaders(

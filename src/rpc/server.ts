@@ -42,6 +42,11 @@ export interface RpcServerOptions {
   serving: () => boolean;
   /** Whether GET /readyz answers 200 (the store takes writes, not stopping), and why not. */
   readiness: () => { ready: boolean; reason: string | null };
+  /**
+   * Open documents served before the API routes (the OpenAPI document, the dashboard's files):
+   * each answers a request it knows and returns true, or returns false.
+   */
+  pages?: ((req: Request, res: Response) => boolean)[];
   /** Largest RPC message accepted, in bytes. */
   readMaxBytes: number;
   /** Where one line per call goes (protocol, route, code, duration, principal); null: none. */
@@ -210,6 +215,7 @@ export function createRpcServer(options: RpcServerOptions): RpcServer {
         );
         return;
       }
+      for (const page of options.pages ?? []) if (page(req, res)) return;
       values.set(PROTOCOL, "rest");
       if (await rest(req, res, values)) return;
       sendJson(res, 404, { code: "not_found", message: `no route for ${req.method} ${path}` });

@@ -288,11 +288,13 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
       );
       return;
     }
-    // Thousands of successes a second would drown the log: they are debug, failures info.
-    logger[next.status === "succeeded" ? "debug" : "info"](
+    // Method and host only: the URL's path may carry ids, its query and userinfo secrets.
+    logger.info(
       {
         jobId: job.id,
         attempt: job.attempt,
+        method: job.method,
+        host: new URL(job.url).host,
         status: next.status,
         responseStatus: decision.end.responseStatus,
         error: decision.end.error ?? undefined,

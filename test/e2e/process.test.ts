@@ -180,7 +180,7 @@ describe("a crash (SIGKILL) mid-call", () => {
     const expiresAt = (await readStored(id)).job!.lease_expires_at!;
 
     const second = await startServer(lease);
-    const up = second.logs.find((l) => l.msg === "jobqueue listening")!.time;
+    const up = Date.parse(second.logs.find((l) => l.msg === "jobqueue listening")!.time);
     expect(up, "the premise: the lease still holds when the new process is up").toBeLessThan(
       expiresAt,
     );
@@ -305,8 +305,8 @@ describe("a graceful stop (SIGTERM)", () => {
 
     proc.kill("SIGTERM");
     const stopping = await proc.waitForLog(isStopping, '"stopping"');
-    // The premise: stopping began before the job fell due (pino stamps `time` in epoch ms).
-    expect(stopping.time).toBeLessThan(dueAt);
+    // The premise: stopping began before the job fell due.
+    expect(Date.parse(stopping.time)).toBeLessThan(dueAt);
     // The process drains (the first call is held) while the job falls due and several poll
     // intervals (50 ms) pass. There is no event for "did not claim"; time is the condition.
     await waitFor(() => Date.now() > dueAt + 300, { what: "the job to be overdue" });
@@ -349,7 +349,7 @@ describe("start-up", () => {
       expect(exit.signal).toBeNull();
       expect(exit.code).not.toBe(0);
       expect(exit.code).not.toBeNull();
-      const fatal = proc.logs.find((l) => l.level === 60);
+      const fatal = proc.logs.find((l) => l.level === "fatal");
       expect(fatal?.msg).toContain("JOBQUEUE_PORT");
       expect(fatal?.msg).toContain(String(port));
       expect(proc.logs.some((l) => l.msg === "jobqueue listening")).toBe(false);

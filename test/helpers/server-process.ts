@@ -9,10 +9,12 @@ const MAIN = fileURLToPath(new URL("../../src/main.ts", import.meta.url));
 /** tsx's ESM loader as a file URL: `--import tsx` would resolve against the child's cwd. */
 const TSX = pathToFileURL(createRequire(import.meta.url).resolve("tsx")).href;
 
-/** One JSON log line as pino wrote it. */
+/** One JSON log line as the server writes it. */
 export interface LogLine {
-  level: number;
-  time: number;
+  /** "trace", "debug", "info", "warn", "error" or "fatal". */
+  level: string;
+  /** ISO 8601, UTC. */
+  time: string;
   msg?: string;
   [key: string]: unknown;
 }
@@ -25,6 +27,14 @@ export interface Exit {
 export interface SpawnOptions {
   /** The child's working directory; relative database paths resolve against it. */
   cwd?: string;
+  /** Where the child's stdout goes: a pipe the harness reads (default) or a file descriptor. */
+  stdout?: "pipe" | number;
+  /** Runs this instead of `node --import tsx src/main.ts` (e.g. `npm start`). */
+  command?: { file: string; args: string[] };
+  /** Arguments after src/main.ts (e.g. `--help`). */
+  args?: string[];
+  /** Starts the child in a process group of its own (to signal the group, as a terminal does). */
+  detached?: boolean;
 }
 
 /** A spawned `node --import tsx src/main.ts`, its output collected as it arrives. */
@@ -66,10 +76,15 @@ export function spawnServerProcess(
   const inherited = Object.fromEntries(
     Object.entries(process.env).filter(([k]) => !k.startsWith("JOBQUEUE_")),
   );
-  const child = spawn(process.execPath, ["--import", TSX, MAIN], {
+  const command = options.command ?? {
+    file: process.execPath,
+    args: ["--import", TSX, MAIN, ...(options.args ?? [])],
+  };
+  const child = spawn(command.file, command.args, {
     cwd: options.cwd,
     env: { ...inherited, JOBQUEUE_LOG_LEVEL: "info", JOBQUEUE_ALLOWED_HOSTS: "127.0.0.1", ...env },
-    stdio: ["ignore", "pipe", "pipe"],
+    stdio: ["ignore", options.stdout ?? "pipe", "pipe"],
+    detached: options.detached ?? false,
   });
   const events = new EventEmitter();
   const logs: LogLine[] = [];
@@ -77,9 +92,9 @@ export function spawnServerProcess(
   let stderr = "";
   let partial = "";
   let hasExited = false;
-  child.stdout!.setEncoding("utf8");
   child.stderr!.setEncoding("utf8");
-  child.stdout!.on("data", (chunk: string) => {
+  child.stdout?.setEncoding("utf8");
+  child.stdout?.on("data", (chunk: string) => {
     stdout += chunk;
     const lines = (partial + chunk).split("\n");
     partial = lines.pop()!;

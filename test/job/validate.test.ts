@@ -363,6 +363,31 @@ describe("validateEnqueue", () => {
       input: { method: "head", body: { kind: "bytes", bytes: new Uint8Array(1) } },
       field: "body",
     },
+    {
+      name: "body with GET",
+      input: { method: "GET", body: { kind: "json", value: { a: 1 } } },
+      field: "body",
+    },
+    {
+      name: "an empty body with get",
+      input: { method: "get", body: { kind: "bytes", bytes: new Uint8Array(0) } },
+      field: "body",
+    },
+    {
+      name: "credentials in the URL and an Authorization header",
+      input: { url: "https://u:p@example.com/", headers: { AUTHORIZATION: "Bearer x" } },
+      field: "url",
+    },
+    {
+      name: "credentials in the URL that are not valid percent-encoding",
+      input: { url: "https://u:%E0%A4%A@example.com/" },
+      field: "url",
+    },
+    {
+      name: "credentials in the URL with a control character",
+      input: { url: "https://u:a%0Ab@example.com/" },
+      field: "url",
+    },
   ];
 
   it.each(bad)("rejects $name (field $field)", ({ input, field }) => {
@@ -386,6 +411,53 @@ describe("validateEnqueue", () => {
   it("names the setting that bounds timeout_sec", () => {
     const err = invalid(() => validateEnqueue({ url: GOOD_URL, timeoutSec: 3601 }, limits, NOW));
     expect(err.message).toContain("JOBQUEUE_MAX_TIMEOUT");
+  });
+});
+
+describe("credentials in the URL", () => {
+  it.each([
+    ["https://ann:s3cret@example.com/a?b=1", "https://example.com/a?b=1", "ann:s3cret"],
+    ["https://ann@example.com/", "https://example.com/", "ann:"],
+    ["https://:tok@example.com/", "https://example.com/", ":tok"],
+    ["https://a%40b.c:p%3Aq%20r@example.com:8443/", "https://example.com:8443/", "a@b.c:p:q r"],
+    ["https://j%C3%B6rg:%E2%82%AC@example.com/", "https://example.com/", "jörg:€"],
+  ])(
+    "%s: the URL loses them, a sealed Authorization: Basic header carries them",
+    (url, bare, pair) => {
+      const spec = validateEnqueue({ url, headers: { "X-A": "1" } }, limits, NOW);
+      expect(spec.url).toBe(bare);
+      expect(spec.headers).toEqual({
+        "X-A": "1",
+        Authorization: `Basic ${Buffer.from(pair, "utf8").toString("base64")}`,
+      });
+      expect(spec.secretHeaderNames).toEqual(["Authorization"]);
+    },
+  );
+
+  it("counts the header they become against the header limits", () => {
+    const err = invalid(() =>
+      validateEnqueue(
+        { url: "https://u:p@example.com/", headers: { "X-A": "1" } },
+        { ...limits, maxHeaders: 1 },
+        NOW,
+      ),
+    );
+    expect(err.field).toBe("headers");
+  });
+});
+
+describe("a body and the method", () => {
+  it("a body without a method makes a POST; without a body the method is GET", () => {
+    const body = { kind: "json", value: { a: 1 } } as const;
+    expect(validateEnqueue({ url: GOOD_URL, body }, limits, NOW).method).toBe("POST");
+    expect(validateEnqueue({ url: GOOD_URL, method: "", body }, limits, NOW).method).toBe("POST");
+    expect(validateEnqueue({ url: GOOD_URL }, limits, NOW).method).toBe("GET");
+    expect(validateEnqueue({ url: GOOD_URL, body: null }, limits, NOW).method).toBe("GET");
+  });
+
+  it.each(["DELETE", "OPTIONS", "PUT", "PATCH", "POST"])("%s may carry a body", (method) => {
+    const body = { kind: "json", value: "x" } as const;
+    expect(validateEnqueue({ url: GOOD_URL, method, body }, limits, NOW).body).toEqual(body);
   });
 });
 

@@ -23,14 +23,17 @@ export const file_jobqueue_v1_job_queue_service: GenFile = /*@__PURE__*/
  */
 export type EnqueueJobRequest = Message<"jobqueue.v1.EnqueueJobRequest"> & {
   /**
-   * GET, HEAD, POST, PUT, PATCH, DELETE or OPTIONS; default GET.
+   * GET, HEAD, POST, PUT, PATCH, DELETE or OPTIONS; default GET, or POST
+   * when the job has a body. A GET or HEAD with a body is INVALID_ARGUMENT.
    *
    * @generated from field: string method = 1;
    */
   method: string;
 
   /**
-   * An absolute http or https URL.
+   * An absolute http or https URL. Credentials in it (user:password@) are
+   * taken out and sent as a secret "Authorization: Basic" header instead
+   * (INVALID_ARGUMENT if headers set Authorization too).
    *
    * @generated from field: string url = 2;
    */
