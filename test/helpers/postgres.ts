@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import postgres from "postgres";
+import pg from "pg";
 
 /** The PostgreSQL server the tests use (the machine's, trust auth). */
 export const PG_URL = process.env.JOBQUEUE_TEST_PG_URL ?? "postgres://postgres@127.0.0.1:5432/test";
@@ -11,11 +11,12 @@ export function uniqueSchema(prefix = "t"): string {
 
 /** Drops a test's schema and everything in it. */
 export async function dropSchema(schema: string, url = PG_URL): Promise<void> {
-  const sql = postgres(url, { max: 1, onnotice: () => {} });
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
   try {
-    await sql`DROP SCHEMA IF EXISTS ${sql(schema)} CASCADE`;
+    await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
   } finally {
-    await sql.end({ timeout: 5 });
+    await client.end();
   }
 }
 
@@ -24,4 +25,11 @@ export function dbUrlFor(schema: string, url = PG_URL): string {
   const u = new URL(url);
   u.searchParams.set("schema", schema);
   return u.toString();
+}
+
+/** A plain connection for a test's own look at the database; closed by `end()`. */
+export async function adminClient(url = PG_URL): Promise<pg.Client> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  return client;
 }

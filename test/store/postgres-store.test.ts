@@ -1,7 +1,6 @@
-import postgres from "postgres";
 import { afterEach, describe, expect, it } from "vitest";
 import { createPostgresJobStore } from "../../src/store/postgres/postgres-job-store.js";
-import { dropSchema, PG_URL, uniqueSchema } from "../helpers/postgres.js";
+import { adminClient, dropSchema, PG_URL, uniqueSchema } from "../helpers/postgres.js";
 import { waitFor } from "../helpers/wait-for.js";
 import { newJob, T0, testClock } from "./conformance/harness.js";
 import { runStoreConformance } from "./conformance/index.js";
@@ -26,10 +25,10 @@ describe("postgres store", () => {
     closers.push(() => store.close());
     return store;
   };
-  const admin = () => {
-    const sql = postgres(PG_URL, { max: 1, onnotice: () => {} });
-    closers.push(() => sql.end({ timeout: 5 }));
-    return sql;
+  const admin = async () => {
+    const client = await adminClient();
+    closers.push(() => client.end());
+    return client;
   };
 
   afterEach(async () => {
@@ -41,9 +40,10 @@ describe("postgres store", () => {
     const schema = uniqueSchema("m");
     schemas.push(schema);
     const stores = await Promise.all([open(schema), open(schema), open(schema)]);
-    const sql = admin();
-    const rows =
-      await sql`SELECT version, name FROM ${sql(schema)}.schema_migrations ORDER BY version`;
+    const sql = await admin();
+    const { rows } = await sql.query(
+      `SELECT version, name FROM "${schema}".schema_migrations ORDER BY version`,
+    );
     expect(rows.map((r) => r.name)).toEqual(["001_init.sql", "002_queues_and_operations.sql"]);
     // Every node works on the same tables.
     const job = newJob();
@@ -65,9 +65,9 @@ describe("postgres store", () => {
     const schema = uniqueSchema("p");
     schemas.push(schema);
     const store = await open(schema);
-    const sql = admin();
+    const sql = await admin();
     // 50,000 queued jobs (and as many finished ones), inserted by SQL for speed.
-    await sql.unsafe(`SET search_path = ${schema};
+    await sql.query(`SET search_path = ${schema};
       INSERT INTO jobs (id, state, run_at, created_at, updated_at, max_attempts, method, url,
         headers, secret_header_names, params, timeout_ms, backoff_strategy, backoff_base_ms, tags,
         max_redirects, bucket)
@@ -87,9 +87,11 @@ describe("postgres store", () => {
     const [a, b] = await Promise.all([open(schema), open(schema)]);
     let woken = 0;
     b.signals.onJobsAvailable(() => woken++);
-    const sql = admin();
-    const killed = await sql`SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity
-      WHERE query ILIKE ${`listen%jq_${schema}%`}`;
+    const sql = await admin();
+    const { rows: killed } = await sql.query(
+      "SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity WHERE query ILIKE $1",
+      [`listen%jq_${schema}%`],
+    );
     expect(killed.length).toBeGreaterThan(0);
     const afterKill = woken;
     // The re-LISTEN itself wakes the workers (whatever was sent meanwhile is lost)...

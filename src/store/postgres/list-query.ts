@@ -1,11 +1,12 @@
-import type postgres from "postgres";
 import { isScanned, ordersByFinish } from "../../job/filter.js";
 import { TERMINAL_STATUSES } from "../../job/types.js";
 import type { JobListParams } from "../job-store.js";
 import { idBounds, type JobRow, STATES_OF } from "../rows.js";
+import type { Db, Transaction } from "./client.js";
+import type { Sql } from "./sql.js";
 
-type Fragment = postgres.PendingQuery<postgres.Row[]>;
-type Query = postgres.Sql<Record<string, never>> | postgres.TransactionSql<Record<string, never>>;
+type Fragment = Sql;
+type Query = Db | Transaction;
 
 /**
  * The PostgreSQL form of a list page's query; the same walk and bounds as the SQLite driver's

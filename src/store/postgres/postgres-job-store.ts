@@ -2,7 +2,6 @@ import { randomUUID } from "node:crypto";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import postgres from "postgres";
 import type { AuditEvent, AuditOutcome, StoredAuditEvent } from "../../audit/audit-event.js";
 import { type Candidate, createAdmission } from "../../job/admission.js";
 import type { Clock } from "../../job/clock.js";
@@ -64,7 +63,9 @@ import {
   rowToResult,
   statusOf,
 } from "../rows.js";
+import { connect, type Db, type Transaction } from "./client.js";
 import { joinSql, listQuery } from "./list-query.js";
+import type { Sql as SqlFragment } from "./sql.js";
 
 const MIGRATIONS_DIR = fileURLToPath(new URL("./migrations/", import.meta.url));
 
@@ -81,9 +82,10 @@ export interface PostgresJobStoreOptions {
   connectTimeoutSeconds?: number;
 }
 
-type Sql = postgres.Sql<Record<string, never>>;
-type Tx = postgres.TransactionSql<Record<string, never>>;
-type Query = Sql | Tx;
+type Sql = Db;
+type Tx = Transaction;
+type Query = Db | Transaction;
+type Fragment = SqlFragment;
 
 /**
  * The store for several nodes sharing one PostgreSQL database (client: `postgres`, chosen for its
@@ -99,30 +101,19 @@ type Query = Sql | Tx;
  * locks that they only try (a bucket another node is admitting now is left for the next claim).
  */
 export async function createPostgresJobStore(options: PostgresJobStoreOptions): Promise<JobStore> {
-  const sql: Sql = postgres(options.url, {
-    max: options.poolSize ?? 10,
-    onnotice: () => {},
-    connect_timeout: options.connectTimeoutSeconds ?? 10,
-    idle_timeout: 60,
-    max_lifetime: 60 * 30,
-    types: {
-      // Epoch milliseconds and counts: bigint on the wire, safely a JavaScript number here.
-      bigint: {
-        to: 20,
-        from: [20],
-        serialize: (x: number) => String(x),
-        parse: (x: string) => Number(x),
-      },
-    } as never,
-    connection: { search_path: options.schema, application_name: "jobqueue" },
-  }) as unknown as Sql;
+  const sql = connect({
+    url: options.url,
+    schema: options.schema,
+    poolSize: options.poolSize ?? 10,
+    connectTimeoutMs: (options.connectTimeoutSeconds ?? 10) * 1000,
+  });
   try {
     await migrate(sql, options.schema);
     const store = new PostgresJobStore(sql, options.schema, options.clock ?? null);
     await store.listen();
     return store;
   } catch (err) {
-    await sql.end({ timeout: 1 }).catch(() => {});
+    await sql.end().catch(() => {});
     throw unavailable(err, options.url) ?? err;
   }
 }
@@ -209,7 +200,7 @@ class PostgresJobStore implements JobStore {
   }
 
   /** Runs a statement or transaction; a database that cannot serve becomes StoreUnavailableError. */
-  private async run<T>(fn: () => Promise<T>): Promise<T> {
+  private async run<T>(fn: () => PromiseLike<T>): Promise<T> {
     for (let tries = 1; ; tries++) {
       try {
         return await fn();
@@ -241,7 +232,7 @@ class PostgresJobStore implements JobStore {
       // The queues must exist; a share lock holds them against a concurrent DeleteQueue.
       const named = [...new Set(jobs.map((j) => j.queue))].filter((n) => n !== "default");
       if (named.length > 0) {
-        const found = await tx<{ name: string }[]>`SELECT name FROM queues
+        const found = await tx<{ name: string }>`SELECT name FROM queues
           WHERE name = ANY(${named}) FOR SHARE`;
         const missing = named.find((n) => !found.some((f) => f.name === n));
         if (missing !== undefined) throw new QueueNotFoundError(missing);
@@ -289,7 +280,7 @@ class PostgresJobStore implements JobStore {
     const key = job.idempotencyKey!;
     const owner = job.owner ?? "";
     const existing = async () => {
-      const [row] = await tx<JobRow[]>`SELECT * FROM jobs
+      const [row] = await tx<JobRow>`SELECT * FROM jobs
         WHERE COALESCE(owner, '') = ${owner} AND idempotency_key = ${key} FOR UPDATE`;
       return row;
     };
@@ -381,7 +372,7 @@ class PostgresJobStore implements JobStore {
   async jobGet({ id }: { id: string }): Promise<Job | null> {
     const t = this.t();
     const [row] = await this.run(
-      () => this.sql<JobRow[]>`SELECT * FROM jobs WHERE id = ${id}
+      () => this.sql<JobRow>`SELECT * FROM jobs WHERE id = ${id}
         AND (expires_at IS NULL OR expires_at > ${this.nowOf(this.sql, t)})`,
     );
     return row ? rowToJob(row) : null;
@@ -430,7 +421,7 @@ class PostgresJobStore implements JobStore {
     const t = this.t();
     const result = await this.tx(async (tx): Promise<CancelResult> => {
       const now = this.nowOf(tx, t);
-      const [row] = await tx<JobRow[]>`SELECT * FROM jobs WHERE id = ${params.id}
+      const [row] = await tx<JobRow>`SELECT * FROM jobs WHERE id = ${params.id}
         AND (expires_at IS NULL OR expires_at > ${now}) FOR UPDATE`;
       let res: CancelResult;
       if (!row || (params.ownedBy !== undefined && row.owner !== params.ownedBy)) {
@@ -453,13 +444,13 @@ class PostgresJobStore implements JobStore {
   private async cancelLocked(
     tx: Tx,
     row: JobRow,
-    now: postgres.PendingQuery<postgres.Row[]>,
+    now: Fragment,
   ): Promise<CancelResult & { kind: "canceled" }> {
     await tx`UPDATE attempts SET outcome = 'canceled', finished_at = ${now},
         error_code = 'canceled', error = 'canceled while the call was in flight',
         duration_ms = ${now} - started_at
       WHERE job_id = ${row.id} AND finished_at IS NULL`;
-    const [updated] = await tx<JobRow[]>`UPDATE jobs SET state = 'canceled',
+    const [updated] = await tx<JobRow>`UPDATE jobs SET state = 'canceled',
         finished_at = ${now}, updated_at = ${now},
         expires_at = CASE WHEN ttl_ms IS NULL THEN NULL ELSE ${now} + ttl_ms END,
         lease_token = NULL, lease_expires_at = NULL
@@ -491,7 +482,7 @@ class PostgresJobStore implements JobStore {
       | { kind: "not-found" };
     const result = await this.tx(async (tx): Promise<Result> => {
       const now = await this.nowValue(tx, t);
-      const [row] = await tx<JobRow[]>`SELECT * FROM jobs WHERE id = ${params.id}
+      const [row] = await tx<JobRow>`SELECT * FROM jobs WHERE id = ${params.id}
         AND (expires_at IS NULL OR expires_at > ${now}) FOR UPDATE`;
       let res: Result;
       if (!row || (params.ownedBy !== undefined && row.owner !== params.ownedBy)) {
@@ -529,7 +520,7 @@ class PostgresJobStore implements JobStore {
   ): Promise<JobRow> {
     const plan = retryPlan({ attempt: row.attempt, maxAttempts: row.max_attempts }, overrides, now);
     const state = plan.runAt > now ? "scheduled" : "available";
-    const [updated] = await tx<JobRow[]>`UPDATE jobs SET state = ${state}, run_at = ${plan.runAt},
+    const [updated] = await tx<JobRow>`UPDATE jobs SET state = ${state}, run_at = ${plan.runAt},
         max_attempts = ${plan.maxAttempts}, finished_at = NULL, expires_at = NULL,
         rate_reserved = false, updated_at = ${now}, lease_token = NULL, lease_expires_at = NULL
       WHERE id = ${row.id} RETURNING *`;
@@ -553,7 +544,7 @@ class PostgresJobStore implements JobStore {
     const t = this.t();
     return this.tx(async (tx) => {
       const now = this.nowOf(tx, t);
-      const [row] = await tx<JobRow[]>`SELECT * FROM jobs WHERE id = ${params.id}
+      const [row] = await tx<JobRow>`SELECT * FROM jobs WHERE id = ${params.id}
         AND (expires_at IS NULL OR expires_at > ${now}) FOR UPDATE`;
       let res: { kind: "deleted" } | { kind: "not-finished"; job: Job } | { kind: "not-found" };
       if (!row || (params.ownedBy !== undefined && row.owner !== params.ownedBy)) {
@@ -572,11 +563,7 @@ class PostgresJobStore implements JobStore {
   }
 
   /** Makes the first waiting job of a bucket available, telling every node. */
-  private async promoteOneWaiting(
-    tx: Tx,
-    now: postgres.PendingQuery<postgres.Row[]>,
-    bucket: string,
-  ) {
+  private async promoteOneWaiting(tx: Tx, now: Fragment, bucket: string) {
     await tx`WITH promoted AS (
         UPDATE jobs SET state = 'available', updated_at = ${now}
         WHERE id = (SELECT id FROM jobs WHERE state = 'waiting' AND bucket = ${bucket}
@@ -638,7 +625,7 @@ class PostgresJobStore implements JobStore {
     let claimed: { rows: JobRow[]; deferredUntil: number | null };
     if (!params.limits) {
       const now = this.nowOf(tx, t);
-      const rows = await tx<JobRow[]>`WITH picked AS (
+      const rows = await tx<JobRow>`WITH picked AS (
           SELECT id FROM jobs WHERE state = 'available' AND queue = ${queue.name}
           ORDER BY priority DESC, run_at, id LIMIT ${limit} FOR UPDATE SKIP LOCKED),
         claimed AS (
@@ -679,7 +666,7 @@ class PostgresJobStore implements JobStore {
     const admission = createAdmission({ now, limit, limits: params.limits! });
     while (admission.wantsMore()) {
       const candidates = (
-        await tx<Pick<JobRow, "id" | "bucket" | "rate_reserved">[]>`
+        await tx<Pick<JobRow, "id" | "bucket" | "rate_reserved">>`
           SELECT id, bucket, rate_reserved FROM jobs
           WHERE state = 'available' AND queue = ${queue}
           ORDER BY priority DESC, run_at, id LIMIT ${admission.fetchSize()} FOR UPDATE SKIP LOCKED`
@@ -726,7 +713,7 @@ class PostgresJobStore implements JobStore {
     }
     const ids = [...admission.claimed];
     if (ids.length === 0) return { rows: [], deferredUntil: admission.deferredUntil };
-    const rows = await tx<JobRow[]>`WITH claimed AS (
+    const rows = await tx<JobRow>`WITH claimed AS (
         UPDATE jobs SET state = 'running', attempt = attempt + 1, rate_reserved = false,
           lease_token = ${token}, lease_expires_at = ${now + params.leaseMs},
           started_at = COALESCE(started_at, ${now}), updated_at = ${now}
@@ -742,7 +729,7 @@ class PostgresJobStore implements JobStore {
     if (params.leases.length === 0) return new Set();
     const t = this.t();
     const rows = await this.run(
-      () => this.sql<{ id: string }[]>`UPDATE jobs
+      () => this.sql<{ id: string }>`UPDATE jobs
         SET lease_expires_at = ${this.nowOf(this.sql, t)} + ${params.leaseMs}::bigint
         FROM unnest(${params.leases.map((l) => l.jobId)}::text[],
                     ${params.leases.map((l) => l.token)}::text[]) AS l(id, token)
@@ -774,7 +761,7 @@ class PostgresJobStore implements JobStore {
       await this.run(() => close);
       return false;
     }
-    let move: postgres.PendingQuery<postgres.Row[]>;
+    let move: Fragment;
     switch (next.status) {
       case "succeeded":
       case "failed":
@@ -851,7 +838,7 @@ class PostgresJobStore implements JobStore {
     const rescued = await this.tx(async (tx) => {
       const now = this.nowOf(tx, t);
       const expired = await tx<
-        Pick<JobRow, "id" | "lease_token" | "attempt" | "max_attempts" | "bucket">[]
+        Pick<JobRow, "id" | "lease_token" | "attempt" | "max_attempts" | "bucket">
       >`SELECT id, lease_token, attempt, max_attempts, bucket FROM jobs
         WHERE state = 'running' AND lease_expires_at <= ${now}
         LIMIT ${limit} FOR UPDATE SKIP LOCKED`;
@@ -959,14 +946,14 @@ class PostgresJobStore implements JobStore {
 
   async attemptList({ jobId }: { jobId: string }): Promise<Attempt[]> {
     const rows = await this.run(
-      () => this.sql<AttemptRow[]>`SELECT * FROM attempts WHERE job_id = ${jobId} ORDER BY id`,
+      () => this.sql<AttemptRow>`SELECT * FROM attempts WHERE job_id = ${jobId} ORDER BY id`,
     );
     return rows.map(rowToAttempt);
   }
 
   async resultGet({ jobId }: { jobId: string }): Promise<JobResult | null> {
     const [row] = await this.run(
-      () => this.sql<ResultRow[]>`SELECT * FROM results WHERE job_id = ${jobId}`,
+      () => this.sql<ResultRow>`SELECT * FROM results WHERE job_id = ${jobId}`,
     );
     return row ? rowToResult(row) : null;
   }
@@ -987,7 +974,7 @@ class PostgresJobStore implements JobStore {
     if (p.until !== undefined) where.push(q`at < ${p.until}`);
     if (p.beforeId !== undefined) where.push(q`id < ${p.beforeId}`);
     const rows = await this.run(
-      () => q<AuditRow[]>`SELECT * FROM audit_events WHERE ${and(q, where)}
+      () => q<AuditRow>`SELECT * FROM audit_events WHERE ${and(q, where)}
         ORDER BY id DESC LIMIT ${p.limit + 1}`,
     );
     return { events: rows.slice(0, p.limit).map(rowToAudit), more: rows.length > p.limit };
@@ -1003,7 +990,7 @@ class PostgresJobStore implements JobStore {
 
   async statsCounts(): Promise<QueueCounts[]> {
     const rows = await this.run(
-      () => this.sql<{ queue: string; state: JobRow["state"]; n: number }[]>`
+      () => this.sql<{ queue: string; state: JobRow["state"]; n: number }>`
         SELECT queue, state, sum(n)::bigint AS n FROM (
           SELECT queue, state, n FROM job_counts
           UNION ALL SELECT queue, state, n FROM job_stat_deltas WHERE minute IS NULL) c
@@ -1027,7 +1014,7 @@ class PostgresJobStore implements JobStore {
   async statsActivity(params: { queue?: string }): Promise<QueueActivity[]> {
     const q = this.sql;
     const rows = await this.run(
-      () => q<{ queue: string; oldest: number | null; running: number }[]>`
+      () => q<{ queue: string; oldest: number | null; running: number }>`
         SELECT name AS queue,
           (SELECT run_at FROM jobs WHERE state = 'available' AND queue = qs.name
             ORDER BY priority DESC, run_at, id LIMIT 1) AS oldest,
@@ -1047,7 +1034,7 @@ class PostgresJobStore implements JobStore {
     const q = this.sql;
     const queue = params.queue === undefined ? q`` : q`AND queue = ${params.queue}`;
     const rows = await this.run(
-      () => q<{ minute: number; queue: string; state: ThroughputRow["status"]; n: number }[]>`
+      () => q<{ minute: number; queue: string; state: ThroughputRow["status"]; n: number }>`
         SELECT minute, queue, state, sum(n)::bigint AS n FROM (
           SELECT minute, queue, state, n FROM job_throughput WHERE minute >= ${params.sinceMinute} ${queue}
           UNION ALL SELECT minute, queue, state, n FROM job_stat_deltas
@@ -1075,11 +1062,11 @@ class PostgresJobStore implements JobStore {
     const [groups, [seen]] = await this.run(() =>
       Promise.all([
         params.by === "host"
-          ? q<{ key: string; queued: number; running: number }[]>`
+          ? q<{ key: string; queued: number; running: number }>`
               SELECT COALESCE(host, '') AS key, count(*) FILTER (WHERE state <> 'running') AS queued,
                 count(*) FILTER (WHERE state = 'running') AS running
               FROM (${active}) a GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT ${params.limit}`
-          : q<{ key: string; queued: number; running: number }[]>`
+          : q<{ key: string; queued: number; running: number }>`
               SELECT t.tag AS key, count(*) FILTER (WHERE a.state <> 'running') AS queued,
                 count(*) FILTER (WHERE a.state = 'running') AS running
               FROM (${active}) a JOIN job_tags t ON t.job_id = a.id
@@ -1162,13 +1149,13 @@ class PostgresJobStore implements JobStore {
 
   async queueGet({ name }: { name: string }): Promise<QueueSettings | null> {
     const [row] = await this.run(
-      () => this.sql<QueueRow[]>`SELECT * FROM queues WHERE name = ${name}`,
+      () => this.sql<QueueRow>`SELECT * FROM queues WHERE name = ${name}`,
     );
     return row ? rowToQueue(row) : null;
   }
 
   async queueList(): Promise<QueueSettings[]> {
-    const rows = await this.run(() => this.sql<QueueRow[]>`SELECT * FROM queues ORDER BY name`);
+    const rows = await this.run(() => this.sql<QueueRow>`SELECT * FROM queues ORDER BY name`);
     return rows.map(rowToQueue);
   }
 
@@ -1193,7 +1180,7 @@ class PostgresJobStore implements JobStore {
   async operationCreate(op: Operation): Promise<void> {
     const c = operationColumns(op);
     await this.run(
-      () => this.sql`WITH created AS (INSERT INTO operations ${this.sql(c)} RETURNING 1)
+      () => this.sql`WITH created AS (INSERT INTO operations ${this.sql([c])} RETURNING 1)
         SELECT pg_notify(${this.channel}, ${this.note("o")}) FROM created`,
     );
     this.notifier.operationsChanged();
@@ -1201,7 +1188,7 @@ class PostgresJobStore implements JobStore {
 
   async operationGet({ id }: { id: string }): Promise<Operation | null> {
     const [row] = await this.run(
-      () => this.sql<OperationRow[]>`SELECT * FROM operations WHERE id = ${id}`,
+      () => this.sql<OperationRow>`SELECT * FROM operations WHERE id = ${id}`,
     );
     return row ? rowToOperation(row) : null;
   }
@@ -1216,7 +1203,7 @@ class PostgresJobStore implements JobStore {
     if (params.state !== undefined) where.push(q`state = ${params.state}`);
     if (params.owner !== undefined) where.push(q`owner = ${params.owner}`);
     const rows = await this.run(
-      () => q<OperationRow[]>`SELECT * FROM operations WHERE ${and(q, where)}
+      () => q<OperationRow>`SELECT * FROM operations WHERE ${and(q, where)}
         ORDER BY id DESC LIMIT ${params.limit}`,
     );
     return rows.map(rowToOperation);
@@ -1246,9 +1233,8 @@ class PostgresJobStore implements JobStore {
     const canceled: string[] = [];
     const retried: Job[] = [];
     const stepped = await this.tx(async (tx): Promise<Operation | null> => {
-      const [row] = await tx<
-        OperationRow[]
-      >`SELECT * FROM operations WHERE id = ${params.id} FOR UPDATE`;
+      const [row] =
+        await tx<OperationRow>`SELECT * FROM operations WHERE id = ${params.id} FOR UPDATE`;
       if (!row || row.state !== "running") return null;
       const op = rowToOperation(row);
       const now = await this.nowValue(tx, t);
@@ -1278,9 +1264,8 @@ class PostgresJobStore implements JobStore {
       for (const listed of matched) {
         // Locked now, in job-then-attempt order; a row another transaction holds is skipped
         // (it is being changed anyway, and the cursor moves on).
-        const [job] = await tx<
-          JobRow[]
-        >`SELECT * FROM jobs WHERE id = ${listed.id} FOR UPDATE SKIP LOCKED`;
+        const [job] =
+          await tx<JobRow>`SELECT * FROM jobs WHERE id = ${listed.id} FOR UPDATE SKIP LOCKED`;
         if (!job || !actionable(op.kind, statusOf(job.state))) continue;
         if (op.kind === "cancel") {
           await this.cancelLocked(tx, job, tx`${now}::bigint`);
@@ -1339,7 +1324,7 @@ class PostgresJobStore implements JobStore {
     const q = this.sql;
     const now = this.nowOf(q, this.t());
     const rows = await this.run(
-      () => q<NodeRow[]>`SELECT n.*, (l.node IS NOT NULL) AS leader FROM nodes n
+      () => q<NodeRow>`SELECT n.*, (l.node IS NOT NULL) AS leader FROM nodes n
         LEFT JOIN leader l ON l.node = n.id AND l.expires_at > ${now}
         WHERE n.heartbeat_at >= ${now} - ${withinMs}::bigint ORDER BY n.id`,
     );
@@ -1400,7 +1385,7 @@ class PostgresJobStore implements JobStore {
   close(): Promise<void> {
     this.closed ??= (async () => {
       await this.unlisten?.().catch(() => {});
-      await this.sql.end({ timeout: 5 });
+      await this.sql.end();
     })();
     return this.closed;
   }
@@ -1452,7 +1437,7 @@ function storedJob(job: NewJob): Job {
   };
 }
 
-function and(q: Query, parts: postgres.PendingQuery<postgres.Row[]>[]) {
+function and(q: Query, parts: Fragment[]) {
   return joinSql(q, parts, q` AND `);
 }
 
@@ -1462,24 +1447,24 @@ function claimOrder(a: JobRow, b: JobRow): number {
 
 /** Error codes of a database that cannot serve now, and how to say so. */
 function unavailable(err: unknown, url?: string): StoreUnavailableError | null {
+  const where = url ? ` at ${describeUrl(url)}` : "";
+  const message = err instanceof Error ? err.message : "";
+  // node-postgres reports a lost or unobtainable connection without a code.
+  if (
+    /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Connection closed|Client was closed/i.test(
+      message,
+    )
+  ) {
+    return new StoreUnavailableError(`PostgreSQL cannot be reached${where} (${message})`, {
+      cause: err,
+    });
+  }
   const code = (err as { code?: unknown } | null)?.code;
   if (typeof code !== "string") return null;
-  const where = url ? ` at ${describeUrl(url)}` : "";
   const detail = (err as Error).message;
   let reason: string | null = null;
   if (
-    [
-      "ECONNREFUSED",
-      "ECONNRESET",
-      "ETIMEDOUT",
-      "EHOSTUNREACH",
-      "ENOTFOUND",
-      "EPIPE",
-      "CONNECTION_CLOSED",
-      "CONNECTION_ENDED",
-      "CONNECTION_DESTROYED",
-      "CONNECT_TIMEOUT",
-    ].includes(code)
+    ["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EHOSTUNREACH", "ENOTFOUND", "EPIPE"].includes(code)
   ) {
     reason = "PostgreSQL cannot be reached";
   } else if (code.startsWith("08")) reason = "the connection to PostgreSQL failed";
