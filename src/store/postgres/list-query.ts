@@ -21,7 +21,7 @@ export function listQuery(
   const scanned = isScanned(params);
   const finishOrder = ordersByFinish(params);
   const page = params.limit + 1;
-  const walkLimit = scanned ? Math.max(page, params.scanLimit ?? 10_000) : page;
+  const walkLimit = scanned ? Math.max(1, params.scanLimit ?? 10_000) : page;
   const order = finishOrder ? q`j.finished_at DESC, j.id DESC` : q`j.id DESC`;
   const plainOrder = finishOrder ? q`finished_at DESC, id DESC` : q`id DESC`;
   const reverse = finishOrder ? q`finished_at, id` : q`id`;

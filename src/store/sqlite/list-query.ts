@@ -25,7 +25,7 @@ export function listQuery(params: JobListParams, now: number): ListQuery {
   const scanned = isScanned(params);
   const finishOrder = ordersByFinish(params);
   const page = params.limit + 1;
-  const walkLimit = scanned ? Math.max(page, params.scanLimit ?? 10_000) : page;
+  const walkLimit = scanned ? Math.max(1, params.scanLimit ?? 10_000) : page;
   const order = finishOrder ? "j.finished_at DESC, j.id DESC" : "j.id DESC";
   const plainOrder = finishOrder ? "finished_at DESC, id DESC" : "id DESC";
   const reverse = finishOrder ? "finished_at, id" : "id";

@@ -6,6 +6,7 @@ import { describeStore, type StoreDriver } from "./harness.js";
 import { insertTests } from "./insert.js";
 import { limitTests } from "./limits.js";
 import { nodeTests } from "./nodes.js";
+import { operateTests } from "./operate.js";
 import { raceTests } from "./races.js";
 import { readTests } from "./read.js";
 import { rescueTests } from "./rescue.js";
@@ -28,6 +29,7 @@ export function runStoreConformance(driver: StoreDriver): void {
     scheduleTests,
     limitTests,
     auditTests,
+    operateTests,
     nodeTests,
     wakeUpTests,
     raceTests,

@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import type { Job } from "../../../src/job/types.js";
 import {
   httpFailedEnd,
   newJob,
@@ -233,6 +234,148 @@ export function readTests(t: StoreTest): void {
         "x-request-id": "r-2",
       });
       expect(new TextDecoder().decode(got?.response?.body)).toBe("fine");
+    });
+  });
+
+  describe("filters", () => {
+    it("by queue, by job ids, and by creation window read from indexes", async () => {
+      await t.store.queueCreate({
+        name: "mail",
+        concurrency: null,
+        rate: null,
+        maxAttempts: null,
+        backoffStrategy: null,
+        backoffBaseMs: null,
+        ttlMs: null,
+        paused: false,
+      });
+      const a = await insert({ queue: "mail", createdAt: T0 + 1 });
+      const b = await insert({ createdAt: T0 + 2 });
+      const c = await insert({ queue: "mail", createdAt: T0 + 3 });
+      expect(await listIds(T0 + 10, { queue: "mail" })).toEqual([c.id, a.id]);
+      expect(await listIds(T0 + 10, { jobIds: [a.id, b.id] })).toEqual([b.id, a.id]);
+      expect(await listIds(T0 + 10, { queue: "mail", createdBefore: T0 + 3 })).toEqual([a.id]);
+    });
+
+    it("a finishing-time window lists finished jobs, latest finished first, and pages by it", async () => {
+      const jobs: Job[] = [];
+      for (let i = 0; i < 3; i++) jobs.push(await insert({ createdAt: T0 + i }));
+      // Finished in another order than created: 2nd, then 0th, then 1st.
+      for (const [k, i] of [2, 0, 1].entries()) {
+        const claimed = await t.store.jobClaim({
+          queues: [{ name: "default", limit: 10, rate: null }],
+          limit: 10,
+          leaseMs: 60_000,
+          node: "n",
+          now: T0 + 10,
+        });
+        const mine =
+          claimed.jobs.find((j) => j.id === jobs[i]!.id) ?? (await get(jobs[i]!.id, T0 + 10));
+        expect(
+          await t.store.jobFinishAttempt({
+            lease: { jobId: mine.id, token: (mine as { leaseToken?: string }).leaseToken ?? "" },
+            end: {
+              outcome: "failed",
+              responseStatus: 500,
+              errorCode: "http_status",
+              error: "500",
+              retryable: false,
+              durationMs: 1,
+            },
+            next: { status: "failed" },
+            result: null,
+            now: T0 + 100 + k,
+          }),
+        ).toBe(true);
+        // The other claimed jobs go back unharmed.
+        for (const other of claimed.jobs.filter((j) => j.id !== mine.id)) {
+          await t.store.jobFinishAttempt({
+            lease: { jobId: other.id, token: other.leaseToken },
+            end: {
+              outcome: "interrupted",
+              responseStatus: null,
+              errorCode: "interrupted",
+              error: "x",
+              retryable: true,
+              durationMs: 1,
+            },
+            next: { status: "released" },
+            result: null,
+            now: T0 + 100 + k,
+          });
+        }
+      }
+      const order = [jobs[1]!.id, jobs[0]!.id, jobs[2]!.id];
+      expect(await listIds(T0 + 200, { finishedAfter: T0 + 99 })).toEqual(order);
+      expect(await listIds(T0 + 200, { statuses: ["failed"], finishedAfter: T0 + 100 })).toEqual(
+        order.slice(0, 2),
+      );
+      const p1 = await t.store.jobList({ finishedAfter: T0, limit: 2, now: T0 + 200 });
+      expect(p1.jobs.map((j) => j.id)).toEqual(order.slice(0, 2));
+      expect(p1.next).toEqual({ id: jobs[0]!.id, finishedAt: T0 + 101 });
+      const p2 = await t.store.jobList({
+        finishedAfter: T0,
+        limit: 2,
+        after: p1.next!,
+        now: T0 + 200,
+      });
+      expect(p2.jobs.map((j) => j.id)).toEqual([jobs[2]!.id]);
+      expect(p2.next).toBeNull();
+    });
+
+    it("checks host, method, URL text, error code, attempts and updated time row by row, a bounded number a page", async () => {
+      const ids: string[] = [];
+      for (let i = 0; i < 6; i++) {
+        ids.push(
+          (
+            await insert({
+              createdAt: T0 + i,
+              url: `https://${i % 2 ? "odd" : "even"}.test/path-${i}`,
+              host: i % 2 ? "odd.test" : "even.test",
+              method: i < 3 ? "GET" : "POST",
+            })
+          ).id,
+        );
+      }
+      expect(await listIds(T0 + 10, { host: "odd.test" })).toEqual([ids[5], ids[3], ids[1]]);
+      expect(await listIds(T0 + 10, { method: "GET", host: "even.test" })).toEqual([
+        ids[2],
+        ids[0],
+      ]);
+      expect(await listIds(T0 + 10, { urlContains: "path-4" })).toEqual([ids[4]]);
+      expect(await listIds(T0 + 10, { updatedAfter: T0 + 3 })).toEqual([ids[5], ids[4]]);
+      expect(await listIds(T0 + 10, { minAttempts: 1 })).toEqual([]);
+
+      // At most 3 jobs looked at a page: a short page, and a cursor to go on from.
+      const p1 = await t.store.jobList({ host: "odd.test", limit: 10, scanLimit: 3, now: T0 + 10 });
+      expect(p1.jobs.map((j) => j.id)).toEqual([ids[5], ids[3]]);
+      expect(p1.next).toEqual({ id: ids[3] });
+      const p2 = await t.store.jobList({
+        host: "odd.test",
+        limit: 10,
+        scanLimit: 3,
+        after: p1.next!,
+        now: T0 + 10,
+      });
+      expect(p2.jobs.map((j) => j.id)).toEqual([ids[1]]);
+      // The walk stopped at its bound: more may follow, so the next page is asked for (and empty).
+      expect(p2.next).toEqual({ id: ids[0] });
+      const p3 = await t.store.jobList({
+        host: "odd.test",
+        limit: 10,
+        scanLimit: 3,
+        after: p2.next!,
+        now: T0 + 10,
+      });
+      expect(p3).toEqual({ jobs: [], next: null });
+      // A page with no match at all still moves on.
+      const empty = await t.store.jobList({
+        urlContains: "path-0",
+        limit: 10,
+        scanLimit: 2,
+        now: T0 + 10,
+      });
+      expect(empty).toEqual({ jobs: [], next: { id: ids[4] } });
     });
   });
 }
