@@ -87,3 +87,17 @@ export class OperationNotFoundError extends Error {
     super(`operation ${operationId} not found`);
   }
 }
+
+/**
+ * A stream cursor older than the event retention (JOBQUEUE_EVENT_RETENTION_SECONDS): the events
+ * after it are gone. The stream's equivalent of HTTP 410 Gone: list again, then watch from the
+ * list's cursor.
+ */
+export class CursorExpiredError extends Error {
+  override readonly name = "CursorExpiredError";
+  constructor(readonly cursor: string) {
+    super(
+      `cursor ${cursor} is older than the event retention; list the jobs again and watch from the cursor the list returns`,
+    );
+  }
+}

@@ -34,6 +34,11 @@ export interface StoreSignals {
   onQueuesChanged(listener: () => void): Unsubscribe;
   /** A bulk operation was started or canceled. */
   onOperationsChanged(listener: () => void): Unsubscribe;
+  /**
+   * Events were appended by this node (other nodes' events are found by polling the stream: a
+   * NOTIFY per change would serialize every commit of every node).
+   */
+  onEventsAppended(listener: () => void): Unsubscribe;
 }
 
 /** The sending side, for a store driver: it calls these once a change is committed. */
@@ -44,6 +49,7 @@ export interface Notifier extends StoreSignals {
   leaderResigned(): void;
   queuesChanged(): void;
   operationsChanged(): void;
+  eventsAppended(): void;
 }
 
 /** In-process fan-out of signals: synchronous, listeners in subscription order. */
@@ -55,6 +61,7 @@ export function createNotifier(): Notifier {
   const resigned = new Set<() => void>();
   const queues = new Set<() => void>();
   const operations = new Set<() => void>();
+  const events = new Set<() => void>();
 
   const subscribe = <T>(set: Set<T>, listener: T) => {
     set.add(listener);
@@ -90,6 +97,10 @@ export function createNotifier(): Notifier {
       for (const l of operations) l();
     },
     onOperationsChanged: (listener) => subscribe(operations, listener),
+    eventsAppended() {
+      for (const l of events) l();
+    },
+    onEventsAppended: (listener) => subscribe(events, listener),
     onJobChangedById(jobId, listener) {
       let set = byId.get(jobId);
       if (!set) {

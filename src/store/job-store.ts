@@ -1,4 +1,5 @@
 import type { AuditEvent, AuditOutcome, StoredAuditEvent } from "../audit/audit-event.js";
+import type { JobStreamEvent, Progress } from "../job/events.js";
 import type { JobFilter } from "../job/filter.js";
 import type { Operation, OperationKind, RetryOverrides } from "../job/operations.js";
 import type { QueueSettings } from "../job/queues.js";
@@ -215,6 +216,26 @@ export interface JobStore {
     scan: number;
     audit: (op: Operation) => AuditEvent;
   }): Promise<Operation | null>;
+
+  /**
+   * Events after `after` (a cursor; null: from the oldest kept), oldest first, at most `limit`,
+   * never one a reader could later find before another it got (see the drivers). `head` is
+   * where the stream is after them. A cursor older than the retention is a
+   * {@link CursorExpiredError}.
+   */
+  eventList(params: { after: string | null; limit: number }): Promise<{
+    events: JobStreamEvent[];
+    head: string;
+  }>;
+
+  /** The cursor of the newest event a reader may see now (watch from it: only what follows). */
+  eventHead(): Promise<string>;
+
+  /** Appends a progress event of a running attempt (how far the call has come). */
+  eventAppend(params: { jobId: string; attempt: number; progress: Progress }): Promise<void>;
+
+  /** Deletes up to `limit` events older than `before`; readers behind them get CursorExpired. */
+  eventDeleteBefore(params: { before: number; limit: number }): Promise<number>;
 
   /** Records that a node is alive, with what it runs; creates its row on the first beat. */
   nodeHeartbeat(node: NodeBeat): Promise<void>;

@@ -1,5 +1,6 @@
 import { encodeTime } from "ulid";
 import type { StoredAuditEvent } from "../audit/audit-event.js";
+import type { EventType, JobStreamEvent, Progress } from "../job/events.js";
 import type { Operation, OperationKind } from "../job/operations.js";
 import type { QueueSettings } from "../job/queues.js";
 import type {
@@ -194,6 +195,53 @@ export function idBounds(
   return {
     low: createdAfter === undefined ? null : `j_${at(createdAfter - ID_TIME_SLACK_MS)}`,
     high: createdBefore === undefined ? null : `j_${at(createdBefore + ID_TIME_SLACK_MS)}~`,
+  };
+}
+
+export interface EventRow {
+  seq: number;
+  txid?: number;
+  at: number;
+  job_id: string;
+  type: EventType;
+  status: JobStatus;
+  queue: string;
+  owner: string | null;
+  tags: string;
+  attempt: number | null;
+  node: string | null;
+  response_status: number | null;
+  error_code: ErrorCode | null;
+  error: string | null;
+  run_at: number | null;
+  detail: string | null;
+}
+
+/** A cursor as clients see it: opaque, and ordered like the stream when compared as strings. */
+export function cursorOf(seq: number, txid?: number): string {
+  const pad = (n: number) => String(n).padStart(16, "0");
+  return txid === undefined ? pad(seq) : `${pad(txid)}${pad(seq)}`;
+}
+
+export function rowToEvent(row: EventRow): JobStreamEvent {
+  const progress = row.type === "progress" && row.detail ? (JSON.parse(row.detail) as Progress) : null;
+  return {
+    cursor: cursorOf(row.seq, row.txid),
+    at: row.at,
+    jobId: row.job_id,
+    type: row.type,
+    status: row.status,
+    queue: row.queue,
+    owner: row.owner,
+    tags: JSON.parse(row.tags),
+    attempt: row.attempt,
+    node: row.node,
+    responseStatus: row.response_status,
+    errorCode: row.error_code,
+    error: row.error,
+    runAt: row.run_at,
+    outcome: row.type === "attempt_ended" ? row.detail : null,
+    progress,
   };
 }
 

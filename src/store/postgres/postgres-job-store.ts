@@ -5,7 +5,13 @@ import { fileURLToPath } from "node:url";
 import type { AuditEvent, AuditOutcome, StoredAuditEvent } from "../../audit/audit-event.js";
 import { type Candidate, createAdmission } from "../../job/admission.js";
 import type { Clock } from "../../job/clock.js";
-import { IdempotencyConflictError, QueueNotFoundError } from "../../job/errors.js";
+import {
+  CursorExpiredError,
+  IdempotencyConflictError,
+  InvalidArgumentError,
+  QueueNotFoundError,
+} from "../../job/errors.js";
+import type { JobStreamEvent, Progress } from "../../job/events.js";
 import type { JobFilter } from "../../job/filter.js";
 import { isConflict } from "../../job/idempotency.js";
 import {
@@ -47,7 +53,9 @@ import { pageOf } from "../list-page.js";
 import {
   type AttemptRow,
   type AuditRow,
+  cursorOf,
   encodeRequestBody,
+  type EventRow,
   type JobRow,
   type NodeRow,
   type OperationRow,
@@ -56,6 +64,7 @@ import {
   type ResultRow,
   rowToAttempt,
   rowToAudit,
+  rowToEvent,
   rowToJob,
   rowToNode,
   rowToOperation,
@@ -212,8 +221,11 @@ class PostgresJobStore implements JobStore {
     }
   }
 
-  private tx<T>(fn: (tx: Tx) => Promise<T>): Promise<T> {
-    return this.run(() => this.sql.begin(fn) as Promise<T>);
+  /** A transaction; its events, if it wrote any, are looked for by the stream's readers after it. */
+  private async tx<T>(fn: (tx: Tx) => Promise<T>): Promise<T> {
+    const result = await this.run(() => this.sql.begin(fn) as Promise<T>);
+    this.notifier.eventsAppended();
+    return result;
   }
 
   async now(): Promise<number> {
@@ -293,7 +305,7 @@ class PostgresJobStore implements JobStore {
     const found = await existing();
     if (found) {
       if (found.expires_at === null || found.expires_at > job.createdAt) return kept(found);
-      await tx`DELETE FROM jobs WHERE id = ${found.id}`;
+      await this.deleteWithEvent(tx, [found.id], "expired", tx`${job.createdAt}::bigint`);
     }
     const inserted = await this.insertRows(tx, [job], true);
     if (inserted === 1) return { job: storedJob(job), inserted: true };
@@ -552,7 +564,7 @@ class PostgresJobStore implements JobStore {
       } else if (!actionable("delete", statusOf(row.state))) {
         res = { kind: "not-finished", job: rowToJob(row) };
       } else {
-        await tx`DELETE FROM jobs WHERE id = ${row.id}`;
+        await this.deleteWithEvent(tx, [row.id], "deleted", now);
         res = { kind: "deleted" };
       }
       if (params.audit) {
@@ -825,6 +837,7 @@ class PostgresJobStore implements JobStore {
           (SELECT count(*) FROM woke) + (SELECT count(*) FROM scheduled) AS notified`,
     );
     const row = rows[0] as { state: string | null; promoted: boolean } | undefined;
+    this.notifier.eventsAppended();
     if (!row?.state) return false;
     const status = next.status === "released" ? "queued" : next.status;
     this.notifier.jobChanged({ jobId: id, status });
@@ -928,13 +941,24 @@ class PostgresJobStore implements JobStore {
   }
 
   async jobDeleteExpired({ limit }: { limit: number }): Promise<number> {
-    const q = this.sql;
     const t = this.t();
-    const res = await this.run(
-      () => q`DELETE FROM jobs WHERE id IN (SELECT id FROM jobs
-        WHERE expires_at <= ${this.nowOf(q, t)} LIMIT ${limit} FOR UPDATE SKIP LOCKED)`,
-    );
-    return res.count;
+    return this.tx(async (tx) => {
+      const now = this.nowOf(tx, t);
+      const ids = await tx<{ id: string }>`SELECT id FROM jobs WHERE expires_at <= ${now}
+        LIMIT ${limit} FOR UPDATE SKIP LOCKED`;
+      if (ids.length > 0) await this.deleteWithEvent(tx, ids.map((r) => r.id), "expired", now);
+      return ids.length;
+    });
+  }
+
+  /** Deletes jobs (their attempts, results and tags go with them) and appends why to the stream. */
+  private async deleteWithEvent(tx: Tx, ids: string[], type: "expired" | "deleted", now: Fragment) {
+    await tx`INSERT INTO job_events (at, job_id, type, status, queue, owner, tags)
+      SELECT ${now}, id, ${type},
+        CASE WHEN state IN ('available', 'scheduled', 'waiting') THEN 'queued' ELSE state END,
+        queue, owner, tags
+      FROM jobs WHERE id = ANY(${ids}::text[])`;
+    await tx`DELETE FROM jobs WHERE id = ANY(${ids}::text[])`;
   }
 
   async jobNextExpiry(): Promise<number | null> {
@@ -1278,7 +1302,7 @@ class PostgresJobStore implements JobStore {
             continue; // an override this job cannot take: left alone
           }
         } else {
-          await tx`DELETE FROM jobs WHERE id = ${job.id}`;
+          await this.deleteWithEvent(tx, [job.id], "deleted", tx`${now}::bigint`);
         }
         affected++;
       }
@@ -1305,6 +1329,67 @@ class PostgresJobStore implements JobStore {
     this.afterRetry(retried);
     if (stepped?.state === "succeeded") this.notifier.operationsChanged();
     return stepped;
+  }
+
+  /**
+   * Events in (txid, seq) order, only from transactions older than the oldest still running (see
+   * migration 003_events.sql): every one of those has ended, so no event can later appear before
+   * the ones returned, and a reader's cursor never skips one.
+   */
+  async eventList({
+    after,
+    limit,
+  }: {
+    after: string | null;
+    limit: number;
+  }): Promise<{ events: JobStreamEvent[]; head: string }> {
+    const q = this.sql;
+    const [horizon] = await this.run(() => q<{ txid: number; seq: number }>`
+      SELECT txid, seq FROM event_horizon WHERE id = 1`);
+    const from = after === null ? horizon! : parsePgCursor(after);
+    if (from.txid < horizon!.txid || (from.txid === horizon!.txid && from.seq < horizon!.seq)) {
+      throw new CursorExpiredError(after!);
+    }
+    const rows = await this.run(() => q<EventRow>`SELECT * FROM job_events
+      WHERE (txid, seq) > (${from.txid}::bigint, ${from.seq}::bigint)
+        AND txid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
+      ORDER BY txid, seq LIMIT ${limit}`);
+    const events = rows.map(rowToEvent);
+    return { events, head: events.at(-1)?.cursor ?? cursorOf(from.seq, from.txid) };
+  }
+
+  async eventHead(): Promise<string> {
+    const [row] = await this.run(() => this.sql<{ txid: number; seq: number }>`
+      SELECT txid, seq FROM (
+        (SELECT txid, seq FROM job_events
+          WHERE txid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
+          ORDER BY txid DESC, seq DESC LIMIT 1)
+        UNION ALL (SELECT txid, seq FROM event_horizon WHERE id = 1)) h
+      ORDER BY txid DESC, seq DESC LIMIT 1`);
+    return cursorOf(row!.seq, row!.txid);
+  }
+
+  async eventAppend(params: { jobId: string; attempt: number; progress: Progress }): Promise<void> {
+    const q = this.sql;
+    await this.run(() => q`INSERT INTO job_events (at, job_id, type, status, queue, owner, tags,
+        attempt, detail)
+      SELECT ${this.nowOf(q, this.t())}, id, 'progress', 'running', queue, owner, tags,
+        ${params.attempt}, ${JSON.stringify(params.progress)}
+      FROM jobs WHERE id = ${params.jobId} AND state = 'running' AND attempt = ${params.attempt}`);
+    this.notifier.eventsAppended();
+  }
+
+  async eventDeleteBefore({ before, limit }: { before: number; limit: number }): Promise<number> {
+    return this.tx(async (tx) => {
+      const gone = await tx<{ txid: number; seq: number }>`DELETE FROM job_events
+        WHERE seq IN (SELECT seq FROM job_events WHERE at < ${before} ORDER BY at LIMIT ${limit})
+        RETURNING txid, seq`;
+      if (gone.length === 0) return 0;
+      const last = gone.reduce((a, b) => (b.txid > a.txid || (b.txid === a.txid && b.seq > a.seq) ? b : a));
+      await tx`UPDATE event_horizon SET txid = ${last.txid}, seq = ${last.seq}
+        WHERE id = 1 AND (txid, seq) < (${last.txid}::bigint, ${last.seq}::bigint)`;
+      return gone.length;
+    });
   }
 
   async nodeHeartbeat(node: NodeBeat): Promise<void> {
@@ -1389,6 +1474,14 @@ class PostgresJobStore implements JobStore {
     })();
     return this.closed;
   }
+}
+
+/** A PostgreSQL cursor: the event's transaction id and sequence, 16 digits each. */
+function parsePgCursor(cursor: string): { txid: number; seq: number } {
+  if (!/^\d{32}$/.test(cursor)) {
+    throw new InvalidArgumentError("after_cursor", "is not a cursor this server gave out");
+  }
+  return { txid: Number(cursor.slice(0, 16)), seq: Number(cursor.slice(16)) };
 }
 
 /** The audit outcome of a single-job action: done, not found, or refused for the job's state. */

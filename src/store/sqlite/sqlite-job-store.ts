@@ -14,7 +14,13 @@ import Database from "better-sqlite3";
 import type { AuditEvent, AuditOutcome, StoredAuditEvent } from "../../audit/audit-event.js";
 import { type Candidate, createAdmission } from "../../job/admission.js";
 import { type Clock, systemClock } from "../../job/clock.js";
-import { IdempotencyConflictError, QueueNotFoundError } from "../../job/errors.js";
+import {
+  CursorExpiredError,
+  IdempotencyConflictError,
+  InvalidArgumentError,
+  QueueNotFoundError,
+} from "../../job/errors.js";
+import type { JobStreamEvent, Progress } from "../../job/events.js";
 import type { JobFilter } from "../../job/filter.js";
 import { isConflict } from "../../job/idempotency.js";
 import {
@@ -63,7 +69,9 @@ import { pageOf } from "../list-page.js";
 import {
   type AttemptRow,
   type AuditRow,
+  cursorOf,
   encodeRequestBody,
+  type EventRow,
   type JobRow,
   type NodeRow,
   type OperationRow,
@@ -72,6 +80,7 @@ import {
   type ResultRow,
   rowToAttempt,
   rowToAudit,
+  rowToEvent,
   rowToJob,
   rowToNode,
   rowToOperation,
@@ -275,6 +284,8 @@ class SqliteJobStore implements JobStore {
     const done = () => {
       for (const f of settle) f();
       for (const f of effects) f();
+      // Most writes append events (triggers): the stream's readers look.
+      this.notifier.eventsAppended();
     };
     const fd = this.walFd;
     if (fd === null) {
@@ -365,7 +376,7 @@ class SqliteJobStore implements JobStore {
           }
           return { job: rowToJob(existing), inserted: false };
         }
-        this.s.deleteJob.run(existing.id);
+        this.deleteWithEvent(existing.id, "expired", job.createdAt);
       }
     }
     const body = encodeRequestBody(job.body);
@@ -833,7 +844,17 @@ class SqliteJobStore implements JobStore {
 
   async jobDeleteExpired({ limit }: { limit: number }): Promise<number> {
     const now = this.clock.now();
-    return this.write(() => this.s.deleteExpired.run(now, limit).changes);
+    return this.write(() => {
+      const ids = this.s.expiredIds.all(now, limit) as string[];
+      for (const id of ids) this.deleteWithEvent(id, "expired", now);
+      return ids.length;
+    });
+  }
+
+  /** Deletes a job (its attempts, result and tags go with it) and appends why to the stream. */
+  private deleteWithEvent(id: string, type: "expired" | "deleted", now: number): void {
+    this.s.goneEvent.run({ id, type, now });
+    this.s.deleteJob.run(id);
   }
 
   async jobNextExpiry(): Promise<number | null> {
@@ -969,7 +990,7 @@ class SqliteJobStore implements JobStore {
       } else if (!actionable("delete", statusOf(row.state))) {
         result = { kind: "not-finished", job: rowToJob(row) };
       } else {
-        this.s.deleteJob.run(row.id);
+        this.deleteWithEvent(row.id, "deleted", now);
         result = { kind: "deleted" };
       }
       if (params.audit) {
@@ -1199,7 +1220,7 @@ class SqliteJobStore implements JobStore {
             // An override this job cannot take (max_attempts not above its attempts): left alone.
           }
         } else {
-          this.s.deleteJob.run(job.id);
+          this.deleteWithEvent(job.id, "deleted", now);
           affected++;
         }
       }
@@ -1225,6 +1246,46 @@ class SqliteJobStore implements JobStore {
         fx.push(() => this.notifier.operationsChanged());
       }
       return stepped;
+    });
+  }
+
+  async eventList({
+    after,
+    limit,
+  }: {
+    after: string | null;
+    limit: number;
+  }): Promise<{ events: JobStreamEvent[]; head: string }> {
+    await this.settled();
+    const horizon = this.s.eventHorizon.get() as number;
+    const from = after === null ? horizon : parseCursor(after);
+    if (from < horizon) throw new CursorExpiredError(after!);
+    const events = (this.s.listEvents.all(from, limit) as EventRow[]).map(rowToEvent);
+    return { events, head: events.at(-1)?.cursor ?? cursorOf(from) };
+  }
+
+  async eventHead(): Promise<string> {
+    await this.settled();
+    return cursorOf(this.s.eventHead.get() as number);
+  }
+
+  async eventAppend(params: { jobId: string; attempt: number; progress: Progress }): Promise<void> {
+    const now = this.clock.now();
+    await this.write(() =>
+      this.s.appendProgress.run({
+        id: params.jobId,
+        attempt: params.attempt,
+        detail: JSON.stringify(params.progress),
+        now,
+      }),
+    );
+  }
+
+  async eventDeleteBefore({ before, limit }: { before: number; limit: number }): Promise<number> {
+    return this.write(() => {
+      const gone = this.s.deleteOldEvents.all(before, limit) as number[];
+      if (gone.length > 0) this.s.raiseHorizon.run(Math.max(...gone));
+      return gone.length;
     });
   }
 
@@ -1423,9 +1484,30 @@ function prepareStatements(db: Database.Database) {
         truncated = excluded.truncated, error = excluded.error,
         duration_ms = excluded.duration_ms, finished_at = excluded.finished_at`),
     expiredLeases: db.prepare(SQL.expiredLeases),
-    deleteExpired: db.prepare(
-      "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE expires_at <= ? LIMIT ?)",
-    ),
+    expiredIds: db
+      .prepare("SELECT id FROM jobs INDEXED BY jobs_expiry WHERE expires_at <= ? LIMIT ?")
+      .pluck(),
+    goneEvent: db.prepare(`INSERT INTO job_events (at, job_id, type, status, queue, owner, tags)
+      SELECT @now, id, @type,
+        CASE WHEN state IN ('available', 'scheduled', 'waiting') THEN 'queued' ELSE state END,
+        queue, owner, tags
+      FROM jobs WHERE id = @id`),
+    listEvents: db.prepare("SELECT * FROM job_events WHERE seq > ? ORDER BY seq LIMIT ?"),
+    eventHead: db
+      .prepare(`SELECT MAX(COALESCE((SELECT MAX(seq) FROM job_events), 0),
+        (SELECT seq FROM event_horizon WHERE id = 1))`)
+      .pluck(),
+    eventHorizon: db.prepare("SELECT seq FROM event_horizon WHERE id = 1").pluck(),
+    appendProgress: db.prepare(`INSERT INTO job_events (at, job_id, type, status, queue, owner,
+        tags, attempt, detail)
+      SELECT @now, id, 'progress', 'running', queue, owner, tags, @attempt, @detail
+      FROM jobs WHERE id = @id AND state = 'running' AND attempt = @attempt`),
+    deleteOldEvents: db
+      .prepare(`DELETE FROM job_events WHERE seq IN (
+          SELECT seq FROM job_events INDEXED BY job_events_at WHERE at < ? ORDER BY at LIMIT ?)
+        RETURNING seq`)
+      .pluck(),
+    raiseHorizon: db.prepare("UPDATE event_horizon SET seq = MAX(seq, ?) WHERE id = 1"),
     nextExpiry: db.prepare("SELECT MIN(expires_at) FROM jobs WHERE expires_at IS NOT NULL").pluck(),
     listAttempts: db.prepare("SELECT * FROM attempts WHERE job_id = ? ORDER BY id"),
     getResult: db.prepare("SELECT * FROM results WHERE job_id = ?"),
@@ -1539,6 +1621,14 @@ function operationColumns(op: Operation) {
     updated_at: op.updatedAt,
     finished_at: op.finishedAt,
   };
+}
+
+/** A SQLite cursor (the event's seq); anything else is a client's mistake. */
+function parseCursor(cursor: string): number {
+  if (!/^\d{1,16}$/.test(cursor)) {
+    throw new InvalidArgumentError("after_cursor", "is not a cursor this server gave out");
+  }
+  return Number(cursor);
 }
 
 function claimOrder(a: JobRow, b: JobRow): number {

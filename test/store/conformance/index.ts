@@ -1,6 +1,7 @@
 import { auditTests } from "./audit.js";
 import { cancelTests } from "./cancel.js";
 import { claimTests } from "./claim.js";
+import { eventTests } from "./events.js";
 import { finishTests } from "./finish.js";
 import { describeStore, type StoreDriver } from "./harness.js";
 import { insertTests } from "./insert.js";
@@ -30,6 +31,7 @@ export function runStoreConformance(driver: StoreDriver): void {
     limitTests,
     auditTests,
     operateTests,
+    eventTests,
     nodeTests,
     wakeUpTests,
     raceTests,
