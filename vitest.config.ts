@@ -3,8 +3,9 @@ import { defineConfig } from "vitest/config";
 export default defineConfig({
   test: {
     include: ["test/**/*.test.ts"],
-    // Several processes and a PostgreSQL server of their own: `npm run test:cluster`.
-    exclude: ["test/cluster/**", "node_modules/**"],
+    // Several processes and a PostgreSQL server of their own: `npm run test:cluster`. The
+    // dashboard in a browser: `npm run test:ui`.
+    exclude: ["test/cluster/**", "test/ui/**", "node_modules/**"],
     testTimeout: 30_000,
     hookTimeout: 30_000,
     pool: "forks",

@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { type Logger, pino } from "pino";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
@@ -24,6 +25,7 @@ import { createJobQueueServiceImpl } from "./rpc/job-queue-service.js";
 import { reflectionServices } from "./rpc/reflection.js";
 import { type ServiceRegistration, serve } from "./rpc/rest.js";
 import { createRpcServer } from "./rpc/server.js";
+import { createStaticSite } from "./rpc/static-site.js";
 import { createSecretBox } from "./secrets/secret-box.js";
 import { loadOrCreateKeyFile } from "./secrets/secret-keys.js";
 import type { JobStore } from "./store/job-store.js";
@@ -52,6 +54,15 @@ export interface AppDeps {
   clock?: Clock;
   /** The resolver the outbound policy checks host names with (tests inject one). */
   resolve?: (hostname: string) => Promise<{ address: string; family: number }[]>;
+  /** The built dashboard served at /ui; by default the package's `ui/dist`. */
+  uiDir?: string;
+}
+
+/** The package's folder (the nearest with a package.json above this file, built or not). */
+function packageRoot(): string {
+  let dir = import.meta.dirname;
+  while (!existsSync(join(dir, "package.json")) && dirname(dir) !== dir) dir = dirname(dir);
+  return dir;
 }
 
 function ephemeralKey(logger: Logger): Buffer {
@@ -242,6 +253,7 @@ export async function createApp(config: Config, deps: AppDeps = {}): Promise<App
     corsOrigins: config.corsOrigins,
     accessLog: config.accessLog ? logger.child({ log: "access" }) : null,
     shutdownSignal: shutdown.signal,
+    site: createStaticSite({ root: deps.uiDir ?? join(packageRoot(), "ui", "dist"), mount: "/ui" }),
   });
 
   let stopped: Promise<void> | null = null;

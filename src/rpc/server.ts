@@ -50,6 +50,8 @@ export interface RpcServerOptions {
   corsOrigins?: string[];
   /** Aborted when the server begins to stop: streaming handlers end. */
   shutdownSignal: AbortSignal;
+  /** Static files (the dashboard at /ui): answers true when it served the path. */
+  site?: (req: Request, res: Response, path: string) => boolean;
 }
 
 export interface RpcServer {
@@ -210,6 +212,7 @@ export function createRpcServer(options: RpcServerOptions): RpcServer {
         );
         return;
       }
+      if (options.site?.(req, res, path)) return;
       values.set(PROTOCOL, "rest");
       if (await rest(req, res, values)) return;
       sendJson(res, 404, { code: "not_found", message: `no route for ${req.method} ${path}` });
