@@ -248,4 +248,28 @@ describe("jobqueue CLI", () => {
     const table = await runCli(["nodes"], { env });
     expect(table.stdout).toMatch(/^NODE\s+LEADER\s+IN FLIGHT/);
   });
+
+  it("serve starts the server as npm start does, dashboard included, and stops on SIGTERM", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "jobqueue-serve-"));
+    const serve = startCli(["serve"], {
+      env: {
+        JOBQUEUE_PORT: "0",
+        JOBQUEUE_DB_URL: `sqlite:///${join(dir, "jobqueue.db")}`,
+        JOBQUEUE_LOG_LEVEL: "info",
+      },
+    });
+    try {
+      const line = await serve.waitForOutput(/^\{.*"msg":"jobqueue listening".*\}$/m);
+      const { port } = JSON.parse(line) as { port: number };
+      expect((await fetch(`http://127.0.0.1:${port}/healthz`)).status).toBe(200);
+      const ui = await fetch(`http://127.0.0.1:${port}/ui/`);
+      // 200 once npm ci (or npm run build:ui) has built the dashboard, 503 saying how before.
+      expect([200, 503]).toContain(ui.status);
+      serve.child.kill("SIGTERM");
+      expect((await serve.exited).code).toBe(0);
+    } finally {
+      serve.child.kill("SIGKILL");
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
