@@ -26,7 +26,7 @@ export function createProgram(): Command {
     .description("Submit, watch and manage JobQueue jobs; run the server")
     .version(VERSION, "-V, --version")
     .addOption(
-      new Option("-s, --server <url>", `the server (default: ${DEFAULT_SERVER})`).env(
+      new Option("--server <url>", `the server (default: ${DEFAULT_SERVER})`).env(
         "JOBQUEUE_SERVER",
       ),
     )

@@ -78,6 +78,19 @@ describe("jobqueue CLI", () => {
       headers: { Authorization: "***" },
     });
 
+    // Short flags of the command (-s is --status here, not the server).
+    const short = await runCli(["list", "-s", "succeeded,failed", "-t", "cli", "-o", "jsonl"], {
+      env,
+    });
+    expect(
+      short.stdout
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l).job_id),
+    ).toEqual([jobId]);
+    const none = await runCli(["list", "-s", "queued", "-t", "cli", "-o", "json"], { env });
+    expect(JSON.parse(none.stdout)).toEqual([]);
+
     const get = await runCli(["get", jobId, "-o", "json"], { env });
     expect(JSON.parse(get.stdout)).toEqual([jobs[0]]);
     const getTable = await runCli(["get", jobId], { env });
