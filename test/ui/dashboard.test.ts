@@ -166,6 +166,8 @@ describe("dashboard", () => {
     await page.locator("nav a", { hasText: "Jobs" }).focus();
     await page.keyboard.press("Enter");
     await page.waitForURL(`${t.url}/ui/jobs`);
+    // The new page's content has the focus, as after a page load.
+    expect(await page.evaluate("document.activeElement?.id")).toBe("main");
     await page.close();
   });
 

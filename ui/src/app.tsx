@@ -1,4 +1,4 @@
-import { useEffect, useMemo, useState } from "preact/hooks";
+import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { createApi, errorText } from "./api/client.js";
 import { type Access, probeAccess, session } from "./api/session.js";
 import { Link } from "./components/link.js";
@@ -63,6 +63,18 @@ export function App() {
   useEffect(() => {
     document.title = `${titleOf(route)} · JobQueue`;
   }, [route]);
+
+  // A new page (not a new filter of the same one) takes the focus to its content, so keyboard and
+  // screen-reader users start there, as after a page load.
+  const pageKey = route.page === "job" ? `job:${route.jobId}` : route.page;
+  const firstPage = useRef(true);
+  useEffect(() => {
+    if (firstPage.current) {
+      firstPage.current = false;
+      return;
+    }
+    document.getElementById("main")?.focus({ preventScroll: true });
+  }, [pageKey]);
 
   const signedIn = auth.state === "signed-in" ? auth.access : null;
   return (

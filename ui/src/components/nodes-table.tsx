@@ -7,6 +7,7 @@ export function NodesTable(props: { nodes: Node[] }) {
   return (
     <div class="overflow-auto">
       <table class="striped nodes">
+        <caption class="visually-hidden">Nodes</caption>
         <thead>
           <tr>
             <th scope="col">Node</th>
