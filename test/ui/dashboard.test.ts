@@ -45,7 +45,16 @@ describe("dashboard", () => {
 
   async function shot(page: Page, name: string, docs = false) {
     await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
-    if (docs && DOCS) await page.screenshot({ path: join(DOCS, `dashboard-${name}.png`) });
+    if (docs && DOCS) {
+      // The README's: the top of the page, up to 1,500 px (a job's attempts included).
+      const { width } = page.viewportSize()!;
+      const height = Math.min(1500, await page.evaluate("document.documentElement.scrollHeight"));
+      await page.screenshot({
+        path: join(DOCS, `dashboard-${name}.png`),
+        fullPage: true,
+        clip: { x: 0, y: 0, width, height: height as number },
+      });
+    }
   }
 
   const enqueue = async (job: Record<string, unknown>) => {
@@ -158,6 +167,10 @@ describe("dashboard", () => {
     await page.locator("table.nodes").getByText(t.config.nodeId).waitFor();
     expect(await page.locator("[data-slot=counts]").count()).toBe(1);
     await shot(page, "overview", true);
+    await page.goto(`${t.url}/ui/nodes`);
+    await page.locator("table.nodes").getByText(t.config.nodeId).waitFor();
+    await shot(page, "nodes", true);
+    await page.goto(`${t.url}/ui/`);
     // Keyboard: from the top, the skip link, then the navigation; Enter follows a link.
     await page.reload();
     await page.locator("[data-count=failed]").waitFor();
@@ -207,7 +220,7 @@ describe("dashboard", () => {
 
     await page.goto(`${t.url}/ui/jobs`);
     await page.locator("tr[data-job-id]").first().waitFor();
-    await shot(page, "jobs", true);
+    await shot(page, "jobs");
     await page.close();
   });
 

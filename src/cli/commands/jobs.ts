@@ -56,7 +56,10 @@ export function registerJobCommands(program: Command): void {
     .command("result")
     .description("show a job's latest response (or error); --body writes the raw body")
     .argument("<job-id>")
-    .option("--body [file]", "write the response body as received (bytes) to a file, or to stdout")
+    .option(
+      "--body [file]",
+      "write the response body (binary and text as received, JSON re-serialized) to a file, or stdout",
+    )
     .addOption(outputOption().choices(["table", "json"]))
     .action(async (jobId: string, opts: { body?: string | true; output: string }, cmd: Command) => {
       const { api, o } = contextOf(cmd);

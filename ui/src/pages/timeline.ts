@@ -35,7 +35,8 @@ export function timelineOf(job: Job, attempts: Attempt[], now = Date.now()): Tim
     if (a.outcome !== AttemptOutcome.RUNNING) {
       const status = a.responseStatus !== undefined ? ` with HTTP ${a.responseStatus}` : "";
       const took = a.durationMs !== undefined ? ` after ${duration(a.durationMs)}` : "";
-      const why = a.error ? `: ${a.error}` : "";
+      // "HTTP 503" says nothing the status did not.
+      const why = a.error && a.error !== `HTTP ${a.responseStatus}` ? `: ${a.error}` : "";
       push(dateOf(a.finishedAt), {
         kind: "ended",
         text: `Attempt ${a.attempt} ${outcomeName(a.outcome)}${status}${took}${why}`,
