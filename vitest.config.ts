@@ -4,8 +4,9 @@ export default defineConfig({
   test: {
     include: ["test/**/*.test.ts"],
     // Suites with their own scripts: tools outside Node (protoc, Python: `npm run test:interop`),
-    // several processes and a PostgreSQL server of their own (`npm run test:cluster`).
-    exclude: [...configDefaults.exclude, "test/interop/**", "test/cluster/**"],
+    // several processes and a PostgreSQL server of their own (`npm run test:cluster`), the dashboard
+    // in a browser (`npm run test:ui`).
+    exclude: [...configDefaults.exclude, "test/interop/**", "test/cluster/**", "test/ui/**"],
     testTimeout: 30_000,
     hookTimeout: 30_000,
     pool: "forks",

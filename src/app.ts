@@ -19,6 +19,7 @@ import { createScheduler } from "./maintenance/scheduler.js";
 import { createStatsCompactor } from "./maintenance/stats-compactor.js";
 import { createTtlCleaner } from "./maintenance/ttl-cleaner.js";
 import { serveOpenApi } from "./openapi/serve-openapi.js";
+import { PACKAGE_ROOT, VERSION } from "./package-info.js";
 import { createJobQueue, type JobQueue } from "./queue/job-queue.js";
 import { createOperator, type Operator } from "./queue/operator.js";
 import { createQueueDirectory } from "./queue/queue-directory.js";
@@ -32,6 +33,7 @@ import { createQueueServiceImpl } from "./rpc/queue-service.js";
 import { reflectionServices } from "./rpc/reflection.js";
 import { type ServiceRegistration, serve } from "./rpc/rest.js";
 import { createRpcServer } from "./rpc/server.js";
+import { createStaticSite } from "./rpc/static-site.js";
 import { createSecretBox } from "./secrets/secret-box.js";
 import { loadOrCreateKeyFile } from "./secrets/secret-keys.js";
 import type { JobStore } from "./store/job-store.js";
@@ -39,8 +41,6 @@ import { openStore } from "./store/open-store.js";
 import { createHttpDispatcher } from "./worker/dispatcher.js";
 import { createOutboundPolicy } from "./worker/outbound-policy.js";
 import { createWorkerPool } from "./worker/worker-pool.js";
-
-export const VERSION = "0.1.0";
 
 export interface App {
   readonly queue: JobQueue;
@@ -61,6 +61,8 @@ export interface AppDeps {
   clock?: Clock;
   /** The resolver the outbound policy checks host names with (tests inject one). */
   resolve?: (hostname: string) => Promise<{ address: string; family: number }[]>;
+  /** The built dashboard served at /ui; by default the package's `ui/dist`. */
+  uiDir?: string;
 }
 
 function ephemeralKey(logger: Logger): Buffer {
@@ -257,7 +259,10 @@ export async function createApp(config: Config, deps: AppDeps = {}): Promise<App
     logger,
     services,
     interceptors,
-    pages: [serveOpenApi],
+    pages: [
+      serveOpenApi,
+      createStaticSite({ root: deps.uiDir ?? join(PACKAGE_ROOT, "ui", "dist"), mount: "/ui" }),
+    ],
     serving: () => serving,
     readiness: () => {
       const state = readiness.state();

@@ -1,9 +1,11 @@
+import { realpathSync } from "node:fs";
 import { setFlagsFromString } from "node:v8";
 import type { Logger } from "pino";
-import { type App, createApp, VERSION } from "./app.js";
+import { type App, createApp } from "./app.js";
 import { type Config, ConfigError, loadConfig, unknownVariables } from "./config.js";
 import { createLogDestination } from "./log/log-destination.js";
 import { createLogger } from "./log/logger.js";
+import { VERSION } from "./package-info.js";
 import { listenProblem, PreflightError, preflight } from "./preflight.js";
 import { parseServerArgs, usage } from "./server-args.js";
 import { StoreUnavailableError } from "./store/job-store.js";
@@ -24,9 +26,12 @@ const FINAL_FLUSH_MS = 2_000;
  */
 const SAME_SIGNAL_MS = 1_000;
 
-/** Reads the configuration, checks it can start, starts the service, stops it on SIGTERM/SIGINT. */
-async function main(): Promise<void> {
-  const args = parseServerArgs(process.argv.slice(2));
+/**
+ * Reads the configuration, checks it can start, starts the service, stops it on SIGTERM/SIGINT.
+ * `argv`: the arguments after the command (only --help and --version are taken).
+ */
+export async function runServer(argv: string[]): Promise<void> {
+  const args = parseServerArgs(argv);
   if (args.action === "help" || args.action === "version") {
     process.stdout.write(args.action === "help" ? usage(VERSION) : `${VERSION}\n`);
     return;
@@ -142,4 +147,7 @@ async function main(): Promise<void> {
   if (firstSignalAt !== null) await stop(app);
 }
 
-await main();
+// Run as the program (node dist/src/main.js), not when imported (the CLI's `serve`).
+if (process.argv[1] !== undefined && import.meta.filename === realpathSync(process.argv[1])) {
+  await runServer(process.argv.slice(2));
+}

@@ -13,14 +13,7 @@ import { requestHash } from "../job/idempotency.js";
 import { jobIdFactory } from "../job/job-ids.js";
 import { queueJobLimits } from "../job/queues.js";
 import { bucketOf } from "../job/rate-limits.js";
-import {
-  type Attempt,
-  isTerminal,
-  type Job,
-  type JobResult,
-  type JobStatus,
-  type NewJob,
-} from "../job/types.js";
+import { type Attempt, isTerminal, type Job, type JobResult, type NewJob } from "../job/types.js";
 import {
   type EnqueueInput,
   type JobLimits,

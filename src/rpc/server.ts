@@ -46,7 +46,7 @@ export interface RpcServerOptions {
    * Open documents served before the API routes (the OpenAPI document, the dashboard's files):
    * each answers a request it knows and returns true, or returns false.
    */
-  pages?: ((req: Request, res: Response) => boolean)[];
+  pages?: ((req: Request, res: Response, path: string) => boolean)[];
   /** Largest RPC message accepted, in bytes. */
   readMaxBytes: number;
   /** Where one line per call goes (protocol, route, code, duration, principal); null: none. */
@@ -215,7 +215,7 @@ export function createRpcServer(options: RpcServerOptions): RpcServer {
         );
         return;
       }
-      for (const page of options.pages ?? []) if (page(req, res)) return;
+      for (const page of options.pages ?? []) if (page(req, res, path)) return;
       values.set(PROTOCOL, "rest");
       if (await rest(req, res, values)) return;
       sendJson(res, 404, { code: "not_found", message: `no route for ${req.method} ${path}` });

@@ -1,7 +1,7 @@
 import type { AuditEvent, AuditOutcome, StoredAuditEvent } from "../audit/audit-event.js";
 import type { JobStreamEvent, Progress } from "../job/events.js";
 import type { JobFilter } from "../job/filter.js";
-import type { Operation, OperationKind, RetryOverrides } from "../job/operations.js";
+import type { Operation, RetryOverrides } from "../job/operations.js";
 import type { QueueSettings } from "../job/queues.js";
 import type { LimitResolver } from "../job/rate-limits.js";
 import type { Attempt, AttemptEndRecord, Job, JobResult, JobStatus, NewJob } from "../job/types.js";

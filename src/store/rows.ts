@@ -224,7 +224,8 @@ export function cursorOf(seq: number, txid?: number): string {
 }
 
 export function rowToEvent(row: EventRow): JobStreamEvent {
-  const progress = row.type === "progress" && row.detail ? (JSON.parse(row.detail) as Progress) : null;
+  const progress =
+    row.type === "progress" && row.detail ? (JSON.parse(row.detail) as Progress) : null;
   return {
     cursor: cursorOf(row.seq, row.txid),
     at: row.at,

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { http } from "../../gen/google/api/annotations_pb.js";
 import { JobQueueService } from "../../gen/jobqueue/v1/job_queue_service_pb.js";
 import { QueueService } from "../../gen/jobqueue/v1/queue_service_pb.js";
-import { VERSION } from "../../src/app.js";
+import { VERSION } from "../../src/package-info.js";
 import { buildOpenApiDocument } from "../../src/openapi/openapi-document.js";
 import { startTarget, type Target } from "../helpers/target.js";
 import { startTestApp, type TestApp } from "../helpers/test-app.js";

@@ -305,7 +305,7 @@ describe("secret headers", () => {
   });
 
   it("rotates keys: B,A opens A's secrets and seals with B; B alone fails A's job as secret_unreadable", async () => {
-    const { dir, dbPath, env } = ownDataDir();
+    const { dir, env } = ownDataDir();
     const keyA = randomBytes(32);
     const keyB = randomBytes(32);
     const oldSecret = unique("old");

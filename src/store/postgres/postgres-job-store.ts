@@ -23,7 +23,6 @@ import {
 } from "../../job/operations.js";
 import { queueBudget } from "../../job/queue-rate.js";
 import type { QueueSettings } from "../../job/queues.js";
-import type { LimitResolver } from "../../job/rate-limits.js";
 import { LOST_ATTEMPT, LOST_ERROR, rescuedStatus } from "../../job/rescue.js";
 import type { Attempt, Job, JobResult, NewJob } from "../../job/types.js";
 import { createNotifier, type Notifier } from "../../notify/notifier.js";
@@ -54,8 +53,8 @@ import {
   type AttemptRow,
   type AuditRow,
   cursorOf,
-  encodeRequestBody,
   type EventRow,
+  encodeRequestBody,
   type JobRow,
   type NodeRow,
   type OperationRow,
@@ -946,7 +945,13 @@ class PostgresJobStore implements JobStore {
       const now = this.nowOf(tx, t);
       const ids = await tx<{ id: string }>`SELECT id FROM jobs WHERE expires_at <= ${now}
         LIMIT ${limit} FOR UPDATE SKIP LOCKED`;
-      if (ids.length > 0) await this.deleteWithEvent(tx, ids.map((r) => r.id), "expired", now);
+      if (ids.length > 0)
+        await this.deleteWithEvent(
+          tx,
+          ids.map((r) => r.id),
+          "expired",
+          now,
+        );
       return ids.length;
     });
   }
@@ -1259,7 +1264,7 @@ class PostgresJobStore implements JobStore {
     const stepped = await this.tx(async (tx): Promise<Operation | null> => {
       const [row] =
         await tx<OperationRow>`SELECT * FROM operations WHERE id = ${params.id} FOR UPDATE`;
-      if (!row || row.state !== "running") return null;
+      if (row?.state !== "running") return null;
       const op = rowToOperation(row);
       const now = await this.nowValue(tx, t);
       const applicable = actionableStatuses(op.kind);
@@ -1344,38 +1349,46 @@ class PostgresJobStore implements JobStore {
     limit: number;
   }): Promise<{ events: JobStreamEvent[]; head: string }> {
     const q = this.sql;
-    const [horizon] = await this.run(() => q<{ txid: number; seq: number }>`
-      SELECT txid, seq FROM event_horizon WHERE id = 1`);
+    const [horizon] = await this.run(
+      () => q<{ txid: number; seq: number }>`
+      SELECT txid, seq FROM event_horizon WHERE id = 1`,
+    );
     const from = after === null ? horizon! : parsePgCursor(after);
     if (from.txid < horizon!.txid || (from.txid === horizon!.txid && from.seq < horizon!.seq)) {
       throw new CursorExpiredError(after!);
     }
-    const rows = await this.run(() => q<EventRow>`SELECT * FROM job_events
+    const rows = await this.run(
+      () => q<EventRow>`SELECT * FROM job_events
       WHERE (txid, seq) > (${from.txid}::bigint, ${from.seq}::bigint)
         AND txid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
-      ORDER BY txid, seq LIMIT ${limit}`);
+      ORDER BY txid, seq LIMIT ${limit}`,
+    );
     const events = rows.map(rowToEvent);
     return { events, head: events.at(-1)?.cursor ?? cursorOf(from.seq, from.txid) };
   }
 
   async eventHead(): Promise<string> {
-    const [row] = await this.run(() => this.sql<{ txid: number; seq: number }>`
+    const [row] = await this.run(
+      () => this.sql<{ txid: number; seq: number }>`
       SELECT txid, seq FROM (
         (SELECT txid, seq FROM job_events
           WHERE txid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
           ORDER BY txid DESC, seq DESC LIMIT 1)
         UNION ALL (SELECT txid, seq FROM event_horizon WHERE id = 1)) h
-      ORDER BY txid DESC, seq DESC LIMIT 1`);
+      ORDER BY txid DESC, seq DESC LIMIT 1`,
+    );
     return cursorOf(row!.seq, row!.txid);
   }
 
   async eventAppend(params: { jobId: string; attempt: number; progress: Progress }): Promise<void> {
     const q = this.sql;
-    await this.run(() => q`INSERT INTO job_events (at, job_id, type, status, queue, owner, tags,
+    await this.run(
+      () => q`INSERT INTO job_events (at, job_id, type, status, queue, owner, tags,
         attempt, detail)
       SELECT ${this.nowOf(q, this.t())}, id, 'progress', 'running', queue, owner, tags,
         ${params.attempt}, ${JSON.stringify(params.progress)}
-      FROM jobs WHERE id = ${params.jobId} AND state = 'running' AND attempt = ${params.attempt}`);
+      FROM jobs WHERE id = ${params.jobId} AND state = 'running' AND attempt = ${params.attempt}`,
+    );
     this.notifier.eventsAppended();
   }
 
@@ -1385,7 +1398,9 @@ class PostgresJobStore implements JobStore {
         WHERE seq IN (SELECT seq FROM job_events WHERE at < ${before} ORDER BY at LIMIT ${limit})
         RETURNING txid, seq`;
       if (gone.length === 0) return 0;
-      const last = gone.reduce((a, b) => (b.txid > a.txid || (b.txid === a.txid && b.seq > a.seq) ? b : a));
+      const last = gone.reduce((a, b) =>
+        b.txid > a.txid || (b.txid === a.txid && b.seq > a.seq) ? b : a,
+      );
       await tx`UPDATE event_horizon SET txid = ${last.txid}, seq = ${last.seq}
         WHERE id = 1 AND (txid, seq) < (${last.txid}::bigint, ${last.seq}::bigint)`;
       return gone.length;

@@ -70,8 +70,8 @@ import {
   type AttemptRow,
   type AuditRow,
   cursorOf,
-  encodeRequestBody,
   type EventRow,
+  encodeRequestBody,
   type JobRow,
   type NodeRow,
   type OperationRow,
@@ -86,7 +86,6 @@ import {
   rowToOperation,
   rowToQueue,
   rowToResult,
-  STATES_OF,
   statusOf,
 } from "../rows.js";
 import { listQuery } from "./list-query.js";
@@ -1183,7 +1182,7 @@ class SqliteJobStore implements JobStore {
     const now = this.clock.now();
     return this.write((fx) => {
       const row = this.s.getOperation.get(params.id) as OperationRow | undefined;
-      if (!row || row.state !== "running") return null;
+      if (row?.state !== "running") return null;
       const op = rowToOperation(row);
       const statuses = narrowStatuses(op);
       let next: ListCursor | null = null;

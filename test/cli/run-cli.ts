@@ -1,0 +1,98 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
+
+/** The real `jobqueue` binary, as npm links it. */
+export const BIN = fileURLToPath(new URL("../../bin/jobqueue.js", import.meta.url));
+
+export interface CliRun {
+  readonly child: ChildProcess;
+  readonly stdout: string;
+  readonly stderr: string;
+  /** Resolves when stdout or stderr (as `script` merges them) first matches. */
+  waitForOutput(match: RegExp, what?: string): Promise<string>;
+  readonly exited: Promise<{ code: number | null; stdout: string; stderr: string }>;
+}
+
+/**
+ * Runs `jobqueue <args>` in its own process with `env` over a clean environment (no JOBQUEUE_* of
+ * the parent's). `tty: true` runs it under `script`, on a pseudo-terminal (progress bars, live
+ * status lines), with stdout and stderr merged.
+ */
+export function startCli(
+  args: string[],
+  options: { env?: Record<string, string>; tty?: boolean; stdin?: string; cwd?: string } = {},
+): CliRun {
+  const inherited = Object.fromEntries(
+    Object.entries(process.env).filter(([k]) => !k.startsWith("JOBQUEUE_") && k !== "NO_COLOR"),
+  );
+  const env = { ...inherited, ...options.env };
+  const quoted = [process.execPath, BIN, ...args]
+    .map((a) => `'${a.replaceAll("'", `'\\''`)}'`)
+    .join(" ");
+  const child = options.tty
+    ? spawn("script", ["-qefc", `stty cols 120; ${quoted}`, "/dev/null"], {
+        env: { ...env, TERM: "xterm-256color" },
+        cwd: options.cwd,
+        stdio: ["pipe", "pipe", "pipe"],
+      })
+    : spawn(process.execPath, [BIN, ...args], {
+        env,
+        cwd: options.cwd,
+        stdio: ["pipe", "pipe", "pipe"],
+      });
+  let stdout = "";
+  let stderr = "";
+  const waiters = new Set<() => void>();
+  child.stdout!.setEncoding("utf8").on("data", (c: string) => {
+    stdout += c;
+    for (const w of waiters) w();
+  });
+  child.stderr!.setEncoding("utf8").on("data", (c: string) => {
+    stderr += c;
+    for (const w of waiters) w();
+  });
+  if (options.stdin !== undefined) child.stdin!.end(options.stdin);
+  else child.stdin!.end();
+  const exited = new Promise<{ code: number | null; stdout: string; stderr: string }>(
+    (resolve, reject) => {
+      child.once("error", reject);
+      child.once("close", (code) => resolve({ code, stdout, stderr }));
+    },
+  );
+  return {
+    child,
+    get stdout() {
+      return stdout;
+    },
+    get stderr() {
+      return stderr;
+    },
+    exited,
+    waitForOutput(match, what = String(match)) {
+      return new Promise((resolve, reject) => {
+        const check = () => {
+          const m = match.exec(stdout) ?? match.exec(stderr);
+          if (m) {
+            waiters.delete(check);
+            resolve(m[0]);
+          }
+        };
+        waiters.add(check);
+        check();
+        void exited.then(() => {
+          if (waiters.has(check)) {
+            waiters.delete(check);
+            reject(
+              new Error(`jobqueue exited before ${what}\nstdout:\n${stdout}\nstderr:\n${stderr}`),
+            );
+          }
+        });
+      });
+    },
+  };
+}
+
+/** Runs `jobqueue <args>` to its end. */
+export function runCli(args: string[], options: Parameters<typeof startCli>[1] = {}) {
+  return startCli(args, options).exited;
+}

@@ -1,0 +1,358 @@
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import type { Browser, BrowserContext, Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { generateApiKey } from "../../src/auth/api-keys.js";
+import { startTarget, type Target } from "../helpers/target.js";
+import { startTestApp, type TestApp } from "../helpers/test-app.js";
+import { launchBrowser } from "./browser.js";
+
+const ROOT = join(import.meta.dirname, "../..");
+/** Every page's screenshot, kept as a CI artifact (never committed). */
+const SHOTS = process.env.UI_SCREENSHOTS_DIR ?? join(ROOT, ".tmp/ui-screenshots");
+/** With UPDATE_DOCS_SCREENSHOTS=1, the README's screenshots in docs/ are written too. */
+const DOCS = process.env.UPDATE_DOCS_SCREENSHOTS === "1" ? join(ROOT, "docs") : null;
+
+const admin = generateApiKey("alice", "admin");
+const submitter = generateApiKey("alice", "submitter");
+const reader = generateApiKey("alice", "reader");
+
+/** The dashboard in chromium against a real server with API keys, a real target behind it. */
+describe("dashboard", () => {
+  let t: TestApp;
+  let target: Target;
+  let browser: Browser;
+  let context: BrowserContext;
+  /** Console errors (a CSP violation among them) seen by any page: none are expected. */
+  const consoleErrors: string[] = [];
+
+  async function newPage(viewport = { width: 1280, height: 900 }): Promise<Page> {
+    const page = await context.newPage();
+    await page.setViewportSize(viewport);
+    page.on("console", (m) => {
+      if (m.type() === "error" && !/status of 40[134]/.test(m.text())) consoleErrors.push(m.text());
+    });
+    page.on("pageerror", (e) => consoleErrors.push(e.message));
+    return page;
+  }
+
+  async function signIn(page: Page, key: string) {
+    await page.goto(`${t.url}/ui/`);
+    await page.fill("input[name=apiKey]", key);
+    await page.click("button[type=submit]");
+    await page.waitForSelector("[data-access]");
+  }
+
+  async function shot(page: Page, name: string, docs = false) {
+    await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
+    if (docs && DOCS) {
+      // The README's: the top of the page, up to 1,500 px (a job's attempts included).
+      const { width } = page.viewportSize()!;
+      const height = Math.min(1500, await page.evaluate("document.documentElement.scrollHeight"));
+      await page.screenshot({
+        path: join(DOCS, `dashboard-${name}.png`),
+        fullPage: true,
+        clip: { x: 0, y: 0, width, height: height as number },
+      });
+    }
+  }
+
+  const enqueue = async (job: Record<string, unknown>) => {
+    const res = await fetch(`${t.url}/jobs`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${submitter.key}` },
+      body: JSON.stringify(job),
+    });
+    const json = (await res.json()) as { job_id: string };
+    if (res.status !== 200) throw new Error(JSON.stringify(json));
+    return json.job_id;
+  };
+  const statusOf = async (jobId: string) => {
+    const res = await fetch(`${t.url}/jobs/${jobId}`, {
+      headers: { authorization: `Bearer ${admin.key}` },
+    });
+    return ((await res.json()) as { status: string }).status;
+  };
+  const waitStatus = async (jobId: string, status: string) => {
+    for (;;) {
+      if ((await statusOf(jobId)) === status) return;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  };
+
+  let failedJob: string;
+  beforeAll(async () => {
+    mkdirSync(SHOTS, { recursive: true });
+    if (DOCS) mkdirSync(DOCS, { recursive: true });
+    target = await startTarget();
+    target.on("/ok", (_req, res) => {
+      res.writeHead(200, { "content-type": "application/json" }).end('{"order":17,"paid":true}');
+    });
+    target.on("/flaky", (_req, res) => {
+      res.writeHead(503, { "content-type": "text/plain" }).end("try later");
+    });
+    target.on("/hold", () => new Promise(() => {}));
+    t = await startTestApp({
+      JOBQUEUE_API_KEYS: [admin.line, submitter.line, reader.line].join(","),
+      JOBQUEUE_AUTH_FAILURES_PER_MINUTE: "0",
+    });
+    // A small world: succeeded, failed after two attempts, queued for later, 30 more for paging.
+    const ok = await enqueue({
+      url: `${target.url}/ok`,
+      method: "POST",
+      body: { order: 17 },
+      tags: ["alpha", "orders"],
+    });
+    failedJob = await enqueue({
+      url: `${target.url}/flaky`,
+      headers: { Authorization: "Bearer very-secret-token", "X-Trace": "t-1" },
+      max_attempts: 2,
+      backoff_seconds: 0,
+      tags: ["beta"],
+    });
+    for (let i = 0; i < 30; i++) {
+      await enqueue({
+        url: `${target.url}/later/${i}`,
+        scheduled_at: new Date(Date.now() + 3_600_000).toISOString(),
+        tags: ["paging"],
+      });
+    }
+    await waitStatus(ok, "succeeded");
+    await waitStatus(failedJob, "failed");
+    browser = await launchBrowser();
+    context = await browser.newContext();
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await t?.stop();
+    await target?.close();
+  });
+
+  it("asks for a key, refuses a wrong one, and signs in with a good one", async () => {
+    const page = await newPage();
+    await page.goto(`${t.url}/ui/jobs`);
+    await page.waitForSelector("input[name=apiKey]");
+    expect(await page.locator("nav .nav-pages").count()).toBe(0);
+    await shot(page, "sign-in", true);
+    await page.fill("input[name=apiKey]", "jq_not-a-key");
+    await page.click("button[type=submit]");
+    await page.getByText("The server refused this key.").waitFor();
+    // The key never goes into the URL.
+    expect(page.url()).not.toContain("jq_");
+    await page.fill("input[name=apiKey]", submitter.key);
+    await page.click("button[type=submit]");
+    await page.locator("[data-access=submitter]").waitFor();
+    expect(page.url()).toBe(`${t.url}/ui/jobs`);
+    expect(page.url()).not.toContain(submitter.key);
+    // (Expressions as strings: this file is type-checked without the DOM's types.)
+    const stored = await page.evaluate(`({
+      session: sessionStorage.getItem("jobqueue.apiKey"),
+      local: Object.keys(localStorage).filter((k) => localStorage.getItem(k)?.includes("jq_")),
+      cookie: document.cookie,
+    })`);
+    expect(stored).toEqual({ session: submitter.key, local: [], cookie: "" });
+    // Signing out forgets it.
+    await page.getByRole("button", { name: "Sign out" }).click();
+    await page.waitForSelector("input[name=apiKey]");
+    expect(await page.evaluate(`sessionStorage.getItem("jobqueue.apiKey")`)).toBeNull();
+    await page.close();
+  });
+
+  it("shows the overview: the latest jobs by status and the node", async () => {
+    const page = await newPage();
+    await signIn(page, admin.key);
+    await page.locator("[data-count=failed]").filter({ hasText: "1" }).waitFor();
+    expect(await page.locator("[data-count=succeeded]").textContent()).toBe("1");
+    expect(await page.locator("[data-count=queued]").textContent()).toBe("5+");
+    await page.locator("table.nodes").getByText(t.config.nodeId).waitFor();
+    expect(await page.locator("[data-slot=counts]").count()).toBe(1);
+    await shot(page, "overview", true);
+    await page.goto(`${t.url}/ui/nodes`);
+    await page.locator("table.nodes").getByText(t.config.nodeId).waitFor();
+    await shot(page, "nodes", true);
+    await page.goto(`${t.url}/ui/`);
+    // Keyboard: from the top, the skip link, then the navigation; Enter follows a link.
+    await page.reload();
+    await page.locator("[data-count=failed]").waitFor();
+    await page.keyboard.press("Tab");
+    expect(await page.evaluate("document.activeElement?.textContent")).toBe("Skip to content");
+    await page.locator("nav a", { hasText: "Jobs" }).focus();
+    await page.keyboard.press("Enter");
+    await page.waitForURL(`${t.url}/ui/jobs`);
+    // The new page's content has the focus, as after a page load.
+    expect(await page.evaluate("document.activeElement?.id")).toBe("main");
+    await page.close();
+  });
+
+  it("filters the list by status and tag, and pages with the cursor", async () => {
+    const page = await newPage();
+    await signIn(page, admin.key);
+    await page.goto(`${t.url}/ui/jobs`);
+    await page.locator("tr[data-job-id]").first().waitFor();
+    await page.check("input[name=status][value=failed]");
+    await page.click("text=Apply filters");
+    await page.waitForURL(/status=failed/);
+    await page.locator(`tr[data-job-id="${failedJob}"]`).waitFor();
+    expect(await page.locator("tr[data-job-id]").count()).toBe(1);
+    await shot(page, "jobs-filtered");
+
+    await page.goto(`${t.url}/ui/jobs?tag=alpha`);
+    await page.locator("tr[data-job-id] .tag", { hasText: "alpha" }).first().waitFor();
+    expect(await page.locator("tr[data-job-id]").count()).toBe(1);
+
+    await page.goto(`${t.url}/ui/jobs?tag=paging&page_size=25`);
+    await page.locator("tr[data-job-id]").nth(24).waitFor();
+    const first = await page
+      .locator("tr[data-job-id]")
+      .evaluateAll((rows) => rows.map((r) => r.getAttribute("data-job-id")));
+    expect(first).toHaveLength(25);
+    await page.click("text=Older →");
+    await page.getByText("Page 2").waitFor();
+    // (Not page.waitForFunction: its polling evaluates strings in the page, which the CSP forbids.)
+    await expect.poll(() => page.locator("tr[data-job-id]").count()).toBe(5);
+    const second = await page
+      .locator("tr[data-job-id]")
+      .evaluateAll((rows) => rows.map((r) => r.getAttribute("data-job-id")));
+    expect(second.filter((id) => first.includes(id))).toEqual([]);
+    expect(await page.locator("button", { hasText: "Older →" }).isDisabled()).toBe(true);
+    await page.click("text=← Newer");
+    await page.getByText("Page 1").waitFor();
+
+    await page.goto(`${t.url}/ui/jobs`);
+    await page.locator("tr[data-job-id]").first().waitFor();
+    await shot(page, "jobs");
+    await page.close();
+  });
+
+  it("opens a job: the request with secrets masked, the timeline, every attempt and the result", async () => {
+    const page = await newPage();
+    await signIn(page, admin.key);
+    await page.goto(`${t.url}/ui/jobs/${failedJob}`);
+    await page.locator("tr[data-attempt='2']").waitFor();
+    expect(await page.locator(".job-title .badge").textContent()).toBe("failed");
+    const attempts = (await page.locator("table.attempts tbody tr").allInnerTexts()).map((row) =>
+      row.split("\t").map((cell) => cell.trim()),
+    );
+    expect(attempts).toHaveLength(2);
+    for (const [i, row] of attempts.entries()) {
+      expect(row[0]).toBe(String(i + 1));
+      expect(row[1]).toMatch(/^failed/);
+      expect(row[2]).toBe("503");
+      expect(row[3]).toBe(t.config.nodeId);
+    }
+    const request = await page.locator("#request").textContent();
+    expect(request).toContain("X-Trace");
+    expect(request).toContain("t-1");
+    expect(request).toContain("secret");
+    expect(await page.content()).not.toContain("very-secret-token");
+    expect(await page.locator("ol.timeline li[data-kind=ended]").count()).toBe(2);
+    expect(await page.locator("ol.timeline li[data-kind=finished]").textContent()).toContain(
+      "Job failed",
+    );
+    expect(await page.locator("#result [data-body-kind=text] pre").textContent()).toBe("try later");
+    // An admin may act, but a finished job offers no cancel.
+    expect(await page.locator("button[data-action=cancel]").count()).toBe(0);
+    await shot(page, "job", true);
+    await page.close();
+  });
+
+  it("cancels a running job from its page, and follows a cancel made elsewhere live", async () => {
+    const jobId = await enqueue({ url: `${target.url}/hold`, tags: ["held"] });
+    await waitStatus(jobId, "running");
+    const page = await newPage();
+    await signIn(page, submitter.key);
+    await page.goto(`${t.url}/ui/jobs/${jobId}`);
+    await page.locator(".job-title .badge", { hasText: "running" }).waitFor();
+    await page.locator("[data-live=on]").waitFor();
+    await page.click("button[data-action=cancel]");
+    await page.locator("dialog[open]").waitFor();
+    await shot(page, "cancel-confirm");
+    await page.click("button[data-confirm=cancel]");
+    await page.locator(".job-title .badge", { hasText: "canceled" }).waitFor();
+    await page.locator("tr[data-attempt='1'] .badge", { hasText: "canceled" }).waitFor();
+    expect(await page.locator("button[data-action=cancel]").count()).toBe(0);
+    expect(await statusOf(jobId)).toBe("canceled");
+
+    // Canceled by another client while the page is open: WatchJob brings the change.
+    const other = await enqueue({ url: `${target.url}/hold` });
+    await waitStatus(other, "running");
+    await page.goto(`${t.url}/ui/jobs/${other}`);
+    await page.locator("[data-live=on]").waitFor();
+    const res = await fetch(`${t.url}/jobs/${other}/cancel`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${admin.key}`, "content-type": "application/json" },
+      body: "{}",
+    });
+    expect(res.status).toBe(200);
+    await page.locator(".job-title .badge", { hasText: "canceled" }).waitFor();
+    await page.locator(".live-note", { hasText: "final" }).waitFor();
+    await page.close();
+  });
+
+  it("pauses live updates while the tab is hidden and resumes when it shows", async () => {
+    const page = await newPage();
+    await signIn(page, admin.key);
+    await page.goto(`${t.url}/ui/jobs`);
+    await page.locator(".live-note[data-live=on]").waitFor();
+    const setVisibility = (state: "hidden" | "visible") =>
+      page.evaluate(`
+        Object.defineProperty(document, "visibilityState", { configurable: true, get: () => "${state}" });
+        document.dispatchEvent(new Event("visibilitychange"));
+      `);
+    await setVisibility("hidden");
+    await page.locator(".live-note[data-live=off]", { hasText: "paused" }).waitFor();
+    const listed = page.waitForRequest((r) =>
+      r.url().endsWith("/jobqueue.v1.JobQueueService/ListJobs"),
+    );
+    await setVisibility("visible");
+    await listed;
+    await page.locator(".live-note[data-live=on]").waitFor();
+    await page.close();
+  });
+
+  it("gives a reader no action buttons", async () => {
+    const jobId = await enqueue({ url: `${target.url}/hold` });
+    await waitStatus(jobId, "running");
+    const page = await newPage();
+    await signIn(page, reader.key);
+    expect(await page.locator("[data-access=reader]").textContent()).toContain("read-only");
+    await page.goto(`${t.url}/ui/jobs/${jobId}`);
+    await page.locator(".job-title .badge", { hasText: "running" }).waitFor();
+    await page.locator("#attempts").waitFor();
+    expect(await page.locator("button[data-action]").count()).toBe(0);
+    await shot(page, "job-reader");
+    await page.close();
+  });
+
+  it("works at phone width and in the dark theme", async () => {
+    const page = await newPage({ width: 390, height: 844 });
+    await signIn(page, admin.key);
+    await page.locator("[data-count=failed]").waitFor();
+    const overflow = await page.evaluate(
+      "document.documentElement.scrollWidth - window.innerWidth",
+    );
+    expect(overflow).toBe(0);
+    await shot(page, "overview-phone", true);
+    await page.goto(`${t.url}/ui/jobs/${failedJob}`);
+    await page.locator("tr[data-attempt='2']").waitFor();
+    expect(
+      await page.evaluate("document.documentElement.scrollWidth - window.innerWidth"),
+    ).toBeLessThanOrEqual(0);
+    await shot(page, "job-phone");
+    // The theme toggle cycles auto → light → dark, and is kept.
+    const toggle = page.locator("button.theme-toggle");
+    await toggle.click();
+    await toggle.click();
+    expect(await page.evaluate("document.documentElement.dataset.theme")).toBe("dark");
+    await page.goto(`${t.url}/ui/jobs`);
+    await page.locator("tr[data-job-id]").first().waitFor();
+    expect(await page.evaluate("document.documentElement.dataset.theme")).toBe("dark");
+    await page.setViewportSize({ width: 1280, height: 900 });
+    await shot(page, "jobs-dark", true);
+    await page.close();
+  });
+
+  it("logged no console errors (no CSP violation among them)", () => {
+    expect(consoleErrors).toEqual([]);
+  });
+});

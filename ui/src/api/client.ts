@@ -1,0 +1,53 @@
+import {
+  type Client,
+  Code,
+  ConnectError,
+  createClient,
+  type Interceptor,
+} from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-web";
+import { JobQueueService } from "../../../gen/jobqueue/v1/job_queue_service_pb.js";
+
+/** The public API, as the generated Connect-Web client calls it. */
+export type Api = Client<typeof JobQueueService>;
+
+/**
+ * A client of the server that served the page (same origin: no CORS), sending the API key of the
+ * session, if any, as a bearer token. `onUnauthenticated` hears of every call the server refused
+ * for want of a valid key (the key was revoked, or the session was never signed in).
+ */
+export function createApi(options: {
+  apiKey: () => string | null;
+  onUnauthenticated: () => void;
+}): Api {
+  const auth: Interceptor = (next) => async (req) => {
+    const key = options.apiKey();
+    if (key) req.header.set("authorization", `Bearer ${key}`);
+    try {
+      return await next(req);
+    } catch (err) {
+      if (ConnectError.from(err).code === Code.Unauthenticated) options.onUnauthenticated();
+      throw err;
+    }
+  };
+  const transport = createConnectTransport({
+    baseUrl: window.location.origin,
+    useBinaryFormat: true,
+    interceptors: [auth],
+  });
+  return createClient(JobQueueService, transport);
+}
+
+/** Whether the generated client knows a method: the operator API and events arrive later. */
+export function offers(method: string): boolean {
+  return JobQueueService.methods.some((m) => m.name === method);
+}
+
+/** A message fit for a person: the server's own, without the "[code]" prefix connect adds. */
+export function errorText(err: unknown): string {
+  const cerr = ConnectError.from(err);
+  if (cerr.code === Code.Unavailable && /fetch|network/i.test(cerr.rawMessage)) {
+    return "The server cannot be reached.";
+  }
+  return cerr.rawMessage || Code[cerr.code];
+}
