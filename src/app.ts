@@ -74,7 +74,11 @@ export async function createApp(config: Config, deps: AppDeps = {}): Promise<App
   const logger = deps.logger ?? pino({ level: config.logLevel });
   const clock = deps.clock ?? systemClock;
   const db = config.db;
-  const opened = await openStore(db, { poolSize: config.dbPoolSize, clock: deps.clock });
+  const opened = await openStore(db, {
+    poolSize: config.dbPoolSize,
+    clock: deps.clock,
+    minFreeBytes: config.minFreeDiskBytes,
+  });
   const readiness = createReadiness({ store: opened, logger });
   const store = readiness.store;
   const policy = createOutboundPolicy({

@@ -19,6 +19,8 @@ export interface Config {
   nodeId: string;
   /** PostgreSQL connections at most per node. */
   dbPoolSize: number;
+  /** Free space the disk of a SQLite database must have for the node to be ready. */
+  minFreeDiskBytes: number;
   concurrency: number;
   pollIntervalMs: number;
   defaultTimeoutMs: number;
@@ -37,6 +39,8 @@ export interface Config {
   cleanupIntervalMs: number;
   logLevel: "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
   accessLog: boolean;
+  /** Who may read GET /metrics: anyone, callers with an API key, "auto" (as the API), or nobody. */
+  metrics: "auto" | "open" | "keys" | "off";
   allowedHosts: string[];
   deniedHosts: string[];
   /** Secret-header keys, the sealing one first; null: use (or create) the key file. */
@@ -217,6 +221,13 @@ export const SETTINGS = [
     parse: int(2, 1000),
   } satisfies Setting<"dbPoolSize">,
   {
+    env: "JOBQUEUE_MIN_FREE_DISK_MB",
+    key: "minFreeDiskBytes",
+    default: "64",
+    doc: "SQLite: free space, in MiB, the disk holding the database must have for `/readyz` to say ready (writes are still tried below it). 0: no check.",
+    parse: (raw) => int(0, 1_048_576)(raw) * 1_048_576,
+  } satisfies Setting<"minFreeDiskBytes">,
+  {
     env: "JOBQUEUE_CONCURRENCY",
     key: "concurrency",
     default: "4",
@@ -340,6 +351,13 @@ export const SETTINGS = [
       throw new BadValue("must be 1 or 0");
     },
   } satisfies Setting<"accessLog">,
+  {
+    env: "JOBQUEUE_METRICS",
+    key: "metrics",
+    default: "auto",
+    doc: "Who may read Prometheus metrics at `GET /metrics`: `open` (anyone, like `/healthz`), `keys` (an API key of any role), `off` (404), or `auto`: `keys` when the API needs keys, else `open`.",
+    parse: oneOf(["auto", "open", "keys", "off"] as const),
+  } satisfies Setting<"metrics">,
   {
     env: "JOBQUEUE_ALLOWED_HOSTS",
     key: "allowedHosts",

@@ -60,6 +60,8 @@ describe("loadConfig", () => {
       authFailuresPerMinute: 300,
       corsOrigins: [],
       accessLog: false,
+      minFreeDiskBytes: 64 * 1_048_576,
+      metrics: "auto",
       auth: { enabled: false, keys: [] },
     } satisfies Config);
   });

@@ -150,7 +150,9 @@ export interface JobStore {
 /**
  * The store cannot serve now (the database is unreachable, the disk is full or failing, the file
  * is read-only). The message says what is wrong and is safe to show; callers answer 503 /
- * UNAVAILABLE and try again later. Nothing it refused was stored.
+ * UNAVAILABLE and try again later. Nothing it refused was acknowledged, and nothing it refused
+ * was stored, with one exception: a write whose commit reached the disk's cache but whose fsync
+ * failed may be found stored once the database is reopened (retry with the same idempotency key).
  */
 export class StoreUnavailableError extends Error {
   override readonly name = "StoreUnavailableError";

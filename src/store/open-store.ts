@@ -7,10 +7,14 @@ import { createSqliteJobStore } from "./sqlite/sqlite-job-store.js";
 /** Opens the store a database URL names, with its migrations applied. */
 export async function openStore(
   target: DbTarget,
-  options: { poolSize?: number; clock?: Clock } = {},
+  options: { poolSize?: number; clock?: Clock; minFreeBytes?: number } = {},
 ): Promise<JobStore> {
   if (target.kind === "sqlite")
-    return createSqliteJobStore({ path: target.path, clock: options.clock });
+    return createSqliteJobStore({
+      path: target.path,
+      clock: options.clock,
+      minFreeBytes: options.minFreeBytes,
+    });
   return createPostgresJobStore({
     url: target.url,
     schema: target.schema,
