@@ -14,6 +14,7 @@ import { createNodeHeartbeat } from "./maintenance/node-heartbeat.js";
 import type { Service } from "./maintenance/periodic-service.js";
 import { createScheduler } from "./maintenance/scheduler.js";
 import { createTtlCleaner } from "./maintenance/ttl-cleaner.js";
+import { createMetrics, type Metrics, STATS_CAP } from "./metrics/metrics.js";
 import { createJobQueue, type JobQueue } from "./queue/job-queue.js";
 import { createReadiness } from "./queue/readiness.js";
 import { createRefusalLog } from "./queue/refusal-log.js";
@@ -74,13 +75,27 @@ export async function createApp(config: Config, deps: AppDeps = {}): Promise<App
   const logger = deps.logger ?? pino({ level: config.logLevel });
   const clock = deps.clock ?? systemClock;
   const db = config.db;
+  const limits = createLimitResolver(config.hostLimits);
+  let serving = false;
+  // Read when scraped, once everything below exists.
+  const metrics: Metrics | null =
+    config.metrics === "off"
+      ? null
+      : createMetrics({
+          stats: () => store.jobStats({ cap: STATS_CAP }),
+          inFlight: () => pool.inFlightByBucket(),
+          limited: (bucket) => (limits?.(bucket) ?? null) !== null,
+          ready: () => serving && readiness.state().ready,
+          now: () => clock.now(),
+        });
   const opened = await openStore(db, {
     poolSize: config.dbPoolSize,
     clock: deps.clock,
     minFreeBytes: config.minFreeDiskBytes,
+    onCommit: metrics ? (commit) => metrics.committed(commit) : undefined,
   });
   const readiness = createReadiness({ store: opened, logger });
-  const store = readiness.store;
+  const store: JobStore = metrics ? metrics.instrument(readiness.store) : readiness.store;
   const policy = createOutboundPolicy({
     allowed: config.allowedHosts,
     denied: config.deniedHosts,
@@ -144,8 +159,9 @@ export async function createApp(config: Config, deps: AppDeps = {}): Promise<App
       random: Math.random,
     },
     node: config.nodeId,
-    limits: createLimitResolver(config.hostLimits),
+    limits,
     secretBox,
+    observer: metrics ?? undefined,
   });
   const startedAt = clock.now();
   const heartbeat = createNodeHeartbeat({
@@ -197,12 +213,12 @@ export async function createApp(config: Config, deps: AppDeps = {}): Promise<App
       }),
     ],
   });
-  let serving = false;
+  const authenticate = config.auth.enabled ? createAuthenticator(config.auth.keys) : null;
   const interceptors = [
     createErrorInterceptor(logger),
     createServingInterceptor(() => serving, Math.max(1, Math.ceil(config.shutdownGraceMs / 1000))),
     createAuthInterceptor({
-      authenticate: config.auth.enabled ? createAuthenticator(config.auth.keys) : null,
+      authenticate,
       throttled: (address) => authFailures.retryAfter(address),
       authFailed: (address) => authFailures.failed(address),
       refused: async ({ caller, action, outcome, jobIdOf }) => {
@@ -245,6 +261,33 @@ export async function createApp(config: Config, deps: AppDeps = {}): Promise<App
     readMaxBytes: config.maxRequestBytes,
     corsOrigins: config.corsOrigins,
     accessLog: config.accessLog ? logger.child({ log: "access" }) : null,
+    onCall: metrics ? (call) => metrics.callEnded(call) : null,
+    metrics: metrics
+      ? async (headers, address) => {
+          const open = config.metrics === "open" || (config.metrics === "auto" && !authenticate);
+          if (!open) {
+            const refusal = (status: number, code: string, message: string, more = {}) => ({
+              status,
+              headers: { "content-type": "application/json", ...more },
+              body: JSON.stringify({ code, message }),
+            });
+            const wait = authFailures.retryAfter(address);
+            if (wait > 0) {
+              return refusal(429, "resource_exhausted", "too many failed authentications", {
+                "retry-after": String(wait),
+              });
+            }
+            if (authenticate?.(headers).kind !== "principal") {
+              authFailures.failed(address);
+              return refusal(401, "unauthenticated", "GET /metrics needs a valid API key", {
+                "www-authenticate": 'Bearer realm="jobqueue"',
+              });
+            }
+          }
+          const { contentType, body } = await metrics.render();
+          return { status: 200, headers: { "content-type": contentType }, body };
+        }
+      : null,
     shutdownSignal: shutdown.signal,
   });
 

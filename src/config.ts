@@ -643,6 +643,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       `JOBQUEUE_HOST=${result.host} is not a loopback address and no API keys are configured: set JOBQUEUE_API_KEYS_FILE (or JOBQUEUE_API_KEYS), or JOBQUEUE_AUTH=none to serve without authentication`,
     );
   }
+  if (result.metrics === "keys" && keys.length === 0) {
+    problems.push(
+      "JOBQUEUE_METRICS=keys, but no API keys are configured (JOBQUEUE_API_KEYS_FILE or JOBQUEUE_API_KEYS)",
+    );
+  }
   if (problems.length > 0) throw new ConfigError(problems);
   result.auth = { enabled: keys.length > 0, keys };
   return result;

@@ -33,6 +33,16 @@ export interface WorkerPoolOptions {
   limits?: LimitResolver;
   /** Opens the jobs' secret headers just before the call. */
   secretBox: SecretBox;
+  /** Told of claims and ended attempts (the metrics). */
+  observer?: WorkerPoolObserver;
+}
+
+/** What the pool reports as it works. */
+export interface WorkerPoolObserver {
+  /** A claim returned: how long the store took, the jobs it got, and the time (store clock). */
+  claimed(c: { seconds: number; jobs: readonly ClaimedJob[]; at: number }): void;
+  /** An attempt ended (its outcome is being written). */
+  attemptEnded(a: { job: ClaimedJob; end: AttemptEndRecord }): void;
 }
 
 export interface WorkerPool {
@@ -44,6 +54,8 @@ export interface WorkerPool {
   stop(graceMs: number): Promise<void>;
   /** Calls in flight now. */
   readonly inFlight: number;
+  /** Calls in flight now, per bucket. */
+  inFlightByBucket(): Map<string, number>;
 }
 
 type AbortReason = "canceled" | "interrupted" | "lease-lost";
@@ -64,7 +76,7 @@ interface Flight {
  * lease runs out.
  */
 export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
-  const { store, dispatcher, clock, logger, secretBox } = options;
+  const { store, dispatcher, clock, logger, secretBox, observer } = options;
   const signals = store.signals;
   const flights = new Map<string, Flight>();
   /** Every attempt until its outcome is written, including those whose slot is already free. */
@@ -137,11 +149,17 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
         refill = false;
         while (running && flights.size < options.concurrency) {
           const want = options.concurrency - flights.size;
+          const started = performance.now();
           const { jobs } = await store.jobClaim({
             limit: want,
             leaseMs: options.leaseMs,
             node: options.node,
             limits: options.limits,
+          });
+          observer?.claimed({
+            seconds: (performance.now() - started) / 1000,
+            jobs,
+            at: clock.now(),
           });
           if (claimsFailing) logger.info("claiming jobs works again");
           claimsFailing = false;
@@ -215,6 +233,7 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
         durationMs: 0,
       };
       const result: ResultRecord = { response: null, error, durationMs: 0 };
+      observer?.attemptEnded({ job, end });
       await finishAttempt({ lease, end, next: { status: "failed" }, result });
       logger.error({ jobId: job.id }, error);
       return;
@@ -224,6 +243,7 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
 
     if (result.kind === "aborted") {
       const end = abortedEnd(flight.reason ?? "interrupted", result.durationMs);
+      observer?.attemptEnded({ job, end });
       const next: NextState | null =
         flight.reason === "interrupted" ? { status: "released" } : null;
       const write = finishAttempt({ lease, end, next, result: null });
@@ -237,6 +257,7 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
     }
 
     const decision = decide(job, result, now, options.retryPolicy);
+    observer?.attemptEnded({ job, end: decision.end });
     const next: NextState =
       decision.next === "retry"
         ? { status: "queued", runAt: decision.runAt }
@@ -293,6 +314,12 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
   return {
     get inFlight() {
       return flights.size;
+    },
+
+    inFlightByBucket() {
+      const by = new Map<string, number>();
+      for (const { job } of flights.values()) by.set(job.bucket, (by.get(job.bucket) ?? 0) + 1);
+      return by;
     },
 
     start() {

@@ -20,6 +20,7 @@ import {
   type FinishAttemptParams,
   type InsertResult,
   type JobListParams,
+  type JobStats,
   type JobStore,
   type Lease,
   type NodeBeat,
@@ -42,6 +43,7 @@ import {
   STATES_OF,
   statusOf,
 } from "../rows.js";
+import { readJobStats } from "./postgres-stats.js";
 
 const MIGRATIONS_DIR = fileURLToPath(new URL("./migrations/", import.meta.url));
 
@@ -885,6 +887,10 @@ class PostgresJobStore implements JobStore {
       () => q`INSERT INTO store_probe (id, at) VALUES (1, ${now})
         ON CONFLICT (id) DO UPDATE SET at = excluded.at`,
     );
+  }
+
+  async jobStats({ cap }: { cap: number }): Promise<JobStats> {
+    return this.run(() => readJobStats(this.sql, cap));
   }
 
   /** The plan of the claim's candidate scan, for the test that keeps it on the partial index. */

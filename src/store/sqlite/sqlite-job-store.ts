@@ -36,6 +36,7 @@ import {
   type FinishAttemptParams,
   type InsertResult,
   type JobListParams,
+  type JobStats,
   type JobStore,
   type Lease,
   type NodeBeat,
@@ -60,6 +61,7 @@ import {
   statusOf,
 } from "../rows.js";
 import { createReopeningStore } from "./reopening-store.js";
+import { readJobStats } from "./sqlite-stats.js";
 
 const MIGRATIONS_DIR = fileURLToPath(new URL("./migrations/", import.meta.url));
 
@@ -75,6 +77,8 @@ export interface SqliteJobStoreOptions {
    * (its probe fails below it, so readiness turns off before writes start failing). 0: no check.
    */
   minFreeBytes?: number;
+  /** Told of each group commit once it is durable: how many writes, and how long it took. */
+  onCommit?: (commit: { writes: number; ms: number }) => void;
 }
 
 /**
@@ -124,7 +128,7 @@ function openSqliteJobStore(options: SqliteJobStoreOptions, notifier: Notifier):
     db.pragma(`busy_timeout = ${options.busyTimeoutMs ?? 5000}`);
     db.pragma("foreign_keys = ON");
     migrate(db);
-    return new SqliteJobStore(db, options.clock ?? systemClock, notifier);
+    return new SqliteJobStore(db, options.clock ?? systemClock, notifier, options.onCommit);
   } catch (err) {
     db.close();
     throw err;
@@ -178,6 +182,8 @@ class SqliteJobStore implements JobStore {
   private flushScheduled = false;
   /** The WAL, fsynced after each group commit; null for an in-memory database. */
   private readonly walFd: number | null;
+  /** When the last group commit began (performance.now()), for {@link onCommit}. */
+  private commitStarted = 0;
   /** The fsync of the last group commit, while it runs (on libuv's thread pool). */
   private syncing: Promise<void> | null = null;
   /**
@@ -190,6 +196,7 @@ class SqliteJobStore implements JobStore {
     private readonly db: Database.Database,
     private readonly clock: Clock,
     notifier: Notifier,
+    private readonly onCommit?: (commit: { writes: number; ms: number }) => void,
   ) {
     this.notifier = notifier;
     this.signals = notifier;
@@ -235,6 +242,7 @@ class SqliteJobStore implements JobStore {
       for (const w of batch) w.reject(new StoreUnavailableError("the store is closed"));
       return;
     }
+    this.commitStarted = performance.now();
     const settle: (() => void)[] = [];
     const effects: Effects = [];
     try {
@@ -279,6 +287,7 @@ class SqliteJobStore implements JobStore {
    */
   private sync(batch: PendingWrite[], settle: (() => void)[], effects: Effects): void {
     const done = () => {
+      this.onCommit?.({ writes: batch.length, ms: performance.now() - this.commitStarted });
       for (const f of settle) f();
       for (const f of effects) f();
     };
@@ -880,6 +889,11 @@ class SqliteJobStore implements JobStore {
   async probe(): Promise<void> {
     const now = this.clock.now();
     await this.write(() => this.s.probe.run(now));
+  }
+
+  async jobStats({ cap }: { cap: number }): Promise<JobStats> {
+    await this.settled();
+    return readJobStats(this.db, cap);
   }
 
   async close(): Promise<void> {
