@@ -15,6 +15,7 @@ import type { Service } from "./maintenance/periodic-service.js";
 import { createScheduler } from "./maintenance/scheduler.js";
 import { createTtlCleaner } from "./maintenance/ttl-cleaner.js";
 import { createMetrics, type Metrics, STATS_CAP } from "./metrics/metrics.js";
+import { createTracing } from "./metrics/tracing.js";
 import { createJobQueue, type JobQueue } from "./queue/job-queue.js";
 import { createReadiness } from "./queue/readiness.js";
 import { createRefusalLog } from "./queue/refusal-log.js";
@@ -31,7 +32,7 @@ import type { JobStore } from "./store/job-store.js";
 import { openStore } from "./store/open-store.js";
 import { createHttpDispatcher } from "./worker/dispatcher.js";
 import { createOutboundPolicy } from "./worker/outbound-policy.js";
-import { createWorkerPool } from "./worker/worker-pool.js";
+import { createWorkerPool, type WorkerPoolObserver } from "./worker/worker-pool.js";
 
 export const VERSION = "0.1.0";
 
@@ -88,6 +89,17 @@ export async function createApp(config: Config, deps: AppDeps = {}): Promise<App
           ready: () => serving && readiness.state().ready,
           now: () => clock.now(),
         });
+  const tracing = config.otlpTracesUrl
+    ? await createTracing({
+        url: config.otlpTracesUrl,
+        serviceName: "jobqueue",
+        version: VERSION,
+        nodeId: config.nodeId,
+      })
+    : null;
+  const observers: WorkerPoolObserver[] = [];
+  if (metrics) observers.push(metrics);
+  if (tracing) observers.push(tracing);
   const opened = await openStore(db, {
     poolSize: config.dbPoolSize,
     clock: deps.clock,
@@ -161,7 +173,17 @@ export async function createApp(config: Config, deps: AppDeps = {}): Promise<App
     node: config.nodeId,
     limits,
     secretBox,
-    observer: metrics ?? undefined,
+    observer:
+      observers.length === 0
+        ? undefined
+        : {
+            claimed: (c) => {
+              for (const o of observers) o.claimed(c);
+            },
+            attemptEnded: (a) => {
+              for (const o of observers) o.attemptEnded(a);
+            },
+          },
   });
   const startedAt = clock.now();
   const heartbeat = createNodeHeartbeat({
@@ -329,6 +351,9 @@ export async function createApp(config: Config, deps: AppDeps = {}): Promise<App
         await server.close(Math.max(0, deadline - Date.now()));
         await Promise.all([elector.stop(), heartbeat.stop(), readiness.stop()]);
         await dispatcher.close();
+        await tracing?.shutdown().catch((err: Error) => {
+          logger.warn({ err: err.message }, "exporting the last traces failed");
+        });
         await refusals.stop();
         await store.close();
         logger.info("stopped");

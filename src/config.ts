@@ -41,6 +41,8 @@ export interface Config {
   accessLog: boolean;
   /** Who may read GET /metrics: anyone, callers with an API key, "auto" (as the API), or nobody. */
   metrics: "auto" | "open" | "keys" | "off";
+  /** Where OpenTelemetry traces of the attempts go (OTLP/HTTP); null: no traces. */
+  otlpTracesUrl: string | null;
   allowedHosts: string[];
   deniedHosts: string[];
   /** Secret-header keys, the sealing one first; null: use (or create) the key file. */
@@ -358,6 +360,26 @@ export const SETTINGS = [
     doc: "Who may read Prometheus metrics at `GET /metrics`: `open` (anyone, like `/healthz`), `keys` (an API key of any role), `off` (404), or `auto`: `keys` when the API needs keys, else `open`.",
     parse: oneOf(["auto", "open", "keys", "off"] as const),
   } satisfies Setting<"metrics">,
+  {
+    env: "JOBQUEUE_OTLP_TRACES_URL",
+    key: "otlpTracesUrl",
+    default: "",
+    doc: "OpenTelemetry: an OTLP/HTTP traces endpoint (e.g. `http://collector:4318/v1/traces`) to export a span per attempt, the outbound call inside it. Empty: no traces (the OpenTelemetry packages are not loaded).",
+    parse: (raw) => {
+      const v = raw.trim();
+      if (v === "") return null;
+      let u: URL;
+      try {
+        u = new URL(v);
+      } catch {
+        throw new BadValue("must be an http:// or https:// URL");
+      }
+      if (u.protocol !== "http:" && u.protocol !== "https:") {
+        throw new BadValue("must be an http:// or https:// URL");
+      }
+      return v;
+    },
+  } satisfies Setting<"otlpTracesUrl">,
   {
     env: "JOBQUEUE_ALLOWED_HOSTS",
     key: "allowedHosts",

@@ -62,6 +62,7 @@ describe("loadConfig", () => {
       accessLog: false,
       minFreeDiskBytes: 64 * 1_048_576,
       metrics: "auto",
+      otlpTracesUrl: null,
       auth: { enabled: false, keys: [] },
     } satisfies Config);
   });
