@@ -58,31 +58,33 @@ function statementsOf(db: Database.Database) {
   return s;
 }
 
+/** The statements, for {@link readJobStats} and for the test that checks their plans. */
+export const STATS_SQL = {
+  count: "SELECT COUNT(*) FROM (SELECT 1 FROM jobs INDEXED BY jobs_state WHERE state = ? LIMIT ?)",
+  // Per priority present among due jobs (found by seeking past each), its earliest run time.
+  oldestDue: `WITH RECURSIVE p(pr) AS (
+      SELECT MAX(priority) FROM jobs INDEXED BY jobs_claim WHERE state = 'available'
+      UNION ALL
+      SELECT (SELECT MAX(priority) FROM jobs INDEXED BY jobs_claim
+              WHERE state = 'available' AND priority < p.pr)
+      FROM p WHERE p.pr IS NOT NULL)
+    SELECT MIN((SELECT MIN(run_at) FROM jobs INDEXED BY jobs_claim
+                WHERE state = 'available' AND priority = p.pr))
+    FROM p WHERE p.pr IS NOT NULL`,
+  waiting: `SELECT bucket, COUNT(*) AS n FROM (
+      SELECT bucket FROM jobs INDEXED BY jobs_waiting WHERE state = 'waiting' LIMIT ?)
+    GROUP BY bucket`,
+  deferred: `SELECT bucket, SUM(rate_reserved) AS n FROM (
+      SELECT bucket, rate_reserved FROM jobs INDEXED BY jobs_scheduled
+      WHERE state = 'scheduled' LIMIT ?)
+    GROUP BY bucket`,
+};
+
 function prepare(db: Database.Database) {
   return {
-    count: db
-      .prepare(
-        "SELECT COUNT(*) FROM (SELECT 1 FROM jobs INDEXED BY jobs_state WHERE state = ? LIMIT ?)",
-      )
-      .pluck(),
-    // Per priority present among due jobs (found by seeking past each), its earliest run time.
-    oldestDue: db
-      .prepare(`WITH RECURSIVE p(pr) AS (
-          SELECT MAX(priority) FROM jobs INDEXED BY jobs_claim WHERE state = 'available'
-          UNION ALL
-          SELECT (SELECT MAX(priority) FROM jobs INDEXED BY jobs_claim
-                  WHERE state = 'available' AND priority < p.pr)
-          FROM p WHERE p.pr IS NOT NULL)
-        SELECT MIN((SELECT MIN(run_at) FROM jobs INDEXED BY jobs_claim
-                    WHERE state = 'available' AND priority = p.pr))
-        FROM p WHERE p.pr IS NOT NULL`)
-      .pluck(),
-    waiting: db.prepare(`SELECT bucket, COUNT(*) AS n FROM (
-        SELECT bucket FROM jobs INDEXED BY jobs_waiting WHERE state = 'waiting' LIMIT ?)
-      GROUP BY bucket`),
-    deferred: db.prepare(`SELECT bucket, SUM(rate_reserved) AS n FROM (
-        SELECT bucket, rate_reserved FROM jobs INDEXED BY jobs_scheduled
-        WHERE state = 'scheduled' LIMIT ?)
-      GROUP BY bucket`),
+    count: db.prepare(STATS_SQL.count).pluck(),
+    oldestDue: db.prepare(STATS_SQL.oldestDue).pluck(),
+    waiting: db.prepare(STATS_SQL.waiting),
+    deferred: db.prepare(STATS_SQL.deferred),
   };
 }
