@@ -13,6 +13,8 @@ import type { ClaimedJob, JobStats, JobStore } from "../store/job-store.js";
 export const STATS_CAP = 10_000;
 /** The store is read for the jobs gauges at most this often, however many scrapers ask. */
 const STATS_EVERY_MS = 5_000;
+/** How long a scrape waits for that read before it shows the last counts. */
+const STATS_WAIT_MS = 1_000;
 /** The bucket label of calls and jobs whose bucket has no budget (keeps the label set bounded). */
 export const UNLIMITED_BUCKET = "(unlimited)";
 
@@ -80,9 +82,22 @@ export function createMetrics(
   let stats: JobStats | null = null;
   let statsAt = Number.NEGATIVE_INFINITY;
   let reading: Promise<void> | null = null;
-  /** Refreshes the store's counts if they are older than STATS_EVERY_MS (one read at a time). */
+  /**
+   * Refreshes the store's counts if they are older than STATS_EVERY_MS (one read at a time). A
+   * scrape waits for the read at most STATS_WAIT_MS (a store that is away would otherwise hold it
+   * up to its connect timeout): then it shows the last counts, and the next scrape the new ones.
+   */
   function refreshStats(): Promise<void> {
     if (Date.now() - statsAt < STATS_EVERY_MS) return Promise.resolve();
+    const read = startRead();
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, STATS_WAIT_MS);
+    });
+    return Promise.race([read, late]).finally(() => clearTimeout(timer));
+  }
+
+  function startRead(): Promise<void> {
     reading ??= sources
       .stats()
       .then(

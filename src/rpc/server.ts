@@ -244,7 +244,11 @@ export function createRpcServer(options: RpcServerOptions): RpcServer {
         const headers = new Headers();
         for (const name of ["authorization", "x-api-key"]) {
           const value = req.headers[name];
-          if (typeof value === "string") headers.set(name, value);
+          try {
+            if (typeof value === "string") headers.set(name, value);
+          } catch {
+            // not a valid header value: as if absent (the key check then refuses the call)
+          }
         }
         const out = await options.metrics(headers, values.get(REMOTE_ADDRESS));
         const body = Buffer.from(out.body);

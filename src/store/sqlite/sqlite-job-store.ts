@@ -188,7 +188,7 @@ class SqliteJobStore implements JobStore {
   private syncing: Promise<void> | null = null;
   /**
    * Set when an fsync failed: what was committed may not be on disk, so this connection reads and
-   * writes nothing more; it is closed and the database reopened (see {@link broken}).
+   * writes nothing more; it is closed and the database reopened (see {@link failure}).
    */
   private syncFailure: StoreUnavailableError | null = null;
 
