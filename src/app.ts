@@ -18,6 +18,8 @@ import type { Service } from "./maintenance/periodic-service.js";
 import { createScheduler } from "./maintenance/scheduler.js";
 import { createStatsCompactor } from "./maintenance/stats-compactor.js";
 import { createTtlCleaner } from "./maintenance/ttl-cleaner.js";
+import { createMetrics, type Metrics, STATS_CAP } from "./metrics/metrics.js";
+import { createTracing } from "./metrics/tracing.js";
 import { serveOpenApi } from "./openapi/serve-openapi.js";
 import { PACKAGE_ROOT, VERSION } from "./package-info.js";
 import { createJobQueue, type JobQueue } from "./queue/job-queue.js";
@@ -40,7 +42,7 @@ import type { JobStore } from "./store/job-store.js";
 import { openStore } from "./store/open-store.js";
 import { createHttpDispatcher } from "./worker/dispatcher.js";
 import { createOutboundPolicy } from "./worker/outbound-policy.js";
-import { createWorkerPool } from "./worker/worker-pool.js";
+import { createWorkerPool, type WorkerPoolObserver } from "./worker/worker-pool.js";
 
 export interface App {
   readonly queue: JobQueue;
@@ -87,9 +89,38 @@ export async function createApp(config: Config, deps: AppDeps = {}): Promise<App
   const logger = deps.logger ?? pino({ ...LOG_FORMAT, level: config.logLevel });
   const clock = deps.clock ?? systemClock;
   const db = config.db;
-  const opened = await openStore(db, { poolSize: config.dbPoolSize, clock: deps.clock });
+  const limits = createLimitResolver(config.hostLimits);
+  let serving = false;
+  // Read when scraped, once everything below exists.
+  const metrics: Metrics | null =
+    config.metrics === "off"
+      ? null
+      : createMetrics({
+          stats: () => store.jobStats({ cap: STATS_CAP }),
+          inFlight: () => pool.inFlightByBucket(),
+          limited: (bucket) => (limits?.(bucket) ?? null) !== null,
+          ready: () => serving && readiness.state().ready,
+          now: () => clock.now(),
+        });
+  const tracing = config.otlpTracesUrl
+    ? await createTracing({
+        url: config.otlpTracesUrl,
+        serviceName: "jobqueue",
+        version: VERSION,
+        nodeId: config.nodeId,
+      })
+    : null;
+  const observers: WorkerPoolObserver[] = [];
+  if (metrics) observers.push(metrics);
+  if (tracing) observers.push(tracing);
+  const opened = await openStore(db, {
+    poolSize: config.dbPoolSize,
+    clock: deps.clock,
+    minFreeBytes: config.minFreeDiskBytes,
+    onCommit: metrics ? (commit) => metrics.committed(commit) : undefined,
+  });
   const readiness = createReadiness({ store: opened, logger });
-  const store = readiness.store;
+  const store: JobStore = metrics ? metrics.instrument(readiness.store) : readiness.store;
   const policy = createOutboundPolicy({
     allowed: config.allowedHosts,
     denied: config.deniedHosts,
@@ -162,8 +193,19 @@ export async function createApp(config: Config, deps: AppDeps = {}): Promise<App
       random: Math.random,
     },
     node: config.nodeId,
-    limits: createLimitResolver(config.hostLimits),
+    limits,
     secretBox,
+    observer:
+      observers.length === 0
+        ? undefined
+        : {
+            claimed: (c) => {
+              for (const o of observers) o.claimed(c);
+            },
+            attemptEnded: (a) => {
+              for (const o of observers) o.attemptEnded(a);
+            },
+          },
   });
   const startedAt = clock.now();
   const heartbeat = createNodeHeartbeat({
@@ -217,12 +259,12 @@ export async function createApp(config: Config, deps: AppDeps = {}): Promise<App
       createStatsCompactor({ store, logger, intervalMs: 5_000, keepMinutes: STATS_KEEP_MINUTES }),
     ],
   });
-  let serving = false;
+  const authenticate = config.auth.enabled ? createAuthenticator(config.auth.keys) : null;
   const interceptors = [
     createErrorInterceptor(logger),
     createServingInterceptor(() => serving, Math.max(1, Math.ceil(config.shutdownGraceMs / 1000))),
     createAuthInterceptor({
-      authenticate: config.auth.enabled ? createAuthenticator(config.auth.keys) : null,
+      authenticate,
       throttled: (address) => authFailures.retryAfter(address),
       authFailed: (address) => authFailures.failed(address),
       refused: async ({ caller, action, outcome, jobIdOf }) => {
@@ -272,6 +314,33 @@ export async function createApp(config: Config, deps: AppDeps = {}): Promise<App
     readMaxBytes: config.maxRequestBytes,
     corsOrigins: config.corsOrigins,
     accessLog: config.accessLog ? logger.child({ log: "access" }) : null,
+    onCall: metrics ? (call) => metrics.callEnded(call) : null,
+    metrics: metrics
+      ? async (headers, address) => {
+          const open = config.metrics === "open" || (config.metrics === "auto" && !authenticate);
+          if (!open) {
+            const refusal = (status: number, code: string, message: string, more = {}) => ({
+              status,
+              headers: { "content-type": "application/json", ...more },
+              body: JSON.stringify({ code, message }),
+            });
+            const wait = authFailures.retryAfter(address);
+            if (wait > 0) {
+              return refusal(429, "resource_exhausted", "too many failed authentications", {
+                "retry-after": String(wait),
+              });
+            }
+            if (authenticate?.(headers).kind !== "principal") {
+              authFailures.failed(address);
+              return refusal(401, "unauthenticated", "GET /metrics needs a valid API key", {
+                "www-authenticate": 'Bearer realm="jobqueue"',
+              });
+            }
+          }
+          const { contentType, body } = await metrics.render();
+          return { status: 200, headers: { "content-type": contentType }, body };
+        }
+      : null,
     shutdownSignal: shutdown.signal,
   });
 
@@ -315,6 +384,9 @@ export async function createApp(config: Config, deps: AppDeps = {}): Promise<App
         await server.close(Math.max(0, deadline - Date.now()));
         await Promise.all([elector.stop(), heartbeat.stop(), readiness.stop(), queues.stop()]);
         await dispatcher.close();
+        await tracing?.shutdown().catch((err: Error) => {
+          logger.warn({ err: err.message }, "exporting the last traces failed");
+        });
         await refusals.stop();
         await store.close();
         logger.info("stopped");

@@ -19,6 +19,8 @@ export interface Config {
   nodeId: string;
   /** PostgreSQL connections at most per node. */
   dbPoolSize: number;
+  /** Free space the disk of a SQLite database must have for the node to be ready. */
+  minFreeDiskBytes: number;
   concurrency: number;
   pollIntervalMs: number;
   defaultTimeoutMs: number;
@@ -37,6 +39,10 @@ export interface Config {
   cleanupIntervalMs: number;
   logLevel: "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
   accessLog: boolean;
+  /** Who may read GET /metrics: anyone, callers with an API key, "auto" (as the API), or nobody. */
+  metrics: "auto" | "open" | "keys" | "off";
+  /** Where OpenTelemetry traces of the attempts go (OTLP/HTTP); null: no traces. */
+  otlpTracesUrl: string | null;
   allowedHosts: string[];
   deniedHosts: string[];
   /** Secret-header keys, the sealing one first; null: use (or create) the key file. */
@@ -217,6 +223,13 @@ export const SETTINGS = [
     parse: int(2, 1000),
   } satisfies Setting<"dbPoolSize">,
   {
+    env: "JOBQUEUE_MIN_FREE_DISK_MB",
+    key: "minFreeDiskBytes",
+    default: "64",
+    doc: "SQLite: free space, in MiB, the disk holding the database must have for `/readyz` to say ready (writes are still tried below it). 0: no check.",
+    parse: (raw) => int(0, 1_048_576)(raw) * 1_048_576,
+  } satisfies Setting<"minFreeDiskBytes">,
+  {
     env: "JOBQUEUE_CONCURRENCY",
     key: "concurrency",
     default: "4",
@@ -340,6 +353,33 @@ export const SETTINGS = [
       throw new BadValue("must be 1 or 0");
     },
   } satisfies Setting<"accessLog">,
+  {
+    env: "JOBQUEUE_METRICS",
+    key: "metrics",
+    default: "auto",
+    doc: "Who may read Prometheus metrics at `GET /metrics`: `open` (anyone, like `/healthz`), `keys` (an API key of any role), `off` (404), or `auto`: `keys` when the API needs keys, else `open`.",
+    parse: oneOf(["auto", "open", "keys", "off"] as const),
+  } satisfies Setting<"metrics">,
+  {
+    env: "JOBQUEUE_OTLP_TRACES_URL",
+    key: "otlpTracesUrl",
+    default: "",
+    doc: "OpenTelemetry: an OTLP/HTTP traces endpoint (e.g. `http://collector:4318/v1/traces`) to export a span per attempt, the outbound call inside it. Empty: no traces (the OpenTelemetry packages are not loaded).",
+    parse: (raw) => {
+      const v = raw.trim();
+      if (v === "") return null;
+      let u: URL;
+      try {
+        u = new URL(v);
+      } catch {
+        throw new BadValue("must be an http:// or https:// URL");
+      }
+      if (u.protocol !== "http:" && u.protocol !== "https:") {
+        throw new BadValue("must be an http:// or https:// URL");
+      }
+      return v;
+    },
+  } satisfies Setting<"otlpTracesUrl">,
   {
     env: "JOBQUEUE_ALLOWED_HOSTS",
     key: "allowedHosts",
@@ -623,6 +663,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   } else if (result.authMode === "auto" && keys.length === 0 && !isLoopback(result.host)) {
     problems.push(
       `JOBQUEUE_HOST=${result.host} is not a loopback address and no API keys are configured: set JOBQUEUE_API_KEYS_FILE (or JOBQUEUE_API_KEYS), or JOBQUEUE_AUTH=none to serve without authentication`,
+    );
+  }
+  if (result.metrics === "keys" && keys.length === 0) {
+    problems.push(
+      "JOBQUEUE_METRICS=keys, but no API keys are configured (JOBQUEUE_API_KEYS_FILE or JOBQUEUE_API_KEYS)",
     );
   }
   if (problems.length > 0) throw new ConfigError(problems);

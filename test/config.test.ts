@@ -67,6 +67,9 @@ describe("loadConfig", () => {
       authFailuresPerMinute: 300,
       corsOrigins: [],
       accessLog: false,
+      minFreeDiskBytes: 64 * 1_048_576,
+      metrics: "auto",
+      otlpTracesUrl: null,
       auth: { enabled: false, keys: [] },
     } satisfies Config);
   });

@@ -7,8 +7,20 @@ import { codeName } from "./errors.js";
  */
 export interface CallRecord {
   route: string | null;
+  /** The RPC the call reached, `package.Service/Method` (REST routes too); null if none. */
+  rpc: string | null;
   /** Connect's name of the code the call ended with ("ok", "invalid_argument", …). */
   code: string | null;
+}
+
+/** A call as it ended, for the metrics. */
+export interface EndedCall {
+  /** `package.Service/Method`, or `/healthz`, `/readyz`, `/metrics`, or `(none)` (no route). */
+  method: string;
+  protocol: string;
+  /** Connect's name of the code ("ok", "invalid_argument", …). */
+  code: string;
+  seconds: number;
 }
 
 /** The call's record, created by the server for every request. */

@@ -12,6 +12,9 @@ import { StoreUnavailableError } from "../store/job-store.js";
 import { CALL_RECORD, type CallRecord, recordError, recordOk } from "./access-log.js";
 import { clientFaultOf } from "./malformed-input.js";
 
+/** The Retry-After of a call the store could not serve (readiness probes again every second). */
+export const STORE_RETRY_AFTER_SECONDS = 2;
+
 /**
  * The one place where domain errors become transport codes. Clients get a clear message (and, for
  * bad input, a google.rpc.BadRequest detail naming the field); anything unexpected is logged with
@@ -49,10 +52,12 @@ export function toConnectError(err: unknown, logger: Logger): ConnectError {
     return withoutStack(() => new ConnectError(err.message, Code.AlreadyExists));
   }
   if (err instanceof StoreUnavailableError) {
-    // Readiness reports it (and logs it once); the caller is told what is wrong.
-    return withoutStack(
+    // Readiness reports it (and logs it once); the caller is told what is wrong and when to retry.
+    const cerr = withoutStack(
       () => new ConnectError(`the job store is unavailable: ${err.message}`, Code.Unavailable),
     );
+    cerr.metadata.set("retry-after", String(STORE_RETRY_AFTER_SECONDS));
+    return cerr;
   }
   logger.error({ err }, "request failed");
   return new ConnectError("internal error", Code.Internal);

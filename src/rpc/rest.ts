@@ -195,7 +195,10 @@ export function createRestTranscoder(options: RestTranscoderOptions) {
     }
     const route = hit;
     const record = contextValues.get(CALL_RECORD);
-    if (record) record.route = route.template;
+    if (record) {
+      record.route = route.template;
+      record.rpc = `${route.method.parent.typeName}/${route.method.name}`;
+    }
     try {
       const query = q === -1 ? null : new URLSearchParams(raw.slice(q + 1));
       const json = await requestJson(req, route, query, vars, options.maxRequestBytes);

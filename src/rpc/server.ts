@@ -17,7 +17,7 @@ import {
   universalResponseToNodeResponse,
 } from "@connectrpc/connect-node";
 import type { Logger } from "pino";
-import { CALL_RECORD, type CallRecord, codeOfCall } from "./access-log.js";
+import { CALL_RECORD, type CallRecord, codeOfCall, type EndedCall } from "./access-log.js";
 import { CALLER, PROTOCOL, protocolOf, REMOTE_ADDRESS } from "./auth.js";
 import { createCors } from "./cors.js";
 import { withClientErrors } from "./malformed-input.js";
@@ -51,6 +51,18 @@ export interface RpcServerOptions {
   readMaxBytes: number;
   /** Where one line per call goes (protocol, route, code, duration, principal); null: none. */
   accessLog?: Logger | null;
+  /** Told of every call as it ends (the metrics); null: nobody. */
+  onCall?: ((call: EndedCall) => void) | null;
+  /**
+   * Answers GET /metrics (the Prometheus exposition, or a refusal); null: /metrics is not served.
+   * Given the request's headers and remote address.
+   */
+  metrics?:
+    | ((
+        headers: Headers,
+        remoteAddress: string | null,
+      ) => Promise<{ status: number; headers: Record<string, string>; body: string }>)
+    | null;
   /** Origins browsers may call from (CORS); empty: CORS is off. */
   corsOrigins?: string[];
   /** Aborted when the server begins to stop: streaming handlers end. */
@@ -69,6 +81,8 @@ export interface RpcServer {
 }
 
 const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+/** Endpoints of the server's own, named as such in the metrics. */
+const OWN_PATHS = new Set(["/healthz", "/readyz", "/metrics"]);
 const FIRST_BYTES_TIMEOUT_MS = 10_000;
 
 /**
@@ -79,6 +93,7 @@ const FIRST_BYTES_TIMEOUT_MS = 10_000;
 export function createRpcServer(options: RpcServerOptions): RpcServer {
   const { logger } = options;
   const accessLog = options.accessLog ?? null;
+  const onCall = options.onCall ?? null;
   const router = createConnectRouter({
     interceptors: options.interceptors,
     jsonOptions: { ignoreUnknownFields: false },
@@ -124,18 +139,23 @@ export function createRpcServer(options: RpcServerOptions): RpcServer {
       req.socket?.remoteAddress ?? null,
     );
     const rpc = rpcPaths.get(path);
-    if (accessLog) {
-      const record: CallRecord = { route: rpc ? path : null, code: null };
+    if (accessLog || onCall) {
+      const record: CallRecord = {
+        route: rpc ? path : null,
+        rpc: rpc ? path.slice(1) : null,
+        code: null,
+      };
       contextValues.set(CALL_RECORD, record);
       const started = performance.now();
-      res.once("close", () => logCall(req, res, path, contextValues, record, started));
+      res.once("close", () => callEnded(req, res, path, contextValues, record, started));
     }
     if (rpc) {
       if (!fastPath(path, req, res, contextValues)) serveRpc(rpc, req, res, contextValues);
     } else void serveOther(req, res, path, contextValues);
   }
 
-  function logCall(
+  /** The one place a call's end is recorded: the access log line and the metrics. */
+  function callEnded(
     req: Request,
     res: Response,
     path: string,
@@ -143,24 +163,30 @@ export function createRpcServer(options: RpcServerOptions): RpcServer {
     record: CallRecord,
     started: number,
   ) {
+    const ms = performance.now() - started;
     const caller = values.get(CALLER);
+    const protocol =
+      caller?.protocol ??
+      values.get(PROTOCOL) ??
+      (record.route ? protocolOf(req.headers["content-type"] ?? null) : "http");
+    const code = codeOfCall(record, res.statusCode);
     accessLog?.info(
       {
-        protocol:
-          caller?.protocol ??
-          values.get(PROTOCOL) ??
-          (record.route ? protocolOf(req.headers["content-type"] ?? null) : "http"),
+        protocol,
         method: req.method,
         // The path without its query (which may carry anything), or the REST route's template.
         route: record.route ?? path,
         status: res.statusCode,
-        code: codeOfCall(record, res.statusCode),
-        durationMs: Math.round((performance.now() - started) * 1000) / 1000,
+        code,
+        durationMs: Math.round(ms * 1000) / 1000,
         principal: caller?.principal?.name ?? null,
         remoteAddress: values.get(REMOTE_ADDRESS),
       },
       "call",
     );
+    // Labelled by RPC, or by a fixed endpoint: never by a path a client made up.
+    const method = record.rpc ?? (OWN_PATHS.has(path) ? path : "(none)");
+    onCall?.({ method, protocol, code, seconds: ms / 1000 });
   }
 
   function serveRpc(rpc: UniversalHandler, req: Request, res: Response, values: ContextValues) {
@@ -213,6 +239,29 @@ export function createRpcServer(options: RpcServerOptions): RpcServer {
           ready ? { status: "ready" } : { status: "not_ready", reason },
           ready ? {} : { "retry-after": "5" },
         );
+        return;
+      }
+      if (
+        path === "/metrics" &&
+        options.metrics &&
+        (req.method === "GET" || req.method === "HEAD")
+      ) {
+        const headers = new Headers();
+        for (const name of ["authorization", "x-api-key"]) {
+          const value = req.headers[name];
+          try {
+            if (typeof value === "string") headers.set(name, value);
+          } catch {
+            // not a valid header value: as if absent (the key check then refuses the call)
+          }
+        }
+        const out = await options.metrics(headers, values.get(REMOTE_ADDRESS));
+        const body = Buffer.from(out.body);
+        (res as http.ServerResponse).writeHead(out.status, {
+          ...out.headers,
+          "content-length": body.length,
+        });
+        res.end(body);
         return;
       }
       for (const page of options.pages ?? []) if (page(req, res, path)) return;

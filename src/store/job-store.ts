@@ -261,6 +261,12 @@ export interface JobStore {
    */
   probe(): Promise<void>;
 
+  /**
+   * Counts for metrics, each read bounded by `cap` rows so that it costs the same with a million
+   * jobs kept (see {@link JobStats}).
+   */
+  jobStats(params: { cap: number }): Promise<JobStats>;
+
   /** The store's current time (see the time note above), epoch milliseconds. */
   now(): Promise<number>;
 
@@ -271,13 +277,31 @@ export interface JobStore {
 /**
  * The store cannot serve now (the database is unreachable, the disk is full or failing, the file
  * is read-only). The message says what is wrong and is safe to show; callers answer 503 /
- * UNAVAILABLE and try again later. Nothing it refused was stored.
+ * UNAVAILABLE and try again later. Nothing it refused was acknowledged, and nothing it refused
+ * was stored, with one exception: a write whose commit reached the disk's cache but whose fsync
+ * failed may be found stored once the database is reopened (retry with the same idempotency key).
  */
 export class StoreUnavailableError extends Error {
   override readonly name = "StoreUnavailableError";
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
   }
+}
+
+/** What {@link JobStore.jobStats} reads. Counts at `cap` mean "at least that many". */
+export interface JobStats {
+  /** Jobs in each status, each counted up to `cap`. */
+  statuses: Record<JobStatus, number>;
+  /** Queued jobs due now, waiting for a worker (the queue depth), counted up to `cap`. */
+  due: number;
+  /** The run time of the due job that has waited longest, or null when none is due. */
+  oldestDueAt: number | null;
+  /**
+   * Jobs held back by their bucket's limits (JOBQUEUE_HOST_LIMITS), per bucket: waiting for a
+   * concurrency slot (counted among the first `cap` waiting jobs), and rescheduled to a rate slot
+   * (among the first `cap` scheduled ones). Buckets with neither are left out.
+   */
+  heldBack: { bucket: string; waiting: number; rateDeferred: number }[];
 }
 
 export interface InsertResult {

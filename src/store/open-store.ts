@@ -7,10 +7,21 @@ import { createSqliteJobStore } from "./sqlite/sqlite-job-store.js";
 /** Opens the store a database URL names, with its migrations applied. */
 export async function openStore(
   target: DbTarget,
-  options: { poolSize?: number; clock?: Clock } = {},
+  options: {
+    poolSize?: number;
+    clock?: Clock;
+    minFreeBytes?: number;
+    /** SQLite: told of each group commit (the metrics). */
+    onCommit?: (commit: { writes: number; ms: number }) => void;
+  } = {},
 ): Promise<JobStore> {
   if (target.kind === "sqlite")
-    return createSqliteJobStore({ path: target.path, clock: options.clock });
+    return createSqliteJobStore({
+      path: target.path,
+      clock: options.clock,
+      minFreeBytes: options.minFreeBytes,
+      onCommit: options.onCommit,
+    });
   return createPostgresJobStore({
     url: target.url,
     schema: target.schema,

@@ -36,6 +36,16 @@ export interface WorkerPoolOptions {
   limits?: LimitResolver;
   /** Opens the jobs' secret headers just before the call. */
   secretBox: SecretBox;
+  /** Told of claims and ended attempts (the metrics). */
+  observer?: WorkerPoolObserver;
+}
+
+/** What the pool reports as it works. */
+export interface WorkerPoolObserver {
+  /** A claim returned: how long the store took, the jobs it got, and the time (store clock). */
+  claimed(c: { seconds: number; jobs: readonly ClaimedJob[]; at: number }): void;
+  /** An attempt ended (its outcome is being written). */
+  attemptEnded(a: { job: ClaimedJob; end: AttemptEndRecord }): void;
 }
 
 export interface WorkerPool {
@@ -47,6 +57,8 @@ export interface WorkerPool {
   stop(graceMs: number): Promise<void>;
   /** Calls in flight now. */
   readonly inFlight: number;
+  /** Calls in flight now, per bucket. */
+  inFlightByBucket(): Map<string, number>;
 }
 
 type AbortReason = "canceled" | "interrupted" | "lease-lost";
@@ -67,7 +79,7 @@ interface Flight {
  * lease runs out.
  */
 export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
-  const { store, dispatcher, clock, logger, secretBox } = options;
+  const { store, dispatcher, clock, logger, secretBox, observer } = options;
   const signals = store.signals;
   const flights = new Map<string, Flight>();
   /** Calls in flight per queue, for the queues' concurrency on this node. */
@@ -149,12 +161,18 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
           const want = options.concurrency - flights.size;
           const queues = claimableQueues(want);
           if (queues.length === 0) break;
+          const started = performance.now();
           const { jobs, deferredUntil } = await store.jobClaim({
             queues,
             limit: want,
             leaseMs: options.leaseMs,
             node: options.node,
             limits: options.limits,
+          });
+          observer?.claimed({
+            seconds: (performance.now() - started) / 1000,
+            jobs,
+            at: clock.now(),
           });
           if (deferredUntil !== null) nextSlot = Math.min(nextSlot ?? deferredUntil, deferredUntil);
           if (claimsFailing) logger.info("claiming jobs works again");
@@ -247,6 +265,7 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
         durationMs: 0,
       };
       const result: ResultRecord = { response: null, error, durationMs: 0 };
+      observer?.attemptEnded({ job, end });
       await finishAttempt({ lease, end, next: { status: "failed" }, result });
       logger.error({ jobId: job.id }, error);
       return;
@@ -256,6 +275,7 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
 
     if (result.kind === "aborted") {
       const end = abortedEnd(flight.reason ?? "interrupted", result.durationMs);
+      observer?.attemptEnded({ job, end });
       const next: NextState | null =
         flight.reason === "interrupted" ? { status: "released" } : null;
       const write = finishAttempt({ lease, end, next, result: null });
@@ -269,6 +289,7 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
     }
 
     const decision = decide(job, result, now, options.retryPolicy);
+    observer?.attemptEnded({ job, end: decision.end });
     const next: NextState =
       decision.next === "retry"
         ? { status: "queued", runAt: decision.runAt }
@@ -327,6 +348,12 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
   return {
     get inFlight() {
       return flights.size;
+    },
+
+    inFlightByBucket() {
+      const by = new Map<string, number>();
+      for (const { job } of flights.values()) by.set(job.bucket, (by.get(job.bucket) ?? 0) + 1);
+      return by;
     },
 
     start() {

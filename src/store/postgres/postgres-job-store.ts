@@ -36,6 +36,7 @@ import {
   type InsertResult,
   type JobListPage,
   type JobListParams,
+  type JobStats,
   type JobStore,
   type Lease,
   type ListCursor,
@@ -73,6 +74,7 @@ import {
 } from "../rows.js";
 import { connect, type Db, type Transaction } from "./client.js";
 import { joinSql, listQuery } from "./list-query.js";
+import { readJobStats } from "./postgres-stats.js";
 import type { Sql as SqlFragment } from "./sql.js";
 
 const MIGRATIONS_DIR = fileURLToPath(new URL("./migrations/", import.meta.url));
@@ -1472,6 +1474,10 @@ class PostgresJobStore implements JobStore {
       () => q`INSERT INTO store_probe (id, at) VALUES (1, ${now})
         ON CONFLICT (id) DO UPDATE SET at = excluded.at`,
     );
+  }
+
+  async jobStats({ cap }: { cap: number }): Promise<JobStats> {
+    return this.run(() => readJobStats(this.sql, cap));
   }
 
   /** The plan of the claim's candidate scan, for the test that keeps it on the partial index. */

@@ -1,7 +1,9 @@
 import { randomUUID } from "node:crypto";
 import {
+  accessSync,
   closeSync,
   fdatasync,
+  constants as fsConstants,
   fsyncSync,
   mkdirSync,
   openSync,
@@ -42,7 +44,7 @@ import type {
   JobStatus,
   NewJob,
 } from "../../job/types.js";
-import { createNotifier, type Notifier } from "../../notify/notifier.js";
+import { createNotifier, type Notifier, type StoreSignals } from "../../notify/notifier.js";
 import {
   type AuditListParams,
   type CancelResult,
@@ -52,6 +54,7 @@ import {
   type InsertResult,
   type JobListPage,
   type JobListParams,
+  type JobStats,
   type JobStore,
   type Lease,
   type ListCursor,
@@ -89,6 +92,8 @@ import {
   statusOf,
 } from "../rows.js";
 import { listQuery } from "./list-query.js";
+import { createReopeningStore } from "./reopening-store.js";
+import { readJobStats } from "./sqlite-stats.js";
 
 const MIGRATIONS_DIR = fileURLToPath(new URL("./migrations/", import.meta.url));
 
@@ -99,6 +104,13 @@ export interface SqliteJobStoreOptions {
   busyTimeoutMs?: number;
   /** Where the store's time comes from; the system clock unless a test injects one. */
   clock?: Clock;
+  /**
+   * Free space the disk holding the database must have for the store to report itself ready
+   * (its probe fails below it, so readiness turns off before writes start failing). 0: no check.
+   */
+  minFreeBytes?: number;
+  /** Told of each group commit once it is durable: how many writes, and how long it took. */
+  onCommit?: (commit: { writes: number; ms: number }) => void;
 }
 
 /**
@@ -108,8 +120,31 @@ export interface SqliteJobStoreOptions {
  * enqueue cannot lose the job, and a result never reads as stored before it is. WAL lets readers
  * run alongside the writer; numbered migrations in ./migrations are applied in order, each in its
  * own transaction. Signals are in-process: SQLite is the one-node case.
+ *
+ * Storage faults (disk full, read-only file or directory, I/O errors, a failed fsync) reach
+ * callers as {@link StoreUnavailableError} naming the path and what is wrong, reads included. A
+ * failed fsync means that what was committed may not be on disk: the connection then refuses
+ * every read and write (none is acknowledged) until it is reopened, and SQLite recovers the
+ * database from its WAL on open. Reopening is tried at most once a second, and by every probe;
+ * a database that cannot be opened at start (a read-only directory, a full disk) is opened the
+ * same way once it can be (see ./reopening-store.ts).
  */
 export function createSqliteJobStore(options: SqliteJobStoreOptions): JobStore {
+  const signals = createNotifier();
+  return createReopeningStore({
+    path: options.path,
+    clock: options.clock ?? systemClock,
+    signals,
+    minFreeBytes: options.path === ":memory:" ? 0 : (options.minFreeBytes ?? 0),
+    open: () => openSqliteJobStore(options, signals),
+    fault: (error) => storageFault(error, options.path),
+    isMethod: (name) =>
+      typeof (SqliteJobStore.prototype as unknown as Record<string, unknown>)[name] === "function",
+  });
+}
+
+/** Opens one connection: the file (created if need be) in WAL mode, its migrations applied. */
+function openSqliteJobStore(options: SqliteJobStoreOptions, notifier: Notifier): SqliteJobStore {
   if (options.path !== ":memory:") mkdirSync(dirname(options.path), { recursive: true });
   const db = new Database(options.path);
   try {
@@ -125,7 +160,7 @@ export function createSqliteJobStore(options: SqliteJobStoreOptions): JobStore {
     db.pragma(`busy_timeout = ${options.busyTimeoutMs ?? 5000}`);
     db.pragma("foreign_keys = ON");
     migrate(db);
-    return new SqliteJobStore(db, options.clock ?? systemClock);
+    return new SqliteJobStore(db, options.clock ?? systemClock, notifier, options.onCommit);
   } catch (err) {
     db.close();
     throw err;
@@ -171,23 +206,32 @@ class SqliteJobStore implements JobStore {
   private closed = false;
   private readonly listStatements = new Map<string, Database.Statement>();
   private readonly s: ReturnType<typeof prepareStatements>;
-  private readonly notifier: Notifier = createNotifier();
-  readonly signals = this.notifier;
+  private readonly notifier: Notifier;
+  readonly signals: StoreSignals;
 
   /** Writes waiting for the next group commit, in arrival order. */
   private pending: PendingWrite[] = [];
   private flushScheduled = false;
   /** The WAL, fsynced after each group commit; null for an in-memory database. */
   private readonly walFd: number | null;
+  /** When the last group commit began (performance.now()), for {@link onCommit}. */
+  private commitStarted = 0;
   /** The fsync of the last group commit, while it runs (on libuv's thread pool). */
   private syncing: Promise<void> | null = null;
-  /** Set when an fsync failed: what was committed may not be on disk, so nothing more is. */
-  private syncFailure: Error | null = null;
+  /**
+   * Set when an fsync failed: what was committed may not be on disk, so this connection reads and
+   * writes nothing more; it is closed and the database reopened (see {@link failure}).
+   */
+  private syncFailure: StoreUnavailableError | null = null;
 
   constructor(
     private readonly db: Database.Database,
     private readonly clock: Clock,
+    notifier: Notifier,
+    private readonly onCommit?: (commit: { writes: number; ms: number }) => void,
   ) {
+    this.notifier = notifier;
+    this.signals = notifier;
     this.s = prepareStatements(db);
     this.walFd = db.memory ? null : openWal(db.name);
   }
@@ -230,6 +274,7 @@ class SqliteJobStore implements JobStore {
       for (const w of batch) w.reject(new StoreUnavailableError("the store is closed"));
       return;
     }
+    this.commitStarted = performance.now();
     const settle: (() => void)[] = [];
     const effects: Effects = [];
     try {
@@ -254,22 +299,15 @@ class SqliteJobStore implements JobStore {
 
   /** A StoreUnavailableError for an error that says the database cannot be written now. */
   private unavailable(error: unknown): StoreUnavailableError | null {
-    const code = (error as { code?: unknown }).code;
-    if (typeof code !== "string") return null;
-    const where = this.db.name;
-    const reason = code.startsWith("SQLITE_FULL")
-      ? "the disk is full"
-      : code.startsWith("SQLITE_READONLY")
-        ? "the database is read-only"
-        : code.startsWith("SQLITE_IOERR")
-          ? "an I/O error occurred"
-          : code.startsWith("SQLITE_CANTOPEN")
-            ? "the database file cannot be opened"
-            : code === "SQLITE_BUSY" || code === "SQLITE_LOCKED"
-              ? "another process holds the database's write lock"
-              : null;
-    if (reason === null) return null;
-    return new StoreUnavailableError(`${reason} (${code}) at ${where}`, { cause: error });
+    return storageFault(error, this.db.name);
+  }
+
+  /**
+   * Why this connection refuses everything (an fsync failed), or null: a broken connection must
+   * be replaced by a new one (SQLite recovers the database from its WAL when it is opened again).
+   */
+  get failure(): StoreUnavailableError | null {
+    return this.syncFailure;
   }
 
   /**
@@ -281,6 +319,7 @@ class SqliteJobStore implements JobStore {
    */
   private sync(batch: PendingWrite[], settle: (() => void)[], effects: Effects): void {
     const done = () => {
+      this.onCommit?.({ writes: batch.length, ms: performance.now() - this.commitStarted });
       for (const f of settle) f();
       for (const f of effects) f();
       // Most writes append events (triggers): the stream's readers look.
@@ -296,10 +335,12 @@ class SqliteJobStore implements JobStore {
         this.syncing = null;
         if (err) {
           this.syncFailure = new StoreUnavailableError(
-            `the database could not be written to disk (${err.code ?? err.message}) at ${this.db.name}`,
+            `${this.db.name} could not be flushed to disk (fsync failed: ${err.code ?? err.message}); the database is reopened before it takes writes again`,
             { cause: err },
           );
           for (const w of batch) w.reject(this.syncFailure);
+          // Writes queued meanwhile were not acknowledged either: none is run on this connection.
+          for (const w of this.pending.splice(0)) w.reject(this.syncFailure);
         } else {
           done();
         }
@@ -316,6 +357,8 @@ class SqliteJobStore implements JobStore {
    * nothing is pending, reads go straight through.
    */
   private settled(): Promise<void> | undefined {
+    // What this connection shows may not be on disk: nothing is read until it is reopened.
+    if (this.syncFailure) return Promise.reject(this.syncFailure);
     if (this.pending.length === 0 && !this.syncing) return undefined;
     return this.write(() => undefined);
   }
@@ -1338,6 +1381,11 @@ class SqliteJobStore implements JobStore {
     await this.write(() => this.s.probe.run(now));
   }
 
+  async jobStats({ cap }: { cap: number }): Promise<JobStats> {
+    await this.settled();
+    return readJobStats(this.db, cap);
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     // Writes already accepted are committed and made durable first.
@@ -1364,6 +1412,64 @@ function openWal(dbPath: string): number {
     closeSync(dir);
   }
   return fd;
+}
+
+/**
+ * A StoreUnavailableError saying what is wrong with the storage of the database at `path`, for an
+ * error of SQLite or of the file system that means the database cannot serve now (disk full,
+ * read-only file or directory, I/O error, locked, damaged); null for any other error.
+ */
+export function storageFault(error: unknown, path: string): StoreUnavailableError | null {
+  if (error instanceof StoreUnavailableError) return error;
+  const code = (error as { code?: unknown } | null)?.code;
+  if (typeof code !== "string") return null;
+  let reason: string;
+  if (code.startsWith("SQLITE_FULL") || code === "ENOSPC") {
+    reason = `the disk holding ${path} is full`;
+  } else if (
+    code.startsWith("SQLITE_READONLY") ||
+    code.startsWith("SQLITE_CANTOPEN") ||
+    code.startsWith("SQLITE_IOERR") ||
+    code.startsWith("SQLITE_PERM") ||
+    ["EROFS", "EACCES", "EPERM", "EIO"].includes(code)
+  ) {
+    // SQLite says "readonly", "cannot open" or "I/O error" for a file system mounted read-only or
+    // a directory it cannot create its WAL in: the file system tells which.
+    const unwritable = unwritableOf(path);
+    if (unwritable) reason = unwritable;
+    else if (code.startsWith("SQLITE_READONLY")) reason = `the database ${path} is read-only`;
+    else if (code.startsWith("SQLITE_CANTOPEN")) reason = `the database ${path} cannot be opened`;
+    else if (code.startsWith("SQLITE_PERM") || code === "EPERM" || code === "EACCES") {
+      reason = `the database ${path} may not be written (permission denied)`;
+    } else reason = `an I/O error occurred on ${path}`;
+  } else if (code === "SQLITE_BUSY" || code === "SQLITE_LOCKED") {
+    reason = `another process holds the write lock of ${path}`;
+  } else if (code.startsWith("SQLITE_CORRUPT") || code === "SQLITE_NOTADB") {
+    reason = `the database ${path} is damaged; restore it from a backup`;
+  } else {
+    return null;
+  }
+  return new StoreUnavailableError(`${reason} (${code})`, { cause: error });
+}
+
+/** Which of the database's directory and file cannot be written, and why; null if both can. */
+function unwritableOf(path: string): string | null {
+  if (path === ":memory:") return null;
+  const places: [string, string][] = [
+    ["directory", dirname(path)],
+    ["file", path],
+  ];
+  for (const [what, place] of places) {
+    try {
+      accessSync(place, fsConstants.W_OK);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === "ENOENT") continue;
+      if (code === "EROFS") return `the file system holding ${path} is read-only`;
+      return `the ${what} ${place} cannot be written (${code})`;
+    }
+  }
+  return null;
 }
 
 /** The statements whose plans {@link SqliteJobStore.explainHotQueries} reports. */
