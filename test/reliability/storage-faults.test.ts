@@ -1,6 +1,6 @@
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest";
 import {
   buildFaultShim,
@@ -9,7 +9,11 @@ import {
   mountTmpfs,
   type Tmpfs,
 } from "../helpers/faults.js";
-import { type ServerProcess, startServerProcess } from "../helpers/server-process.js";
+import {
+  type ServerProcess,
+  spawnServerProcess,
+  startServerProcess,
+} from "../helpers/server-process.js";
 import { startTarget, type Target } from "../helpers/target.js";
 import { deferred, waitFor } from "../helpers/wait-for.js";
 import { allEnded, listAll, readiness } from "./harness.js";
@@ -162,7 +166,7 @@ describe.skipIf(noTmpfs !== null)("on a tmpfs of the test's own", () => {
     expect(calls.has(String(next))).toBe(false);
   });
 
-  it("read-only file system at a restart: the node starts not ready, says so naming the path, and opens the database once it is writable", async () => {
+  it("read-only file system at a restart: the start-up check refuses it in one line naming the path, nothing is changed, and the next start runs the jobs", async () => {
     let server = await startServer(dbPath);
     const done = (await enqueue(server, { url: `${target.url}/ok` })).json.job_id as string;
     const later = (
@@ -175,31 +179,21 @@ describe.skipIf(noTmpfs !== null)("on a tmpfs of the test's own", () => {
     server.kill("SIGTERM");
     expect((await server.exited).code).toBe(0);
 
+    // A node that cannot write its database would answer every call 503: it does not start, and
+    // says why in one line (a supervisor restarts it, and the line says what to fix).
     await tmpfs.readOnly();
-    server = await startServer(dbPath);
-    await waitFor(async () => !(await readiness(server)).ready, { what: "not ready" });
-    const down = await readiness(server);
-    expect(down).toMatchObject({ live: true, grpc: "NOT_SERVING" });
-    expect(down.reason).toContain(`the file system holding ${dbPath} is read-only`);
-    expectUnavailable(
-      await enqueue(server, { url: `${target.url}/ok` }),
-      new RegExp(`the file system holding ${dbPath} is read-only`),
-    );
-    const read = await server.rest.get(`/jobs/${done}`);
-    expect(read.status).toBe(503);
-    expect(read.json.message).toMatch(/read-only/);
-    expect(
-      server.logs.some(
-        (l) =>
-          l.msg === "the store is unavailable: not ready" && /read-only/.test(String(l.reason)),
-      ),
-    ).toBe(true);
+    const refused = spawnServerProcess({
+      JOBQUEUE_PORT: "0",
+      JOBQUEUE_DB_URL: `sqlite:///${dbPath}`,
+    });
+    expect((await refused.exited).code).toBe(1);
+    const fatal = refused.logs.filter((l) => l.level === "fatal");
+    expect(fatal).toHaveLength(1);
+    expect(String(fatal[0]!.msg)).toContain("read-only file system (EROFS)");
+    expect(String(fatal[0]!.msg)).toContain(dirname(dbPath));
 
     await tmpfs.readWrite();
-    await waitFor(async () => (await readiness(server)).ready, {
-      what: "readiness to come back",
-      timeoutMs: 15_000,
-    });
+    server = await startServer(dbPath);
     expect((await server.rest.get(`/jobs/${done}`)).json.status).toBe("succeeded");
     expect((await server.rest.get(`/jobs/${later}`)).json.status).toBe("queued");
     const fresh = (await enqueue(server, { url: `${target.url}/ok` })).json.job_id as string;
