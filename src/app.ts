@@ -22,6 +22,7 @@ import { createMetrics, type Metrics, STATS_CAP } from "./metrics/metrics.js";
 import { createTracing } from "./metrics/tracing.js";
 import { serveOpenApi } from "./openapi/serve-openapi.js";
 import { PACKAGE_ROOT, VERSION } from "./package-info.js";
+import { createEventHub } from "./queue/event-hub.js";
 import { createJobQueue, type JobQueue } from "./queue/job-queue.js";
 import { createOperator, type Operator } from "./queue/operator.js";
 import { createQueueDirectory } from "./queue/queue-directory.js";
@@ -100,6 +101,7 @@ export async function createApp(config: Config, deps: AppDeps = {}): Promise<App
           inFlight: () => pool.inFlightByBucket(),
           limited: (bucket) => (limits?.(bucket) ?? null) !== null,
           ready: () => serving && readiness.state().ready,
+          watchers: () => events.watchers,
           now: () => clock.now(),
         });
   const tracing = config.otlpTracesUrl
@@ -121,6 +123,7 @@ export async function createApp(config: Config, deps: AppDeps = {}): Promise<App
   });
   const readiness = createReadiness({ store: opened, logger });
   const store: JobStore = metrics ? metrics.instrument(readiness.store) : readiness.store;
+  const events = createEventHub({ store, logger, now: () => clock.now() });
   const policy = createOutboundPolicy({
     allowed: config.allowedHosts,
     denied: config.deniedHosts,
@@ -164,7 +167,7 @@ export async function createApp(config: Config, deps: AppDeps = {}): Promise<App
       maxBatchSize: config.maxBatchSize,
       refuseDestination: (url) => policy.refuse(url),
     },
-    watchPollMs: Math.max(config.pollIntervalMs, 1000),
+    events,
   });
   const dispatcher = createHttpDispatcher({
     resultMaxBytes: config.resultMaxBytes,
@@ -253,6 +256,7 @@ export async function createApp(config: Config, deps: AppDeps = {}): Promise<App
         logger,
         maxIntervalMs: config.cleanupIntervalMs,
         auditRetentionMs: config.auditRetentionMs,
+        eventRetentionMs: config.eventRetentionMs,
         forgetNodesAfterMs: FORGET_NODES_MS,
       }),
       createOperationRunner({ store, logger, intervalMs: 5_000 }),
@@ -387,6 +391,7 @@ export async function createApp(config: Config, deps: AppDeps = {}): Promise<App
         await tracing?.shutdown().catch((err: Error) => {
           logger.warn({ err: err.message }, "exporting the last traces failed");
         });
+        await events.stop();
         await refusals.stop();
         await store.close();
         logger.info("stopped");

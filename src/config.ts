@@ -37,6 +37,8 @@ export interface Config {
   /** null keeps finished jobs. */
   defaultTtlMs: number | null;
   cleanupIntervalMs: number;
+  /** How long the event stream keeps an event (a watcher may resume from a cursor this old). */
+  eventRetentionMs: number;
   logLevel: "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
   accessLog: boolean;
   /** Who may read GET /metrics: anyone, callers with an API key, "auto" (as the API), or nobody. */
@@ -334,6 +336,13 @@ export const SETTINGS = [
     doc: "Longest pause, in seconds, between sweeps that delete expired jobs (expired jobs read as gone at once).",
     parse: seconds(0.01, DAY),
   } satisfies Setting<"cleanupIntervalMs">,
+  {
+    env: "JOBQUEUE_EVENT_RETENTION_SECONDS",
+    key: "eventRetentionMs",
+    default: "86400",
+    doc: "How long the event stream keeps an event, in seconds: a watcher may resume from a cursor this old; an older one is told to list again (410 / `OUT_OF_RANGE`).",
+    parse: seconds(60, 365 * DAY),
+  } satisfies Setting<"eventRetentionMs">,
   {
     env: "JOBQUEUE_LOG_LEVEL",
     key: "logLevel",

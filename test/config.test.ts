@@ -45,6 +45,7 @@ describe("loadConfig", () => {
       retryAfterMaxMs: 3_600_000,
       defaultTtlMs: null,
       cleanupIntervalMs: 60_000,
+      eventRetentionMs: 86_400_000,
       logLevel: "info",
       allowedHosts: [],
       deniedHosts: [],

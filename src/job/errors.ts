@@ -101,3 +101,16 @@ export class CursorExpiredError extends Error {
     );
   }
 }
+
+/**
+ * A watcher that fell too far behind the event stream (its buffer filled while its client did not
+ * read): it is ended, and resumes after the cursor of the last message it got.
+ */
+export class WatcherBehindError extends Error {
+  override readonly name = "WatcherBehindError";
+  constructor(readonly cursor: string) {
+    super(
+      `the watcher fell behind the event stream and was ended; watch again after cursor ${cursor}`,
+    );
+  }
+}

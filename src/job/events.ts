@@ -1,3 +1,4 @@
+import { validateFilter } from "./filter.js";
 import type { ErrorCode, JobStatus } from "./types.js";
 
 /** What happened to a job, as the event stream tells it. */
@@ -79,4 +80,26 @@ export function isFinal(e: JobStreamEvent): boolean {
     e.type === "expired" ||
     e.type === "deleted"
   );
+}
+
+/** A watch's conditions as they arrive from a transport (strings for statuses, empty for any). */
+export interface EventFilterInput {
+  jobIds?: string[];
+  statuses?: string[];
+  tags?: string[];
+  queue?: string;
+}
+
+/** Checks a watch's conditions (the same rules and field names as a list's filter). */
+export function eventFilterOf(input: EventFilterInput, limits: { maxTags: number }): EventFilter {
+  const f = validateFilter(
+    { jobIds: input.jobIds, statuses: input.statuses, tags: input.tags, queue: input.queue },
+    limits,
+  );
+  const filter: EventFilter = {};
+  if (f.jobIds) filter.jobIds = new Set(f.jobIds);
+  if (f.statuses) filter.statuses = new Set(f.statuses);
+  if (f.tags) filter.tags = f.tags;
+  if (f.queue) filter.queue = f.queue;
+  return filter;
 }

@@ -11,6 +11,8 @@ export interface TtlCleanerOptions {
   maxIntervalMs: number;
   /** Audit events older than this are deleted too. */
   auditRetentionMs: number;
+  /** Events of the stream older than this are deleted (cursors before them expire). */
+  eventRetentionMs: number;
   /** Node heartbeat rows silent for this long are deleted. */
   forgetNodesAfterMs: number;
 }
@@ -18,8 +20,8 @@ export interface TtlCleanerOptions {
 const BATCH = 1000;
 
 /**
- * Deletes finished jobs whose TTL has passed, with their attempts and results, audit events past
- * their retention and the rows of nodes long gone, in batches. Reads already hide expired jobs, so the cleaner only reclaims
+ * Deletes finished jobs whose TTL has passed, with their attempts and results, audit events and
+ * events of the stream past their retention and the rows of nodes long gone, in batches. Reads already hide expired jobs, so the cleaner only reclaims
  * space; it sleeps until the next expiry.
  */
 export function createTtlCleaner(options: TtlCleanerOptions): Service {
@@ -40,8 +42,14 @@ export function createTtlCleaner(options: TtlCleanerOptions): Service {
       const jobs = await drain(() => store.jobDeleteExpired({ limit: BATCH }));
       const before = clock.now() - options.auditRetentionMs;
       const audit = await drain(() => store.auditDeleteBefore({ before, limit: BATCH }));
+      const eventsBefore = clock.now() - options.eventRetentionMs;
+      const events = await drain(() =>
+        store.eventDeleteBefore({ before: eventsBefore, limit: BATCH }),
+      );
       await store.nodeDelete({ silentForMs: options.forgetNodesAfterMs });
-      if (jobs > 0 || audit > 0) logger.info({ jobs, auditEvents: audit }, "deleted expired data");
+      if (jobs > 0 || audit > 0 || events > 0) {
+        logger.info({ jobs, auditEvents: audit, streamEvents: events }, "deleted expired data");
+      }
       const next = await store.jobNextExpiry();
       return next === null ? undefined : next - (await store.now()) + 1;
     },

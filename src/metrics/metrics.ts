@@ -28,6 +28,8 @@ export interface MetricsSources {
   limited: (bucket: string) => boolean;
   /** Whether the node is ready (/readyz). */
   ready: () => boolean;
+  /** Clients watching the event stream now. */
+  watchers: () => number;
   /** The store's time, epoch ms (ages are measured against it). */
   now: () => number;
 }
@@ -191,9 +193,12 @@ export function createMetrics(
   });
   new Gauge({
     name: "jobqueue_event_stream_watchers",
-    help: "Clients watching the event stream (a placeholder: always 0 until the stream exists)",
+    help: "Clients watching the event stream on this node (WatchJobs, WatchJob, SSE, WebSocket)",
     registers: [registry],
-  }).set(0);
+    collect() {
+      this.set(sources.watchers());
+    },
+  });
 
   const attempts = new Counter({
     name: "jobqueue_attempts_total",

@@ -53,6 +53,8 @@ const ERROR_RESPONSES: Record<string, string> = {
   "401": "No API key, or an unknown one (unauthenticated).",
   "403": "The API key's role may not do this (permission_denied).",
   "404": "No such job, queue or operation, or not the caller's (not_found).",
+  "410":
+    "The cursor is older than the event retention (out_of_range): list again and watch from the list's watch_cursor.",
   "409":
     "Not allowed in the current state (failed_precondition), or already there: a reused idempotency key with another request, a queue's name in use (already_exists).",
 };
@@ -152,7 +154,7 @@ export function buildOpenApiDocument(options: OpenApiOptions): OpenApiDocument {
   }
 
   for (const method of methods) {
-    if (method.methodKind !== "unary") continue;
+    if (method.methodKind !== "unary" && method.methodKind !== "server_streaming") continue;
     const rule = getOption(method, http);
     const bindings = [rule, ...rule.additionalBindings];
     bindings.forEach((binding, i) => {
@@ -225,7 +227,32 @@ export function buildOpenApiDocument(options: OpenApiOptions): OpenApiDocument {
     const errors = ["400", "401", "403"];
     if (route.pathFields.length > 0) errors.push("404");
     if (route.verb !== "get") errors.push("409");
-    const description = comment(`${method.parent.typeName}.${method.name}`);
+    const streaming = method.methodKind === "server_streaming";
+    const resumes = input.fields.some((f) => f.name === "after_cursor");
+    if (resumes) errors.push("410");
+    if (resumes) {
+      parameters.push({
+        name: "Last-Event-ID",
+        in: "header",
+        required: false,
+        schema: { type: "string" },
+        description:
+          "Resume after this cursor (sent by a reconnecting EventSource); it overrides after_cursor.",
+      });
+    }
+    const description = [
+      comment(`${method.parent.typeName}.${method.name}`),
+      streaming
+        ? "Served as Server-Sent Events: one event per message, its data the message as JSON, its " +
+          "id the cursor it carries, its name the job event's type (or heartbeat); an error after " +
+          "the start is a last event named error. The same path upgrades to a WebSocket (one " +
+          "message a frame; a browser offers the subprotocols jobqueue.v1 and " +
+          "jobqueue.bearer.<key>)."
+        : undefined,
+    ]
+      .filter((d) => d !== undefined)
+      .join("\n\n");
+    const schema = "anyOf" in output ? (output.anyOf as Schema[])[0]! : (output as Schema);
     return {
       operationId,
       tags: [route.path.split("/")[1]!.split(":")[0]!],
@@ -234,12 +261,10 @@ export function buildOpenApiDocument(options: OpenApiOptions): OpenApiDocument {
       ...(requestBody ? { requestBody } : {}),
       responses: {
         "200": {
-          description: "OK",
-          content: {
-            "application/json": {
-              schema: "anyOf" in output ? (output.anyOf as Schema[])[0]! : (output as Schema),
-            },
-          },
+          description: streaming
+            ? "Server-Sent Events; each event's data is one message, as JSON of this schema"
+            : "OK",
+          content: { [streaming ? "text/event-stream" : "application/json"]: { schema } },
         },
         ...Object.fromEntries(
           errors.map((status) => [status, { $ref: `#/components/responses/${status}` }]),

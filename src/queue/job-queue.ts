@@ -8,6 +8,7 @@ import {
   JobStateError,
   QueueNotFoundError,
 } from "../job/errors.js";
+import { type EventFilterInput, eventFilterOf, type JobStreamEvent } from "../job/events.js";
 import { type JobFilterInput, validateFilter } from "../job/filter.js";
 import { requestHash } from "../job/idempotency.js";
 import { jobIdFactory } from "../job/job-ids.js";
@@ -23,6 +24,7 @@ import {
 import type { SecretBox } from "../secrets/secret-box.js";
 import type { JobStore, NodeInfo } from "../store/job-store.js";
 import { hostOf } from "../store/rows.js";
+import type { EventHub, WatchItem } from "./event-hub.js";
 import type { QueueDirectory } from "./queue-directory.js";
 import type { RefusalLog } from "./refusal-log.js";
 import {
@@ -38,6 +40,11 @@ export interface ListInput extends JobFilterInput {
   /** 0 or absent: the default page size. */
   pageSize?: number;
   pageToken?: string;
+}
+
+export interface WatchJobsInput extends EventFilterInput {
+  /** Resume after this cursor; empty: from now. */
+  afterCursor?: string;
 }
 
 export interface AuditListInput {
@@ -78,10 +85,26 @@ export interface JobQueue {
   getResult(jobId: string, caller: Caller): Promise<{ job: Job; result: JobResult | null }>;
   /** Cancels a queued or running job; a job that already ended is a {@link JobStateError}. */
   cancel(jobId: string, caller: Caller): Promise<Job>;
-  list(input: ListInput, caller: Caller): Promise<{ jobs: Job[]; nextPageToken: string | null }>;
+  /**
+   * A page of jobs; the first page also has the event stream's cursor from just before the list
+   * was read (watch from it to see every later change).
+   */
+  list(
+    input: ListInput,
+    caller: Caller,
+  ): Promise<{ jobs: Job[]; nextPageToken: string | null; watchCursor: string | null }>;
   listAttempts(jobId: string, caller: Caller): Promise<{ job: Job; attempts: Attempt[] }>;
-  /** Yields the job now and after each change; ends after a terminal status or when aborted. */
-  watch(jobId: string, caller: Caller, signal: AbortSignal): AsyncIterable<Job>;
+  /**
+   * Yields the job now, then again with each event of it (a change, or a long call's progress);
+   * ends after a terminal status, when the job is deleted, or when aborted.
+   */
+  watch(
+    jobId: string,
+    caller: Caller,
+    signal: AbortSignal,
+  ): AsyncIterable<{ job: Job; event: JobStreamEvent | null }>;
+  /** The events of the jobs matching `input` the caller may see (see {@link EventHub.watch}). */
+  watchJobs(input: WatchJobsInput, caller: Caller, signal: AbortSignal): AsyncIterable<WatchItem>;
   listAudit(
     input: AuditListInput,
   ): Promise<{ events: StoredAuditEvent[]; nextPageToken: string | null }>;
@@ -111,8 +134,8 @@ export interface JobQueueOptions {
    * each.
    */
   refusals?: RefusalLog;
-  /** How often a watcher re-reads the job even without an event (changes made by other processes). */
-  watchPollMs?: number;
+  /** The event stream, as watchers read it. */
+  events: EventHub;
   /** The queues, for the defaults of jobs submitted to them. */
   queues: QueueDirectory;
 }
@@ -123,7 +146,6 @@ export const LIST_SCAN_LIMIT = 10_000;
 export function createJobQueue(options: JobQueueOptions): JobQueue {
   const { store, clock, limits, secretBox } = options;
   const nextJobId = jobIdFactory();
-  const watchPollMs = options.watchPollMs ?? 1000;
 
   /** A queue's settings; an unknown name is read again once (it may just have been created). */
   async function queueOf(name: string | undefined) {
@@ -299,6 +321,8 @@ export function createJobQueue(options: JobQueueOptions): JobQueue {
       const filter = validateFilter(input, limits);
       const after = input.pageToken ? decodePageToken(input.pageToken) : undefined;
       if (after !== undefined && typeof after !== "object") throw badToken();
+      // Read before the list: a change after it is in the stream after this cursor.
+      const watchCursor = after === undefined ? await store.eventHead() : null;
       const { jobs, next } = await store.jobList({
         ...filter,
         ownedBy: ownerScope(caller),
@@ -306,7 +330,7 @@ export function createJobQueue(options: JobQueueOptions): JobQueue {
         limit: pageSize,
         scanLimit: LIST_SCAN_LIMIT,
       });
-      return { jobs, nextPageToken: next ? encodePageToken(next) : null };
+      return { jobs, nextPageToken: next ? encodePageToken(next) : null, watchCursor };
     },
 
     async listAttempts(jobId, caller) {
@@ -316,44 +340,47 @@ export function createJobQueue(options: JobQueueOptions): JobQueue {
 
     async *watch(jobId, caller, signal) {
       const id = validateJobId(jobId);
-      let wake: (() => void) | null = null;
-      let pending = false;
-      const poke = () => {
-        pending = true;
-        wake?.();
-      };
-      const unsubscribe = store.signals.onJobChangedById(id, poke);
-      signal.addEventListener("abort", poke);
+      // Watching first, then reading the job: a change after the read is an event still to come.
+      const events = options.events
+        .watch({ after: null, filter: { jobIds: new Set([id]) }, signal })
+        [Symbol.asyncIterator]();
       try {
-        let last: Job | null = null;
-        for (;;) {
-          pending = false;
-          const job = await store.jobGet({ id });
-          if (!visible(job, caller)) {
-            if (last === null) throw new JobNotFoundError(id);
+        await events.next();
+        let job = await store.jobGet({ id });
+        if (!visible(job, caller)) throw new JobNotFoundError(id);
+        yield { job, event: null };
+        while (!isTerminal(job.status)) {
+          const next = await events.next();
+          if (next.done) return;
+          if (next.value.kind !== "event") continue;
+          const event = next.value.event;
+          if (event.type === "deleted" || event.type === "expired") {
+            yield { job, event };
             return;
           }
-          if (last === null || job.status !== last.status || job.updatedAt !== last.updatedAt) {
-            yield job;
-            last = job;
+          // Progress and an attempt's end change nothing a read would show (the status event of
+          // the attempt's end follows in the same transaction).
+          if (event.type === "progress" || event.type === "attempt_ended") {
+            yield { job, event };
+            continue;
           }
-          if (isTerminal(job.status) || signal.aborted) return;
-          if (!pending) {
-            await new Promise<void>((resolve) => {
-              const timer = setTimeout(resolve, watchPollMs);
-              wake = () => {
-                clearTimeout(timer);
-                resolve();
-              };
-            });
-            wake = null;
-          }
-          if (signal.aborted) return;
+          const now = await store.jobGet({ id });
+          if (now === null) return;
+          // An event the first read already showed brings nothing new.
+          if (now.updatedAt === job.updatedAt && now.status === job.status) continue;
+          job = now;
+          yield { job, event };
         }
       } finally {
-        unsubscribe();
-        signal.removeEventListener("abort", poke);
+        await events.return?.();
       }
+    },
+
+    watchJobs(input, caller, signal) {
+      const filter = eventFilterOf(input, limits);
+      const owner = ownerScope(caller);
+      if (owner !== undefined) filter.owner = owner;
+      return options.events.watch({ after: input.afterCursor || null, filter, signal });
     },
 
     listNodes() {

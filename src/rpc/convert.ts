@@ -6,6 +6,8 @@ import {
   type AuditEventSchema,
   BackoffStrategy as BackoffStrategyPb,
   BodyEncoding as BodyEncodingPb,
+  type JobEventSchema,
+  JobEventType as JobEventTypePb,
   type JobSchema,
   JobStatus as JobStatusPb,
   type NodeSchema,
@@ -21,6 +23,7 @@ import type {
 import type { QueueSchema as QueuePbSchema } from "../../gen/jobqueue/v1/queue_service_pb.js";
 import type { StoredAuditEvent } from "../audit/audit-event.js";
 import { InvalidArgumentError } from "../job/errors.js";
+import type { EventType, JobStreamEvent } from "../job/events.js";
 import type { JobFilterInput } from "../job/filter.js";
 import type { Operation, OperationKind } from "../job/operations.js";
 import type { QueueSettings, QueueSettingsInput } from "../job/queues.js";
@@ -367,5 +370,46 @@ export function queueSettingsFromPb(
           : (BACKOFF_FROM_PB.get(s.backoffStrategy) ?? String(s.backoffStrategy)),
     backoffSeconds: zeroIsNull(s.backoffSeconds),
     ttlSeconds: zeroIsNull(s.ttlSeconds),
+  };
+}
+
+const EVENT_TYPE: Record<EventType, JobEventTypePb> = {
+  queued: JobEventTypePb.QUEUED,
+  scheduled: JobEventTypePb.SCHEDULED,
+  waiting: JobEventTypePb.WAITING,
+  running: JobEventTypePb.RUNNING,
+  progress: JobEventTypePb.PROGRESS,
+  attempt_ended: JobEventTypePb.ATTEMPT_ENDED,
+  retry_scheduled: JobEventTypePb.RETRY_SCHEDULED,
+  succeeded: JobEventTypePb.SUCCEEDED,
+  failed: JobEventTypePb.FAILED,
+  canceled: JobEventTypePb.CANCELED,
+  expired: JobEventTypePb.EXPIRED,
+  deleted: JobEventTypePb.DELETED,
+};
+
+export function eventToPb(e: JobStreamEvent): MessageInitShape<typeof JobEventSchema> {
+  return {
+    cursor: e.cursor,
+    at: ts(e.at),
+    jobId: e.jobId,
+    type: EVENT_TYPE[e.type],
+    status: STATUS[e.status],
+    queue: e.queue,
+    tags: e.tags,
+    attempt: e.attempt ?? undefined,
+    node: e.node ?? undefined,
+    responseStatus: e.responseStatus ?? undefined,
+    errorCode: e.errorCode ?? undefined,
+    error: e.error ?? undefined,
+    runAt: ts(e.runAt),
+    outcome: e.outcome ? OUTCOME[e.outcome as AttemptOutcome] : undefined,
+    progress: e.progress
+      ? {
+          phase: e.progress.phase,
+          responseStatus: e.progress.status,
+          bytes: e.progress.bytes === undefined ? undefined : BigInt(e.progress.bytes),
+        }
+      : undefined,
   };
 }

@@ -2,10 +2,14 @@ import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import { BadRequestSchema } from "../../gen/google/rpc/error_details_pb.js";
 import {
+  CursorExpiredError,
   IdempotencyConflictError,
   InvalidArgumentError,
   JobNotFoundError,
   JobStateError,
+  OperationNotFoundError,
+  QueueNotFoundError,
+  WatcherBehindError,
   withoutStack,
 } from "../job/errors.js";
 import { StoreUnavailableError } from "../store/job-store.js";
@@ -42,8 +46,18 @@ export function toConnectError(err: unknown, logger: Logger): ConnectError {
         ]),
     );
   }
-  if (err instanceof JobNotFoundError) {
+  if (
+    err instanceof JobNotFoundError ||
+    err instanceof QueueNotFoundError ||
+    err instanceof OperationNotFoundError
+  ) {
     return withoutStack(() => new ConnectError(err.message, Code.NotFound));
+  }
+  if (err instanceof CursorExpiredError) {
+    return withoutStack(() => new ConnectError(err.message, Code.OutOfRange));
+  }
+  if (err instanceof WatcherBehindError) {
+    return withoutStack(() => new ConnectError(err.message, Code.ResourceExhausted));
   }
   if (err instanceof JobStateError) {
     return withoutStack(() => new ConnectError(err.message, Code.FailedPrecondition));
@@ -116,7 +130,8 @@ const HTTP_STATUS: Partial<Record<Code, number>> = {
   [Code.ResourceExhausted]: 429,
   [Code.FailedPrecondition]: 409,
   [Code.Aborted]: 409,
-  [Code.OutOfRange]: 400,
+  // Only an event cursor older than the retention is out of range: gone, as Kubernetes says.
+  [Code.OutOfRange]: 410,
   [Code.Unimplemented]: 501,
   [Code.Unavailable]: 503,
   [Code.Unauthenticated]: 401,

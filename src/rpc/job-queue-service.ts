@@ -1,4 +1,4 @@
-import { timestampMs } from "@bufbuild/protobuf/wkt";
+import { timestampFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "@connectrpc/connect";
 import type { JobQueueService } from "../../gen/jobqueue/v1/job_queue_service_pb.js";
 import { JobCountGrouping } from "../../gen/jobqueue/v1/job_queue_service_pb.js";
@@ -15,11 +15,13 @@ import {
   auditToPb,
   countsToPb,
   enqueueInputFromPb,
+  eventToPb,
   filterFromPb,
   jobToPb,
   nodeToPb,
   operationToPb,
   resultToPb,
+  statusesFromPb,
   statusToPb,
 } from "./convert.js";
 
@@ -86,11 +88,15 @@ export function createJobQueueServiceImpl(
     }),
 
     listJobs: async (req, ctx) => {
-      const { jobs, nextPageToken } = await queue.list(
+      const { jobs, nextPageToken, watchCursor } = await queue.list(
         { ...filterFromPb(req), pageSize: req.pageSize, pageToken: req.pageToken },
         callerOf(ctx.values),
       );
-      return { jobs: jobs.map(jobToPb), nextPageToken: nextPageToken ?? undefined };
+      return {
+        jobs: jobs.map(jobToPb),
+        nextPageToken: nextPageToken ?? undefined,
+        watchCursor: watchCursor ?? undefined,
+      };
     },
 
     retryJob: async (req, ctx) => ({
@@ -174,8 +180,36 @@ export function createJobQueueServiceImpl(
     },
 
     async *watchJob(req, ctx) {
-      for await (const job of queue.watch(req.jobId, callerOf(ctx.values), ctx.signal)) {
-        yield { job: jobToPb(job) };
+      for await (const { job, event } of queue.watch(req.jobId, callerOf(ctx.values), ctx.signal)) {
+        yield { job: jobToPb(job), event: event ? eventToPb(event) : undefined };
+      }
+    },
+
+    async *watchJobs(req, ctx) {
+      const statuses = statusesFromPb(req.status);
+      if (typeof statuses === "string") {
+        throw new InvalidArgumentError("status", `unknown status ${statuses}`);
+      }
+      const items = queue.watchJobs(
+        {
+          jobIds: req.jobIds,
+          statuses,
+          tags: req.tag,
+          queue: req.queue || undefined,
+          afterCursor: req.afterCursor || undefined,
+        },
+        callerOf(ctx.values),
+        ctx.signal,
+      );
+      for await (const item of items) {
+        yield item.kind === "event"
+          ? { kind: { case: "event", value: eventToPb(item.event) } }
+          : {
+              kind: {
+                case: "heartbeat",
+                value: { cursor: item.cursor, at: timestampFromMs(item.at) },
+              },
+            };
       }
     },
 

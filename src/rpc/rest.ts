@@ -1,5 +1,6 @@
 import { isUtf8 } from "node:buffer";
-import type { ServerResponse } from "node:http";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Duplex } from "node:stream";
 import {
   create,
   type DescMessage,
@@ -21,13 +22,23 @@ import {
 } from "@connectrpc/connect";
 import type { ConnectNodeAdapterOptions } from "@connectrpc/connect-node";
 import type { Logger } from "pino";
+import { WebSocketServer } from "ws";
 import { http } from "../../gen/google/api/annotations_pb.js";
 import type { HttpRule } from "../../gen/google/api/http_pb.js";
 import { InvalidArgumentError } from "../job/errors.js";
 import { CALL_RECORD } from "./access-log.js";
 import { codeName, httpStatusOf, toConnectError, violatedField } from "./errors.js";
+import {
+  refuseNoStream,
+  serveSse,
+  serveWebSocket,
+  WS_PROTOCOL,
+  webSocketHeaders,
+} from "./http-streams.js";
 import { parseJsonStrict } from "./json-text.js";
+import { NodeHeaders } from "./node-headers.js";
 import { fromRestJson, queryToJson, toRestJson } from "./rest-json.js";
+import { composeServerStream, type StreamCall, streamRequest } from "./stream-call.js";
 import { composeUnary, unaryRequest } from "./unary-call.js";
 
 type NodeHandler = NonNullable<ConnectNodeAdapterOptions["fallback"]>;
@@ -55,7 +66,7 @@ export interface RestRoute {
 export function deriveRestRoutes(service: DescService): RestRoute[] {
   const routes: RestRoute[] = [];
   for (const method of service.methods) {
-    if (method.methodKind !== "unary") continue;
+    if (method.methodKind !== "unary" && method.methodKind !== "server_streaming") continue;
     const rule = getOption(method, http);
     for (const r of [rule, ...rule.additionalBindings]) {
       const route = toRoute(method, r);
@@ -118,10 +129,15 @@ export interface RestTranscoderOptions {
   shutdownSignal?: AbortSignal;
 }
 
-interface BoundRoute extends RestRoute {
-  /** The method's handler behind the interceptors, composed once at start-up. */
-  call: (req: UnaryRequest) => Promise<UnaryResponse>;
-}
+type BoundRoute = RestRoute &
+  (
+    | {
+        kind: "unary";
+        /** The method's handler behind the interceptors, composed once at start-up. */
+        call: (req: UnaryRequest) => Promise<UnaryResponse>;
+      }
+    | { kind: "stream"; call: StreamCall }
+  );
 
 /**
  * The REST transcoder: serves the routes derived from every registered service's google.api.http
@@ -149,8 +165,15 @@ export function createRestTranscoder(options: RestTranscoderOptions) {
         );
       }
       const method = spec.methods[route.method.localName]!;
-      if (method.kind !== "unary") continue;
-      routes.push({ ...route, call: composeUnary(method, interceptors, "rest") });
+      if (method.kind === "unary") {
+        routes.push({ ...route, kind: "unary", call: composeUnary(method, interceptors, "rest") });
+      } else if (method.kind === "server_streaming" && route.httpMethod === "GET") {
+        routes.push({
+          ...route,
+          kind: "stream",
+          call: composeServerStream(method, interceptors, "rest"),
+        });
+      }
     }
   }
   /** Routes by their number of path segments. */
@@ -161,6 +184,63 @@ export function createRestTranscoder(options: RestTranscoderOptions) {
     bySegments.set(route.segments.length, list);
   }
 
+  /** The route of a method and path, or the methods the path has if none is this one. */
+  function find(verb: string | undefined, pathname: string) {
+    const parts = pathname.split("/").filter((s) => s !== "");
+    let verbs: Set<string> | null = null;
+    for (const route of bySegments.get(parts.length) ?? []) {
+      const vars = match(route, parts);
+      if (vars === null) continue;
+      if (route.httpMethod === verb) return { route, vars, verbs: null };
+      verbs = verbs ?? new Set();
+      verbs.add(route.httpMethod);
+    }
+    return { route: null, vars: null, verbs };
+  }
+
+  /** Records the route for the access log and metrics. */
+  function record(contextValues: ContextValues, route: RestRoute): void {
+    const rec = contextValues.get(CALL_RECORD);
+    if (rec) {
+      rec.route = route.template;
+      rec.rpc = `${route.method.parent.typeName}/${route.method.name}`;
+    }
+  }
+
+  /** The call of a streaming route, opened when the transport is ready for it. */
+  function openStream(
+    req: Request,
+    route: Extract<BoundRoute, { kind: "stream" }>,
+    query: URLSearchParams | null,
+    vars: Record<string, string>,
+    header: Headers,
+    contextValues: ContextValues,
+  ) {
+    return async (signal: AbortSignal) => {
+      const json = await requestJson(req, route, query, vars, options.maxRequestBytes);
+      // A reconnecting EventSource says where it was: resume there.
+      const last = req.headers["last-event-id"];
+      if (
+        typeof last === "string" &&
+        last !== "" &&
+        route.method.input.fields.some((f) => f.name === "after_cursor")
+      ) {
+        json.after_cursor = last;
+      }
+      const input = fromRestJson(route.method.input, json);
+      return route.call(
+        streamRequest({
+          method: route.method,
+          input,
+          url: `http://${req.headers.host ?? "localhost"}${req.url ?? "/"}`,
+          header,
+          contextValues,
+          signal,
+        }),
+      );
+    };
+  }
+
   async function handleRest(
     req: Request,
     res: Response,
@@ -169,23 +249,9 @@ export function createRestTranscoder(options: RestTranscoderOptions) {
     const raw = req.url ?? "/";
     const q = raw.indexOf("?");
     const pathname = q === -1 ? raw : raw.slice(0, q);
-    const parts = pathname.split("/").filter((s) => s !== "");
     // HEAD is served wherever GET is, without the body.
     const verb = req.method === "HEAD" ? "GET" : req.method;
-    let hit: BoundRoute | null = null;
-    let vars: Record<string, string> | null = null;
-    let verbs: Set<string> | null = null;
-    for (const route of bySegments.get(parts.length) ?? []) {
-      const v = match(route, parts);
-      if (v === null) continue;
-      if (route.httpMethod === verb) {
-        hit = route;
-        vars = v;
-        break;
-      }
-      verbs = verbs ?? new Set();
-      verbs.add(route.httpMethod);
-    }
+    const { route: hit, vars, verbs } = find(verb, pathname);
     if (!hit || !vars) {
       if (!verbs) return false;
       if (verbs.has("GET")) verbs.add("HEAD");
@@ -194,13 +260,21 @@ export function createRestTranscoder(options: RestTranscoderOptions) {
       return true;
     }
     const route = hit;
-    const record = contextValues.get(CALL_RECORD);
-    if (record) {
-      record.route = route.template;
-      record.rpc = `${route.method.parent.typeName}/${route.method.name}`;
+    record(contextValues, route);
+    const query = q === -1 ? null : new URLSearchParams(raw.slice(q + 1));
+    if (route.kind === "stream") {
+      const header = new NodeHeaders(req.headers);
+      await serveSse(
+        res as ServerResponse,
+        route.method.output,
+        openStream(req, route, query, vars, header, contextValues),
+        logger,
+        options.shutdownSignal,
+        req.method === "HEAD",
+      );
+      return true;
     }
     try {
-      const query = q === -1 ? null : new URLSearchParams(raw.slice(q + 1));
       const json = await requestJson(req, route, query, vars, options.maxRequestBytes);
       const input = fromRestJson(route.method.input, json);
       const output = await route.call(
@@ -212,9 +286,47 @@ export function createRestTranscoder(options: RestTranscoderOptions) {
     }
     return true;
   }
+  /**
+   * A WebSocket handshake (HTTP/1.1 upgrade) on a streaming route: the same call as its Server-Sent
+   * Events, through the same interceptors, framed as WebSocket messages.
+   */
+  function upgrade(
+    req: IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+    contextValues: ContextValues,
+  ): void {
+    const raw = req.url ?? "/";
+    const q = raw.indexOf("?");
+    const pathname = q === -1 ? raw : raw.slice(0, q);
+    const { route, vars } = find("GET", pathname);
+    if (route?.kind !== "stream" || !vars) {
+      refuseNoStream(socket, pathname);
+      return;
+    }
+    record(contextValues, route);
+    const query = q === -1 ? null : new URLSearchParams(raw.slice(q + 1));
+    const header = webSocketHeaders(req);
+    void serveWebSocket(
+      wss,
+      req,
+      socket,
+      head,
+      route.method.output,
+      openStream(req, route, query, vars, header, contextValues),
+      logger,
+      options.shutdownSignal,
+    );
+  }
+  const wss = new WebSocketServer({
+    noServer: true,
+    maxPayload: 64 * 1024,
+    // A browser offers its key as a subprotocol beside jobqueue.v1: jobqueue.v1 is the answer.
+    handleProtocols: (protocols) => (protocols.has(WS_PROTOCOL) ? WS_PROTOCOL : false),
+  });
   /** The HTTP methods the routes use. */
   const methods = [...new Set(routes.map((r) => r.httpMethod))];
-  return Object.assign(handleRest, { methods });
+  return Object.assign(handleRest, { methods, upgrade });
 }
 
 /** Answers an error in REST's JSON shape: `{code, message[, field]}` and its HTTP status. */

@@ -303,6 +303,53 @@ export function createRpcServer(options: RpcServerOptions): RpcServer {
     socket.resume();
     setTimeout(() => socket.destroy(), 2_000).unref();
   });
+  // WebSocket: a handshake on a streaming REST route (/events, /jobs/{job_id}/events).
+  h1.on("upgrade", (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
+    socket.on("error", () => socket.destroy());
+    const path = (req.url ?? "/").split("?")[0]!;
+    if (closing || (req.headers.upgrade ?? "").toLowerCase() !== "websocket") {
+      socket.end(
+        "HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\ncontent-length: 0\r\n\r\n",
+      );
+      return;
+    }
+    // A page of another site may open a WebSocket to this server (browsers do not apply CORS to
+    // WebSocket): only same-origin pages and the CORS origins may, whatever the key.
+    const origin = req.headers.origin;
+    if (origin !== undefined && !originAllowed(origin, req.headers.host)) {
+      const body = JSON.stringify({
+        code: "permission_denied",
+        message: `origin ${origin} may not open a WebSocket here (JOBQUEUE_CORS_ORIGINS)`,
+      });
+      socket.end(
+        `HTTP/1.1 403 Forbidden\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+      );
+      return;
+    }
+    const values = createContextValues()
+      .set(REMOTE_ADDRESS, req.socket?.remoteAddress ?? null)
+      .set(PROTOCOL, "websocket");
+    inFlight++;
+    socket.once("close", ended);
+    if (accessLog || onCall) {
+      // The code is the call's (the pipeline records it); 101 is the handshake's status.
+      const record: CallRecord = { route: null, rpc: null, code: null };
+      values.set(CALL_RECORD, record);
+      const started = performance.now();
+      const switched = { statusCode: 101 } as Response;
+      socket.once("close", () => callEnded(req, switched, path, values, record, started));
+    }
+    rest.upgrade(req, socket, head, values);
+  });
+  const corsOrigins = new Set(options.corsOrigins ?? []);
+  function originAllowed(origin: string, host: string | undefined): boolean {
+    if (corsOrigins.has(origin)) return true;
+    try {
+      return new URL(origin).host === host;
+    } catch {
+      return false;
+    }
+  }
   // h1 never listens itself (the TCP server hands it sockets), but "listening" is what starts its
   // connection tracking: idle-connection closing and the header and request timeouts.
   h1.emit("listening");

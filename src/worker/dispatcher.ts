@@ -1,4 +1,5 @@
 import { Agent, type Dispatcher, request } from "undici";
+import type { Progress } from "../job/events.js";
 import type { CallResult } from "../job/retry-policy.js";
 import type { Job, RequestBody } from "../job/types.js";
 import type { OutboundPolicy } from "./outbound-policy.js";
@@ -21,12 +22,49 @@ export interface HttpDispatcher {
    * job's unsealed secret headers; they are not sent on past a redirect to another origin.
    * Never throws: every ending is a {@link CallResult}.
    */
-  call(job: Job, secretHeaders: Record<string, string>, signal: AbortSignal): Promise<CallResult>;
+  call(
+    job: Job,
+    secretHeaders: Record<string, string>,
+    signal: AbortSignal,
+    onProgress?: (progress: Progress) => void,
+  ): Promise<CallResult>;
   /** Closes the keep-alive pools. */
   close(): Promise<void>;
 }
 
 const TIMEOUT = Symbol("timeout");
+
+/** A request option naming what to call once the request has a connection (undici passes it on). */
+const ON_CONNECTED = "jobqueueOnConnected";
+
+/**
+ * An undici interceptor that tells a request, through its {@link ON_CONNECTED} option, when it is
+ * dispatched on a connection: a new one once connected (and TLS is up), a kept-alive one at once.
+ */
+const connectedHook: Dispatcher.DispatcherComposeInterceptor = (dispatch) => (opts, handler) => {
+  const hook = (opts as unknown as Record<string, unknown>)[ON_CONNECTED];
+  if (typeof hook !== "function") return dispatch(opts, handler);
+  let told = false;
+  const tell = () => {
+    if (told) return;
+    told = true;
+    (hook as () => void)();
+  };
+  const wrapped = new Proxy(handler, {
+    get(target, prop) {
+      const value = Reflect.get(target, prop, target);
+      if (typeof value !== "function") return value;
+      if (prop === "onConnect" || prop === "onRequestStart") {
+        return (...args: unknown[]) => {
+          tell();
+          return value.apply(target, args);
+        };
+      }
+      return value.bind(target);
+    },
+  });
+  return dispatch(opts, wrapped);
+};
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 
 class Refused extends Error {
@@ -47,12 +85,13 @@ export function createHttpDispatcher(options: HttpDispatcherOptions): HttpDispat
     bodyTimeout: 0,
     keepAliveTimeout: 4_000,
     connect: { lookup: policy.lookup },
-  });
+  }).compose(connectedHook);
 
   async function send(
     job: Job,
     secretHeaders: Record<string, string>,
     signal: AbortSignal,
+    onProgress: ((progress: Progress) => void) | undefined,
   ): Promise<Dispatcher.ResponseData> {
     let url = buildUrl(job);
     let method: string = job.method;
@@ -61,7 +100,14 @@ export function createHttpDispatcher(options: HttpDispatcherOptions): HttpDispat
     for (let hop = 0; ; hop++) {
       const refusal = policy.refuse(url);
       if (refusal) throw new Refused("destination_blocked", refusal);
-      const res = await request(url, { method, headers, body, signal, dispatcher: agent });
+      const res = await request(url, {
+        method,
+        headers,
+        body,
+        signal,
+        dispatcher: agent,
+        ...(onProgress ? { [ON_CONNECTED]: () => onProgress({ phase: "connected" }) } : {}),
+      });
       const location = res.headers.location;
       if (!job.followRedirects || !REDIRECTS.has(res.statusCode) || typeof location !== "string") {
         return res;
@@ -102,7 +148,7 @@ export function createHttpDispatcher(options: HttpDispatcherOptions): HttpDispat
   }
 
   return {
-    async call(job, secretHeaders, signal) {
+    async call(job, secretHeaders, signal, onProgress) {
       const started = performance.now();
       const elapsed = () => Math.round(performance.now() - started);
       if (signal.aborted) return { kind: "aborted", durationMs: 0 };
@@ -111,8 +157,13 @@ export function createHttpDispatcher(options: HttpDispatcherOptions): HttpDispat
       signal.addEventListener("abort", onAbort, { once: true });
       const timer = setTimeout(() => ac.abort(TIMEOUT), job.timeoutMs);
       try {
-        const res = await send(job, secretHeaders, ac.signal);
-        const { body, truncated } = await readCapped(res.body, options.resultMaxBytes);
+        const res = await send(job, secretHeaders, ac.signal, onProgress);
+        onProgress?.({ phase: "headers", status: res.statusCode });
+        const { body, truncated } = await readCapped(
+          res.body,
+          options.resultMaxBytes,
+          onProgress && ((bytes) => onProgress({ phase: "body", status: res.statusCode, bytes })),
+        );
         return {
           kind: "response",
           status: res.statusCode,
@@ -162,6 +213,7 @@ export function createHttpDispatcher(options: HttpDispatcherOptions): HttpDispat
 async function readCapped(
   body: Dispatcher.ResponseData["body"],
   max: number,
+  onBytes?: (bytes: number) => void,
 ): Promise<{ body: Uint8Array; truncated: boolean }> {
   const chunks: Buffer[] = [];
   let size = 0;
@@ -174,6 +226,7 @@ async function readCapped(
     }
     chunks.push(chunk);
     size += chunk.byteLength;
+    onBytes?.(size);
   }
   return { body: Buffer.concat(chunks, size), truncated: false };
 }

@@ -15,6 +15,7 @@ import {
   StoreUnavailableError,
 } from "../store/job-store.js";
 import type { HttpDispatcher } from "./dispatcher.js";
+import { startProgressReporter } from "./progress-reporter.js";
 
 export interface WorkerPoolOptions {
   store: JobStore;
@@ -38,6 +39,8 @@ export interface WorkerPoolOptions {
   secretBox: SecretBox;
   /** Told of claims and ended attempts (the metrics). */
   observer?: WorkerPoolObserver;
+  /** A long call's progress goes to the event stream at most this often (from this long on). */
+  progressEveryMs?: number;
 }
 
 /** What the pool reports as it works. */
@@ -270,7 +273,16 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
       logger.error({ jobId: job.id }, error);
       return;
     }
-    const result = await dispatcher.call(job, secrets, flight.controller.signal);
+    const progress = startProgressReporter({
+      store,
+      jobId: job.id,
+      attempt: job.attempt,
+      everyMs: options.progressEveryMs ?? 1_000,
+      logger,
+    });
+    const result = await dispatcher
+      .call(job, secrets, flight.controller.signal, progress.update)
+      .finally(progress.stop);
     const now = clock.now();
 
     if (result.kind === "aborted") {

@@ -894,7 +894,11 @@ describe("start-up", () => {
     expect((await proc.rest.get("/jobs")).status).toBe(401);
     const res = await fetch(`${proc.url}/jobs`, { headers: as("rita") });
     expect(res.status).toBe(200);
-    expect(await res.json()).toEqual({ jobs: [], next_page_token: null });
+    expect(await res.json()).toEqual({
+      jobs: [],
+      next_page_token: null,
+      watch_cursor: expect.stringMatching(/^\d{16}$/),
+    });
     const denied = await fetch(`${proc.url}/jobs`, {
       method: "POST",
       headers: { ...as("rita"), "content-type": "application/json" },

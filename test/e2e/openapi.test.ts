@@ -167,6 +167,61 @@ describe("a generic client built from the document", () => {
     return { status: res.status, json };
   }
 
+  /**
+   * Reads a streaming operation's Server-Sent Events until `last` says so or the stream ends,
+   * checking each event's data against the document.
+   */
+  async function stream(
+    operationId: string,
+    args: { path?: Record<string, string>; query?: Record<string, unknown> },
+    last: (data: any) => boolean,
+  ): Promise<{ event: string | null; id: string | null; data: any }[]> {
+    const [template, item] = Object.entries(doc.paths as Record<string, Record<string, any>>).find(
+      ([, item]) => item.get?.operationId === operationId,
+    )!;
+    const op = item.get;
+    const url = new URL(
+      template.replace(/\{(\w+)\}/g, (_m, name: string) => encodeURIComponent(args.path![name]!)),
+      app.url,
+    );
+    for (const [name, value] of Object.entries(args.query ?? {})) {
+      for (const v of Array.isArray(value) ? value : [value])
+        url.searchParams.append(name, String(v));
+    }
+    const ac = new AbortController();
+    const res = await fetch(url, { signal: ac.signal, headers: { accept: "text/event-stream" } });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toMatch(/^text\/event-stream/);
+    const schema = op.responses["200"].content["text/event-stream"].schema;
+    called.add(operationId);
+    const out: { event: string | null; id: string | null; data: any }[] = [];
+    let buffer = "";
+    const decoder = new TextDecoder();
+    try {
+      for await (const chunk of res.body as AsyncIterable<Uint8Array>) {
+        buffer += decoder.decode(chunk, { stream: true });
+        let end = buffer.indexOf("\n\n");
+        while (end !== -1) {
+          const frame = buffer.slice(0, end);
+          buffer = buffer.slice(end + 2);
+          end = buffer.indexOf("\n\n");
+          const field = (name: string) =>
+            frame
+              .split("\n")
+              .find((l) => l.startsWith(`${name}: `))
+              ?.slice(name.length + 2) ?? null;
+          const data = JSON.parse(field("data")!);
+          fits(schema, data, `${operationId} event`);
+          out.push({ event: field("event"), id: field("id"), data });
+          if (last(data)) return out;
+        }
+      }
+    } finally {
+      ac.abort();
+    }
+    return out;
+  }
+
   it("calls every operation with success, and every answer fits the document", async () => {
     let release!: () => void;
     const held = new Promise<void>((resolve) => {
@@ -302,6 +357,20 @@ describe("a generic client built from the document", () => {
     expect(stats.json.per_minute).toHaveLength(5);
     expect(stats.json.counts.succeeded).toBeGreaterThanOrEqual(1);
     expect((await call("DeleteQueue", { path: { name: "reports" } })).json).toEqual({});
+
+    // The streams, as Server-Sent Events: every event's data fits the document.
+    const from = (await call("ListJobs", { query: { page_size: 1 } })).json.watch_cursor as string;
+    const watched = (await call("EnqueueJob", { body: { url: `${target.url}/json` } })).json
+      .job_id as string;
+    const events = await stream(
+      "WatchJobs",
+      { query: { job_ids: [watched], after_cursor: from } },
+      (data) => data.event?.type === "succeeded",
+    );
+    expect(events[0]!.event).toBe("heartbeat");
+    expect(events.map((e) => e.event)).toContain("running");
+    const lives = await stream("WatchJob", { path: { job_id: watched } }, () => false);
+    expect(lives.at(-1)!.data.job.status).toBe("succeeded");
 
     const operations = Object.values(doc.paths as Record<string, Record<string, any>>).flatMap(
       (item) => Object.values(item).map((op) => op.operationId as string),

@@ -139,6 +139,7 @@ describe("roles declared next to each method", () => {
       ListJobs: "reader",
       ListJobAttempts: "reader",
       WatchJob: "reader",
+      WatchJobs: "reader",
       RetryJob: "submitter",
       DeleteJob: "submitter",
       CancelJobs: "submitter",

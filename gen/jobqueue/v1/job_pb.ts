@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file jobqueue/v1/job.proto.
  */
 export const file_jobqueue_v1_job: GenFile = /*@__PURE__*/
-  fileDesc("ChVqb2JxdWV1ZS92MS9qb2IucHJvdG8SC2pvYnF1ZXVlLnYxIr0JCgNKb2ISDgoGam9iX2lkGAEgASgJEiYKBnN0YXR1cxgCIAEoDjIWLmpvYnF1ZXVlLnYxLkpvYlN0YXR1cxIPCgdhdHRlbXB0GAMgASgFEhQKDG1heF9hdHRlbXB0cxgEIAEoBRIQCghwcmlvcml0eRgFIAEoBRIwCgxzY2hlZHVsZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCmNyZWF0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnN0YXJ0ZWRfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2ZpbmlzaGVkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZtZXRob2QYCiABKAkSCwoDdXJsGAsgASgJEhMKC3RpbWVvdXRfc2VjGAwgASgBEgwKBHRhZ3MYDSADKAkSLgoHaGVhZGVycxgOIAMoCzIdLmpvYnF1ZXVlLnYxLkpvYi5IZWFkZXJzRW50cnkSLAoGcGFyYW1zGA8gAygLMhwuam9icXVldWUudjEuSm9iLlBhcmFtc0VudHJ5EiYKBGJvZHkYECABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWVIABIUCgpib2R5X2J5dGVzGBEgASgMSAASNgoQYmFja29mZl9zdHJhdGVneRgSIAEoDjIcLmpvYnF1ZXVlLnYxLkJhY2tvZmZTdHJhdGVneRIXCg9iYWNrb2ZmX3NlY29uZHMYEyABKAESGAoLdHRsX3NlY29uZHMYFCABKAVIAYgBARIvCgtuZXh0X3J1bl9hdBgVIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKZXhwaXJlc19hdBgWIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASHAoPaWRlbXBvdGVuY3lfa2V5GBcgASgJSAKIAQESFwoKbGFzdF9lcnJvchgYIAEoCUgDiAEBEi4KCnVwZGF0ZWRfYXQYGSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKBW93bmVyGBogASgJSASIAQESFgoOc2VjcmV0X2hlYWRlcnMYGyADKAkSGAoQZm9sbG93X3JlZGlyZWN0cxgcIAEoCBIVCg1tYXhfcmVkaXJlY3RzGB0gASgFEhsKDnJhdGVfbGltaXRfa2V5GB4gASgJSAWIAQESDQoFcXVldWUYHyABKAkSHAoPbGFzdF9lcnJvcl9jb2RlGCAgASgJSAaIAQEaLgoMSGVhZGVyc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEaLQoLUGFyYW1zRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIJCgdwYXlsb2FkQg4KDF90dGxfc2Vjb25kc0ISChBfaWRlbXBvdGVuY3lfa2V5Qg0KC19sYXN0X2Vycm9yQggKBl9vd25lckIRCg9fcmF0ZV9saW1pdF9rZXlCEgoQX2xhc3RfZXJyb3JfY29kZSL6AgoHQXR0ZW1wdBIPCgdhdHRlbXB0GAEgASgFEiwKB291dGNvbWUYAiABKA4yGy5qb2JxdWV1ZS52MS5BdHRlbXB0T3V0Y29tZRIuCgpzdGFydGVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtmaW5pc2hlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASHAoPcmVzcG9uc2Vfc3RhdHVzGAUgASgFSACIAQESFwoKZXJyb3JfY29kZRgGIAEoCUgBiAEBEhIKBWVycm9yGAcgASgJSAKIAQESGAoLZHVyYXRpb25fbXMYCCABKAVIA4gBARIRCglyZXRyeWFibGUYCSABKAgSEQoEbm9kZRgKIAEoCUgEiAEBQhIKEF9yZXNwb25zZV9zdGF0dXNCDQoLX2Vycm9yX2NvZGVCCAoGX2Vycm9yQg4KDF9kdXJhdGlvbl9tc0IHCgVfbm9kZSLCAQoETm9kZRIPCgdub2RlX2lkGAEgASgJEi4KCnN0YXJ0ZWRfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjAKDGhlYXJ0YmVhdF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHdmVyc2lvbhgEIAEoCRITCgtjb25jdXJyZW5jeRgFIAEoBRIRCglpbl9mbGlnaHQYBiABKAUSDgoGbGVhZGVyGAcgASgIIosCCgpBdWRpdEV2ZW50EgoKAmlkGAEgASgDEigKBHRpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhYKCXByaW5jaXBhbBgDIAEoCUgAiAEBEg4KBmFjdGlvbhgEIAEoCRITCgZqb2JfaWQYBSABKAlIAYgBARIbCg5yZW1vdGVfYWRkcmVzcxgGIAEoCUgCiAEBEhAKCHByb3RvY29sGAcgASgJEg8KB291dGNvbWUYCCABKAkSEwoGZGV0YWlsGAkgASgJSAOIAQFCDAoKX3ByaW5jaXBhbEIJCgdfam9iX2lkQhEKD19yZW1vdGVfYWRkcmVzc0IJCgdfZGV0YWlsImQKDFN0YXR1c0NvdW50cxIOCgZxdWV1ZWQYASABKAMSDwoHcnVubmluZxgCIAEoAxIRCglzdWNjZWVkZWQYAyABKAMSDgoGZmFpbGVkGAQgASgDEhAKCGNhbmNlbGVkGAUgASgDIpsDCglPcGVyYXRpb24SFAoMb3BlcmF0aW9uX2lkGAEgASgJEigKBGtpbmQYAiABKA4yGi5qb2JxdWV1ZS52MS5PcGVyYXRpb25LaW5kEioKBXN0YXRlGAMgASgOMhsuam9icXVldWUudjEuT3BlcmF0aW9uU3RhdGUSEAoIZXN0aW1hdGUYBCABKAMSFwoPZXN0aW1hdGVfY2FwcGVkGAUgASgIEhAKCGV4YW1pbmVkGAYgASgDEhAKCGFmZmVjdGVkGAcgASgDEhYKCXByaW5jaXBhbBgIIAEoCUgAiAEBEi4KCmNyZWF0ZWRfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2ZpbmlzaGVkX2F0GAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgVlcnJvchgMIAEoCUgBiAEBQgwKCl9wcmluY2lwYWxCCAoGX2Vycm9yKqABCglKb2JTdGF0dXMSGgoWSk9CX1NUQVRVU19VTlNQRUNJRklFRBAAEhUKEUpPQl9TVEFUVVNfUVVFVUVEEAESFgoSSk9CX1NUQVRVU19SVU5OSU5HEAISGAoUSk9CX1NUQVRVU19TVUNDRUVERUQQAxIVChFKT0JfU1RBVFVTX0ZBSUxFRBAEEhcKE0pPQl9TVEFUVVNfQ0FOQ0VMRUQQBSqOAQoPQmFja29mZlN0cmF0ZWd5EiAKHEJBQ0tPRkZfU1RSQVRFR1lfVU5TUEVDSUZJRUQQABIaChZCQUNLT0ZGX1NUUkFURUdZX0ZJWEVEEAESGwoXQkFDS09GRl9TVFJBVEVHWV9MSU5FQVIQAhIgChxCQUNLT0ZGX1NUUkFURUdZX0VYUE9ORU5USUFMEAMqdwoMQm9keUVuY29kaW5nEh0KGUJPRFlfRU5DT0RJTkdfVU5TUEVDSUZJRUQQABIWChJCT0RZX0VOQ09ESU5HX0pTT04QARIWChJCT0RZX0VOQ09ESU5HX1RFWFQQAhIYChRCT0RZX0VOQ09ESU5HX0JBU0U2NBADKuIBCg5BdHRlbXB0T3V0Y29tZRIfChtBVFRFTVBUX09VVENPTUVfVU5TUEVDSUZJRUQQABIbChdBVFRFTVBUX09VVENPTUVfUlVOTklORxABEh0KGUFUVEVNUFRfT1VUQ09NRV9TVUNDRUVERUQQAhIaChZBVFRFTVBUX09VVENPTUVfRkFJTEVEEAMSHAoYQVRURU1QVF9PVVRDT01FX0NBTkNFTEVEEAQSHwobQVRURU1QVF9PVVRDT01FX0lOVEVSUlVQVEVEEAUSGAoUQVRURU1QVF9PVVRDT01FX0xPU1QQBip/Cg1PcGVyYXRpb25LaW5kEh4KGk9QRVJBVElPTl9LSU5EX1VOU1BFQ0lGSUVEEAASGQoVT1BFUkFUSU9OX0tJTkRfQ0FOQ0VMEAESGAoUT1BFUkFUSU9OX0tJTkRfUkVUUlkQAhIZChVPUEVSQVRJT05fS0lORF9ERUxFVEUQAyqnAQoOT3BlcmF0aW9uU3RhdGUSHwobT1BFUkFUSU9OX1NUQVRFX1VOU1BFQ0lGSUVEEAASGwoXT1BFUkFUSU9OX1NUQVRFX1JVTk5JTkcQARIdChlPUEVSQVRJT05fU1RBVEVfU1VDQ0VFREVEEAISHAoYT1BFUkFUSU9OX1NUQVRFX0NBTkNFTEVEEAMSGgoWT1BFUkFUSU9OX1NUQVRFX0ZBSUxFRBAEYgZwcm90bzM", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChVqb2JxdWV1ZS92MS9qb2IucHJvdG8SC2pvYnF1ZXVlLnYxIr0JCgNKb2ISDgoGam9iX2lkGAEgASgJEiYKBnN0YXR1cxgCIAEoDjIWLmpvYnF1ZXVlLnYxLkpvYlN0YXR1cxIPCgdhdHRlbXB0GAMgASgFEhQKDG1heF9hdHRlbXB0cxgEIAEoBRIQCghwcmlvcml0eRgFIAEoBRIwCgxzY2hlZHVsZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCmNyZWF0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnN0YXJ0ZWRfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2ZpbmlzaGVkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZtZXRob2QYCiABKAkSCwoDdXJsGAsgASgJEhMKC3RpbWVvdXRfc2VjGAwgASgBEgwKBHRhZ3MYDSADKAkSLgoHaGVhZGVycxgOIAMoCzIdLmpvYnF1ZXVlLnYxLkpvYi5IZWFkZXJzRW50cnkSLAoGcGFyYW1zGA8gAygLMhwuam9icXVldWUudjEuSm9iLlBhcmFtc0VudHJ5EiYKBGJvZHkYECABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWVIABIUCgpib2R5X2J5dGVzGBEgASgMSAASNgoQYmFja29mZl9zdHJhdGVneRgSIAEoDjIcLmpvYnF1ZXVlLnYxLkJhY2tvZmZTdHJhdGVneRIXCg9iYWNrb2ZmX3NlY29uZHMYEyABKAESGAoLdHRsX3NlY29uZHMYFCABKAVIAYgBARIvCgtuZXh0X3J1bl9hdBgVIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKZXhwaXJlc19hdBgWIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASHAoPaWRlbXBvdGVuY3lfa2V5GBcgASgJSAKIAQESFwoKbGFzdF9lcnJvchgYIAEoCUgDiAEBEi4KCnVwZGF0ZWRfYXQYGSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKBW93bmVyGBogASgJSASIAQESFgoOc2VjcmV0X2hlYWRlcnMYGyADKAkSGAoQZm9sbG93X3JlZGlyZWN0cxgcIAEoCBIVCg1tYXhfcmVkaXJlY3RzGB0gASgFEhsKDnJhdGVfbGltaXRfa2V5GB4gASgJSAWIAQESDQoFcXVldWUYHyABKAkSHAoPbGFzdF9lcnJvcl9jb2RlGCAgASgJSAaIAQEaLgoMSGVhZGVyc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEaLQoLUGFyYW1zRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIJCgdwYXlsb2FkQg4KDF90dGxfc2Vjb25kc0ISChBfaWRlbXBvdGVuY3lfa2V5Qg0KC19sYXN0X2Vycm9yQggKBl9vd25lckIRCg9fcmF0ZV9saW1pdF9rZXlCEgoQX2xhc3RfZXJyb3JfY29kZSL6AgoHQXR0ZW1wdBIPCgdhdHRlbXB0GAEgASgFEiwKB291dGNvbWUYAiABKA4yGy5qb2JxdWV1ZS52MS5BdHRlbXB0T3V0Y29tZRIuCgpzdGFydGVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtmaW5pc2hlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASHAoPcmVzcG9uc2Vfc3RhdHVzGAUgASgFSACIAQESFwoKZXJyb3JfY29kZRgGIAEoCUgBiAEBEhIKBWVycm9yGAcgASgJSAKIAQESGAoLZHVyYXRpb25fbXMYCCABKAVIA4gBARIRCglyZXRyeWFibGUYCSABKAgSEQoEbm9kZRgKIAEoCUgEiAEBQhIKEF9yZXNwb25zZV9zdGF0dXNCDQoLX2Vycm9yX2NvZGVCCAoGX2Vycm9yQg4KDF9kdXJhdGlvbl9tc0IHCgVfbm9kZSLCAQoETm9kZRIPCgdub2RlX2lkGAEgASgJEi4KCnN0YXJ0ZWRfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjAKDGhlYXJ0YmVhdF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHdmVyc2lvbhgEIAEoCRITCgtjb25jdXJyZW5jeRgFIAEoBRIRCglpbl9mbGlnaHQYBiABKAUSDgoGbGVhZGVyGAcgASgIIosCCgpBdWRpdEV2ZW50EgoKAmlkGAEgASgDEigKBHRpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhYKCXByaW5jaXBhbBgDIAEoCUgAiAEBEg4KBmFjdGlvbhgEIAEoCRITCgZqb2JfaWQYBSABKAlIAYgBARIbCg5yZW1vdGVfYWRkcmVzcxgGIAEoCUgCiAEBEhAKCHByb3RvY29sGAcgASgJEg8KB291dGNvbWUYCCABKAkSEwoGZGV0YWlsGAkgASgJSAOIAQFCDAoKX3ByaW5jaXBhbEIJCgdfam9iX2lkQhEKD19yZW1vdGVfYWRkcmVzc0IJCgdfZGV0YWlsImQKDFN0YXR1c0NvdW50cxIOCgZxdWV1ZWQYASABKAMSDwoHcnVubmluZxgCIAEoAxIRCglzdWNjZWVkZWQYAyABKAMSDgoGZmFpbGVkGAQgASgDEhAKCGNhbmNlbGVkGAUgASgDIpsDCglPcGVyYXRpb24SFAoMb3BlcmF0aW9uX2lkGAEgASgJEigKBGtpbmQYAiABKA4yGi5qb2JxdWV1ZS52MS5PcGVyYXRpb25LaW5kEioKBXN0YXRlGAMgASgOMhsuam9icXVldWUudjEuT3BlcmF0aW9uU3RhdGUSEAoIZXN0aW1hdGUYBCABKAMSFwoPZXN0aW1hdGVfY2FwcGVkGAUgASgIEhAKCGV4YW1pbmVkGAYgASgDEhAKCGFmZmVjdGVkGAcgASgDEhYKCXByaW5jaXBhbBgIIAEoCUgAiAEBEi4KCmNyZWF0ZWRfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2ZpbmlzaGVkX2F0GAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgVlcnJvchgMIAEoCUgBiAEBQgwKCl9wcmluY2lwYWxCCAoGX2Vycm9yIv0DCghKb2JFdmVudBIOCgZjdXJzb3IYASABKAkSJgoCYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBmpvYl9pZBgDIAEoCRInCgR0eXBlGAQgASgOMhkuam9icXVldWUudjEuSm9iRXZlbnRUeXBlEiYKBnN0YXR1cxgFIAEoDjIWLmpvYnF1ZXVlLnYxLkpvYlN0YXR1cxINCgVxdWV1ZRgGIAEoCRIMCgR0YWdzGAcgAygJEhQKB2F0dGVtcHQYCCABKAVIAIgBARIRCgRub2RlGAkgASgJSAGIAQESHAoPcmVzcG9uc2Vfc3RhdHVzGAogASgFSAKIAQESFwoKZXJyb3JfY29kZRgLIAEoCUgDiAEBEhIKBWVycm9yGAwgASgJSASIAQESKgoGcnVuX2F0GA0gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCgdvdXRjb21lGA4gASgOMhsuam9icXVldWUudjEuQXR0ZW1wdE91dGNvbWUSKwoIcHJvZ3Jlc3MYDyABKAsyGS5qb2JxdWV1ZS52MS5DYWxsUHJvZ3Jlc3NCCgoIX2F0dGVtcHRCBwoFX25vZGVCEgoQX3Jlc3BvbnNlX3N0YXR1c0INCgtfZXJyb3JfY29kZUIICgZfZXJyb3IibQoMQ2FsbFByb2dyZXNzEg0KBXBoYXNlGAEgASgJEhwKD3Jlc3BvbnNlX3N0YXR1cxgCIAEoBUgAiAEBEhIKBWJ5dGVzGAMgASgDSAGIAQFCEgoQX3Jlc3BvbnNlX3N0YXR1c0IICgZfYnl0ZXMqoAEKCUpvYlN0YXR1cxIaChZKT0JfU1RBVFVTX1VOU1BFQ0lGSUVEEAASFQoRSk9CX1NUQVRVU19RVUVVRUQQARIWChJKT0JfU1RBVFVTX1JVTk5JTkcQAhIYChRKT0JfU1RBVFVTX1NVQ0NFRURFRBADEhUKEUpPQl9TVEFUVVNfRkFJTEVEEAQSFwoTSk9CX1NUQVRVU19DQU5DRUxFRBAFKo4BCg9CYWNrb2ZmU3RyYXRlZ3kSIAocQkFDS09GRl9TVFJBVEVHWV9VTlNQRUNJRklFRBAAEhoKFkJBQ0tPRkZfU1RSQVRFR1lfRklYRUQQARIbChdCQUNLT0ZGX1NUUkFURUdZX0xJTkVBUhACEiAKHEJBQ0tPRkZfU1RSQVRFR1lfRVhQT05FTlRJQUwQAyp3CgxCb2R5RW5jb2RpbmcSHQoZQk9EWV9FTkNPRElOR19VTlNQRUNJRklFRBAAEhYKEkJPRFlfRU5DT0RJTkdfSlNPThABEhYKEkJPRFlfRU5DT0RJTkdfVEVYVBACEhgKFEJPRFlfRU5DT0RJTkdfQkFTRTY0EAMq4gEKDkF0dGVtcHRPdXRjb21lEh8KG0FUVEVNUFRfT1VUQ09NRV9VTlNQRUNJRklFRBAAEhsKF0FUVEVNUFRfT1VUQ09NRV9SVU5OSU5HEAESHQoZQVRURU1QVF9PVVRDT01FX1NVQ0NFRURFRBACEhoKFkFUVEVNUFRfT1VUQ09NRV9GQUlMRUQQAxIcChhBVFRFTVBUX09VVENPTUVfQ0FOQ0VMRUQQBBIfChtBVFRFTVBUX09VVENPTUVfSU5URVJSVVBURUQQBRIYChRBVFRFTVBUX09VVENPTUVfTE9TVBAGKn8KDU9wZXJhdGlvbktpbmQSHgoaT1BFUkFUSU9OX0tJTkRfVU5TUEVDSUZJRUQQABIZChVPUEVSQVRJT05fS0lORF9DQU5DRUwQARIYChRPUEVSQVRJT05fS0lORF9SRVRSWRACEhkKFU9QRVJBVElPTl9LSU5EX0RFTEVURRADKqcBCg5PcGVyYXRpb25TdGF0ZRIfChtPUEVSQVRJT05fU1RBVEVfVU5TUEVDSUZJRUQQABIbChdPUEVSQVRJT05fU1RBVEVfUlVOTklORxABEh0KGU9QRVJBVElPTl9TVEFURV9TVUNDRUVERUQQAhIcChhPUEVSQVRJT05fU1RBVEVfQ0FOQ0VMRUQQAxIaChZPUEVSQVRJT05fU1RBVEVfRkFJTEVEEAQqkAMKDEpvYkV2ZW50VHlwZRIeChpKT0JfRVZFTlRfVFlQRV9VTlNQRUNJRklFRBAAEhkKFUpPQl9FVkVOVF9UWVBFX1FVRVVFRBABEhwKGEpPQl9FVkVOVF9UWVBFX1NDSEVEVUxFRBACEhoKFkpPQl9FVkVOVF9UWVBFX1dBSVRJTkcQAxIaChZKT0JfRVZFTlRfVFlQRV9SVU5OSU5HEAQSGwoXSk9CX0VWRU5UX1RZUEVfUFJPR1JFU1MQBRIgChxKT0JfRVZFTlRfVFlQRV9BVFRFTVBUX0VOREVEEAYSIgoeSk9CX0VWRU5UX1RZUEVfUkVUUllfU0NIRURVTEVEEAcSHAoYSk9CX0VWRU5UX1RZUEVfU1VDQ0VFREVEEAgSGQoVSk9CX0VWRU5UX1RZUEVfRkFJTEVEEAkSGwoXSk9CX0VWRU5UX1RZUEVfQ0FOQ0VMRUQQChIaChZKT0JfRVZFTlRfVFlQRV9FWFBJUkVEEAsSGgoWSk9CX0VWRU5UX1RZUEVfREVMRVRFRBAMYgZwcm90bzM", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * Job is a stored HTTP call and where it is in its life.
@@ -562,6 +562,144 @@ export const OperationSchema: GenMessage<Operation> = /*@__PURE__*/
   messageDesc(file_jobqueue_v1_job, 5);
 
 /**
+ * JobEvent is one entry of the event stream.
+ *
+ * @generated from message jobqueue.v1.JobEvent
+ */
+export type JobEvent = Message<"jobqueue.v1.JobEvent"> & {
+  /**
+   * Where the stream is after this event: resume after it.
+   *
+   * @generated from field: string cursor = 1;
+   */
+  cursor: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp at = 2;
+   */
+  at?: Timestamp | undefined;
+
+  /**
+   * @generated from field: string job_id = 3;
+   */
+  jobId: string;
+
+  /**
+   * @generated from field: jobqueue.v1.JobEventType type = 4;
+   */
+  type: JobEventType;
+
+  /**
+   * The job's status after the event.
+   *
+   * @generated from field: jobqueue.v1.JobStatus status = 5;
+   */
+  status: JobStatus;
+
+  /**
+   * @generated from field: string queue = 6;
+   */
+  queue: string;
+
+  /**
+   * @generated from field: repeated string tags = 7;
+   */
+  tags: string[];
+
+  /**
+   * The attempt it concerns (running, progress, attempt_ended).
+   *
+   * @generated from field: optional int32 attempt = 8;
+   */
+  attempt?: number | undefined;
+
+  /**
+   * The node running the attempt (running).
+   *
+   * @generated from field: optional string node = 9;
+   */
+  node?: string | undefined;
+
+  /**
+   * @generated from field: optional int32 response_status = 10;
+   */
+  responseStatus?: number | undefined;
+
+  /**
+   * @generated from field: optional string error_code = 11;
+   */
+  errorCode?: string | undefined;
+
+  /**
+   * @generated from field: optional string error = 12;
+   */
+  error?: string | undefined;
+
+  /**
+   * When the job is due next (queued, scheduled, retry_scheduled).
+   *
+   * @generated from field: google.protobuf.Timestamp run_at = 13;
+   */
+  runAt?: Timestamp | undefined;
+
+  /**
+   * attempt_ended: how the attempt ended.
+   *
+   * @generated from field: jobqueue.v1.AttemptOutcome outcome = 14;
+   */
+  outcome: AttemptOutcome;
+
+  /**
+   * progress: how far the call has come.
+   *
+   * @generated from field: jobqueue.v1.CallProgress progress = 15;
+   */
+  progress?: CallProgress | undefined;
+};
+
+/**
+ * Describes the message jobqueue.v1.JobEvent.
+ * Use `create(JobEventSchema)` to create a new message.
+ */
+export const JobEventSchema: GenMessage<JobEvent> = /*@__PURE__*/
+  messageDesc(file_jobqueue_v1_job, 6);
+
+/**
+ * CallProgress is how far a running call has come.
+ *
+ * @generated from message jobqueue.v1.CallProgress
+ */
+export type CallProgress = Message<"jobqueue.v1.CallProgress"> & {
+  /**
+   * "connected", "headers" (the response's headers are in) or "body".
+   *
+   * @generated from field: string phase = 1;
+   */
+  phase: string;
+
+  /**
+   * The response's status, once its headers are in.
+   *
+   * @generated from field: optional int32 response_status = 2;
+   */
+  responseStatus?: number | undefined;
+
+  /**
+   * Body bytes read so far.
+   *
+   * @generated from field: optional int64 bytes = 3;
+   */
+  bytes?: bigint | undefined;
+};
+
+/**
+ * Describes the message jobqueue.v1.CallProgress.
+ * Use `create(CallProgressSchema)` to create a new message.
+ */
+export const CallProgressSchema: GenMessage<CallProgress> = /*@__PURE__*/
+  messageDesc(file_jobqueue_v1_job, 7);
+
+/**
  * JobStatus is where a job is in its life:
  * QUEUED -> RUNNING -> SUCCEEDED | FAILED | CANCELED. A failed attempt with
  * attempts left goes back to QUEUED with a later next_run_at. The last three
@@ -813,4 +951,100 @@ export enum OperationState {
  */
 export const OperationStateSchema: GenEnum<OperationState> = /*@__PURE__*/
   enumDesc(file_jobqueue_v1_job, 5);
+
+/**
+ * JobEventType is what happened to a job.
+ *
+ * @generated from enum jobqueue.v1.JobEventType
+ */
+export enum JobEventType {
+  /**
+   * @generated from enum value: JOB_EVENT_TYPE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Stored, due now.
+   *
+   * @generated from enum value: JOB_EVENT_TYPE_QUEUED = 1;
+   */
+  QUEUED = 1,
+
+  /**
+   * Stored, due later (scheduled_at), or moved to a later slot by a rate.
+   *
+   * @generated from enum value: JOB_EVENT_TYPE_SCHEDULED = 2;
+   */
+  SCHEDULED = 2,
+
+  /**
+   * Due, held back by its destination's concurrency limit.
+   *
+   * @generated from enum value: JOB_EVENT_TYPE_WAITING = 3;
+   */
+  WAITING = 3,
+
+  /**
+   * An attempt started (attempt, node).
+   *
+   * @generated from enum value: JOB_EVENT_TYPE_RUNNING = 4;
+   */
+  RUNNING = 4,
+
+  /**
+   * How far a long call has come (progress).
+   *
+   * @generated from enum value: JOB_EVENT_TYPE_PROGRESS = 5;
+   */
+  PROGRESS = 5,
+
+  /**
+   * An attempt ended (outcome, response_status, error_code, error).
+   *
+   * @generated from enum value: JOB_EVENT_TYPE_ATTEMPT_ENDED = 6;
+   */
+  ATTEMPT_ENDED = 6,
+
+  /**
+   * Another attempt is due at run_at.
+   *
+   * @generated from enum value: JOB_EVENT_TYPE_RETRY_SCHEDULED = 7;
+   */
+  RETRY_SCHEDULED = 7,
+
+  /**
+   * @generated from enum value: JOB_EVENT_TYPE_SUCCEEDED = 8;
+   */
+  SUCCEEDED = 8,
+
+  /**
+   * @generated from enum value: JOB_EVENT_TYPE_FAILED = 9;
+   */
+  FAILED = 9,
+
+  /**
+   * @generated from enum value: JOB_EVENT_TYPE_CANCELED = 10;
+   */
+  CANCELED = 10,
+
+  /**
+   * Deleted at the end of its ttl_seconds.
+   *
+   * @generated from enum value: JOB_EVENT_TYPE_EXPIRED = 11;
+   */
+  EXPIRED = 11,
+
+  /**
+   * Deleted by a client.
+   *
+   * @generated from enum value: JOB_EVENT_TYPE_DELETED = 12;
+   */
+  DELETED = 12,
+}
+
+/**
+ * Describes the enum jobqueue.v1.JobEventType.
+ */
+export const JobEventTypeSchema: GenEnum<JobEventType> = /*@__PURE__*/
+  enumDesc(file_jobqueue_v1_job, 6);
 

@@ -7,7 +7,7 @@ import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf
 import { file_google_api_annotations } from "../../google/api/annotations_pb.js";
 import type { Timestamp, Value } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_struct, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
-import type { Attempt, AuditEvent, BackoffStrategy, BodyEncoding, Job, JobStatus, Node, Operation, StatusCounts } from "./job_pb.js";
+import type { Attempt, AuditEvent, BackoffStrategy, BodyEncoding, Job, JobEvent, JobStatus, Node, Operation, StatusCounts } from "./job_pb.js";
 import { file_jobqueue_v1_job } from "./job_pb.js";
 import { file_jobqueue_v1_options } from "./options_pb.js";
 import type { Message } from "@bufbuild/protobuf";
@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file jobqueue/v1/job_queue_service.proto.
  */
 export const file_jobqueue_v1_job_queue_service: GenFile = /*@__PURE__*/
-  fileDesc("CiNqb2JxdWV1ZS92MS9qb2JfcXVldWVfc2VydmljZS5wcm90bxILam9icXVldWUudjEirgYKEUVucXVldWVKb2JSZXF1ZXN0Eg4KBm1ldGhvZBgBIAEoCRILCgN1cmwYAiABKAkSPAoHaGVhZGVycxgDIAMoCzIrLmpvYnF1ZXVlLnYxLkVucXVldWVKb2JSZXF1ZXN0LkhlYWRlcnNFbnRyeRI6CgZwYXJhbXMYBCADKAsyKi5qb2JxdWV1ZS52MS5FbnF1ZXVlSm9iUmVxdWVzdC5QYXJhbXNFbnRyeRImCgRib2R5GAUgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlSAASFAoKYm9keV9ieXRlcxgGIAEoDEgAEhgKC3RpbWVvdXRfc2VjGAcgASgBSAGIAQESEAoIcHJpb3JpdHkYCCABKAUSGQoMbWF4X2F0dGVtcHRzGAkgASgFSAKIAQESNgoQYmFja29mZl9zdHJhdGVneRgKIAEoDjIcLmpvYnF1ZXVlLnYxLkJhY2tvZmZTdHJhdGVneRIcCg9iYWNrb2ZmX3NlY29uZHMYCyABKAFIA4gBARIwCgxzY2hlZHVsZWRfYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhgKC3R0bF9zZWNvbmRzGA0gASgFSASIAQESDAoEdGFncxgOIAMoCRIXCg9pZGVtcG90ZW5jeV9rZXkYDyABKAkSFgoOc2VjcmV0X2hlYWRlcnMYECADKAkSGAoQZm9sbG93X3JlZGlyZWN0cxgRIAEoCBIaCg1tYXhfcmVkaXJlY3RzGBIgASgFSAWIAQESFgoOcmF0ZV9saW1pdF9rZXkYEyABKAkSDQoFcXVldWUYFCABKAkaLgoMSGVhZGVyc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEaLQoLUGFyYW1zRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIJCgdwYXlsb2FkQg4KDF90aW1lb3V0X3NlY0IPCg1fbWF4X2F0dGVtcHRzQhIKEF9iYWNrb2ZmX3NlY29uZHNCDgoMX3R0bF9zZWNvbmRzQhAKDl9tYXhfcmVkaXJlY3RzIkwKEkVucXVldWVKb2JSZXNwb25zZRIOCgZqb2JfaWQYASABKAkSJgoGc3RhdHVzGAIgASgOMhYuam9icXVldWUudjEuSm9iU3RhdHVzIkIKEkVucXVldWVKb2JzUmVxdWVzdBIsCgRqb2JzGAEgAygLMh4uam9icXVldWUudjEuRW5xdWV1ZUpvYlJlcXVlc3QiRAoTRW5xdWV1ZUpvYnNSZXNwb25zZRItCgRqb2JzGAEgAygLMh8uam9icXVldWUudjEuRW5xdWV1ZUpvYlJlc3BvbnNlIh8KDUdldEpvYlJlcXVlc3QSDgoGam9iX2lkGAEgASgJIi8KDkdldEpvYlJlc3BvbnNlEh0KA2pvYhgBIAEoCzIQLmpvYnF1ZXVlLnYxLkpvYiIlChNHZXRKb2JSZXN1bHRSZXF1ZXN0Eg4KBmpvYl9pZBgBIAEoCSKRBAoUR2V0Sm9iUmVzdWx0UmVzcG9uc2USDgoGam9iX2lkGAEgASgJEiYKBnN0YXR1cxgCIAEoDjIWLmpvYnF1ZXVlLnYxLkpvYlN0YXR1cxIcCg9yZXNwb25zZV9zdGF0dXMYAyABKAVIAIgBARJQChByZXNwb25zZV9oZWFkZXJzGAQgAygLMjYuam9icXVldWUudjEuR2V0Sm9iUmVzdWx0UmVzcG9uc2UuUmVzcG9uc2VIZWFkZXJzRW50cnkSLQoNcmVzcG9uc2VfYm9keRgFIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRI5ChZyZXNwb25zZV9ib2R5X2VuY29kaW5nGAYgASgOMhkuam9icXVldWUudjEuQm9keUVuY29kaW5nEhEKCXRydW5jYXRlZBgHIAEoCBISCgVlcnJvchgIIAEoCUgBiAEBEhgKC2R1cmF0aW9uX21zGAkgASgFSAKIAQESDwoHYXR0ZW1wdBgKIAEoBRIvCgtmaW5pc2hlZF9hdBgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAaNgoUUmVzcG9uc2VIZWFkZXJzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUISChBfcmVzcG9uc2Vfc3RhdHVzQggKBl9lcnJvckIOCgxfZHVyYXRpb25fbXMiIgoQQ2FuY2VsSm9iUmVxdWVzdBIOCgZqb2JfaWQYASABKAkiMgoRQ2FuY2VsSm9iUmVzcG9uc2USHQoDam9iGAEgASgLMhAuam9icXVldWUudjEuSm9iIt0DCg9MaXN0Sm9ic1JlcXVlc3QSJgoGc3RhdHVzGAEgAygOMhYuam9icXVldWUudjEuSm9iU3RhdHVzEgsKA3RhZxgCIAMoCRIxCg1jcmVhdGVkX2FmdGVyGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCg5jcmVhdGVkX2JlZm9yZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJcGFnZV9zaXplGAUgASgFEhIKCnBhZ2VfdG9rZW4YBiABKAkSDQoFcXVldWUYByABKAkSMgoOZmluaXNoZWRfYWZ0ZXIYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjMKD2ZpbmlzaGVkX2JlZm9yZRgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMQoNdXBkYXRlZF9hZnRlchgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDAoEaG9zdBgLIAEoCRIOCgZtZXRob2QYDCABKAkSFAoMdXJsX2NvbnRhaW5zGA0gASgJEhIKCmVycm9yX2NvZGUYDiABKAkSFAoMbWluX2F0dGVtcHRzGA8gASgFImQKEExpc3RKb2JzUmVzcG9uc2USHgoEam9icxgBIAMoCzIQLmpvYnF1ZXVlLnYxLkpvYhIcCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAlIAIgBAUISChBfbmV4dF9wYWdlX3Rva2VuIigKFkxpc3RKb2JBdHRlbXB0c1JlcXVlc3QSDgoGam9iX2lkGAEgASgJIlEKF0xpc3RKb2JBdHRlbXB0c1Jlc3BvbnNlEg4KBmpvYl9pZBgBIAEoCRImCghhdHRlbXB0cxgCIAMoCzIULmpvYnF1ZXVlLnYxLkF0dGVtcHQiIQoPV2F0Y2hKb2JSZXF1ZXN0Eg4KBmpvYl9pZBgBIAEoCSIxChBXYXRjaEpvYlJlc3BvbnNlEh0KA2pvYhgBIAEoCzIQLmpvYnF1ZXVlLnYxLkpvYiLZAQoWTGlzdEF1ZGl0RXZlbnRzUmVxdWVzdBIRCglwcmluY2lwYWwYASABKAkSDgoGYWN0aW9uGAIgASgJEg4KBmpvYl9pZBgDIAEoCRIPCgdvdXRjb21lGAQgASgJEikKBXNpbmNlGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIpCgV1bnRpbBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJcGFnZV9zaXplGAcgASgFEhIKCnBhZ2VfdG9rZW4YCCABKAkidAoXTGlzdEF1ZGl0RXZlbnRzUmVzcG9uc2USJwoGZXZlbnRzGAEgAygLMhcuam9icXVldWUudjEuQXVkaXRFdmVudBIcCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAlIAIgBAUISChBfbmV4dF9wYWdlX3Rva2VuIhIKEExpc3ROb2Rlc1JlcXVlc3QiNQoRTGlzdE5vZGVzUmVzcG9uc2USIAoFbm9kZXMYASADKAsyES5qb2JxdWV1ZS52MS5Ob2RlIn8KD1JldHJ5Sm9iUmVxdWVzdBIOCgZqb2JfaWQYASABKAkSGQoMbWF4X2F0dGVtcHRzGAIgASgFSACIAQESMAoMc2NoZWR1bGVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIPCg1fbWF4X2F0dGVtcHRzIjEKEFJldHJ5Sm9iUmVzcG9uc2USHQoDam9iGAEgASgLMhAuam9icXVldWUudjEuSm9iIiIKEERlbGV0ZUpvYlJlcXVlc3QSDgoGam9iX2lkGAEgASgJIhMKEURlbGV0ZUpvYlJlc3BvbnNlIsEDCglKb2JGaWx0ZXISJgoGc3RhdHVzGAEgAygOMhYuam9icXVldWUudjEuSm9iU3RhdHVzEgsKA3RhZxgCIAMoCRINCgVxdWV1ZRgDIAEoCRIxCg1jcmVhdGVkX2FmdGVyGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCg5jcmVhdGVkX2JlZm9yZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMgoOZmluaXNoZWRfYWZ0ZXIYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjMKD2ZpbmlzaGVkX2JlZm9yZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMQoNdXBkYXRlZF9hZnRlchgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDAoEaG9zdBgJIAEoCRIOCgZtZXRob2QYCiABKAkSFAoMdXJsX2NvbnRhaW5zGAsgASgJEhIKCmVycm9yX2NvZGUYDCABKAkSFAoMbWluX2F0dGVtcHRzGA0gASgFEg8KB2pvYl9pZHMYDiADKAkiTAoRQ2FuY2VsSm9ic1JlcXVlc3QSJgoGZmlsdGVyGAEgASgLMhYuam9icXVldWUudjEuSm9iRmlsdGVyEg8KB2RyeV9ydW4YAiABKAgiZAoSQ2FuY2VsSm9ic1Jlc3BvbnNlEg0KBWNvdW50GAEgASgDEhQKDGNvdW50X2NhcHBlZBgCIAEoCBIpCglvcGVyYXRpb24YAyABKAsyFi5qb2JxdWV1ZS52MS5PcGVyYXRpb24iqQEKEFJldHJ5Sm9ic1JlcXVlc3QSJgoGZmlsdGVyGAEgASgLMhYuam9icXVldWUudjEuSm9iRmlsdGVyEg8KB2RyeV9ydW4YAiABKAgSGQoMbWF4X2F0dGVtcHRzGAMgASgFSACIAQESMAoMc2NoZWR1bGVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIPCg1fbWF4X2F0dGVtcHRzImMKEVJldHJ5Sm9ic1Jlc3BvbnNlEg0KBWNvdW50GAEgASgDEhQKDGNvdW50X2NhcHBlZBgCIAEoCBIpCglvcGVyYXRpb24YAyABKAsyFi5qb2JxdWV1ZS52MS5PcGVyYXRpb24iTAoRRGVsZXRlSm9ic1JlcXVlc3QSJgoGZmlsdGVyGAEgASgLMhYuam9icXVldWUudjEuSm9iRmlsdGVyEg8KB2RyeV9ydW4YAiABKAgiZAoSRGVsZXRlSm9ic1Jlc3BvbnNlEg0KBWNvdW50GAEgASgDEhQKDGNvdW50X2NhcHBlZBgCIAEoCBIpCglvcGVyYXRpb24YAyABKAsyFi5qb2JxdWV1ZS52MS5PcGVyYXRpb24iKwoTR2V0T3BlcmF0aW9uUmVxdWVzdBIUCgxvcGVyYXRpb25faWQYASABKAkiQQoUR2V0T3BlcmF0aW9uUmVzcG9uc2USKQoJb3BlcmF0aW9uGAEgASgLMhYuam9icXVldWUudjEuT3BlcmF0aW9uIioKFUxpc3RPcGVyYXRpb25zUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUiRAoWTGlzdE9wZXJhdGlvbnNSZXNwb25zZRIqCgpvcGVyYXRpb25zGAEgAygLMhYuam9icXVldWUudjEuT3BlcmF0aW9uIi4KFkNhbmNlbE9wZXJhdGlvblJlcXVlc3QSFAoMb3BlcmF0aW9uX2lkGAEgASgJIkQKF0NhbmNlbE9wZXJhdGlvblJlc3BvbnNlEikKCW9wZXJhdGlvbhgBIAEoCzIWLmpvYnF1ZXVlLnYxLk9wZXJhdGlvbiJkChNHZXRKb2JDb3VudHNSZXF1ZXN0Ei8KCGdyb3VwX2J5GAEgASgOMh0uam9icXVldWUudjEuSm9iQ291bnRHcm91cGluZxINCgVxdWV1ZRgCIAEoCRINCgVsaW1pdBgDIAEoBSKzAQoUR2V0Sm9iQ291bnRzUmVzcG9uc2USKAoFdG90YWwYASABKAsyGS5qb2JxdWV1ZS52MS5TdGF0dXNDb3VudHMSLgoGcXVldWVzGAIgAygLMh4uam9icXVldWUudjEuUXVldWVTdGF0dXNDb3VudHMSKgoGZ3JvdXBzGAMgAygLMhouam9icXVldWUudjEuSm9iQ291bnRHcm91cBIVCg1ncm91cHNfY2FwcGVkGAQgASgIIk0KEVF1ZXVlU3RhdHVzQ291bnRzEg0KBXF1ZXVlGAEgASgJEikKBmNvdW50cxgCIAEoCzIZLmpvYnF1ZXVlLnYxLlN0YXR1c0NvdW50cyI9Cg1Kb2JDb3VudEdyb3VwEgsKA2tleRgBIAEoCRIOCgZxdWV1ZWQYAiABKAMSDwoHcnVubmluZxgDIAEoAypvChBKb2JDb3VudEdyb3VwaW5nEiIKHkpPQl9DT1VOVF9HUk9VUElOR19VTlNQRUNJRklFRBAAEhsKF0pPQl9DT1VOVF9HUk9VUElOR19IT1NUEAESGgoWSk9CX0NPVU5UX0dST1VQSU5HX1RBRxACMvsQCg9Kb2JRdWV1ZVNlcnZpY2USYwoKRW5xdWV1ZUpvYhIeLmpvYnF1ZXVlLnYxLkVucXVldWVKb2JSZXF1ZXN0Gh8uam9icXVldWUudjEuRW5xdWV1ZUpvYlJlc3BvbnNlIhSItRgCgtPkkwIKOgEqIgUvam9icxJsCgtFbnF1ZXVlSm9icxIfLmpvYnF1ZXVlLnYxLkVucXVldWVKb2JzUmVxdWVzdBogLmpvYnF1ZXVlLnYxLkVucXVldWVKb2JzUmVzcG9uc2UiGoi1GAKC0+STAhA6ASoiCy9qb2JzOmJhdGNoEmUKBkdldEpvYhIaLmpvYnF1ZXVlLnYxLkdldEpvYlJlcXVlc3QaGy5qb2JxdWV1ZS52MS5HZXRKb2JSZXNwb25zZSIikAIBiLUYAYLT5JMCFWIDam9iEg4vam9icy97am9iX2lkfRJ5CgxHZXRKb2JSZXN1bHQSIC5qb2JxdWV1ZS52MS5HZXRKb2JSZXN1bHRSZXF1ZXN0GiEuam9icXVldWUudjEuR2V0Sm9iUmVzdWx0UmVzcG9uc2UiJJACAYi1GAGC0+STAhcSFS9qb2JzL3tqb2JfaWR9L3Jlc3VsdBJ1CglDYW5jZWxKb2ISHS5qb2JxdWV1ZS52MS5DYW5jZWxKb2JSZXF1ZXN0Gh4uam9icXVldWUudjEuQ2FuY2VsSm9iUmVzcG9uc2UiKYi1GAKC0+STAh86ASpiA2pvYiIVL2pvYnMve2pvYl9pZH0vY2FuY2VsEl0KCExpc3RKb2JzEhwuam9icXVldWUudjEuTGlzdEpvYnNSZXF1ZXN0Gh0uam9icXVldWUudjEuTGlzdEpvYnNSZXNwb25zZSIUkAIBiLUYAYLT5JMCBxIFL2pvYnMShAEKD0xpc3RKb2JBdHRlbXB0cxIjLmpvYnF1ZXVlLnYxLkxpc3RKb2JBdHRlbXB0c1JlcXVlc3QaJC5qb2JxdWV1ZS52MS5MaXN0Sm9iQXR0ZW1wdHNSZXNwb25zZSImkAIBiLUYAYLT5JMCGRIXL2pvYnMve2pvYl9pZH0vYXR0ZW1wdHMSUgoIV2F0Y2hKb2ISHC5qb2JxdWV1ZS52MS5XYXRjaEpvYlJlcXVlc3QaHS5qb2JxdWV1ZS52MS5XYXRjaEpvYlJlc3BvbnNlIgeQAgGItRgBMAEScQoIUmV0cnlKb2ISHC5qb2JxdWV1ZS52MS5SZXRyeUpvYlJlcXVlc3QaHS5qb2JxdWV1ZS52MS5SZXRyeUpvYlJlc3BvbnNlIiiItRgCgtPkkwIeOgEqYgNqb2IiFC9qb2JzL3tqb2JfaWR9L3JldHJ5EmYKCURlbGV0ZUpvYhIdLmpvYnF1ZXVlLnYxLkRlbGV0ZUpvYlJlcXVlc3QaHi5qb2JxdWV1ZS52MS5EZWxldGVKb2JSZXNwb25zZSIaiLUYAoLT5JMCECoOL2pvYnMve2pvYl9pZH0SagoKQ2FuY2VsSm9icxIeLmpvYnF1ZXVlLnYxLkNhbmNlbEpvYnNSZXF1ZXN0Gh8uam9icXVldWUudjEuQ2FuY2VsSm9ic1Jlc3BvbnNlIhuItRgCgtPkkwIROgEqIgwvam9iczpjYW5jZWwSZgoJUmV0cnlKb2JzEh0uam9icXVldWUudjEuUmV0cnlKb2JzUmVxdWVzdBoeLmpvYnF1ZXVlLnYxLlJldHJ5Sm9ic1Jlc3BvbnNlIhqItRgCgtPkkwIQOgEqIgsvam9iczpyZXRyeRJqCgpEZWxldGVKb2JzEh4uam9icXVldWUudjEuRGVsZXRlSm9ic1JlcXVlc3QaHy5qb2JxdWV1ZS52MS5EZWxldGVKb2JzUmVzcG9uc2UiG4i1GAKC0+STAhE6ASoiDC9qb2JzOmRlbGV0ZRKJAQoMR2V0T3BlcmF0aW9uEiAuam9icXVldWUudjEuR2V0T3BlcmF0aW9uUmVxdWVzdBohLmpvYnF1ZXVlLnYxLkdldE9wZXJhdGlvblJlc3BvbnNlIjSQAgGItRgCgtPkkwInYglvcGVyYXRpb24SGi9vcGVyYXRpb25zL3tvcGVyYXRpb25faWR9EnUKDkxpc3RPcGVyYXRpb25zEiIuam9icXVldWUudjEuTGlzdE9wZXJhdGlvbnNSZXF1ZXN0GiMuam9icXVldWUudjEuTGlzdE9wZXJhdGlvbnNSZXNwb25zZSIakAIBiLUYAoLT5JMCDRILL29wZXJhdGlvbnMSmQEKD0NhbmNlbE9wZXJhdGlvbhIjLmpvYnF1ZXVlLnYxLkNhbmNlbE9wZXJhdGlvblJlcXVlc3QaJC5qb2JxdWV1ZS52MS5DYW5jZWxPcGVyYXRpb25SZXNwb25zZSI7iLUYAoLT5JMCMToBKmIJb3BlcmF0aW9uIiEvb3BlcmF0aW9ucy97b3BlcmF0aW9uX2lkfS9jYW5jZWwScAoMR2V0Sm9iQ291bnRzEiAuam9icXVldWUudjEuR2V0Sm9iQ291bnRzUmVxdWVzdBohLmpvYnF1ZXVlLnYxLkdldEpvYkNvdW50c1Jlc3BvbnNlIhuQAgGItRgBgtPkkwIOEgwvam9iczpjb3VudHMSYQoJTGlzdE5vZGVzEh0uam9icXVldWUudjEuTGlzdE5vZGVzUmVxdWVzdBoeLmpvYnF1ZXVlLnYxLkxpc3ROb2Rlc1Jlc3BvbnNlIhWQAgGItRgBgtPkkwIIEgYvbm9kZXMScwoPTGlzdEF1ZGl0RXZlbnRzEiMuam9icXVldWUudjEuTGlzdEF1ZGl0RXZlbnRzUmVxdWVzdBokLmpvYnF1ZXVlLnYxLkxpc3RBdWRpdEV2ZW50c1Jlc3BvbnNlIhWQAgGItRgDgtPkkwIIEgYvYXVkaXRiBnByb3RvMw", [file_google_api_annotations, file_google_protobuf_struct, file_google_protobuf_timestamp, file_jobqueue_v1_job, file_jobqueue_v1_options]);
+  fileDesc("CiNqb2JxdWV1ZS92MS9qb2JfcXVldWVfc2VydmljZS5wcm90bxILam9icXVldWUudjEirgYKEUVucXVldWVKb2JSZXF1ZXN0Eg4KBm1ldGhvZBgBIAEoCRILCgN1cmwYAiABKAkSPAoHaGVhZGVycxgDIAMoCzIrLmpvYnF1ZXVlLnYxLkVucXVldWVKb2JSZXF1ZXN0LkhlYWRlcnNFbnRyeRI6CgZwYXJhbXMYBCADKAsyKi5qb2JxdWV1ZS52MS5FbnF1ZXVlSm9iUmVxdWVzdC5QYXJhbXNFbnRyeRImCgRib2R5GAUgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlSAASFAoKYm9keV9ieXRlcxgGIAEoDEgAEhgKC3RpbWVvdXRfc2VjGAcgASgBSAGIAQESEAoIcHJpb3JpdHkYCCABKAUSGQoMbWF4X2F0dGVtcHRzGAkgASgFSAKIAQESNgoQYmFja29mZl9zdHJhdGVneRgKIAEoDjIcLmpvYnF1ZXVlLnYxLkJhY2tvZmZTdHJhdGVneRIcCg9iYWNrb2ZmX3NlY29uZHMYCyABKAFIA4gBARIwCgxzY2hlZHVsZWRfYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhgKC3R0bF9zZWNvbmRzGA0gASgFSASIAQESDAoEdGFncxgOIAMoCRIXCg9pZGVtcG90ZW5jeV9rZXkYDyABKAkSFgoOc2VjcmV0X2hlYWRlcnMYECADKAkSGAoQZm9sbG93X3JlZGlyZWN0cxgRIAEoCBIaCg1tYXhfcmVkaXJlY3RzGBIgASgFSAWIAQESFgoOcmF0ZV9saW1pdF9rZXkYEyABKAkSDQoFcXVldWUYFCABKAkaLgoMSGVhZGVyc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEaLQoLUGFyYW1zRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIJCgdwYXlsb2FkQg4KDF90aW1lb3V0X3NlY0IPCg1fbWF4X2F0dGVtcHRzQhIKEF9iYWNrb2ZmX3NlY29uZHNCDgoMX3R0bF9zZWNvbmRzQhAKDl9tYXhfcmVkaXJlY3RzIkwKEkVucXVldWVKb2JSZXNwb25zZRIOCgZqb2JfaWQYASABKAkSJgoGc3RhdHVzGAIgASgOMhYuam9icXVldWUudjEuSm9iU3RhdHVzIkIKEkVucXVldWVKb2JzUmVxdWVzdBIsCgRqb2JzGAEgAygLMh4uam9icXVldWUudjEuRW5xdWV1ZUpvYlJlcXVlc3QiRAoTRW5xdWV1ZUpvYnNSZXNwb25zZRItCgRqb2JzGAEgAygLMh8uam9icXVldWUudjEuRW5xdWV1ZUpvYlJlc3BvbnNlIh8KDUdldEpvYlJlcXVlc3QSDgoGam9iX2lkGAEgASgJIi8KDkdldEpvYlJlc3BvbnNlEh0KA2pvYhgBIAEoCzIQLmpvYnF1ZXVlLnYxLkpvYiIlChNHZXRKb2JSZXN1bHRSZXF1ZXN0Eg4KBmpvYl9pZBgBIAEoCSKRBAoUR2V0Sm9iUmVzdWx0UmVzcG9uc2USDgoGam9iX2lkGAEgASgJEiYKBnN0YXR1cxgCIAEoDjIWLmpvYnF1ZXVlLnYxLkpvYlN0YXR1cxIcCg9yZXNwb25zZV9zdGF0dXMYAyABKAVIAIgBARJQChByZXNwb25zZV9oZWFkZXJzGAQgAygLMjYuam9icXVldWUudjEuR2V0Sm9iUmVzdWx0UmVzcG9uc2UuUmVzcG9uc2VIZWFkZXJzRW50cnkSLQoNcmVzcG9uc2VfYm9keRgFIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRI5ChZyZXNwb25zZV9ib2R5X2VuY29kaW5nGAYgASgOMhkuam9icXVldWUudjEuQm9keUVuY29kaW5nEhEKCXRydW5jYXRlZBgHIAEoCBISCgVlcnJvchgIIAEoCUgBiAEBEhgKC2R1cmF0aW9uX21zGAkgASgFSAKIAQESDwoHYXR0ZW1wdBgKIAEoBRIvCgtmaW5pc2hlZF9hdBgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAaNgoUUmVzcG9uc2VIZWFkZXJzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUISChBfcmVzcG9uc2Vfc3RhdHVzQggKBl9lcnJvckIOCgxfZHVyYXRpb25fbXMiIgoQQ2FuY2VsSm9iUmVxdWVzdBIOCgZqb2JfaWQYASABKAkiMgoRQ2FuY2VsSm9iUmVzcG9uc2USHQoDam9iGAEgASgLMhAuam9icXVldWUudjEuSm9iIt0DCg9MaXN0Sm9ic1JlcXVlc3QSJgoGc3RhdHVzGAEgAygOMhYuam9icXVldWUudjEuSm9iU3RhdHVzEgsKA3RhZxgCIAMoCRIxCg1jcmVhdGVkX2FmdGVyGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCg5jcmVhdGVkX2JlZm9yZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJcGFnZV9zaXplGAUgASgFEhIKCnBhZ2VfdG9rZW4YBiABKAkSDQoFcXVldWUYByABKAkSMgoOZmluaXNoZWRfYWZ0ZXIYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjMKD2ZpbmlzaGVkX2JlZm9yZRgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMQoNdXBkYXRlZF9hZnRlchgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDAoEaG9zdBgLIAEoCRIOCgZtZXRob2QYDCABKAkSFAoMdXJsX2NvbnRhaW5zGA0gASgJEhIKCmVycm9yX2NvZGUYDiABKAkSFAoMbWluX2F0dGVtcHRzGA8gASgFIpABChBMaXN0Sm9ic1Jlc3BvbnNlEh4KBGpvYnMYASADKAsyEC5qb2JxdWV1ZS52MS5Kb2ISHAoPbmV4dF9wYWdlX3Rva2VuGAIgASgJSACIAQESGQoMd2F0Y2hfY3Vyc29yGAMgASgJSAGIAQFCEgoQX25leHRfcGFnZV90b2tlbkIPCg1fd2F0Y2hfY3Vyc29yIigKFkxpc3RKb2JBdHRlbXB0c1JlcXVlc3QSDgoGam9iX2lkGAEgASgJIlEKF0xpc3RKb2JBdHRlbXB0c1Jlc3BvbnNlEg4KBmpvYl9pZBgBIAEoCRImCghhdHRlbXB0cxgCIAMoCzIULmpvYnF1ZXVlLnYxLkF0dGVtcHQiIQoPV2F0Y2hKb2JSZXF1ZXN0Eg4KBmpvYl9pZBgBIAEoCSJXChBXYXRjaEpvYlJlc3BvbnNlEh0KA2pvYhgBIAEoCzIQLmpvYnF1ZXVlLnYxLkpvYhIkCgVldmVudBgCIAEoCzIVLmpvYnF1ZXVlLnYxLkpvYkV2ZW50In0KEFdhdGNoSm9ic1JlcXVlc3QSDwoHam9iX2lkcxgBIAMoCRImCgZzdGF0dXMYAiADKA4yFi5qb2JxdWV1ZS52MS5Kb2JTdGF0dXMSCwoDdGFnGAMgAygJEg0KBXF1ZXVlGAQgASgJEhQKDGFmdGVyX2N1cnNvchgFIAEoCSJwChFXYXRjaEpvYnNSZXNwb25zZRImCgVldmVudBgBIAEoCzIVLmpvYnF1ZXVlLnYxLkpvYkV2ZW50SAASKwoJaGVhcnRiZWF0GAIgASgLMhYuam9icXVldWUudjEuSGVhcnRiZWF0SABCBgoEa2luZCJDCglIZWFydGJlYXQSDgoGY3Vyc29yGAEgASgJEiYKAmF0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLZAQoWTGlzdEF1ZGl0RXZlbnRzUmVxdWVzdBIRCglwcmluY2lwYWwYASABKAkSDgoGYWN0aW9uGAIgASgJEg4KBmpvYl9pZBgDIAEoCRIPCgdvdXRjb21lGAQgASgJEikKBXNpbmNlGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIpCgV1bnRpbBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJcGFnZV9zaXplGAcgASgFEhIKCnBhZ2VfdG9rZW4YCCABKAkidAoXTGlzdEF1ZGl0RXZlbnRzUmVzcG9uc2USJwoGZXZlbnRzGAEgAygLMhcuam9icXVldWUudjEuQXVkaXRFdmVudBIcCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAlIAIgBAUISChBfbmV4dF9wYWdlX3Rva2VuIhIKEExpc3ROb2Rlc1JlcXVlc3QiNQoRTGlzdE5vZGVzUmVzcG9uc2USIAoFbm9kZXMYASADKAsyES5qb2JxdWV1ZS52MS5Ob2RlIn8KD1JldHJ5Sm9iUmVxdWVzdBIOCgZqb2JfaWQYASABKAkSGQoMbWF4X2F0dGVtcHRzGAIgASgFSACIAQESMAoMc2NoZWR1bGVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIPCg1fbWF4X2F0dGVtcHRzIjEKEFJldHJ5Sm9iUmVzcG9uc2USHQoDam9iGAEgASgLMhAuam9icXVldWUudjEuSm9iIiIKEERlbGV0ZUpvYlJlcXVlc3QSDgoGam9iX2lkGAEgASgJIhMKEURlbGV0ZUpvYlJlc3BvbnNlIsEDCglKb2JGaWx0ZXISJgoGc3RhdHVzGAEgAygOMhYuam9icXVldWUudjEuSm9iU3RhdHVzEgsKA3RhZxgCIAMoCRINCgVxdWV1ZRgDIAEoCRIxCg1jcmVhdGVkX2FmdGVyGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCg5jcmVhdGVkX2JlZm9yZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMgoOZmluaXNoZWRfYWZ0ZXIYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjMKD2ZpbmlzaGVkX2JlZm9yZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMQoNdXBkYXRlZF9hZnRlchgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDAoEaG9zdBgJIAEoCRIOCgZtZXRob2QYCiABKAkSFAoMdXJsX2NvbnRhaW5zGAsgASgJEhIKCmVycm9yX2NvZGUYDCABKAkSFAoMbWluX2F0dGVtcHRzGA0gASgFEg8KB2pvYl9pZHMYDiADKAkiTAoRQ2FuY2VsSm9ic1JlcXVlc3QSJgoGZmlsdGVyGAEgASgLMhYuam9icXVldWUudjEuSm9iRmlsdGVyEg8KB2RyeV9ydW4YAiABKAgiZAoSQ2FuY2VsSm9ic1Jlc3BvbnNlEg0KBWNvdW50GAEgASgDEhQKDGNvdW50X2NhcHBlZBgCIAEoCBIpCglvcGVyYXRpb24YAyABKAsyFi5qb2JxdWV1ZS52MS5PcGVyYXRpb24iqQEKEFJldHJ5Sm9ic1JlcXVlc3QSJgoGZmlsdGVyGAEgASgLMhYuam9icXVldWUudjEuSm9iRmlsdGVyEg8KB2RyeV9ydW4YAiABKAgSGQoMbWF4X2F0dGVtcHRzGAMgASgFSACIAQESMAoMc2NoZWR1bGVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIPCg1fbWF4X2F0dGVtcHRzImMKEVJldHJ5Sm9ic1Jlc3BvbnNlEg0KBWNvdW50GAEgASgDEhQKDGNvdW50X2NhcHBlZBgCIAEoCBIpCglvcGVyYXRpb24YAyABKAsyFi5qb2JxdWV1ZS52MS5PcGVyYXRpb24iTAoRRGVsZXRlSm9ic1JlcXVlc3QSJgoGZmlsdGVyGAEgASgLMhYuam9icXVldWUudjEuSm9iRmlsdGVyEg8KB2RyeV9ydW4YAiABKAgiZAoSRGVsZXRlSm9ic1Jlc3BvbnNlEg0KBWNvdW50GAEgASgDEhQKDGNvdW50X2NhcHBlZBgCIAEoCBIpCglvcGVyYXRpb24YAyABKAsyFi5qb2JxdWV1ZS52MS5PcGVyYXRpb24iKwoTR2V0T3BlcmF0aW9uUmVxdWVzdBIUCgxvcGVyYXRpb25faWQYASABKAkiQQoUR2V0T3BlcmF0aW9uUmVzcG9uc2USKQoJb3BlcmF0aW9uGAEgASgLMhYuam9icXVldWUudjEuT3BlcmF0aW9uIioKFUxpc3RPcGVyYXRpb25zUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUiRAoWTGlzdE9wZXJhdGlvbnNSZXNwb25zZRIqCgpvcGVyYXRpb25zGAEgAygLMhYuam9icXVldWUudjEuT3BlcmF0aW9uIi4KFkNhbmNlbE9wZXJhdGlvblJlcXVlc3QSFAoMb3BlcmF0aW9uX2lkGAEgASgJIkQKF0NhbmNlbE9wZXJhdGlvblJlc3BvbnNlEikKCW9wZXJhdGlvbhgBIAEoCzIWLmpvYnF1ZXVlLnYxLk9wZXJhdGlvbiJkChNHZXRKb2JDb3VudHNSZXF1ZXN0Ei8KCGdyb3VwX2J5GAEgASgOMh0uam9icXVldWUudjEuSm9iQ291bnRHcm91cGluZxINCgVxdWV1ZRgCIAEoCRINCgVsaW1pdBgDIAEoBSKzAQoUR2V0Sm9iQ291bnRzUmVzcG9uc2USKAoFdG90YWwYASABKAsyGS5qb2JxdWV1ZS52MS5TdGF0dXNDb3VudHMSLgoGcXVldWVzGAIgAygLMh4uam9icXVldWUudjEuUXVldWVTdGF0dXNDb3VudHMSKgoGZ3JvdXBzGAMgAygLMhouam9icXVldWUudjEuSm9iQ291bnRHcm91cBIVCg1ncm91cHNfY2FwcGVkGAQgASgIIk0KEVF1ZXVlU3RhdHVzQ291bnRzEg0KBXF1ZXVlGAEgASgJEikKBmNvdW50cxgCIAEoCzIZLmpvYnF1ZXVlLnYxLlN0YXR1c0NvdW50cyI9Cg1Kb2JDb3VudEdyb3VwEgsKA2tleRgBIAEoCRIOCgZxdWV1ZWQYAiABKAMSDwoHcnVubmluZxgDIAEoAypvChBKb2JDb3VudEdyb3VwaW5nEiIKHkpPQl9DT1VOVF9HUk9VUElOR19VTlNQRUNJRklFRBAAEhsKF0pPQl9DT1VOVF9HUk9VUElOR19IT1NUEAESGgoWSk9CX0NPVU5UX0dST1VQSU5HX1RBRxACMv4RCg9Kb2JRdWV1ZVNlcnZpY2USYwoKRW5xdWV1ZUpvYhIeLmpvYnF1ZXVlLnYxLkVucXVldWVKb2JSZXF1ZXN0Gh8uam9icXVldWUudjEuRW5xdWV1ZUpvYlJlc3BvbnNlIhSItRgCgtPkkwIKOgEqIgUvam9icxJsCgtFbnF1ZXVlSm9icxIfLmpvYnF1ZXVlLnYxLkVucXVldWVKb2JzUmVxdWVzdBogLmpvYnF1ZXVlLnYxLkVucXVldWVKb2JzUmVzcG9uc2UiGoi1GAKC0+STAhA6ASoiCy9qb2JzOmJhdGNoEmUKBkdldEpvYhIaLmpvYnF1ZXVlLnYxLkdldEpvYlJlcXVlc3QaGy5qb2JxdWV1ZS52MS5HZXRKb2JSZXNwb25zZSIikAIBiLUYAYLT5JMCFWIDam9iEg4vam9icy97am9iX2lkfRJ5CgxHZXRKb2JSZXN1bHQSIC5qb2JxdWV1ZS52MS5HZXRKb2JSZXN1bHRSZXF1ZXN0GiEuam9icXVldWUudjEuR2V0Sm9iUmVzdWx0UmVzcG9uc2UiJJACAYi1GAGC0+STAhcSFS9qb2JzL3tqb2JfaWR9L3Jlc3VsdBJ1CglDYW5jZWxKb2ISHS5qb2JxdWV1ZS52MS5DYW5jZWxKb2JSZXF1ZXN0Gh4uam9icXVldWUudjEuQ2FuY2VsSm9iUmVzcG9uc2UiKYi1GAKC0+STAh86ASpiA2pvYiIVL2pvYnMve2pvYl9pZH0vY2FuY2VsEl0KCExpc3RKb2JzEhwuam9icXVldWUudjEuTGlzdEpvYnNSZXF1ZXN0Gh0uam9icXVldWUudjEuTGlzdEpvYnNSZXNwb25zZSIUkAIBiLUYAYLT5JMCBxIFL2pvYnMShAEKD0xpc3RKb2JBdHRlbXB0cxIjLmpvYnF1ZXVlLnYxLkxpc3RKb2JBdHRlbXB0c1JlcXVlc3QaJC5qb2JxdWV1ZS52MS5MaXN0Sm9iQXR0ZW1wdHNSZXNwb25zZSImkAIBiLUYAYLT5JMCGRIXL2pvYnMve2pvYl9pZH0vYXR0ZW1wdHMSbwoIV2F0Y2hKb2ISHC5qb2JxdWV1ZS52MS5XYXRjaEpvYlJlcXVlc3QaHS5qb2JxdWV1ZS52MS5XYXRjaEpvYlJlc3BvbnNlIiSQAgGItRgBgtPkkwIXEhUvam9icy97am9iX2lkfS9ldmVudHMwARJkCglXYXRjaEpvYnMSHS5qb2JxdWV1ZS52MS5XYXRjaEpvYnNSZXF1ZXN0Gh4uam9icXVldWUudjEuV2F0Y2hKb2JzUmVzcG9uc2UiFpACAYi1GAGC0+STAgkSBy9ldmVudHMwARJxCghSZXRyeUpvYhIcLmpvYnF1ZXVlLnYxLlJldHJ5Sm9iUmVxdWVzdBodLmpvYnF1ZXVlLnYxLlJldHJ5Sm9iUmVzcG9uc2UiKIi1GAKC0+STAh46ASpiA2pvYiIUL2pvYnMve2pvYl9pZH0vcmV0cnkSZgoJRGVsZXRlSm9iEh0uam9icXVldWUudjEuRGVsZXRlSm9iUmVxdWVzdBoeLmpvYnF1ZXVlLnYxLkRlbGV0ZUpvYlJlc3BvbnNlIhqItRgCgtPkkwIQKg4vam9icy97am9iX2lkfRJqCgpDYW5jZWxKb2JzEh4uam9icXVldWUudjEuQ2FuY2VsSm9ic1JlcXVlc3QaHy5qb2JxdWV1ZS52MS5DYW5jZWxKb2JzUmVzcG9uc2UiG4i1GAKC0+STAhE6ASoiDC9qb2JzOmNhbmNlbBJmCglSZXRyeUpvYnMSHS5qb2JxdWV1ZS52MS5SZXRyeUpvYnNSZXF1ZXN0Gh4uam9icXVldWUudjEuUmV0cnlKb2JzUmVzcG9uc2UiGoi1GAKC0+STAhA6ASoiCy9qb2JzOnJldHJ5EmoKCkRlbGV0ZUpvYnMSHi5qb2JxdWV1ZS52MS5EZWxldGVKb2JzUmVxdWVzdBofLmpvYnF1ZXVlLnYxLkRlbGV0ZUpvYnNSZXNwb25zZSIbiLUYAoLT5JMCEToBKiIML2pvYnM6ZGVsZXRlEokBCgxHZXRPcGVyYXRpb24SIC5qb2JxdWV1ZS52MS5HZXRPcGVyYXRpb25SZXF1ZXN0GiEuam9icXVldWUudjEuR2V0T3BlcmF0aW9uUmVzcG9uc2UiNJACAYi1GAKC0+STAidiCW9wZXJhdGlvbhIaL29wZXJhdGlvbnMve29wZXJhdGlvbl9pZH0SdQoOTGlzdE9wZXJhdGlvbnMSIi5qb2JxdWV1ZS52MS5MaXN0T3BlcmF0aW9uc1JlcXVlc3QaIy5qb2JxdWV1ZS52MS5MaXN0T3BlcmF0aW9uc1Jlc3BvbnNlIhqQAgGItRgCgtPkkwINEgsvb3BlcmF0aW9ucxKZAQoPQ2FuY2VsT3BlcmF0aW9uEiMuam9icXVldWUudjEuQ2FuY2VsT3BlcmF0aW9uUmVxdWVzdBokLmpvYnF1ZXVlLnYxLkNhbmNlbE9wZXJhdGlvblJlc3BvbnNlIjuItRgCgtPkkwIxOgEqYglvcGVyYXRpb24iIS9vcGVyYXRpb25zL3tvcGVyYXRpb25faWR9L2NhbmNlbBJwCgxHZXRKb2JDb3VudHMSIC5qb2JxdWV1ZS52MS5HZXRKb2JDb3VudHNSZXF1ZXN0GiEuam9icXVldWUudjEuR2V0Sm9iQ291bnRzUmVzcG9uc2UiG5ACAYi1GAGC0+STAg4SDC9qb2JzOmNvdW50cxJhCglMaXN0Tm9kZXMSHS5qb2JxdWV1ZS52MS5MaXN0Tm9kZXNSZXF1ZXN0Gh4uam9icXVldWUudjEuTGlzdE5vZGVzUmVzcG9uc2UiFZACAYi1GAGC0+STAggSBi9ub2RlcxJzCg9MaXN0QXVkaXRFdmVudHMSIy5qb2JxdWV1ZS52MS5MaXN0QXVkaXRFdmVudHNSZXF1ZXN0GiQuam9icXVldWUudjEuTGlzdEF1ZGl0RXZlbnRzUmVzcG9uc2UiFZACAYi1GAOC0+STAggSBi9hdWRpdGIGcHJvdG8z", [file_google_api_annotations, file_google_protobuf_struct, file_google_protobuf_timestamp, file_jobqueue_v1_job, file_jobqueue_v1_options]);
 
 /**
  * @generated from message jobqueue.v1.EnqueueJobRequest
@@ -531,6 +531,15 @@ export type ListJobsResponse = Message<"jobqueue.v1.ListJobsResponse"> & {
    * @generated from field: optional string next_page_token = 2;
    */
   nextPageToken?: string | undefined;
+
+  /**
+   * On the first page: the event stream's cursor from just before the list
+   * was read. WatchJobs from it sees every change after the list, with no
+   * gap (a change the list already shows may come again).
+   *
+   * @generated from field: optional string watch_cursor = 3;
+   */
+  watchCursor?: string | undefined;
 };
 
 /**
@@ -601,9 +610,19 @@ export const WatchJobRequestSchema: GenMessage<WatchJobRequest> = /*@__PURE__*/
  */
 export type WatchJobResponse = Message<"jobqueue.v1.WatchJobResponse"> & {
   /**
+   * The job now, and after each change.
+   *
    * @generated from field: jobqueue.v1.Job job = 1;
    */
   job?: Job | undefined;
+
+  /**
+   * The event that changed it, or how far its call has come (progress);
+   * unset on the first message.
+   *
+   * @generated from field: jobqueue.v1.JobEvent event = 2;
+   */
+  event?: JobEvent | undefined;
 };
 
 /**
@@ -612,6 +631,109 @@ export type WatchJobResponse = Message<"jobqueue.v1.WatchJobResponse"> & {
  */
 export const WatchJobResponseSchema: GenMessage<WatchJobResponse> = /*@__PURE__*/
   messageDesc(file_jobqueue_v1_job_queue_service, 15);
+
+/**
+ * @generated from message jobqueue.v1.WatchJobsRequest
+ */
+export type WatchJobsRequest = Message<"jobqueue.v1.WatchJobsRequest"> & {
+  /**
+   * Only these jobs (up to 1000).
+   *
+   * @generated from field: repeated string job_ids = 1;
+   */
+  jobIds: string[];
+
+  /**
+   * Only events after which the job is in one of these statuses.
+   *
+   * @generated from field: repeated jobqueue.v1.JobStatus status = 2;
+   */
+  status: JobStatus[];
+
+  /**
+   * Only jobs carrying every one of these tags.
+   *
+   * @generated from field: repeated string tag = 3;
+   */
+  tag: string[];
+
+  /**
+   * Only jobs of this queue.
+   *
+   * @generated from field: string queue = 4;
+   */
+  queue: string;
+
+  /**
+   * Resume after this cursor (the cursor of the last event or heartbeat
+   * received); unset: from now. Over Server-Sent Events, the Last-Event-ID
+   * header does the same.
+   *
+   * @generated from field: string after_cursor = 5;
+   */
+  afterCursor: string;
+};
+
+/**
+ * Describes the message jobqueue.v1.WatchJobsRequest.
+ * Use `create(WatchJobsRequestSchema)` to create a new message.
+ */
+export const WatchJobsRequestSchema: GenMessage<WatchJobsRequest> = /*@__PURE__*/
+  messageDesc(file_jobqueue_v1_job_queue_service, 16);
+
+/**
+ * @generated from message jobqueue.v1.WatchJobsResponse
+ */
+export type WatchJobsResponse = Message<"jobqueue.v1.WatchJobsResponse"> & {
+  /**
+   * @generated from oneof jobqueue.v1.WatchJobsResponse.kind
+   */
+  kind: {
+    /**
+     * @generated from field: jobqueue.v1.JobEvent event = 1;
+     */
+    value: JobEvent;
+    case: "event";
+  } | {
+    /**
+     * @generated from field: jobqueue.v1.Heartbeat heartbeat = 2;
+     */
+    value: Heartbeat;
+    case: "heartbeat";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message jobqueue.v1.WatchJobsResponse.
+ * Use `create(WatchJobsResponseSchema)` to create a new message.
+ */
+export const WatchJobsResponseSchema: GenMessage<WatchJobsResponse> = /*@__PURE__*/
+  messageDesc(file_jobqueue_v1_job_queue_service, 17);
+
+/**
+ * Heartbeat says the stream is alive and how far it has been read, also
+ * when nothing matched the filter: resume after its cursor.
+ *
+ * @generated from message jobqueue.v1.Heartbeat
+ */
+export type Heartbeat = Message<"jobqueue.v1.Heartbeat"> & {
+  /**
+   * @generated from field: string cursor = 1;
+   */
+  cursor: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp at = 2;
+   */
+  at?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message jobqueue.v1.Heartbeat.
+ * Use `create(HeartbeatSchema)` to create a new message.
+ */
+export const HeartbeatSchema: GenMessage<Heartbeat> = /*@__PURE__*/
+  messageDesc(file_jobqueue_v1_job_queue_service, 18);
 
 /**
  * @generated from message jobqueue.v1.ListAuditEventsRequest
@@ -665,7 +787,7 @@ export type ListAuditEventsRequest = Message<"jobqueue.v1.ListAuditEventsRequest
  * Use `create(ListAuditEventsRequestSchema)` to create a new message.
  */
 export const ListAuditEventsRequestSchema: GenMessage<ListAuditEventsRequest> = /*@__PURE__*/
-  messageDesc(file_jobqueue_v1_job_queue_service, 16);
+  messageDesc(file_jobqueue_v1_job_queue_service, 19);
 
 /**
  * @generated from message jobqueue.v1.ListAuditEventsResponse
@@ -687,7 +809,7 @@ export type ListAuditEventsResponse = Message<"jobqueue.v1.ListAuditEventsRespon
  * Use `create(ListAuditEventsResponseSchema)` to create a new message.
  */
 export const ListAuditEventsResponseSchema: GenMessage<ListAuditEventsResponse> = /*@__PURE__*/
-  messageDesc(file_jobqueue_v1_job_queue_service, 17);
+  messageDesc(file_jobqueue_v1_job_queue_service, 20);
 
 /**
  * @generated from message jobqueue.v1.ListNodesRequest
@@ -700,7 +822,7 @@ export type ListNodesRequest = Message<"jobqueue.v1.ListNodesRequest"> & {
  * Use `create(ListNodesRequestSchema)` to create a new message.
  */
 export const ListNodesRequestSchema: GenMessage<ListNodesRequest> = /*@__PURE__*/
-  messageDesc(file_jobqueue_v1_job_queue_service, 18);
+  messageDesc(file_jobqueue_v1_job_queue_service, 21);
 
 /**
  * @generated from message jobqueue.v1.ListNodesResponse
@@ -717,7 +839,7 @@ export type ListNodesResponse = Message<"jobqueue.v1.ListNodesResponse"> & {
  * Use `create(ListNodesResponseSchema)` to create a new message.
  */
 export const ListNodesResponseSchema: GenMessage<ListNodesResponse> = /*@__PURE__*/
-  messageDesc(file_jobqueue_v1_job_queue_service, 19);
+  messageDesc(file_jobqueue_v1_job_queue_service, 22);
 
 /**
  * @generated from message jobqueue.v1.RetryJobRequest
@@ -749,7 +871,7 @@ export type RetryJobRequest = Message<"jobqueue.v1.RetryJobRequest"> & {
  * Use `create(RetryJobRequestSchema)` to create a new message.
  */
 export const RetryJobRequestSchema: GenMessage<RetryJobRequest> = /*@__PURE__*/
-  messageDesc(file_jobqueue_v1_job_queue_service, 20);
+  messageDesc(file_jobqueue_v1_job_queue_service, 23);
 
 /**
  * @generated from message jobqueue.v1.RetryJobResponse
@@ -766,7 +888,7 @@ export type RetryJobResponse = Message<"jobqueue.v1.RetryJobResponse"> & {
  * Use `create(RetryJobResponseSchema)` to create a new message.
  */
 export const RetryJobResponseSchema: GenMessage<RetryJobResponse> = /*@__PURE__*/
-  messageDesc(file_jobqueue_v1_job_queue_service, 21);
+  messageDesc(file_jobqueue_v1_job_queue_service, 24);
 
 /**
  * @generated from message jobqueue.v1.DeleteJobRequest
@@ -783,7 +905,7 @@ export type DeleteJobRequest = Message<"jobqueue.v1.DeleteJobRequest"> & {
  * Use `create(DeleteJobRequestSchema)` to create a new message.
  */
 export const DeleteJobRequestSchema: GenMessage<DeleteJobRequest> = /*@__PURE__*/
-  messageDesc(file_jobqueue_v1_job_queue_service, 22);
+  messageDesc(file_jobqueue_v1_job_queue_service, 25);
 
 /**
  * @generated from message jobqueue.v1.DeleteJobResponse
@@ -796,7 +918,7 @@ export type DeleteJobResponse = Message<"jobqueue.v1.DeleteJobResponse"> & {
  * Use `create(DeleteJobResponseSchema)` to create a new message.
  */
 export const DeleteJobResponseSchema: GenMessage<DeleteJobResponse> = /*@__PURE__*/
-  messageDesc(file_jobqueue_v1_job_queue_service, 23);
+  messageDesc(file_jobqueue_v1_job_queue_service, 26);
 
 /**
  * JobFilter selects the jobs of a bulk action: every condition set must
@@ -883,7 +1005,7 @@ export type JobFilter = Message<"jobqueue.v1.JobFilter"> & {
  * Use `create(JobFilterSchema)` to create a new message.
  */
 export const JobFilterSchema: GenMessage<JobFilter> = /*@__PURE__*/
-  messageDesc(file_jobqueue_v1_job_queue_service, 24);
+  messageDesc(file_jobqueue_v1_job_queue_service, 27);
 
 /**
  * @generated from message jobqueue.v1.CancelJobsRequest
@@ -907,7 +1029,7 @@ export type CancelJobsRequest = Message<"jobqueue.v1.CancelJobsRequest"> & {
  * Use `create(CancelJobsRequestSchema)` to create a new message.
  */
 export const CancelJobsRequestSchema: GenMessage<CancelJobsRequest> = /*@__PURE__*/
-  messageDesc(file_jobqueue_v1_job_queue_service, 25);
+  messageDesc(file_jobqueue_v1_job_queue_service, 28);
 
 /**
  * The answer of a bulk action: with dry_run the count alone; else the
@@ -942,7 +1064,7 @@ export type CancelJobsResponse = Message<"jobqueue.v1.CancelJobsResponse"> & {
  * Use `create(CancelJobsResponseSchema)` to create a new message.
  */
 export const CancelJobsResponseSchema: GenMessage<CancelJobsResponse> = /*@__PURE__*/
-  messageDesc(file_jobqueue_v1_job_queue_service, 26);
+  messageDesc(file_jobqueue_v1_job_queue_service, 29);
 
 /**
  * @generated from message jobqueue.v1.RetryJobsRequest
@@ -976,7 +1098,7 @@ export type RetryJobsRequest = Message<"jobqueue.v1.RetryJobsRequest"> & {
  * Use `create(RetryJobsRequestSchema)` to create a new message.
  */
 export const RetryJobsRequestSchema: GenMessage<RetryJobsRequest> = /*@__PURE__*/
-  messageDesc(file_jobqueue_v1_job_queue_service, 27);
+  messageDesc(file_jobqueue_v1_job_queue_service, 30);
 
 /**
  * @generated from message jobqueue.v1.RetryJobsResponse
@@ -1003,7 +1125,7 @@ export type RetryJobsResponse = Message<"jobqueue.v1.RetryJobsResponse"> & {
  * Use `create(RetryJobsResponseSchema)` to create a new message.
  */
 export const RetryJobsResponseSchema: GenMessage<RetryJobsResponse> = /*@__PURE__*/
-  messageDesc(file_jobqueue_v1_job_queue_service, 28);
+  messageDesc(file_jobqueue_v1_job_queue_service, 31);
 
 /**
  * @generated from message jobqueue.v1.DeleteJobsRequest
@@ -1025,7 +1147,7 @@ export type DeleteJobsRequest = Message<"jobqueue.v1.DeleteJobsRequest"> & {
  * Use `create(DeleteJobsRequestSchema)` to create a new message.
  */
 export const DeleteJobsRequestSchema: GenMessage<DeleteJobsRequest> = /*@__PURE__*/
-  messageDesc(file_jobqueue_v1_job_queue_service, 29);
+  messageDesc(file_jobqueue_v1_job_queue_service, 32);
 
 /**
  * @generated from message jobqueue.v1.DeleteJobsResponse
@@ -1052,7 +1174,7 @@ export type DeleteJobsResponse = Message<"jobqueue.v1.DeleteJobsResponse"> & {
  * Use `create(DeleteJobsResponseSchema)` to create a new message.
  */
 export const DeleteJobsResponseSchema: GenMessage<DeleteJobsResponse> = /*@__PURE__*/
-  messageDesc(file_jobqueue_v1_job_queue_service, 30);
+  messageDesc(file_jobqueue_v1_job_queue_service, 33);
 
 /**
  * @generated from message jobqueue.v1.GetOperationRequest
@@ -1069,7 +1191,7 @@ export type GetOperationRequest = Message<"jobqueue.v1.GetOperationRequest"> & {
  * Use `create(GetOperationRequestSchema)` to create a new message.
  */
 export const GetOperationRequestSchema: GenMessage<GetOperationRequest> = /*@__PURE__*/
-  messageDesc(file_jobqueue_v1_job_queue_service, 31);
+  messageDesc(file_jobqueue_v1_job_queue_service, 34);
 
 /**
  * @generated from message jobqueue.v1.GetOperationResponse
@@ -1086,7 +1208,7 @@ export type GetOperationResponse = Message<"jobqueue.v1.GetOperationResponse"> &
  * Use `create(GetOperationResponseSchema)` to create a new message.
  */
 export const GetOperationResponseSchema: GenMessage<GetOperationResponse> = /*@__PURE__*/
-  messageDesc(file_jobqueue_v1_job_queue_service, 32);
+  messageDesc(file_jobqueue_v1_job_queue_service, 35);
 
 /**
  * @generated from message jobqueue.v1.ListOperationsRequest
@@ -1105,7 +1227,7 @@ export type ListOperationsRequest = Message<"jobqueue.v1.ListOperationsRequest">
  * Use `create(ListOperationsRequestSchema)` to create a new message.
  */
 export const ListOperationsRequestSchema: GenMessage<ListOperationsRequest> = /*@__PURE__*/
-  messageDesc(file_jobqueue_v1_job_queue_service, 33);
+  messageDesc(file_jobqueue_v1_job_queue_service, 36);
 
 /**
  * @generated from message jobqueue.v1.ListOperationsResponse
@@ -1122,7 +1244,7 @@ export type ListOperationsResponse = Message<"jobqueue.v1.ListOperationsResponse
  * Use `create(ListOperationsResponseSchema)` to create a new message.
  */
 export const ListOperationsResponseSchema: GenMessage<ListOperationsResponse> = /*@__PURE__*/
-  messageDesc(file_jobqueue_v1_job_queue_service, 34);
+  messageDesc(file_jobqueue_v1_job_queue_service, 37);
 
 /**
  * @generated from message jobqueue.v1.CancelOperationRequest
@@ -1139,7 +1261,7 @@ export type CancelOperationRequest = Message<"jobqueue.v1.CancelOperationRequest
  * Use `create(CancelOperationRequestSchema)` to create a new message.
  */
 export const CancelOperationRequestSchema: GenMessage<CancelOperationRequest> = /*@__PURE__*/
-  messageDesc(file_jobqueue_v1_job_queue_service, 35);
+  messageDesc(file_jobqueue_v1_job_queue_service, 38);
 
 /**
  * @generated from message jobqueue.v1.CancelOperationResponse
@@ -1156,7 +1278,7 @@ export type CancelOperationResponse = Message<"jobqueue.v1.CancelOperationRespon
  * Use `create(CancelOperationResponseSchema)` to create a new message.
  */
 export const CancelOperationResponseSchema: GenMessage<CancelOperationResponse> = /*@__PURE__*/
-  messageDesc(file_jobqueue_v1_job_queue_service, 36);
+  messageDesc(file_jobqueue_v1_job_queue_service, 39);
 
 /**
  * @generated from message jobqueue.v1.GetJobCountsRequest
@@ -1187,7 +1309,7 @@ export type GetJobCountsRequest = Message<"jobqueue.v1.GetJobCountsRequest"> & {
  * Use `create(GetJobCountsRequestSchema)` to create a new message.
  */
 export const GetJobCountsRequestSchema: GenMessage<GetJobCountsRequest> = /*@__PURE__*/
-  messageDesc(file_jobqueue_v1_job_queue_service, 37);
+  messageDesc(file_jobqueue_v1_job_queue_service, 40);
 
 /**
  * @generated from message jobqueue.v1.GetJobCountsResponse
@@ -1223,7 +1345,7 @@ export type GetJobCountsResponse = Message<"jobqueue.v1.GetJobCountsResponse"> &
  * Use `create(GetJobCountsResponseSchema)` to create a new message.
  */
 export const GetJobCountsResponseSchema: GenMessage<GetJobCountsResponse> = /*@__PURE__*/
-  messageDesc(file_jobqueue_v1_job_queue_service, 38);
+  messageDesc(file_jobqueue_v1_job_queue_service, 41);
 
 /**
  * @generated from message jobqueue.v1.QueueStatusCounts
@@ -1245,7 +1367,7 @@ export type QueueStatusCounts = Message<"jobqueue.v1.QueueStatusCounts"> & {
  * Use `create(QueueStatusCountsSchema)` to create a new message.
  */
 export const QueueStatusCountsSchema: GenMessage<QueueStatusCounts> = /*@__PURE__*/
-  messageDesc(file_jobqueue_v1_job_queue_service, 39);
+  messageDesc(file_jobqueue_v1_job_queue_service, 42);
 
 /**
  * @generated from message jobqueue.v1.JobCountGroup
@@ -1272,7 +1394,7 @@ export type JobCountGroup = Message<"jobqueue.v1.JobCountGroup"> & {
  * Use `create(JobCountGroupSchema)` to create a new message.
  */
 export const JobCountGroupSchema: GenMessage<JobCountGroup> = /*@__PURE__*/
-  messageDesc(file_jobqueue_v1_job_queue_service, 40);
+  messageDesc(file_jobqueue_v1_job_queue_service, 43);
 
 /**
  * JobCountGrouping breaks queued and running jobs down by a property.
@@ -1388,8 +1510,9 @@ export const JobQueueService: GenService<{
     output: typeof ListJobAttemptsResponseSchema;
   },
   /**
-   * WatchJob streams the job now and after every change, and ends once the
-   * job is terminal.
+   * WatchJob streams the job now and after every change, with the progress
+   * of a long call, and ends once the job is terminal. Over HTTP it is also
+   * served as Server-Sent Events and WebSocket at /jobs/{job_id}/events.
    *
    * @generated from rpc jobqueue.v1.JobQueueService.WatchJob
    */
@@ -1397,6 +1520,24 @@ export const JobQueueService: GenService<{
     methodKind: "server_streaming";
     input: typeof WatchJobRequestSchema;
     output: typeof WatchJobResponseSchema;
+  },
+  /**
+   * WatchJobs streams the events of the jobs matching a filter, oldest
+   * first, from after_cursor (or from now), with a heartbeat carrying the
+   * latest cursor when nothing else is sent. A client that reconnects with
+   * the cursor of the last message it got misses nothing and gets nothing
+   * twice. A cursor older than the event retention is OUT_OF_RANGE (HTTP
+   * 410): list again and watch from the list's watch_cursor. A watcher that
+   * falls too far behind is ended with RESOURCE_EXHAUSTED; it resumes from
+   * its last cursor. Over HTTP it is also served as Server-Sent Events and
+   * WebSocket at /events.
+   *
+   * @generated from rpc jobqueue.v1.JobQueueService.WatchJobs
+   */
+  watchJobs: {
+    methodKind: "server_streaming";
+    input: typeof WatchJobsRequestSchema;
+    output: typeof WatchJobsResponseSchema;
   },
   /**
    * RetryJob runs a failed or canceled job again on the same job id, with

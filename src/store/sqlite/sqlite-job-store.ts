@@ -1730,7 +1730,7 @@ function operationColumns(op: Operation) {
 
 /** A SQLite cursor (the event's seq); anything else is a client's mistake. */
 function parseCursor(cursor: string): number {
-  if (!/^\d{1,16}$/.test(cursor)) {
+  if (!/^\d{16}$/.test(cursor)) {
     throw new InvalidArgumentError("after_cursor", "is not a cursor this server gave out");
   }
   return Number(cursor);
