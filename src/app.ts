@@ -66,6 +66,8 @@ export interface AppDeps {
   resolve?: (hostname: string) => Promise<{ address: string; family: number }[]>;
   /** The built dashboard served at /ui; by default the package's `ui/dist`. */
   uiDir?: string;
+  /** How often event-stream watchers get a heartbeat (default 15 s). */
+  eventHeartbeatMs?: number;
 }
 
 function ephemeralKey(logger: Logger): Buffer {
@@ -123,7 +125,12 @@ export async function createApp(config: Config, deps: AppDeps = {}): Promise<App
   });
   const readiness = createReadiness({ store: opened, logger });
   const store: JobStore = metrics ? metrics.instrument(readiness.store) : readiness.store;
-  const events = createEventHub({ store, logger, now: () => clock.now() });
+  const events = createEventHub({
+    store,
+    logger,
+    now: () => clock.now(),
+    heartbeatMs: deps.eventHeartbeatMs,
+  });
   const policy = createOutboundPolicy({
     allowed: config.allowedHosts,
     denied: config.deniedHosts,

@@ -285,9 +285,10 @@ export function createEventHub(options: EventHubOptions): EventHub {
       // Behind the memory: catch up from the store (the first read fails an expired cursor
       // before anything is sent).
       let page = after !== null && after < ringFloor ? await readAfter(w.pos) : null;
+      const from = w.pos;
       if (page === null) goLive(w);
-      w.taken = w.pos;
-      yield { kind: "heartbeat", cursor: w.pos, at: now() };
+      w.taken = from;
+      yield { kind: "heartbeat", cursor: from, at: now() };
       let lastSent = now();
       while (page !== null) {
         for (const e of page.events) {
