@@ -7,6 +7,7 @@ import {
   JobNotFoundError,
   JobStateError,
   OperationNotFoundError,
+  QueueExistsError,
   QueueNotFoundError,
 } from "../job/errors.js";
 import { type JobFilterInput, validateFilter } from "../job/filter.js";
@@ -388,7 +389,7 @@ export function createOperator(options: {
           limits,
         );
         if (!(await store.queueCreate(settings))) {
-          throw new JobStateError(`queue ${JSON.stringify(queueName)} already exists`);
+          throw new QueueExistsError(queueName);
         }
         await store.auditInsert([
           auditOf(caller, "CreateQueue", "ok", null, clock.now(), `queue ${queueName}`),

@@ -6,6 +6,9 @@ import {
   InvalidArgumentError,
   JobNotFoundError,
   JobStateError,
+  OperationNotFoundError,
+  QueueExistsError,
+  QueueNotFoundError,
   withoutStack,
 } from "../job/errors.js";
 import { StoreUnavailableError } from "../store/job-store.js";
@@ -39,8 +42,15 @@ export function toConnectError(err: unknown, logger: Logger): ConnectError {
         ]),
     );
   }
-  if (err instanceof JobNotFoundError) {
+  if (
+    err instanceof JobNotFoundError ||
+    err instanceof QueueNotFoundError ||
+    err instanceof OperationNotFoundError
+  ) {
     return withoutStack(() => new ConnectError(err.message, Code.NotFound));
+  }
+  if (err instanceof QueueExistsError) {
+    return withoutStack(() => new ConnectError(err.message, Code.AlreadyExists));
   }
   if (err instanceof JobStateError) {
     return withoutStack(() => new ConnectError(err.message, Code.FailedPrecondition));
