@@ -61,6 +61,8 @@ export interface AppDeps {
   clock?: Clock;
   /** The resolver the outbound policy checks host names with (tests inject one). */
   resolve?: (hostname: string) => Promise<{ address: string; family: number }[]>;
+  /** Jobs a bulk operation acts on per transaction (tests make it small to stop one midway). */
+  operationBatch?: number;
 }
 
 function ephemeralKey(logger: Logger): Buffer {
@@ -211,7 +213,7 @@ export async function createApp(config: Config, deps: AppDeps = {}): Promise<App
         auditRetentionMs: config.auditRetentionMs,
         forgetNodesAfterMs: FORGET_NODES_MS,
       }),
-      createOperationRunner({ store, logger, intervalMs: 5_000 }),
+      createOperationRunner({ store, logger, intervalMs: 5_000, batch: deps.operationBatch }),
       createStatsCompactor({ store, logger, intervalMs: 5_000, keepMinutes: STATS_KEEP_MINUTES }),
     ],
   });
