@@ -215,15 +215,25 @@ export function createOperator(options: {
         validateOverrides(overrides),
       );
       const now = clock.now();
-      // An override the job cannot take is refused inside the store's transaction (rolled back).
-      const res = await invalidInput(caller, "RetryJob", id, () =>
-        store.jobRetry({
-          id,
-          ownedBy: ownerScope(caller),
-          overrides: checked,
-          audit: (outcome) => auditOf(caller, "RetryJob", outcome, id, now),
-        }),
-      );
+      // An override the job cannot take, or a queue deleted since, is refused inside the store's
+      // transaction (rolled back with its audit row).
+      const res = await invalidInput(caller, "RetryJob", id, async () => {
+        try {
+          return await store.jobRetry({
+            id,
+            ownedBy: ownerScope(caller),
+            overrides: checked,
+            audit: (outcome) => auditOf(caller, "RetryJob", outcome, id, now),
+          });
+        } catch (err) {
+          if (!(err instanceof QueueNotFoundError)) throw err;
+          const refusal = new JobStateError(
+            `job ${id} belongs to queue ${JSON.stringify(err.queue)}, which no longer exists; create the queue again to retry it`,
+          );
+          await refused(caller, "RetryJob", refusal, id);
+          throw refusal;
+        }
+      });
       switch (res.kind) {
         case "not-found":
           throw new JobNotFoundError(id);

@@ -309,6 +309,27 @@ describe.each(STORE_KINDS)("operating jobs on %s", (store: StoreKind) => {
     },
   );
 
+  it("CancelJobs aborts the calls in flight of the running jobs it matches", async () => {
+    const hold = holding(target, "/cancel-running");
+    const tag = uniqueTag("running");
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      ids.push(await t.enqueue({ url: `${target.url}/cancel-running`, tags: [tag] }));
+    }
+    await waitFor(() => hold.held.length === 3);
+    const dry = await t.rest.post("/jobs:cancel", { filter: { tag: [tag] }, dry_run: true });
+    expect(dry.json.count).toBe(3);
+    const started = await t.rest.post("/jobs:cancel", {
+      filter: { tag: [tag], status: ["running"] },
+    });
+    expect(started.json.count).toBe(3);
+    for (const h of hold.held) expect(await h.req.closed).toBe("aborted");
+    for (const id of ids) expect((await t.waitForStatus(id, "canceled")).status).toBe("canceled");
+    const { json } = await t.rest.get(`/jobs/${ids[0]}/attempts`);
+    expect(json.attempts.map((a: any) => a.outcome)).toEqual(["canceled"]);
+    hold.releaseAll();
+  });
+
   it.each(PROTOCOLS)("refuses a bad filter over %s, naming the field", async (protocol) => {
     for (const [filter, field] of [
       [{ status: ["JOB_STATUS_QUEUED"], finished_after: tomorrow() }, "status"],

@@ -476,4 +476,36 @@ describe.each(STORE_KINDS)("queues and counts on %s", (store: StoreKind) => {
       expect((await get(plain.job_id)).max_attempts).toBe(2);
     },
   );
+
+  it("does not retry a job into a queue deleted since it ended, until the queue is created again", async () => {
+    await start();
+    await call("rest", "CreateQueue", { name: "gone" });
+    const id = await t.enqueue({ queue: "gone", url: `${target.url}/fail`, max_attempts: 1 });
+    await t.waitForStatus(id, "failed");
+    await call("rest", "DeleteQueue", { name: "gone" });
+    for (const protocol of PROTOCOLS) {
+      const res = await clients.call(protocol, "RetryJob", { job_id: id });
+      expect({ protocol, code: res.code }).toEqual({ protocol, code: 9 });
+      expect(res.message).toMatch(/queue "gone".*no longer exists/);
+      if (protocol === "rest") expect(res.httpStatus).toBe(409);
+    }
+    const bulk = await t.rest.post("/jobs:retry", { filter: { job_ids: [id] } });
+    await waitFor(
+      async () =>
+        (await t.rest.get(`/operations/${bulk.json.operation.operation_id}`)).json.state ===
+        "succeeded",
+    );
+    expect(
+      (await t.rest.get(`/operations/${bulk.json.operation.operation_id}`)).json.affected,
+    ).toBe(0);
+    expect((await t.rest.get(`/jobs/${id}`)).json.status).toBe("failed");
+    const rows = (await t.app.store.auditList({ action: "RetryJob", limit: 10 })).events;
+    expect(rows.map((r) => [r.jobId, r.outcome])).toEqual(
+      PROTOCOLS.map(() => [id, "failed_precondition"]),
+    );
+
+    await call("rest", "CreateQueue", { name: "gone" });
+    expect((await clients.call("grpc", "RetryJob", { job_id: id })).code).toBe(0);
+    expect(await t.waitForStatus(id, "failed")).toMatchObject({ attempt: 2 });
+  });
 });
