@@ -330,6 +330,88 @@ describe.each(STORE_KINDS)("operating jobs on %s", (store: StoreKind) => {
     hold.releaseAll();
   });
 
+  it("filters ListJobs by every condition over every protocol, the same as a bulk action's dry run", async () => {
+    const tag = uniqueTag("filters");
+    target.on("/flaky", answer(503));
+    const startedAt = new Date().toISOString();
+    const ids = {
+      posted: await t.enqueue({ url: `${target.url}/ok/alpha`, body: { a: 1 }, tags: [tag] }),
+      refused: await t.enqueue({ url: `${target.url}/fail`, max_attempts: 1, tags: [tag] }),
+      flaky: await t.enqueue({
+        url: `${target.url}/flaky`,
+        max_attempts: 2,
+        backoff_strategy: "fixed",
+        backoff_seconds: 0,
+        tags: [tag],
+      }),
+      later: await t.enqueue({
+        url: `${target.url}/later/delta`,
+        scheduled_at: tomorrow(),
+        tags: [tag],
+      }),
+      elsewhere: await t.enqueue({
+        url: "http://api.example.com/zeta",
+        scheduled_at: tomorrow(),
+        tags: [tag],
+      }),
+    };
+    await t.waitForStatus(ids.posted, "succeeded");
+    await t.waitForStatus(ids.refused, "failed");
+    await t.waitForStatus(ids.flaky, "failed");
+    const settled = new Date().toISOString();
+    await waitFor(() => Date.now() > Date.parse(settled));
+    expect((await t.rest.post(`/jobs/${ids.later}/cancel`, {})).status).toBe(200);
+    const finishedOrder = (
+      await Promise.all(
+        // The canceled one finished too, last.
+        [ids.posted, ids.refused, ids.flaky, ids.later].map(
+          async (id) => (await t.rest.get(`/jobs/${id}`)).json,
+        ),
+      )
+    )
+      .sort(
+        (a, b) =>
+          Date.parse(b.finished_at) - Date.parse(a.finished_at) || (a.job_id < b.job_id ? 1 : -1),
+      )
+      .map((j) => j.job_id);
+
+    const cases: [JsonObject, string[]][] = [
+      [{ status: ["JOB_STATUS_FAILED"] }, [ids.flaky, ids.refused]],
+      [{ error_code: "http_status" }, [ids.flaky, ids.refused]],
+      [{ min_attempts: 2 }, [ids.flaky]],
+      [{ method: "POST" }, [ids.posted]],
+      [{ url_contains: "/later/" }, [ids.later]],
+      [{ host: "api.example.com" }, [ids.elsewhere]],
+      [{ finished_after: startedAt }, finishedOrder],
+      [{ updated_after: settled }, [ids.later]],
+      [{ created_after: startedAt, status: ["JOB_STATUS_QUEUED"] }, [ids.elsewhere]],
+    ];
+    for (const protocol of PROTOCOLS) {
+      for (const [filter, expected] of cases) {
+        const listed = await call(protocol, "ListJobs", { ...filter, tag: [tag], page_size: 100 });
+        expect({ protocol, filter, code: listed.code, message: listed.message }).toMatchObject({
+          code: 0,
+        });
+        expect({
+          protocol,
+          filter,
+          ids: (listed.body.jobs ?? []).map((j: any) => j.job_id),
+        }).toEqual({ protocol, filter, ids: expected });
+        const dry = await call(protocol, "DeleteJobs", {
+          filter: { ...filter, tag: [tag] },
+          dry_run: true,
+        });
+        // A dry run counts what its action applies to: the finished jobs among them.
+        const finished = expected.filter((id) => id !== ids.elsewhere);
+        expect({ protocol, filter, count: num(dry.body.count) }).toEqual({
+          protocol,
+          filter,
+          count: finished.length,
+        });
+      }
+    }
+  });
+
   it.each(PROTOCOLS)("refuses a bad filter over %s, naming the field", async (protocol) => {
     for (const [filter, field] of [
       [{ status: ["JOB_STATUS_QUEUED"], finished_after: tomorrow() }, "status"],
