@@ -68,6 +68,8 @@ export interface AppDeps {
   uiDir?: string;
   /** How often event-stream watchers get a heartbeat (default 15 s). */
   eventHeartbeatMs?: number;
+  /** Jobs a bulk operation acts on per transaction (tests make it small to stop one midway). */
+  operationBatch?: number;
 }
 
 function ephemeralKey(logger: Logger): Buffer {
@@ -266,7 +268,7 @@ export async function createApp(config: Config, deps: AppDeps = {}): Promise<App
         eventRetentionMs: config.eventRetentionMs,
         forgetNodesAfterMs: FORGET_NODES_MS,
       }),
-      createOperationRunner({ store, logger, intervalMs: 5_000 }),
+      createOperationRunner({ store, logger, intervalMs: 5_000, batch: deps.operationBatch }),
       createStatsCompactor({ store, logger, intervalMs: 5_000, keepMinutes: STATS_KEEP_MINUTES }),
     ],
   });

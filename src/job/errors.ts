@@ -80,6 +80,13 @@ export class QueueNotFoundError extends Error {
   }
 }
 
+/** A queue created under a name already in use (a state error, answered as ALREADY_EXISTS). */
+export class QueueExistsError extends JobStateError {
+  constructor(readonly queue: string) {
+    super(`queue ${JSON.stringify(queue)} already exists`);
+  }
+}
+
 /** An operation (a bulk action) that does not exist, or is not the caller's. */
 export class OperationNotFoundError extends Error {
   override readonly name = "OperationNotFoundError";

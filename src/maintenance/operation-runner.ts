@@ -8,32 +8,41 @@ import { createPeriodicService, type Service } from "./periodic-service.js";
  * Works through running bulk operations (CancelJobs, RetryJobs, DeleteJobs), oldest first, a
  * batch per transaction so that no lock is held for long, and lets the event loop breathe between
  * batches. Run by the maintenance leader: an operation interrupted by a restart or a failover is
- * taken up where its cursor is by the next leader. Wakes when an operation starts (on any node).
+ * taken up where its cursor is by the next leader. Stop (a shutdown, or the lead lost) takes
+ * effect between two batches, not at the operation's end. Wakes when an operation starts (on any
+ * node).
  */
 export function createOperationRunner(options: {
   store: JobStore;
   logger: Logger;
   /** How often it looks for running operations without being told. */
   intervalMs: number;
+  /** Jobs acted on per transaction; default {@link OPERATION_BATCH}. */
+  batch?: number;
 }): Service {
   const { store, logger } = options;
+  const batch = options.batch ?? OPERATION_BATCH;
   let unsubscribe: (() => void) | null = null;
+  let running = false;
   const service = createPeriodicService(
     options.intervalMs,
     logger,
     "operation runner",
     async () => {
-      const running = await store.operationList({ state: "running", limit: 100 });
-      for (const op of running.reverse()) await drain(op);
+      const ops = await store.operationList({ state: "running", limit: 100 });
+      for (const op of ops.reverse()) {
+        if (!running) return undefined;
+        await drain(op);
+      }
       return undefined;
     },
   );
 
   async function drain(op: Operation): Promise<void> {
-    for (;;) {
+    while (running) {
       const stepped = await store.operationStep({
         id: op.id,
-        batch: OPERATION_BATCH,
+        batch,
         scan: OPERATION_SCAN,
         audit: (ended) => ({
           at: ended.updatedAt,
@@ -61,10 +70,12 @@ export function createOperationRunner(options: {
 
   return {
     start() {
+      running = true;
       unsubscribe ??= store.signals.onOperationsChanged(() => service.wakeAt(0));
       service.start();
     },
     async stop() {
+      running = false;
       unsubscribe?.();
       unsubscribe = null;
       await service.stop();

@@ -7,6 +7,7 @@ import {
   JobNotFoundError,
   JobStateError,
   OperationNotFoundError,
+  QueueExistsError,
   QueueNotFoundError,
 } from "../job/errors.js";
 import { type JobFilterInput, validateFilter } from "../job/filter.js";
@@ -112,7 +113,9 @@ export function createOperator(options: {
     const outcome: AuditOutcome | null =
       err instanceof InvalidArgumentError
         ? "invalid_argument"
-        : err instanceof JobNotFoundError || err instanceof QueueNotFoundError
+        : err instanceof JobNotFoundError ||
+            err instanceof QueueNotFoundError ||
+            err instanceof OperationNotFoundError
           ? "not_found"
           : err instanceof JobStateError
             ? "failed_precondition"
@@ -132,6 +135,25 @@ export function createOperator(options: {
       return await fn();
     } catch (err) {
       await refused(caller, action, err, jobId);
+      throw err;
+    }
+  }
+
+  /**
+   * Records a refusal of bad input. The store records the other outcomes of an action on one job
+   * (done, not found, not in a state for it) itself, in the action's transaction: recording them
+   * here too would write two rows.
+   */
+  async function invalidInput<T>(
+    caller: Caller,
+    action: string,
+    jobId: string | null,
+    fn: () => T | Promise<T>,
+  ): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      if (err instanceof InvalidArgumentError) await refused(caller, action, err, jobId);
       throw err;
     }
   }
@@ -188,30 +210,44 @@ export function createOperator(options: {
 
   return {
     async retry(jobId, overrides, caller) {
-      return audited(caller, "RetryJob", null, async () => {
-        const id = validateJobId(jobId);
-        const now = clock.now();
-        const res = await store.jobRetry({
-          id,
-          ownedBy: ownerScope(caller),
-          overrides: validateOverrides(overrides),
-          audit: (outcome) => auditOf(caller, "RetryJob", outcome, id, now),
-        });
-        switch (res.kind) {
-          case "not-found":
-            throw new JobNotFoundError(id);
-          case "not-retryable":
-            throw new JobStateError(
-              `job ${id} is ${res.job.status}; only failed or canceled jobs can be retried`,
-            );
-          case "retried":
-            return res.job;
+      const id = await invalidInput(caller, "RetryJob", null, () => validateJobId(jobId));
+      const checked = await invalidInput(caller, "RetryJob", id, () =>
+        validateOverrides(overrides),
+      );
+      const now = clock.now();
+      // An override the job cannot take, or a queue deleted since, is refused inside the store's
+      // transaction (rolled back with its audit row).
+      const res = await invalidInput(caller, "RetryJob", id, async () => {
+        try {
+          return await store.jobRetry({
+            id,
+            ownedBy: ownerScope(caller),
+            overrides: checked,
+            audit: (outcome) => auditOf(caller, "RetryJob", outcome, id, now),
+          });
+        } catch (err) {
+          if (!(err instanceof QueueNotFoundError)) throw err;
+          const refusal = new JobStateError(
+            `job ${id} belongs to queue ${JSON.stringify(err.queue)}, which no longer exists; create the queue again to retry it`,
+          );
+          await refused(caller, "RetryJob", refusal, id);
+          throw refusal;
         }
       });
+      switch (res.kind) {
+        case "not-found":
+          throw new JobNotFoundError(id);
+        case "not-retryable":
+          throw new JobStateError(
+            `job ${id} is ${res.job.status}; only failed or canceled jobs can be retried`,
+          );
+        case "retried":
+          return res.job;
+      }
     },
 
     async delete(jobId, caller) {
-      const id = validateJobId(jobId);
+      const id = await invalidInput(caller, "DeleteJob", null, () => validateJobId(jobId));
       const now = clock.now();
       const res = await store.jobDelete({
         id,
@@ -286,12 +322,16 @@ export function createOperator(options: {
     },
 
     async cancelOperation(id, caller) {
-      const op = await this.getOperation(id, caller);
-      if (op.state !== "running") {
-        throw new JobStateError(`operation ${id} already ended as ${op.state}`);
-      }
+      const op = await audited(caller, "CancelOperation", null, async () => {
+        const found = await this.getOperation(id, caller);
+        if (found.state !== "running") {
+          throw new JobStateError(`operation ${id} already ended as ${found.state}`);
+        }
+        return found;
+      });
       if (await store.operationCancel({ id })) {
         const ended = await store.operationGet({ id });
+        // The operation's one row: its filter and what it did, as when it ends by itself.
         await store.auditInsert([
           auditOf(
             caller,
@@ -388,7 +428,7 @@ export function createOperator(options: {
           limits,
         );
         if (!(await store.queueCreate(settings))) {
-          throw new JobStateError(`queue ${JSON.stringify(queueName)} already exists`);
+          throw new QueueExistsError(queueName);
         }
         await store.auditInsert([
           auditOf(caller, "CreateQueue", "ok", null, clock.now(), `queue ${queueName}`),

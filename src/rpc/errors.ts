@@ -8,6 +8,7 @@ import {
   JobNotFoundError,
   JobStateError,
   OperationNotFoundError,
+  QueueExistsError,
   QueueNotFoundError,
   WatcherBehindError,
   withoutStack,
@@ -58,6 +59,9 @@ export function toConnectError(err: unknown, logger: Logger): ConnectError {
   }
   if (err instanceof WatcherBehindError) {
     return withoutStack(() => new ConnectError(err.message, Code.ResourceExhausted));
+  }
+  if (err instanceof QueueExistsError) {
+    return withoutStack(() => new ConnectError(err.message, Code.AlreadyExists));
   }
   if (err instanceof JobStateError) {
     return withoutStack(() => new ConnectError(err.message, Code.FailedPrecondition));

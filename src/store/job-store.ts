@@ -73,7 +73,8 @@ export interface JobStore {
 
   /**
    * Runs a failed or canceled job again on its id (src/job/operations.ts `retryPlan`: attempts
-   * keep counting, the cap rises), with its audit event. Another status is `not-retryable`.
+   * keep counting, the cap rises), with its audit event. Another status is `not-retryable`. A job
+   * whose queue was deleted since is refused with QueueNotFoundError (nothing is written).
    */
   jobRetry(params: {
     id: string;

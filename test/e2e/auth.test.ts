@@ -27,13 +27,14 @@ import {
   PROTOCOLS,
   RPCS,
   type Rpc,
+  SERVICES,
 } from "../helpers/clients.js";
 import {
   type SpawnedProcess,
   spawnServerProcess,
   whenListening,
 } from "../helpers/server-process.js";
-import { startTestApp, type TestApp, testEnv } from "../helpers/test-app.js";
+import { startTestApp, type TestApp, type TestAppOptions, testEnv } from "../helpers/test-app.js";
 import { waitFor } from "../helpers/wait-for.js";
 
 /**
@@ -102,10 +103,10 @@ function expectNothingLeaked(res: CallResult) {
 }
 
 /** A server for a whole describe block (its world need not be fresh per test). */
-function serverForBlock(env: Record<string, string> = {}) {
+function serverForBlock(env: Record<string, string> = {}, options: TestAppOptions = {}) {
   const world = {} as { t: TestApp; clients: Clients };
   beforeAll(async () => {
-    world.t = await startTestApp({ ...KEYS_ENV, ...env });
+    world.t = await startTestApp({ ...KEYS_ENV, ...env }, {}, options);
     world.clients = createClients(world.t.url);
   });
   afterAll(async () => {
@@ -165,7 +166,28 @@ const EXPECTED: Record<Rpc, readonly Outcome[]> = {
   ListJobs: [UNAUTH, UNAUTH, OK, OK, OK],
   CancelJob: [UNAUTH, UNAUTH, OK, OK, DENIED],
   WatchJob: [UNAUTH, UNAUTH, OK, OK, OK],
+  WatchJobs: [UNAUTH, UNAUTH, OK, OK, OK],
   ListAuditEvents: [UNAUTH, UNAUTH, OK, DENIED, DENIED],
+  // Operating jobs: submitters act on their own, readers read the counts.
+  RetryJob: [UNAUTH, UNAUTH, OK, OK, DENIED],
+  DeleteJob: [UNAUTH, UNAUTH, OK, OK, DENIED],
+  CancelJobs: [UNAUTH, UNAUTH, OK, OK, DENIED],
+  RetryJobs: [UNAUTH, UNAUTH, OK, OK, DENIED],
+  DeleteJobs: [UNAUTH, UNAUTH, OK, OK, DENIED],
+  GetOperation: [UNAUTH, UNAUTH, OK, OK, DENIED],
+  ListOperations: [UNAUTH, UNAUTH, OK, OK, DENIED],
+  CancelOperation: [UNAUTH, UNAUTH, OK, OK, DENIED],
+  GetJobCounts: [UNAUTH, UNAUTH, OK, OK, OK],
+  ListNodes: [UNAUTH, UNAUTH, OK, OK, OK],
+  // Queues: admins manage them, everyone reads them.
+  CreateQueue: [UNAUTH, UNAUTH, OK, DENIED, DENIED],
+  UpdateQueue: [UNAUTH, UNAUTH, OK, DENIED, DENIED],
+  GetQueue: [UNAUTH, UNAUTH, OK, OK, OK],
+  ListQueues: [UNAUTH, UNAUTH, OK, OK, OK],
+  PauseQueue: [UNAUTH, UNAUTH, OK, DENIED, DENIED],
+  ResumeQueue: [UNAUTH, UNAUTH, OK, DENIED, DENIED],
+  DeleteQueue: [UNAUTH, UNAUTH, OK, DENIED, DENIED],
+  GetQueueStats: [UNAUTH, UNAUTH, OK, OK, OK],
 };
 const CODE: Record<Outcome, number> = { ok: 0, unauthenticated: 16, permission_denied: 7 };
 const HTTP_STATUS: Record<Outcome, number> = {
@@ -181,37 +203,127 @@ const ADDRESSES_A_JOB = new Set<Rpc>([
   "ListJobAttempts",
   "CancelJob",
   "WatchJob",
+  "RetryJob",
+  "DeleteJob",
 ]);
 
 const MATRIX = RPCS.flatMap((rpc) =>
   WHO.flatMap((who, i) =>
-    PROTOCOLS.filter((protocol) => !(protocol === "rest" && rpc === "WatchJob")).map(
-      (protocol) => ({ rpc, who, protocol, expected: EXPECTED[rpc][i]! }),
-    ),
+    PROTOCOLS.map((protocol) => ({ rpc, who, protocol, expected: EXPECTED[rpc][i]! })),
   ),
 );
 
-function requestFor(rpc: Rpc, jobId: string): JsonObject {
+/** "OPERATION_STATE_CANCELED" (proto JSON) and "canceled" (REST) alike → "canceled". */
+const short = (value: unknown) =>
+  String(value)
+    .toLowerCase()
+    .replace(/^(operation_state|operation_kind|job_status)_/, "");
+
+let queueNames = 0;
+
+/** What one cell of the matrix works on, put in place before the call. */
+interface Arranged {
+  request: JsonObject;
+  /** A job of the caller's (sam's when there is none), and one of sue's. */
+  own: string;
+  other: string;
+  /** A bulk action of the caller's, running: the server leads no maintenance. */
+  operationId?: string;
+  queue?: string;
+}
+
+async function arrange(t: TestApp, rpc: Rpc, who: Who): Promise<Arranged> {
+  const person = PRINCIPAL_OF[who] ?? "sam";
+  const caller = callerAs(person, PEOPLE[person]);
+  const own = await jobOwnedBy(t, person);
+  const other = await jobOwnedBy(t, "sue");
   const job = { url: DEST, scheduled_at: tomorrow() };
+  const arranged = { own, other };
   switch (rpc) {
     case "EnqueueJob":
-      return job;
+      return { ...arranged, request: job };
     case "EnqueueJobs":
-      return { jobs: [job, { ...job, tags: ["second"] }] };
+      return { ...arranged, request: { jobs: [job, { ...job, tags: ["second"] }] } };
     case "ListJobs":
-      return { page_size: 20 };
+      return { ...arranged, request: { page_size: 20 } };
+    case "WatchJobs":
+      return { ...arranged, request: { job_ids: [own] } };
     case "ListAuditEvents":
-      return { page_size: 5 };
+      return { ...arranged, request: { page_size: 5 } };
+    case "RetryJob":
+    case "DeleteJob":
+    case "RetryJobs":
+    case "DeleteJobs": {
+      // Only a job that ended can be retried or deleted.
+      for (const id of [own, other]) await t.app.queue.cancel(id, callerAs("ada", "admin"));
+      if (rpc === "RetryJob")
+        return { ...arranged, request: { job_id: own, scheduled_at: tomorrow() } };
+      if (rpc === "DeleteJob") return { ...arranged, request: { job_id: own } };
+      return { ...arranged, request: { filter: { job_ids: [own, other] } } };
+    }
+    case "CancelJobs":
+      return { ...arranged, request: { filter: { job_ids: [own, other] } } };
+    case "GetOperation":
+    case "CancelOperation": {
+      const op = await t.app.operator.startBulk("cancel", { jobIds: [own] }, null, caller);
+      return { ...arranged, operationId: op.id, request: { operation_id: op.id } };
+    }
+    case "ListOperations":
+      await t.app.operator.startBulk("cancel", { jobIds: [other] }, null, callerAs("sue"));
+      await t.app.operator.startBulk("cancel", { jobIds: [own] }, null, caller);
+      return { ...arranged, request: { page_size: 1000 } };
+    case "GetJobCounts":
+      return { ...arranged, request: { group_by: "JOB_COUNT_GROUPING_HOST" } };
+    case "ListNodes":
+    case "ListQueues":
+      return { ...arranged, request: {} };
+    case "CreateQueue":
+      return {
+        ...arranged,
+        queue: `matrix-${++queueNames}`,
+        request: { name: `matrix-${queueNames}`, settings: { concurrency: 2 } },
+      };
+    case "UpdateQueue":
+    case "GetQueue":
+    case "PauseQueue":
+    case "ResumeQueue":
+    case "DeleteQueue":
+    case "GetQueueStats": {
+      const queue = `matrix-${++queueNames}`;
+      await t.app.operator.createQueue(queue, {}, callerAs("ada", "admin"));
+      if (rpc === "ResumeQueue")
+        await t.app.operator.setPaused(queue, true, callerAs("ada", "admin"));
+      const request: JsonObject =
+        rpc === "UpdateQueue" ? { name: queue, settings: { concurrency: 3 } } : { name: queue };
+      return { ...arranged, queue, request };
+    }
     default:
-      return { job_id: jobId };
+      return { ...arranged, request: { job_id: own } };
   }
 }
 
-describe("every role, every RPC, every protocol", () => {
-  const w = serverForBlock();
+/** What a refused call must have left as it was. */
+async function snapshot(t: TestApp, a: Arranged) {
+  const admin = callerAs("ada", "admin");
+  return {
+    own: (await t.app.queue.get(a.own, admin)).status,
+    other: (await t.app.queue.get(a.other, admin)).status,
+    operation: a.operationId
+      ? (await t.app.store.operationGet({ id: a.operationId }))?.state
+      : null,
+    queue: a.queue ? await t.app.store.queueGet({ name: a.queue }) : null,
+    operations: (await t.app.store.operationList({ limit: 100_000 })).length,
+  };
+}
 
-  it("covers 5 callers × 9 RPCs × 5 protocols, less REST's WatchJob", () => {
-    expect(MATRIX).toHaveLength(5 * 9 * 5 - 5);
+describe("every role, every RPC, every protocol", () => {
+  // A follower: another node leads, so the bulk actions started here stay running.
+  const w = serverForBlock({}, { follower: true });
+
+  it("covers 5 callers × 28 RPCs × 5 protocols", () => {
+    expect(MATRIX).toHaveLength(5 * 28 * 5);
+    // Every method of every served service.
+    expect([...RPCS].sort()).toEqual(SERVICES.flatMap((s) => s.methods.map((m) => m.name)).sort());
   });
 
   it.each(MATRIX)(
@@ -219,11 +331,14 @@ describe("every role, every RPC, every protocol", () => {
     async ({ rpc, who, protocol, expected }) => {
       const { t, clients } = w;
       const person = PRINCIPAL_OF[who];
-      // Each test works on a job of its own, owned by the caller (sam's when there is none).
-      const own = await jobOwnedBy(t, person ?? "sam");
+      // Each test works on things of its own, owned by the caller (sam's when there is none).
+      const arranged = await arrange(t, rpc, who);
+      const { own, other } = arranged;
+      const admin = callerAs("ada", "admin");
+      const unchanged = await snapshot(t, arranged);
       const before = await lastAuditId(t);
       const startedAt = Date.now();
-      const res = await clients.call(protocol, rpc, requestFor(rpc, own), CREDENTIALS[who]);
+      const res = await clients.call(protocol, rpc, arranged.request, CREDENTIALS[who]);
       const endedAt = Date.now();
 
       expect({ code: res.code, message: res.message }).toMatchObject({ code: CODE[expected] });
@@ -246,16 +361,16 @@ describe("every role, every RPC, every protocol", () => {
         // A refusal is recorded, naming the job it asked for.
         const jobId = ADDRESSES_A_JOB.has(rpc) ? own : null;
         expect(rows).toEqual([{ ...row, jobId, outcome: expected }]);
-        expect(await t.app.queue.get(own, callerAs("ada", "admin"))).toMatchObject({
-          status: "queued",
-        });
+        expect(await snapshot(t, arranged)).toEqual(unchanged);
         return;
       }
 
       const body = res.body;
+      /** What a bulk action by this caller applies to: its own job, or both for an admin. */
+      const scoped = who === "admin" ? 2 : 1;
       switch (rpc) {
         case "EnqueueJob": {
-          const job = await t.app.queue.get(body.job_id, callerAs("ada", "admin"));
+          const job = await t.app.queue.get(body.job_id, admin);
           expect(job.owner).toBe(person);
           expect(rows).toEqual([{ ...row, jobId: body.job_id, outcome: "ok" }]);
           break;
@@ -264,7 +379,7 @@ describe("every role, every RPC, every protocol", () => {
           const ids: string[] = body.jobs.map((j: any) => j.job_id);
           expect(ids).toHaveLength(2);
           for (const id of ids) {
-            expect((await t.app.queue.get(id, callerAs("ada", "admin"))).owner).toBe(person);
+            expect((await t.app.queue.get(id, admin)).owner).toBe(person);
           }
           expect(rows).toEqual(ids.map((jobId) => ({ ...row, jobId, outcome: "ok" })));
           break;
@@ -279,21 +394,127 @@ describe("every role, every RPC, every protocol", () => {
           expect(body.job_id).toBe(own);
           expect(rows).toEqual([]);
           break;
+        case "WatchJobs":
+          // A stream starts with a heartbeat naming the cursor it watches from.
+          expect(body.heartbeat.cursor).toMatch(/^\d+$/);
+          expect(rows).toEqual([]);
+          break;
         case "ListJobs": {
           const jobs: any[] = body.jobs;
-          expect(jobs[0]?.job_id).toBe(own);
+          // sue's job is the newest: an admin sees it first, others see their own first.
+          expect(jobs[0]?.job_id).toBe(who === "admin" ? other : own);
           if (who !== "admin") expect(jobs.filter((j) => j.owner !== person)).toEqual([]);
           expect(rows).toEqual([]);
           break;
         }
         case "CancelJob":
           expect(body.job).toMatchObject({ job_id: own, owner: person });
-          expect((await t.app.queue.get(own, callerAs("ada", "admin"))).status).toBe("canceled");
+          expect((await t.app.queue.get(own, admin)).status).toBe("canceled");
           expect(rows).toEqual([{ ...row, jobId: own, outcome: "ok" }]);
           break;
         case "ListAuditEvents":
           expect(body.events.length).toBeGreaterThan(0);
           expect(body.events.length).toBeLessThanOrEqual(5);
+          expect(rows).toEqual([]);
+          break;
+        case "RetryJob":
+          expect(body.job).toMatchObject({ job_id: own, owner: person });
+          expect(short(body.job.status)).toBe("queued");
+          expect((await t.app.queue.get(own, admin)).status).toBe("queued");
+          expect(rows).toEqual([{ ...row, jobId: own, outcome: "ok" }]);
+          break;
+        case "DeleteJob":
+          expect(body).toEqual({});
+          await expect(t.app.queue.get(own, admin)).rejects.toThrow(/not found/);
+          expect(rows).toEqual([{ ...row, jobId: own, outcome: "ok" }]);
+          break;
+        case "CancelJobs":
+        case "RetryJobs":
+        case "DeleteJobs": {
+          // The filter names sue's job too: a submitter's action leaves it out.
+          expect(Number(body.count)).toBe(scoped);
+          expect(body.operation).toMatchObject({ principal: person, estimate: expect.anything() });
+          expect(Number(body.operation.estimate)).toBe(scoped);
+          expect(short(body.operation.kind)).toBe(rpc.replace("Jobs", "").toLowerCase());
+          expect(short(body.operation.state)).toBe("running");
+          // The audit row is written when the operation ends.
+          expect(rows).toEqual([]);
+          break;
+        }
+        case "GetOperation":
+          expect(body.operation).toMatchObject({ operation_id: arranged.operationId });
+          expect(short(body.operation.state)).toBe("running");
+          expect(rows).toEqual([]);
+          break;
+        case "ListOperations": {
+          const ops: any[] = body.operations;
+          expect(ops.length).toBeGreaterThan(0);
+          expect(ops[0].principal).toBe(person);
+          if (who !== "admin") expect(ops.filter((o) => o.principal !== person)).toEqual([]);
+          else expect(ops[1].principal).toBe("sue");
+          expect(rows).toEqual([]);
+          break;
+        }
+        case "CancelOperation": {
+          expect(body.operation).toMatchObject({ operation_id: arranged.operationId });
+          expect(short(body.operation.state)).toBe("canceled");
+          expect(rows).toEqual([
+            {
+              ...row,
+              action: "CancelJobs",
+              jobId: null,
+              outcome: "ok",
+              detail: expect.stringContaining(arranged.operationId!),
+            },
+          ]);
+          break;
+        }
+        case "GetJobCounts":
+          expect(Number(body.total.queued)).toBeGreaterThan(0);
+          expect(body.groups).toEqual([expect.objectContaining({ key: "127.0.0.1" })]);
+          expect(rows).toEqual([]);
+          break;
+        case "ListNodes":
+          expect(body.nodes).toHaveLength(1);
+          expect(rows).toEqual([]);
+          break;
+        case "CreateQueue":
+        case "UpdateQueue":
+        case "PauseQueue":
+        case "ResumeQueue": {
+          expect(body.queue).toMatchObject({ name: arranged.queue });
+          const stored = await t.app.store.queueGet({ name: arranged.queue! });
+          expect(stored).toMatchObject(
+            rpc === "CreateQueue"
+              ? { concurrency: 2 }
+              : rpc === "UpdateQueue"
+                ? { concurrency: 3 }
+                : { paused: rpc === "PauseQueue" },
+          );
+          expect(rows).toEqual([
+            { ...row, jobId: null, outcome: "ok", detail: `queue ${arranged.queue}` },
+          ]);
+          break;
+        }
+        case "DeleteQueue":
+          expect(body).toEqual({});
+          expect(await t.app.store.queueGet({ name: arranged.queue! })).toBeNull();
+          expect(rows).toEqual([
+            { ...row, jobId: null, outcome: "ok", detail: `queue ${arranged.queue}` },
+          ]);
+          break;
+        case "GetQueue":
+          expect(body.queue).toMatchObject({ name: arranged.queue });
+          // Proto JSON leaves a false out; REST says it.
+          expect(body.queue.paused ?? false).toBe(false);
+          expect(rows).toEqual([]);
+          break;
+        case "ListQueues":
+          expect(body.queues.map((q: any) => q.name)).toContain("default");
+          expect(rows).toEqual([]);
+          break;
+        case "GetQueueStats":
+          expect(body.queue).toBe(arranged.queue);
           expect(rows).toEqual([]);
           break;
       }
@@ -396,8 +617,7 @@ describe("ownership", () => {
       expect(created.code).toBe(0);
       const id: string = created.body.job_id;
 
-      const byId: Rpc[] = ["GetJob", "GetJobResult", "ListJobAttempts", "CancelJob"];
-      if (protocol !== "rest") byId.push("WatchJob");
+      const byId: Rpc[] = ["GetJob", "GetJobResult", "ListJobAttempts", "CancelJob", "WatchJob"];
       for (const person of ["sue", "rita"] as const) {
         for (const rpc of byId) {
           const theirs = await call(rpc, person, { job_id: id });
@@ -431,15 +651,73 @@ describe("ownership", () => {
         for (const rpc of ["GetJobResult", "ListJobAttempts"] as const) {
           expect((await call(rpc, person, { job_id: id })).body.job_id).toBe(id);
         }
-        if (protocol !== "rest") {
-          expect((await call("WatchJob", person, { job_id: id })).body.job.job_id).toBe(id);
-        }
+        expect((await call("WatchJob", person, { job_id: id })).body.job.job_id).toBe(id);
         const list = await call("ListJobs", person, { page_size: 1000 });
         expect(list.body.jobs.map((j: any) => j.job_id)).toContain(id);
       }
       // The owner may cancel it.
       const canceled = await call("CancelJob", "sam", { job_id: id });
       expect(canceled.body.job).toMatchObject({ job_id: id, owner: "sam" });
+    },
+  );
+
+  it.each(PROTOCOLS)(
+    "scopes a submitter's bulk actions and operations to its own jobs over %s",
+    async (protocol) => {
+      const { t, clients } = w;
+      const call = (rpc: Rpc, person: Person, request: JsonObject) =>
+        clients.call(protocol, rpc, request, as(person));
+      const tag = `bulk-${protocol}`;
+      const ids: Record<string, string[]> = { sam: [], sue: [] };
+      for (const person of ["sam", "sam", "sue"] as const) {
+        const { job } = await t.app.queue.enqueue(
+          { url: DEST, scheduledAt: Date.now() + DAY_MS, tags: [tag] },
+          callerAs(person),
+        );
+        await t.app.queue.cancel(job.id, callerAs(person));
+        ids[person]!.push(job.id);
+      }
+      const filter = { tag: [tag] };
+      const count = async (person: Person) =>
+        Number((await call("RetryJobs", person, { filter, dry_run: true })).body.count);
+      expect([await count("sam"), await count("sue"), await count("ada")]).toEqual([2, 1, 3]);
+
+      const started = await call("RetryJobs", "sam", { filter, scheduled_at: tomorrow() });
+      expect(started.code).toBe(0);
+      const opId: string = started.body.operation.operation_id;
+      const ended = await waitFor(async () => {
+        const op = (await call("GetOperation", "sam", { operation_id: opId })).body.operation;
+        return String(op.state).toLowerCase().endsWith("succeeded") && op;
+      });
+      expect(Number(ended.affected)).toBe(2);
+      const admin = callerAs("ada", "admin");
+      for (const id of ids.sam!) expect((await t.app.queue.get(id, admin)).status).toBe("queued");
+      expect((await t.app.queue.get(ids.sue![0]!, admin)).status).toBe("canceled");
+
+      // Another submitter's operation reads as missing; a reader may not look at operations.
+      for (const rpc of ["GetOperation", "CancelOperation"] as const) {
+        expect((await call(rpc, "sue", { operation_id: opId })).code).toBe(5);
+        expect((await call(rpc, "rita", { operation_id: opId })).code).toBe(7);
+      }
+      const listed = async (person: Person) =>
+        ((await call("ListOperations", person, { page_size: 1000 })).body.operations ?? []).map(
+          (o: any) => o.operation_id,
+        );
+      expect(await listed("sam")).toContain(opId);
+      expect(await listed("ada")).toContain(opId);
+      expect(await listed("sue")).not.toContain(opId);
+      // One job of another's: missing, whatever the action.
+      for (const rpc of ["RetryJob", "DeleteJob"] as const) {
+        const theirs = await call(rpc, "sue", { job_id: ids.sam![0]! });
+        expect({ rpc, code: theirs.code }).toEqual({ rpc, code: 5 });
+      }
+      // sue's delete of everything finished under the tag deletes hers alone.
+      const deleted = await call("DeleteJobs", "sue", { filter });
+      expect(Number(deleted.body.count)).toBe(1);
+      await waitFor(
+        async () => (await t.app.queue.get(ids.sue![0]!, admin).catch(() => null)) === null,
+      );
+      for (const id of ids.sam!) expect((await t.app.queue.get(id, admin)).status).toBe("queued");
     },
   );
 

@@ -1,6 +1,8 @@
 import { join } from "node:path";
 import {
+  type DescMessage,
   type DescMethod,
+  type DescService,
   fromBinary,
   fromJson,
   type JsonObject,
@@ -17,9 +19,10 @@ import {
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import { JobQueueService } from "../../gen/jobqueue/v1/job_queue_service_pb.js";
+import { QueueService } from "../../gen/jobqueue/v1/queue_service_pb.js";
 
 /**
- * One way to call any JobQueueService method over every protocol the server speaks, so that a test
+ * One way to call any JobQueueService or QueueService method over every protocol the server speaks, so that a test
  * can state an expectation once and check it on each: REST (fetch), Connect JSON over HTTP/1.1,
  * gRPC-Web over HTTP/1.1, gRPC over h2c (connect-node) and gRPC over h2c with @grpc/grpc-js and
  * @grpc/proto-loader (an independent implementation of the wire format).
@@ -28,6 +31,7 @@ import { JobQueueService } from "../../gen/jobqueue/v1/job_queue_service_pb.js";
 export const PROTOCOLS = ["rest", "connect", "grpc-web", "grpc", "grpc-js"] as const;
 export type Protocol = (typeof PROTOCOLS)[number];
 
+/** Every method of JobQueueService, then of QueueService (a test checks the list is whole). */
 export const RPCS = [
   "EnqueueJob",
   "EnqueueJobs",
@@ -37,9 +41,31 @@ export const RPCS = [
   "ListJobs",
   "CancelJob",
   "WatchJob",
+  "WatchJobs",
   "ListAuditEvents",
+  "RetryJob",
+  "DeleteJob",
+  "CancelJobs",
+  "RetryJobs",
+  "DeleteJobs",
+  "GetOperation",
+  "ListOperations",
+  "CancelOperation",
+  "GetJobCounts",
+  "ListNodes",
+  "CreateQueue",
+  "UpdateQueue",
+  "GetQueue",
+  "ListQueues",
+  "PauseQueue",
+  "ResumeQueue",
+  "DeleteQueue",
+  "GetQueueStats",
 ] as const;
 export type Rpc = (typeof RPCS)[number];
+
+/** The services the clients call, each with its methods. */
+export const SERVICES: readonly DescService[] = [JobQueueService, QueueService];
 
 /** What the server records as the protocol of a call made with each client. */
 export const AUDITED_PROTOCOL: Record<Protocol, string> = {
@@ -69,8 +95,10 @@ export interface CallResult {
 
 export interface Clients {
   /**
-   * Calls `rpc` with `request` (JSON with proto field names, e.g. `{ job_id }`) and `headers`.
-   * WatchJob returns after its first message and cancels the stream; REST has no WatchJob.
+   * Calls `rpc` with `request` (JSON with proto field names, e.g. `{ job_id }`, enums by their
+   * proto names: REST gets them lowercase without their prefix, as its contract says) and
+   * `headers`. A stream (WatchJob, WatchJobs) returns after its first message and cancels the
+   * stream; over REST it is read as Server-Sent Events.
    */
   call(
     protocol: Protocol,
@@ -78,7 +106,7 @@ export interface Clients {
     request?: JsonObject,
     headers?: Record<string, string>,
   ): Promise<CallResult>;
-  /** Closes the grpc-js channel so the server can stop at once. */
+  /** Closes the grpc-js channels so the server can stop at once. */
   close(): void;
 }
 
@@ -87,24 +115,113 @@ export const apiKey = (key: string) => ({ "x-api-key": key });
 
 const PROTO_DIR = join(import.meta.dirname, "../../proto");
 
-/** REST routes, as the proto's google.api.http rules declare them (written out, not derived). */
-const REST_ROUTES: Record<Exclude<Rpc, "WatchJob">, { verb: "GET" | "POST"; path: string }> = {
-  EnqueueJob: { verb: "POST", path: "/jobs" },
-  EnqueueJobs: { verb: "POST", path: "/jobs:batch" },
-  GetJob: { verb: "GET", path: "/jobs/{job_id}" },
-  GetJobResult: { verb: "GET", path: "/jobs/{job_id}/result" },
-  ListJobAttempts: { verb: "GET", path: "/jobs/{job_id}/attempts" },
-  ListJobs: { verb: "GET", path: "/jobs" },
-  CancelJob: { verb: "POST", path: "/jobs/{job_id}/cancel" },
-  ListAuditEvents: { verb: "GET", path: "/audit" },
-};
-/** REST routes whose rule has `response_body: "job"`. */
-const ANSWERS_WITH_JOB = new Set<Rpc>(["GetJob", "CancelJob"]);
+type Verb = "GET" | "POST" | "PATCH" | "DELETE";
+
+/**
+ * REST routes, as the proto's google.api.http rules declare them (written out, not derived), and
+ * the field a rule's `response_body` answers with (the client wraps it back into the response).
+ */
+const REST_ROUTES: Record<Rpc, { verb: Verb; path: string; responseBody?: string; stream?: true }> =
+  {
+    // Streams over REST are Server-Sent Events: the client reads the first.
+    WatchJob: { verb: "GET", path: "/jobs/{job_id}/events", stream: true },
+    WatchJobs: { verb: "GET", path: "/events", stream: true },
+    EnqueueJob: { verb: "POST", path: "/jobs" },
+    EnqueueJobs: { verb: "POST", path: "/jobs:batch" },
+    GetJob: { verb: "GET", path: "/jobs/{job_id}", responseBody: "job" },
+    GetJobResult: { verb: "GET", path: "/jobs/{job_id}/result" },
+    ListJobAttempts: { verb: "GET", path: "/jobs/{job_id}/attempts" },
+    ListJobs: { verb: "GET", path: "/jobs" },
+    CancelJob: { verb: "POST", path: "/jobs/{job_id}/cancel", responseBody: "job" },
+    ListAuditEvents: { verb: "GET", path: "/audit" },
+    RetryJob: { verb: "POST", path: "/jobs/{job_id}/retry", responseBody: "job" },
+    DeleteJob: { verb: "DELETE", path: "/jobs/{job_id}" },
+    CancelJobs: { verb: "POST", path: "/jobs:cancel" },
+    RetryJobs: { verb: "POST", path: "/jobs:retry" },
+    DeleteJobs: { verb: "POST", path: "/jobs:delete" },
+    GetOperation: { verb: "GET", path: "/operations/{operation_id}", responseBody: "operation" },
+    ListOperations: { verb: "GET", path: "/operations" },
+    CancelOperation: {
+      verb: "POST",
+      path: "/operations/{operation_id}/cancel",
+      responseBody: "operation",
+    },
+    GetJobCounts: { verb: "GET", path: "/jobs:counts" },
+    ListNodes: { verb: "GET", path: "/nodes" },
+    CreateQueue: { verb: "POST", path: "/queues", responseBody: "queue" },
+    UpdateQueue: { verb: "PATCH", path: "/queues/{name}", responseBody: "queue" },
+    GetQueue: { verb: "GET", path: "/queues/{name}", responseBody: "queue" },
+    ListQueues: { verb: "GET", path: "/queues" },
+    PauseQueue: { verb: "POST", path: "/queues/{name}/pause", responseBody: "queue" },
+    ResumeQueue: { verb: "POST", path: "/queues/{name}/resume", responseBody: "queue" },
+    DeleteQueue: { verb: "DELETE", path: "/queues/{name}" },
+    GetQueueStats: { verb: "GET", path: "/queues/{name}/stats" },
+  };
+
+/** The data of the first Server-Sent Event of a stream, as JSON. */
+async function firstEvent(body: ReadableStream<Uint8Array>): Promise<unknown> {
+  const reader = body.getReader();
+  const decoder = new TextDecoder();
+  let text = "";
+  for (;;) {
+    const end = text.indexOf("\n\n");
+    if (end !== -1) {
+      const data = text
+        .slice(0, end)
+        .split("\n")
+        .find((l) => l.startsWith("data: "));
+      return JSON.parse(data!.slice("data: ".length));
+    }
+    const { value, done } = await reader.read();
+    if (done) throw new Error("the stream ended before its first event");
+    text += decoder.decode(value, { stream: true });
+  }
+}
+
+export function serviceOf(rpc: Rpc): DescService {
+  const service = SERVICES.find((s) => s.methods.some((m) => m.name === rpc));
+  if (!service) throw new Error(`no method ${rpc}`);
+  return service;
+}
 
 function methodOf(rpc: Rpc): DescMethod {
-  const method = JobQueueService.methods.find((m) => m.name === rpc);
-  if (!method) throw new Error(`no method ${rpc}`);
-  return method;
+  return serviceOf(rpc).methods.find((m) => m.name === rpc)!;
+}
+
+/** Proto JSON → REST JSON: enum values lowercase without their shared prefix. */
+function restRequest(desc: DescMessage, json: JsonValue): JsonValue {
+  if (json === null || typeof json !== "object" || Array.isArray(json)) return json;
+  const out: JsonObject = {};
+  for (const [name, value] of Object.entries(json)) {
+    const field = desc.fields.find((f) => f.name === name || f.jsonName === name);
+    if (!field) {
+      out[name] = value;
+      continue;
+    }
+    const enumOf =
+      field.fieldKind === "enum"
+        ? field.enum
+        : field.fieldKind === "list" && field.listKind === "enum"
+          ? field.enum
+          : undefined;
+    const shortName = (v: JsonValue): JsonValue => {
+      if (typeof v !== "string" || !enumOf) return v;
+      const prefix = (enumOf.sharedPrefix ?? "").toUpperCase();
+      return v.startsWith(prefix) ? v.slice(prefix.length).toLowerCase() : v;
+    };
+    const message =
+      field.fieldKind === "message" || (field.fieldKind === "list" && field.listKind === "message")
+        ? field.message
+        : undefined;
+    const each = (v: JsonValue): JsonValue =>
+      enumOf
+        ? shortName(v)
+        : message && !message.typeName.startsWith("google.protobuf.")
+          ? restRequest(message, v)
+          : v;
+    out[name] = Array.isArray(value) ? value.map(each) : each(value);
+  }
+  return out;
 }
 
 /** "permission_denied" → Code.PermissionDenied (7). */
@@ -123,21 +240,22 @@ export function createClients(baseUrl: string): Clients {
     "grpc-web": createGrpcWebTransport({ baseUrl, httpVersion: "1.1" }),
     grpc: createGrpcTransport({ baseUrl }),
   };
-  const definition = protoLoader.loadSync("jobqueue/v1/job_queue_service.proto", {
-    includeDirs: [PROTO_DIR],
-    keepCase: true,
-    longs: String,
-    enums: String,
-    oneofs: true,
-  });
-  const service = definition["jobqueue.v1.JobQueueService"] as grpc.ServiceDefinition;
-  const GrpcJsClient = grpc.makeGenericClientConstructor(service, "JobQueueService");
-  const grpcJs = new GrpcJsClient(new URL(baseUrl).host, grpc.credentials.createInsecure()) as any;
+  const definition = protoLoader.loadSync(
+    ["jobqueue/v1/job_queue_service.proto", "jobqueue/v1/queue_service.proto"],
+    { includeDirs: [PROTO_DIR], keepCase: true, longs: String, enums: String, oneofs: true },
+  );
+  const grpcJs = new Map(
+    SERVICES.map((s) => {
+      const def = definition[s.typeName] as grpc.ServiceDefinition;
+      const Client = grpc.makeGenericClientConstructor(def, s.name);
+      const client = new Client(new URL(baseUrl).host, grpc.credentials.createInsecure()) as any;
+      return [s.typeName, { def, client }] as const;
+    }),
+  );
 
   async function viaRest(rpc: Rpc, request: JsonObject, headers: Record<string, string>) {
-    if (rpc === "WatchJob") throw new Error("REST has no WatchJob");
     const route = REST_ROUTES[rpc];
-    const rest: JsonObject = { ...request };
+    const rest = { ...(restRequest(methodOf(rpc).input, request) as JsonObject) };
     const path = route.path.replace(/\{(\w+)\}/g, (_m, field: string) => {
       const value = String(rest[field] ?? "");
       delete rest[field];
@@ -153,6 +271,7 @@ export function createClients(baseUrl: string): Clients {
     } else {
       body = JSON.stringify(rest);
     }
+    const ac = new AbortController();
     const res = await fetch(url, {
       method: route.verb,
       headers: {
@@ -160,7 +279,13 @@ export function createClients(baseUrl: string): Clients {
         ...headers,
       },
       body,
+      signal: ac.signal,
     });
+    if (route.stream && res.ok) {
+      const first = await firstEvent(res.body as ReadableStream<Uint8Array>);
+      ac.abort();
+      return { ...ok(first), httpStatus: res.status };
+    }
     const text = await res.text();
     let json: any;
     try {
@@ -169,7 +294,10 @@ export function createClients(baseUrl: string): Clients {
       json = text;
     }
     if (res.ok) {
-      return { ...ok(ANSWERS_WITH_JOB.has(rpc) ? { job: json } : json), httpStatus: res.status };
+      return {
+        ...ok(route.responseBody ? { [route.responseBody]: json } : json),
+        httpStatus: res.status,
+      };
     }
     return {
       ok: false,
@@ -187,7 +315,7 @@ export function createClients(baseUrl: string): Clients {
     headers: Record<string, string>,
   ): Promise<CallResult> {
     const method = methodOf(rpc);
-    const client = createClient(JobQueueService, transports[protocol]) as any;
+    const client = createClient(serviceOf(rpc), transports[protocol]) as any;
     const input = fromJson(method.input, request);
     try {
       if (method.methodKind === "server_streaming") {
@@ -218,6 +346,7 @@ export function createClients(baseUrl: string): Clients {
     headers: Record<string, string>,
   ): Promise<CallResult> {
     const method = methodOf(rpc);
+    const { def: service, client: grpcClient } = grpcJs.get(serviceOf(rpc).typeName)!;
     const def = service[rpc]!;
     // Through the binary form, so grpc-js gets exactly what proto-loader would decode.
     const input = def.requestDeserialize(
@@ -237,7 +366,7 @@ export function createClients(baseUrl: string): Clients {
     });
     return new Promise((resolve) => {
       if (method.methodKind === "server_streaming") {
-        const call = grpcJs[rpc](input, metadata) as grpc.ClientReadableStream<unknown>;
+        const call = grpcClient[rpc](input, metadata) as grpc.ClientReadableStream<unknown>;
         let settled = false;
         const settle = (result: CallResult) => {
           if (settled) return;
@@ -250,7 +379,7 @@ export function createClients(baseUrl: string): Clients {
         call.on("end", () => settle(ok(null)));
         return;
       }
-      grpcJs[rpc](input, metadata, (err: grpc.ServiceError | null, res: unknown) =>
+      grpcClient[rpc](input, metadata, (err: grpc.ServiceError | null, res: unknown) =>
         resolve(err ? failed(err) : ok(output(res))),
       );
     });
@@ -268,7 +397,7 @@ export function createClients(baseUrl: string): Clients {
       }
     },
     close() {
-      grpcJs.close();
+      for (const { client } of grpcJs.values()) client.close();
     },
   };
 }

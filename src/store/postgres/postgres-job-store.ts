@@ -524,13 +524,21 @@ class PostgresJobStore implements JobStore {
     return row!.now as number;
   }
 
-  /** Puts a failed or canceled job, locked by this transaction, back in the queue. */
+  /**
+   * Puts a failed or canceled job, locked by this transaction, back in the queue; throws
+   * QueueNotFoundError if its queue no longer exists (share-locked against a DeleteQueue, as an
+   * enqueue does).
+   */
   private async retryLocked(
     tx: Tx,
     row: JobRow,
     overrides: RetryOverrides | null,
     now: number,
   ): Promise<JobRow> {
+    if (row.queue !== "default") {
+      const [found] = await tx`SELECT name FROM queues WHERE name = ${row.queue} FOR SHARE`;
+      if (!found) throw new QueueNotFoundError(row.queue);
+    }
     const plan = retryPlan({ attempt: row.attempt, maxAttempts: row.max_attempts }, overrides, now);
     const state = plan.runAt > now ? "scheduled" : "available";
     const [updated] = await tx<JobRow>`UPDATE jobs SET state = ${state}, run_at = ${plan.runAt},
@@ -1305,8 +1313,10 @@ class PostgresJobStore implements JobStore {
           try {
             retried.push(rowToJob(await this.retryLocked(tx, job, op.overrides, now)));
           } catch (err) {
-            if (!(err instanceof Error && err.name === "InvalidArgumentError")) throw err;
-            continue; // an override this job cannot take: left alone
+            if (!(err instanceof InvalidArgumentError || err instanceof QueueNotFoundError)) {
+              throw err;
+            }
+            continue; // an override this job cannot take, or its queue is gone: left alone
           }
         } else {
           await this.deleteWithEvent(tx, [job.id], "deleted", tx`${now}::bigint`);

@@ -995,13 +995,20 @@ class SqliteJobStore implements JobStore {
     });
   }
 
-  /** Puts a failed or canceled job back in the queue (src/job/operations.ts `retryPlan`). */
+  /**
+   * Puts a failed or canceled job back in the queue (src/job/operations.ts `retryPlan`); throws
+   * QueueNotFoundError if its queue no longer exists.
+   */
   private retryOne(
     row: JobRow,
     overrides: RetryOverrides | null,
     now: number,
     fx: Effects,
   ): JobRow {
+    // A queue deleted since the job ended: back in it, the job would wait where nobody claims.
+    if (row.queue !== "default" && !this.s.queueExists.get(row.queue)) {
+      throw new QueueNotFoundError(row.queue);
+    }
     const plan = retryPlan({ attempt: row.attempt, maxAttempts: row.max_attempts }, overrides, now);
     const updated = this.s.retryJob.get({
       id: row.id,
@@ -1259,7 +1266,8 @@ class SqliteJobStore implements JobStore {
             this.retryOne(job, op.overrides, now, fx);
             affected++;
           } catch {
-            // An override this job cannot take (max_attempts not above its attempts): left alone.
+            // An override this job cannot take (max_attempts not above its attempts), or a queue
+            // that no longer exists: left alone.
           }
         } else {
           this.deleteWithEvent(job.id, "deleted", now);

@@ -255,6 +255,49 @@ export function operateTests(t: StoreTest): void {
       expect(await t.store.queueDelete({ name: "default" })).toBe("not-empty");
     });
 
+    it("does not retry a job whose queue was deleted: it would wait in no queue", async () => {
+      await t.store.queueCreate(queue("gone"));
+      const job = await insert({ queue: "gone", tags: ["gone"] });
+      await t.store.jobCancel({ id: job.id, now: T0 + 1 });
+      expect(await t.store.queueDelete({ name: "gone" })).toBe("deleted");
+      await expect(
+        t.store.jobRetry({ id: job.id, overrides: null, now: T0 + 2 }),
+      ).rejects.toMatchObject({ name: "QueueNotFoundError", queue: "gone" });
+      const op: Operation = {
+        id: `op_${"0".repeat(25)}1`,
+        kind: "retry",
+        filter: { tags: ["gone"] },
+        overrides: null,
+        owner: null,
+        principal: null,
+        state: "running",
+        estimate: 1,
+        estimateCapped: false,
+        examined: 0,
+        affected: 0,
+        upperId: `j_${"Z".repeat(26)}`,
+        cursor: null,
+        error: null,
+        createdAt: T0 + 3,
+        updatedAt: T0 + 3,
+        finishedAt: null,
+      };
+      await t.store.operationCreate(op);
+      const step = { id: op.id, batch: 10, scan: 100, audit: auditOf("Bulk"), now: T0 + 4 };
+      expect(await t.store.operationStep(step)).toMatchObject({
+        state: "succeeded",
+        examined: 1,
+        affected: 0,
+      });
+      expect((await get(job.id, T0 + 5)).status).toBe("canceled");
+      // Created again, the queue takes it back.
+      await t.store.queueCreate(queue("gone"));
+      expect(await t.store.jobRetry({ id: job.id, overrides: null, now: T0 + 6 })).toMatchObject({
+        kind: "retried",
+        job: { status: "queued", queue: "gone" },
+      });
+    });
+
     it("claims from the queues given, each up to its own limit", async () => {
       await t.store.queueCreate(queue("mail"));
       await t.store.jobInsertMany([
