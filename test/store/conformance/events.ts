@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { JobStreamEvent } from "../../../src/job/events.js";
+import { waitFor } from "../../helpers/wait-for.js";
 import { httpFailedEnd, newJob, type StoreTest, succeededEnd, T0 } from "./harness.js";
 
 /** The durable event stream: appended with every change, read in cursor order, resumable. */
@@ -18,6 +19,15 @@ export function eventTests(t: StoreTest): void {
     }
   }
 
+  /**
+   * Waits until `n` events can be read. On PostgreSQL an event is readable once no older
+   * transaction anywhere in the cluster is still open (tests of other files run at once), so a
+   * read right after a write may not see it yet; it never sees a later one before it.
+   */
+  async function visible(n: number) {
+    await waitFor(async () => (await all()).events.length >= n, { what: `${n} events` });
+  }
+
   const summary = (events: JobStreamEvent[]) =>
     events.map((e) => [e.type, e.status, e.attempt ?? null] as const);
 
@@ -33,6 +43,7 @@ export function eventTests(t: StoreTest): void {
       );
       const second = await claimOne(T0 + 1_000, "node-b");
       await finish(second, T0 + 1_050, { status: "succeeded" }, succeededEnd());
+      await visible(7);
       const { events } = await all();
       const mine = events.filter((e) => e.jobId === job.id);
       expect(summary(mine)).toEqual([
@@ -66,6 +77,7 @@ export function eventTests(t: StoreTest): void {
       expect(claimed.id).toBe(running.id);
       await t.store.jobCancel({ id: running.id, now: T0 + 3 });
       await t.store.jobDelete({ id: running.id, now: T0 + 4 });
+      await visible(6);
       const { events } = await all();
       expect(summary(events.filter((e) => e.jobId === later.id))).toEqual([
         ["scheduled", "queued", null],
@@ -84,12 +96,14 @@ export function eventTests(t: StoreTest): void {
       await t.store.jobInsertMany(
         Array.from({ length: 5 }, (_, i) => newJob({ createdAt: T0 + i })),
       );
+      await visible(5);
       const page = await t.store.eventList({ after: null, limit: 3 });
       expect(page.events).toHaveLength(3);
       // Committed while the reader was away.
       await t.store.jobInsertMany(
         Array.from({ length: 2 }, (_, i) => newJob({ createdAt: T0 + 10 + i })),
       );
+      await visible(7);
       const rest = await all(page.head, 2);
       const seen = [...page.events, ...rest.events];
       expect(seen).toHaveLength(7);
@@ -121,6 +135,7 @@ export function eventTests(t: StoreTest): void {
         progress: { phase: "body", bytes: 1 },
         now: T0 + 5,
       });
+      await visible(6);
       const progress = (await all()).events.filter((e) => e.type === "progress");
       expect(progress.map((e) => [e.at, e.progress])).toEqual([
         [T0 + 2, { phase: "headers", status: 200 }],
@@ -130,8 +145,10 @@ export function eventTests(t: StoreTest): void {
 
     it("a cursor older than the retention is an error, never a silent gap", async () => {
       await insert({ createdAt: T0 });
+      await visible(1);
       const old = (await t.store.eventList({ after: null, limit: 10 })).head;
       await insert({ createdAt: T0 + 50_000 });
+      await visible(2);
       const afterFirst = (await all(old)).head;
       expect(await t.store.eventDeleteBefore({ before: T0 + 1_000, limit: 100 })).toBe(1);
       const zero = (await t.store.eventHead()).replace(/\d/g, "0");
