@@ -42,6 +42,25 @@ export function sseFrame(json: JsonObject): string {
   return `${frame}data: ${JSON.stringify(json)}\n\n`;
 }
 
+/**
+ * Makes the call and reads its first message: a refused call, a bad request or an expired cursor
+ * fail here, before the transport has answered anything.
+ */
+async function openFirst(
+  open: OpenStream,
+  signal: AbortSignal,
+  logger: Logger,
+): Promise<
+  { messages: AsyncIterator<unknown>; first: IteratorResult<unknown> } | { error: ConnectError }
+> {
+  try {
+    const messages = (await open(signal)).message[Symbol.asyncIterator]();
+    return { messages, first: await messages.next() };
+  } catch (err) {
+    return { error: toConnectError(err, logger) };
+  }
+}
+
 /** Serves a stream as Server-Sent Events. */
 export async function serveSse(
   res: ServerResponse,
@@ -57,14 +76,13 @@ export async function serveSse(
   shutdown?.addEventListener("abort", abort, { once: true });
   let messages: AsyncIterator<unknown> | null = null;
   try {
-    let first: IteratorResult<unknown>;
-    try {
-      messages = (await open(ac.signal)).message[Symbol.asyncIterator]();
-      first = await messages.next();
-    } catch (err) {
-      sendErrorJson(res, toConnectError(err, logger));
+    const opened = await openFirst(open, ac.signal, logger);
+    if ("error" in opened) {
+      sendErrorJson(res, opened.error);
       return;
     }
+    messages = opened.messages;
+    const first = opened.first;
     res.writeHead(200, {
       "content-type": "text/event-stream; charset=utf-8",
       "cache-control": "no-cache, no-transform",
@@ -179,14 +197,13 @@ export async function serveWebSocket(
   shutdown?.addEventListener("abort", abort, { once: true });
   let messages: AsyncIterator<unknown> | null = null;
   try {
-    let first: IteratorResult<unknown>;
-    try {
-      messages = (await open(ac.signal)).message[Symbol.asyncIterator]();
-      first = await messages.next();
-    } catch (err) {
-      refuseUpgrade(socket, toConnectError(err, logger));
+    const opened = await openFirst(open, ac.signal, logger);
+    if ("error" in opened) {
+      refuseUpgrade(socket, opened.error);
       return;
     }
+    messages = opened.messages;
+    const first = opened.first;
     const ws = await new Promise<WebSocket>((resolve) =>
       wss.handleUpgrade(req, socket, head, resolve),
     );

@@ -1,4 +1,4 @@
-import type { JobStatus } from "../../job/types.js";
+import { jobStatsOf } from "../job-stats.js";
 import type { JobStats } from "../job-store.js";
 import { STATES_OF } from "../rows.js";
 import type { Tag } from "./client.js";
@@ -32,33 +32,12 @@ export async function readJobStats(sql: Tag, cap: number): Promise<JobStats> {
           SELECT bucket, rate_reserved FROM jobs WHERE state = 'scheduled' LIMIT ${cap}) s
         GROUP BY bucket`,
   ]);
-  const byState = new Map(counts.map((r) => [r.state as string, Number(r.n)]));
-  const statuses = Object.fromEntries(
-    Object.entries(STATES_OF).map(([status, of]) => [
-      status,
-      Math.min(
-        cap,
-        of.reduce((n, state) => n + (byState.get(state) ?? 0), 0),
-      ),
-    ]),
-  ) as Record<JobStatus, number>;
-  const held = new Map<string, { bucket: string; waiting: number; rateDeferred: number }>();
-  const entry = (bucket: string) => {
-    let e = held.get(bucket);
-    if (!e) {
-      e = { bucket, waiting: 0, rateDeferred: 0 };
-      held.set(bucket, e);
-    }
-    return e;
-  };
-  for (const r of waiting) entry(r.bucket as string).waiting = Number(r.n);
-  for (const r of deferred)
-    if (Number(r.n) > 0) entry(r.bucket as string).rateDeferred = Number(r.n);
   const at = oldest?.at;
-  return {
-    statuses,
-    due: byState.get("available") ?? 0,
+  return jobStatsOf({
+    cap,
+    byState: new Map(counts.map((r) => [r.state, Number(r.n)])),
+    waiting: waiting.map((r) => ({ bucket: r.bucket, n: Number(r.n) })),
+    deferred: deferred.map((r) => ({ bucket: r.bucket, n: Number(r.n) })),
     oldestDueAt: at === null || at === undefined ? null : Number(at),
-    heldBack: [...held.values()].sort((a, b) => (a.bucket < b.bucket ? -1 : 1)),
-  };
+  });
 }

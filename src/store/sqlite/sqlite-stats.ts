@@ -1,5 +1,5 @@
 import type Database from "better-sqlite3";
-import type { JobStatus } from "../../job/types.js";
+import { jobStatsOf } from "../job-stats.js";
 import type { JobStats } from "../job-store.js";
 import { STATES_OF } from "../rows.js";
 
@@ -16,35 +16,13 @@ export function readJobStats(db: Database.Database, cap: number): JobStats {
   for (const states of Object.values(STATES_OF)) {
     for (const state of states) byState.set(state, s.count.get(state, cap) as number);
   }
-  const statuses = Object.fromEntries(
-    Object.entries(STATES_OF).map(([status, states]) => [
-      status,
-      Math.min(
-        cap,
-        states.reduce((n, state) => n + byState.get(state)!, 0),
-      ),
-    ]),
-  ) as Record<JobStatus, number>;
-  const held = new Map<string, { bucket: string; waiting: number; rateDeferred: number }>();
-  const entry = (bucket: string) => {
-    let e = held.get(bucket);
-    if (!e) {
-      e = { bucket, waiting: 0, rateDeferred: 0 };
-      held.set(bucket, e);
-    }
-    return e;
-  };
-  for (const r of s.waiting.all(cap) as { bucket: string; n: number }[])
-    entry(r.bucket).waiting = r.n;
-  for (const r of s.deferred.all(cap) as { bucket: string; n: number }[]) {
-    if (r.n > 0) entry(r.bucket).rateDeferred = r.n;
-  }
-  return {
-    statuses,
-    due: byState.get("available")!,
+  return jobStatsOf({
+    cap,
+    byState,
+    waiting: s.waiting.all(cap) as { bucket: string; n: number }[],
+    deferred: s.deferred.all(cap) as { bucket: string; n: number }[],
     oldestDueAt: (s.oldestDue.get() as number | null | undefined) ?? null,
-    heldBack: [...held.values()].sort((a, b) => (a.bucket < b.bucket ? -1 : 1)),
-  };
+  });
 }
 
 const cache = new WeakMap<Database.Database, ReturnType<typeof prepare>>();
