@@ -336,8 +336,9 @@ export function queueToPb(q: QueueSettings): MessageInitShape<typeof QueuePbSche
     backoffSeconds: q.backoffBaseMs === null ? undefined : q.backoffBaseMs / 1000,
     ttlSeconds: q.ttlMs === null ? undefined : q.ttlMs / 1000,
     paused: q.paused,
-    createdAt: ts(q.createdAt),
-    updatedAt: ts(q.updatedAt),
+    // The default queue is made by a migration, with no time of its own (0).
+    createdAt: q.createdAt > 0 ? ts(q.createdAt) : undefined,
+    updatedAt: q.updatedAt > 0 ? ts(q.updatedAt) : undefined,
   };
 }
 

@@ -79,6 +79,9 @@ export type Queue = Message<"jobqueue.v1.Queue"> & {
   paused: boolean;
 
   /**
+   * Unset for the built-in default queue (its updated_at too, until it is
+   * first changed).
+   *
    * @generated from field: google.protobuf.Timestamp created_at = 10;
    */
   createdAt?: Timestamp | undefined;
