@@ -196,6 +196,7 @@ export interface ServerProcess {
 }
 
 export interface ServerOptions {
+  /** The SQLite file, or a PostgreSQL URL (`postgres://…?schema=…`). */
   dbPath: string;
   concurrency: number;
   /** Extra node flags (e.g. --cpu-prof). */
@@ -250,7 +251,9 @@ export async function startServer(options: ServerOptions): Promise<ServerProcess
         ...inherited,
         JOBQUEUE_HOST: "127.0.0.1",
         JOBQUEUE_PORT: String(port),
-        JOBQUEUE_DB_URL: `sqlite:///${options.dbPath}`,
+        JOBQUEUE_DB_URL: /^postgres(ql)?:/.test(options.dbPath)
+          ? options.dbPath
+          : `sqlite:///${options.dbPath}`,
         JOBQUEUE_CONCURRENCY: String(options.concurrency),
         JOBQUEUE_LOG_LEVEL: "warn",
         // Required once the outbound (SSRF) guard lands; harmless before.

@@ -49,6 +49,12 @@
  *   jobs are inserted as were claimed so the depth holds. 1k queued (a fresh file) against the big
  *   queue (1M by default: a file built once per run with jobInsertMany in batches of 1000). Each
  *   runs until `--claims` jobs or `--claim-seconds`, whichever first.
+ * - PostgreSQL (phase `pg`): the same end to end (batch enqueue) with one JobQueue node and with
+ *   two nodes on one PostgreSQL schema (the client submits to the first; both claim), enqueue only
+ *   (batch and unary) on one node, and the store's claim rate with 1k and with the big queue queued
+ *   (prefilled once per run into a schema of its own). PostgreSQL is the machine's
+ *   (JOBQUEUE_BENCH_PG_URL, default postgres://postgres@127.0.0.1:5432/test); every schema the run
+ *   makes is dropped at the end.
  * - RSS: a copy of the big-queue file (all due, so the server works through its backlog at C) under
  *   the real server; for `--rss-seconds` a client mixes ListJobs, GetJob, GetJobResult and
  *   EnqueueJob (8 in flight) while VmRSS is read from /proc/<pid>/status every 100 ms. The figure
@@ -63,12 +69,14 @@
  * latency, claim, rss), --server-cpu-prof <dir> (run every JobQueue server under --cpu-prof),
  * --dir (where temporary files go), --keep (keep them).
  */
+import { randomBytes } from "node:crypto";
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { Queue } from "bullmq";
 import { Redis } from "ioredis";
+import pg from "pg";
 import type { DirectResult } from "./direct.js";
 import type { E2eResult, NoopResult, RateResult, RssLoadResult } from "./jobqueue-client.js";
 import type { LatencyResult } from "./open-loop.js";
@@ -88,7 +96,20 @@ import { percentile } from "./stats.js";
 import type { ClaimResult } from "./store-claim.js";
 
 const REDIS = { host: "127.0.0.1", port: 6379 };
-const PHASES = ["direct", "jq-batch", "jq-unary", "bullmq", "enqueue", "latency", "claim", "rss"];
+const PHASES = [
+  "direct",
+  "jq-batch",
+  "jq-unary",
+  "bullmq",
+  "enqueue",
+  "latency",
+  "claim",
+  "pg",
+  "rss",
+];
+const PG_URL = process.env.JOBQUEUE_BENCH_PG_URL ?? "postgres://postgres@127.0.0.1:5432/test";
+/** Every node on one database needs the same key for secret headers. */
+const PG_SECRET_KEY = randomBytes(32).toString("hex");
 
 const { values: flags } = parseArgs({
   options: {
@@ -156,11 +177,14 @@ const STEPS: Record<string, number> = {
   enqueue: 5,
   latency: 2,
   claim: 2,
+  pg: 6,
   rss: 1,
 };
 const needsBig = want("claim") || want("rss");
 const totalSteps =
-  (needsBig ? 1 : 0) + opts.rounds * opts.only.reduce((sum, p) => sum + (STEPS[p] ?? 0), 0);
+  (needsBig ? 1 : 0) +
+  (want("pg") ? 1 : 0) +
+  opts.rounds * opts.only.reduce((sum, p) => sum + (STEPS[p] ?? 0), 0);
 const bar = createProgressBar(totalSteps);
 
 const runStamp = new Date().toISOString().slice(0, 19).replace(/:/g, "-");
@@ -168,6 +192,7 @@ const runId = `${runStamp}-${process.pid}`;
 mkdirSync(flags.dir ?? os.tmpdir(), { recursive: true });
 const workDir = mkdtempSync(join(resolve(flags.dir ?? os.tmpdir()), "jobqueue-bench-"));
 const bullQueues = new Set<string>();
+const pgSchemas = new Set<string>();
 const errors: string[] = [];
 let target: Child | null = null;
 let targetUrl = "";
@@ -177,6 +202,7 @@ function cleanup(): Promise<void> {
   cleaningUp ??= (async () => {
     bar.stop();
     await killAll();
+    for (const schema of pgSchemas) await dropPgSchema(schema).catch(() => {});
     if (bullQueues.size > 0) {
       for (const name of bullQueues) {
         const q = new Queue(name, { connection: { ...REDIS, maxRetriesPerRequest: 1 } });
@@ -243,6 +269,53 @@ async function withServer<T>(
   } finally {
     await server.stop();
     removeDb(dbPath);
+  }
+}
+
+/** A PostgreSQL schema of this run's (dropped at the end), as a JOBQUEUE_DB_URL. */
+function pgSchemaUrl(name: string): string {
+  const schema = `bench_${name.replace(/[^a-z0-9]/gi, "_").toLowerCase()}`.slice(0, 60);
+  pgSchemas.add(schema);
+  const u = new URL(PG_URL);
+  u.searchParams.set("schema", schema);
+  return u.toString();
+}
+
+async function dropPgSchema(schema: string): Promise<void> {
+  const client = new pg.Client({ connectionString: PG_URL });
+  await client.connect();
+  try {
+    await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+  } finally {
+    await client.end();
+  }
+}
+
+/** `nodes` JobQueue servers on one new PostgreSQL schema, started one after the other. */
+async function withPostgresServers<T>(
+  name: string,
+  nodes: number,
+  work: (servers: ServerProcess[]) => Promise<T>,
+): Promise<T> {
+  const url = pgSchemaUrl(name);
+  const servers: ServerProcess[] = [];
+  try {
+    for (let i = 0; i < nodes; i++) {
+      servers.push(
+        await startServer({
+          dbPath: url,
+          concurrency: opts.c,
+          nodeArgs: cpuProfArgs(),
+          env: { JOBQUEUE_SECRET_KEY: PG_SECRET_KEY, JOBQUEUE_NODE_ID: `${name}-${i + 1}` },
+        }),
+      );
+    }
+    return await work(servers);
+  } finally {
+    await Promise.all(servers.map((server) => server.stop()));
+    const schema = new URL(url).searchParams.get("schema")!;
+    await dropPgSchema(schema);
+    pgSchemas.delete(schema);
   }
 }
 
@@ -334,7 +407,11 @@ async function forget(run: string) {
 /** The 1-minute load average at the start and end of each round: other work on the machine. */
 const loadAverages: { round: number; start: number; end: number }[] = [];
 
-async function runRound(round: number, bigPath: string | null): Promise<Figures> {
+async function runRound(
+  round: number,
+  bigPath: string | null,
+  pgBigUrl: string | null,
+): Promise<Figures> {
   const f: Figures = {};
   const load = { round, start: os.loadavg()[0]!, end: 0 };
   loadAverages.push(load);
@@ -557,6 +634,96 @@ async function runRound(round: number, bigPath: string | null): Promise<Figures>
     }
   }
 
+  if (want("pg")) {
+    for (const nodes of [1, 2]) {
+      await step(round, `PostgreSQL, ${nodes} node(s): end-to-end, batch enqueue`, async () => {
+        const run = tag(`pg${nodes}`);
+        const r = await withPostgresServers(run, nodes, (servers) =>
+          progressOnTimeout(
+            run,
+            opts.n,
+            runJobQueueClient<E2eResult>({
+              mode: "e2e",
+              server: servers[0]!.url,
+              run,
+              n: opts.n,
+              submit: "batch",
+              batchSize: opts.batchSize,
+              batchInflight: opts.batchInflight,
+              rpcInflight: opts.rpcInflight,
+            }),
+          ),
+        );
+        checkE2e(`PostgreSQL, ${nodes} node(s)`, r);
+        f[`pg${nodes}E2eBatchJobsPerSec`] = perSec(r.n, r.elapsedMs);
+        bar.log(`  ${nodes} node(s): ${f[`pg${nodes}E2eBatchJobsPerSec`]!.toFixed(0)} jobs/s`);
+        await forget(run);
+      });
+    }
+    for (const submit of ["batch", "unary"] as const) {
+      await step(round, `PostgreSQL, 1 node: enqueue only, ${submit}`, async () => {
+        const run = tag(`pg-enq-${submit}`);
+        const r = await withPostgresServers(run, 1, (servers) =>
+          runJobQueueClient<RateResult>({
+            mode: "enqueue",
+            server: servers[0]!.url,
+            run,
+            n: opts.n,
+            submit,
+            batchSize: opts.batchSize,
+            batchInflight: opts.batchInflight,
+            rpcInflight: opts.rpcInflight,
+          }),
+        );
+        f[submit === "batch" ? "pgEnqueueBatchJobsPerSec" : "pgEnqueueUnaryJobsPerSec"] = perSec(
+          r.n,
+          r.elapsedMs,
+        );
+      });
+    }
+    const pgClaim = async (url: string, depth: number, prefilled: boolean) => {
+      const child = forkChild("./store-claim.ts", {
+        mode: "claim",
+        path: url,
+        depth,
+        prefilled,
+        url: `${targetUrl}/json?run=claim`,
+        concurrency: opts.c,
+        claims: opts.claims,
+        maxMs: opts.claimSeconds * 1000,
+      });
+      return withProgress(child, child.result<ClaimResult>(opts.phaseTimeoutMs));
+    };
+    await step(
+      round,
+      `PostgreSQL claim rate, ${opts.small.toLocaleString("en-US")} queued`,
+      async () => {
+        const url = pgSchemaUrl(tag("pg-claim-small"));
+        try {
+          const r = await pgClaim(url, opts.small, false);
+          f.pgClaimSmallJobsPerSec = perSec(r.claimed, r.cycleMs);
+        } finally {
+          const schema = new URL(url).searchParams.get("schema")!;
+          await dropPgSchema(schema);
+          pgSchemas.delete(schema);
+        }
+      },
+    );
+    if (pgBigUrl) {
+      await step(
+        round,
+        `PostgreSQL claim rate, ${opts.big.toLocaleString("en-US")} queued`,
+        async () => {
+          const r = await pgClaim(pgBigUrl, opts.big, true);
+          f.pgClaimBigJobsPerSec = perSec(r.claimed, r.cycleMs);
+        },
+      );
+    }
+    if (f.pgClaimSmallJobsPerSec && f.pgClaimBigJobsPerSec) {
+      f.pgClaimBigVsSmall = f.pgClaimBigJobsPerSec / f.pgClaimSmallJobsPerSec;
+    }
+  }
+
   if (want("rss") && bigPath) {
     await step(round, `RSS with ${opts.big.toLocaleString("en-US")} jobs stored`, async () => {
       const run = tag("rss");
@@ -605,6 +772,10 @@ async function runRound(round: number, bigPath: string | null): Promise<Figures>
     if (f.e2eBatchJobsPerSec) f.e2eBatchVsDirect = f.e2eBatchJobsPerSec / f.directJobsPerSec;
     if (f.e2eUnaryJobsPerSec) f.e2eUnaryVsDirect = f.e2eUnaryJobsPerSec / f.directJobsPerSec;
     if (f.e2eBullmqJobsPerSec) f.e2eBullmqVsDirect = f.e2eBullmqJobsPerSec / f.directJobsPerSec;
+    if (f.pg1E2eBatchJobsPerSec)
+      f.pg1E2eBatchVsDirect = f.pg1E2eBatchJobsPerSec / f.directJobsPerSec;
+    if (f.pg2E2eBatchJobsPerSec)
+      f.pg2E2eBatchVsDirect = f.pg2E2eBatchJobsPerSec / f.directJobsPerSec;
   }
   if (f.enqueueBatchJobsPerSec && f.bullmqAddBulkJobsPerSec) {
     f.enqueueBatchVsBullmq = f.enqueueBatchJobsPerSec / f.bullmqAddBulkJobsPerSec;
@@ -657,9 +828,28 @@ async function main() {
     bar.log(`prefill: ${r.size} jobs in ${(r.elapsedMs / 1000).toFixed(1)} s`);
   }
 
+  let pgBigUrl: string | null = null;
+  if (want("pg")) {
+    bar.phase(
+      `prefill: ${opts.big.toLocaleString("en-US")} queued jobs in PostgreSQL (once per run)`,
+    );
+    pgBigUrl = pgSchemaUrl(`${runId}-big`);
+    const child = forkChild("./store-claim.ts", {
+      mode: "prefill",
+      path: pgBigUrl,
+      size: opts.big,
+      url: `${targetUrl}/json?run=${runId}-pg`,
+    });
+    const r = await withProgress(
+      child,
+      child.result<{ size: number; elapsedMs: number }>(opts.phaseTimeoutMs * 2),
+    );
+    bar.log(`prefill (PostgreSQL): ${r.size} jobs in ${(r.elapsedMs / 1000).toFixed(1)} s`);
+  }
+
   const rounds: Figures[] = [];
   for (let round = 1; round <= opts.rounds; round++) {
-    rounds.push(await runRound(round, bigPath));
+    rounds.push(await runRound(round, bigPath, pgBigUrl));
   }
   bar.stop();
 
@@ -672,6 +862,7 @@ async function main() {
     "JobQueue end to end stops when ListJobs(queued|running) is empty (polled every 2 ms once the target has counted N calls); every job is then checked to be succeeded. BullMQ stops when its completed count reaches N.",
     "Enqueue only: JobQueue jobs are scheduled a day ahead so no worker runs them (the worker pool still wakes on every enqueue); BullMQ has no worker.",
     `enqueue→start: client send time to target receive time on CLOCK_MONOTONIC, ${opts.rate} jobs/s open loop, 1 s warm-up then ${opts.latencySeconds} s measured, on an idle pool.`,
+    `PostgreSQL: the machine's PostgreSQL with its default settings (synchronous_commit on), a schema per step; with 2 nodes each runs C = ${opts.c} calls at most (so up to ${opts.c * 2} in flight), the client submits to the first node and waits through it.`,
     `Claim rate: the SQLite store in-process; a cycle is jobClaim(limit ${opts.c}) plus a jobFinishAttempt per job; depth held by re-inserting (untimed); up to ${opts.claims} claims or ${opts.claimSeconds} s.`,
     `1-minute load average at the start/end of each round (other work on this ${machine.cores}-core machine competes with the benchmark): ${loadAverages.map((l) => `${l.start.toFixed(1)}/${l.end.toFixed(1)}`).join(", ")}.`,
     "The JobQueue server runs with JOBQUEUE_LOG_LEVEL=warn (at the default, info, it writes a log line per attempt).",

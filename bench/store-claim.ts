@@ -1,6 +1,6 @@
 /**
- * The store micro-benchmark, in-process against `createSqliteJobStore` (the real SQLite file on
- * disk, each commit fdatasynced).
+ * The store micro-benchmark, in-process against the real store: a SQLite file on disk (each
+ * commit fdatasynced), or a PostgreSQL schema when `path` is a `postgres://…?schema=…` URL.
  *
  * - `prefill`: inserts `size` due jobs (as the server would store a GET to the target) with
  *   jobInsertMany in batches of 1000.
@@ -11,8 +11,9 @@
  */
 import { existsSync } from "node:fs";
 import { monotonicFactory } from "ulid";
+import { parseDbUrl } from "../src/config.js";
 import type { NewJob } from "../src/job/types.js";
-import { createSqliteJobStore } from "../src/store/sqlite/sqlite-job-store.js";
+import { openStore } from "../src/store/open-store.js";
 import { nowMs, runChild } from "./child-main.js";
 
 export type StoreClaimParams =
@@ -20,8 +21,9 @@ export type StoreClaimParams =
   | {
       mode: "claim";
       path: string;
-      /** Prefilled here first if the file does not exist (small depths). */
+      /** Prefilled here first if the file does not exist (small depths; PostgreSQL: unless `prefilled`). */
       depth: number;
+      prefilled?: boolean;
       url: string;
       concurrency: number;
       claims: number;
@@ -42,8 +44,9 @@ export interface ClaimResult {
 const RESPONSE_BODY = new TextEncoder().encode('{"ok":true}');
 
 runChild<StoreClaimParams>(async (p, ctx) => {
-  const fresh = !existsSync(p.path);
-  const store = createSqliteJobStore({ path: p.path });
+  const postgres = /^postgres(ql)?:/.test(p.path);
+  const fresh = postgres ? !(p.mode === "claim" && p.prefilled) : !existsSync(p.path);
+  const store = await openStore(postgres ? parseDbUrl(p.path) : { kind: "sqlite", path: p.path });
   const nextUlid = monotonicFactory();
   const newJob = (now: number): NewJob => ({
     id: `j_${nextUlid(now)}`,

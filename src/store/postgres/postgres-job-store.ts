@@ -98,9 +98,8 @@ type Query = Db | Transaction;
 type Fragment = SqlFragment;
 
 /**
- * The store for several nodes sharing one PostgreSQL database (client: `postgres`, chosen for its
- * LISTEN that re-subscribes by itself after a reconnect, with a hook to catch up, and its
- * pipelined, prepared queries). Claims take due rows with `FOR UPDATE SKIP LOCKED`, so nodes never
+ * The store for several nodes sharing one PostgreSQL database (client: `pg`, for the reasons in
+ * ./client.ts). Claims take due rows with `FOR UPDATE SKIP LOCKED`, so nodes never
  * hand one job to two workers and never wait for each other; every write after a claim checks the
  * lease token. Wake-ups travel by `NOTIFY` sent inside the committing transaction, so no node
  * hears of a row before it is visible; the node that made the change signals its own listeners
