@@ -143,6 +143,9 @@ export interface JobQueueOptions {
 /** Conditions checked row by row look at no more than this many jobs a page. */
 export const LIST_SCAN_LIMIT = 10_000;
 
+/** The events of a job's end: a WatchJob stream ends with one of them. */
+const ENDING_EVENTS: ReadonlySet<string> = new Set(["succeeded", "failed", "canceled"]);
+
 export function createJobQueue(options: JobQueueOptions): JobQueue {
   const { store, clock, limits, secretBox } = options;
   const nextJobId = jobIdFactory();
@@ -349,7 +352,8 @@ export function createJobQueue(options: JobQueueOptions): JobQueue {
         let job = await store.jobGet({ id });
         if (!visible(job, caller)) throw new JobNotFoundError(id);
         yield { job, event: null };
-        while (!isTerminal(job.status)) {
+        if (isTerminal(job.status)) return;
+        for (;;) {
           const next = await events.next();
           if (next.done) return;
           if (next.value.kind !== "event") continue;
@@ -358,6 +362,15 @@ export function createJobQueue(options: JobQueueOptions): JobQueue {
             yield { job, event };
             return;
           }
+          if (ENDING_EVENTS.has(event.type)) {
+            const end = isTerminal(job.status) ? job : await store.jobGet({ id });
+            if (end !== null) yield { job: end, event };
+            return;
+          }
+          // A read can be ahead of the stream (the job ended before an earlier event arrived):
+          // its end is announced with its own event, still to come, so that the last message
+          // shows the ending event with the ended job.
+          if (isTerminal(job.status)) continue;
           // Progress and an attempt's end change nothing a read would show (the status event of
           // the attempt's end follows in the same transaction).
           if (event.type === "progress" || event.type === "attempt_ended") {
@@ -369,7 +382,7 @@ export function createJobQueue(options: JobQueueOptions): JobQueue {
           // An event the first read already showed brings nothing new.
           if (now.updatedAt === job.updatedAt && now.status === job.status) continue;
           job = now;
-          yield { job, event };
+          if (!isTerminal(job.status)) yield { job, event };
         }
       } finally {
         await events.return?.();

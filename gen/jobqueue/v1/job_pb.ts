@@ -1006,7 +1006,8 @@ export enum JobEventType {
   ATTEMPT_ENDED = 6,
 
   /**
-   * Another attempt is due at run_at.
+   * Another attempt is due at run_at, now or later: a retry, a rescued lease
+   * or a call interrupted by a shutdown.
    *
    * @generated from enum value: JOB_EVENT_TYPE_RETRY_SCHEDULED = 7;
    */

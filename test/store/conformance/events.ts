@@ -70,6 +70,25 @@ export function eventTests(t: StoreTest): void {
       expect(new Set(cursors).size).toBe(cursors.length);
     });
 
+    it("tell a retry that is already due when its attempt's end is written as retry_scheduled too", async () => {
+      const job = await insert({});
+      const claimed = await claimOne(T0 + 10);
+      await finish(
+        claimed,
+        T0 + 20,
+        { status: "queued", runAt: T0 + 15 },
+        httpFailedEnd(503, true),
+      );
+      await visible(4);
+      const mine = (await all()).events.filter((e) => e.jobId === job.id);
+      expect(summary(mine)).toEqual([
+        ["queued", "queued", null],
+        ["running", "running", 1],
+        ["attempt_ended", "running", 1],
+        ["retry_scheduled", "queued", 1],
+      ]);
+    });
+
     it("tell of a scheduled job, a cancel of a running one, and a deletion", async () => {
       const later = await insert({ scheduledAt: T0 + 60_000 });
       const running = await insert({ createdAt: T0 + 1 });
