@@ -20,7 +20,14 @@ export interface CliRun {
  */
 export function startCli(
   args: string[],
-  options: { env?: Record<string, string>; tty?: boolean; stdin?: string; cwd?: string } = {},
+  options: {
+    env?: Record<string, string>;
+    tty?: boolean;
+    stdin?: string;
+    /** Leave stdin open (write to `child.stdin` later: keys on the terminal with `tty`). */
+    keepStdin?: boolean;
+    cwd?: string;
+  } = {},
 ): CliRun {
   const inherited = Object.fromEntries(
     Object.entries(process.env).filter(([k]) => !k.startsWith("JOBQUEUE_") && k !== "NO_COLOR"),
@@ -30,7 +37,7 @@ export function startCli(
     .map((a) => `'${a.replaceAll("'", `'\\''`)}'`)
     .join(" ");
   const child = options.tty
-    ? spawn("script", ["-qefc", `stty cols 120; ${quoted}`, "/dev/null"], {
+    ? spawn("script", ["-qefc", `stty cols 120; exec ${quoted}`, "/dev/null"], {
         env: { ...env, TERM: "xterm-256color" },
         cwd: options.cwd,
         stdio: ["pipe", "pipe", "pipe"],
@@ -52,7 +59,7 @@ export function startCli(
     for (const w of waiters) w();
   });
   if (options.stdin !== undefined) child.stdin!.end(options.stdin);
-  else child.stdin!.end();
+  else if (!options.keepStdin) child.stdin!.end();
   const exited = new Promise<{ code: number | null; stdout: string; stderr: string }>(
     (resolve, reject) => {
       child.once("error", reject);

@@ -106,8 +106,7 @@ export function registerWatch(program: Command): void {
         for await (const item of items) {
           if (item.kind === "opened") {
             cursor = item.cursor;
-            if (!item.resumed && o.interactive)
-              o.err(`watching from cursor ${item.cursor} (Ctrl-C stops)\n`);
+            if (!item.resumed) o.err(`watching from cursor ${item.cursor} (Ctrl-C stops)\n`);
             continue;
           }
           cursor = item.event.cursor;
