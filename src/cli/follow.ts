@@ -16,6 +16,8 @@ const RESUMABLE = new Set([
   Code.Internal,
   Code.Unknown,
   Code.DeadlineExceeded,
+  // A connection cut mid-stream (reset, closed) reads as aborted.
+  Code.Aborted,
   // The server dropped a watcher that fell behind: it resumes from its cursor.
   Code.ResourceExhausted,
 ]);

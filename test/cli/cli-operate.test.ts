@@ -17,6 +17,8 @@ async function seedQueued(t: TestApp, n: number, tag: string, url: string): Prom
   }
 }
 
+const ESC = "\u001b";
+
 const lines = (text: string) =>
   text
     .trim()
@@ -165,8 +167,9 @@ describe("jobqueue retry, delete and bulk actions", () => {
     expect(run.code, run.stdout.slice(-2000)).toBe(0);
     expect(run.stdout).toContain(`Cancel 300 jobs (tag ${tag})? [y/N]`);
     expect(run.stdout).toMatch(/canceling .* 100% \| 300\/300 jobs \| 300 canceled/);
+    // Colours on a terminal.
     expect(run.stdout).toMatch(
-      /op_[0-9A-Z]{26} \u001b\[32msucceeded\u001b\[39m: 300 jobs canceled/,
+      new RegExp(`op_[0-9A-Z]{26} ${ESC}\\[32msucceeded${ESC}\\[39m: 300 jobs canceled`),
     );
     expect(
       (await t.rest.post("/jobs:cancel", { filter: { tag: [tag] }, dry_run: true })).json.count,
@@ -219,7 +222,9 @@ describe("jobqueue bulk actions interrupted with Ctrl-C", () => {
     run.child.stdin!.end("y\r");
     const end = await run.exited;
     expect(end.code, end.stdout.slice(-2000)).toBe(10);
-    expect(end.stdout).toMatch(/op_[0-9A-Z]{26} \u001b\[33mcanceled\u001b\[39m: 0 jobs canceled/);
+    expect(end.stdout).toMatch(
+      new RegExp(`op_[0-9A-Z]{26} ${ESC}\\[33mcanceled${ESC}\\[39m: 0 jobs canceled`),
+    );
     const ops = JSON.parse((await runCli(["operations", "list", "-o", "json"], { env })).stdout);
     expect(ops[0]).toMatchObject({ state: "canceled" });
   });
