@@ -192,6 +192,31 @@ describe("jobqueue watch, stats and queues", () => {
     expect((await runCli(["watch", "j_01ARZ3NDEKTSV4RRFFQ69G5FAV"], { env })).code).toBe(3);
   });
 
+  it("watch of one job shows how far a long call has come, then its end", async () => {
+    const release = deferred();
+    target.on("/slow", async (_req, res) => {
+      res.writeHead(200, { "content-type": "application/octet-stream" });
+      res.write(Buffer.alloc(64 * 1024));
+      await release.promise;
+      res.end(Buffer.alloc(1024));
+    });
+    // Held in a paused queue until the watch is open: the call's progress comes after that.
+    expect((await runCli(["queues", "create", "slow"], { env })).code).toBe(0);
+    expect((await runCli(["queues", "pause", "slow"], { env })).code).toBe(0);
+    const jobId = await t.enqueue({ url: `${target.url}/slow`, queue: "slow" });
+    const watch = startCli(["watch", jobId], { env });
+    await watch.waitForOutput(new RegExp(`${jobId}\\s+queued`));
+    expect((await runCli(["queues", "resume", "slow"], { env })).code).toBe(0);
+    // The server reports a call's progress after its first second.
+    await watch.waitForOutput(
+      new RegExp(`${jobId}\\s+running\\s+attempt 1/3\\s+(headers|body) HTTP 200`),
+    );
+    release.resolve();
+    const end = await watch.exited;
+    expect(end.code).toBe(0);
+    expect(end.stdout.trim().split("\n").at(-1)).toMatch(new RegExp(`${jobId}\\s+succeeded`));
+  });
+
   it("stats: counts by status and queue as a table and as JSON; one queue's statistics", async () => {
     const create = await runCli(["queues", "create", "stats-q", "--concurrency", "3"], { env });
     expect(create.code, create.stderr).toBe(0);

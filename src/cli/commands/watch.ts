@@ -159,7 +159,8 @@ function progressLine(o: Output, job: Job, ev: JobEvent): string {
   return `${changeLine(o, { ...job, updatedAt: ev.at })}  ${progressText(ev)}`;
 }
 
-function progressText(ev: JobEvent): string {
+/** How far a call has come: `body HTTP 200 1.2 MiB`. */
+export function progressText(ev: JobEvent): string {
   const p = ev.progress;
   if (!p) return "";
   const parts = [p.phase];
