@@ -93,8 +93,14 @@ export async function runBulk(ctx: Context, kind: BulkKind, opts: BulkOptions): 
     o.err(`${WORDS[kind].ing} ${jobs}: jobqueue operations get ${op.operationId}\n`);
     return;
   }
-  if (!o.interactive) o.err(`${op.operationId}: ${WORDS[kind].ing} ${jobs}\n`);
-  const { operation: end, detached } = await followOperation(o, api, op, kind, opts.progress);
+  const { operation: end, detached } = await followOperation(
+    o,
+    api,
+    op,
+    kind,
+    opts.progress,
+    `${op.operationId}: ${WORDS[kind].ing} ${jobs}\n`,
+  );
   if (opts.output === "json") writeJson(o, "jsonl", [restJson(OperationSchema, end)]);
   else o.out(`${operationLine(o, end)}\n`);
   if (detached) {
@@ -135,6 +141,8 @@ export async function followOperation(
   first: Operation,
   kind: BulkKind | null,
   progress = true,
+  /** Written to stderr when no bar is drawn, once Ctrl-C is handled. */
+  announce = "",
 ): Promise<{ operation: Operation; detached: boolean }> {
   const words = WORDS[kind ?? kindName(first.kind)];
   const bar =
@@ -148,7 +156,6 @@ export async function followOperation(
       : null;
   let op = first;
   const totalOf = (x: Operation) => Math.max(Number(x.estimate), Number(x.examined), 1);
-  bar?.start(totalOf(op), Number(op.examined), { affected: Number(op.affected) });
   let asking: Promise<void> | null = null;
   let cancelAsked = false;
   let detached = false;
@@ -189,7 +196,11 @@ export async function followOperation(
       wake?.();
     })();
   };
+  // Ctrl-C is handled before anything says the operation is under way (a signal that came
+  // between the two would end the process by default).
   process.on("SIGINT", onSigint);
+  if (bar) bar.start(totalOf(op), Number(op.examined), { affected: Number(op.affected) });
+  else if (announce) o.err(announce);
   try {
     for (;;) {
       if (!asking) {

@@ -6,7 +6,10 @@ import { generateApiKey } from "../../src/auth/api-keys.js";
 import { startTarget } from "../helpers/target.js";
 import { startTestApp, type TestApp } from "../helpers/test-app.js";
 import { waitFor } from "../helpers/wait-for.js";
-import { runCli } from "./run-cli.js";
+import { prepareCli, runCli } from "./run-cli.js";
+
+// The binary builds dist/ on its first run after a change: once, before the tests and their timeouts.
+beforeAll(prepareCli, 600_000);
 
 /** The `jobqueue` command with API keys, and `backup` (the real binary, against real servers). */
 describe("jobqueue CLI with API keys", () => {

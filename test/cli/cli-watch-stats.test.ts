@@ -3,7 +3,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTarget, type Target } from "../helpers/target.js";
 import { startTestApp, type TestApp } from "../helpers/test-app.js";
 import { deferred } from "../helpers/wait-for.js";
-import { runCli, startCli } from "./run-cli.js";
+import { prepareCli, runCli, startCli } from "./run-cli.js";
+
+// The binary builds dist/ on its first run after a change: once, before the tests and their timeouts.
+beforeAll(prepareCli, 600_000);
 
 const ESC = "\u001b";
 
