@@ -1,9 +1,17 @@
 import { type Client, createClient, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { JobQueueService } from "../../gen/jobqueue/v1/job_queue_service_pb.js";
+import { QueueService } from "../../gen/jobqueue/v1/queue_service_pb.js";
 import { CliError, EXIT } from "./exit-codes.js";
 
 export type Api = Client<typeof JobQueueService>;
+export type QueuesApi = Client<typeof QueueService>;
+
+/** The clients of both services, over one transport. */
+export interface Apis {
+  jobs: Api;
+  queues: QueuesApi;
+}
 
 export const DEFAULT_SERVER = "http://127.0.0.1:8080";
 
@@ -11,7 +19,7 @@ export const DEFAULT_SERVER = "http://127.0.0.1:8080";
  * A Connect client of the public API (binary protobuf over HTTP/1.1, so any proxy passes it),
  * sending the API key as a bearer token. The CLI calls nothing the API does not offer.
  */
-export function createApi(server: string, apiKey: string | undefined): Api {
+export function createApi(server: string, apiKey: string | undefined): Apis {
   let baseUrl: URL;
   try {
     baseUrl = new URL(server);
@@ -32,5 +40,8 @@ export function createApi(server: string, apiKey: string | undefined): Api {
     interceptors: [auth],
     defaultTimeoutMs: 60_000,
   });
-  return createClient(JobQueueService, transport);
+  return {
+    jobs: createClient(JobQueueService, transport),
+    queues: createClient(QueueService, transport),
+  };
 }

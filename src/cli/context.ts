@@ -1,5 +1,5 @@
 import type { Command } from "commander";
-import { type Api, createApi, DEFAULT_SERVER } from "./client.js";
+import { type Api, type Apis, createApi, DEFAULT_SERVER, type QueuesApi } from "./client.js";
 import { CliError, EXIT } from "./exit-codes.js";
 import { createOutput, type Format, type Output } from "./output.js";
 
@@ -7,6 +7,8 @@ import { createOutput, type Format, type Output } from "./output.js";
 export interface Context {
   readonly server: string;
   api(): Api;
+  /** The QueueService client. */
+  queues(): QueuesApi;
   readonly o: Output;
 }
 
@@ -15,13 +17,15 @@ export function contextOf(command: Command): Context {
   const opts = command.optsWithGlobals<{ server?: string; apiKey?: string; color?: boolean }>();
   const server = opts.server ?? process.env.JOBQUEUE_SERVER ?? DEFAULT_SERVER;
   const apiKey = opts.apiKey ?? process.env.JOBQUEUE_API_KEY;
-  let api: Api | null = null;
+  let apis: Apis | null = null;
+  const clients = () => {
+    apis ??= createApi(server, apiKey || undefined);
+    return apis;
+  };
   return {
     server,
-    api: () => {
-      api ??= createApi(server, apiKey || undefined);
-      return api;
-    },
+    api: () => clients().jobs,
+    queues: () => clients().queues,
     o: createOutput(opts.color === false ? { color: false } : {}),
   };
 }

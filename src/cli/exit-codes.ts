@@ -12,7 +12,7 @@ export const EXIT = {
   jobFailed: 1,
   /** Bad usage or input: unknown flag, a file that does not parse, INVALID_ARGUMENT. */
   usage: 2,
-  /** No such job (NOT_FOUND). */
+  /** No such job, queue or operation (NOT_FOUND); `watch`: the job was deleted. */
   notFound: 3,
   /** The key is missing or refused, or its role may not do this (UNAUTHENTICATED, PERMISSION_DENIED). */
   refused: 4,
@@ -22,8 +22,17 @@ export const EXIT = {
   conflict: 6,
   /** With `--wait` and `watch`: the job was canceled. */
   jobCanceled: 7,
-  /** Anything else (the message says what). */
+  /** Anything else, a bulk operation that failed included (the message says what). */
   error: 8,
+  /**
+   * A bulk action was not confirmed: the answer at the prompt was not "y", or stdin is not a
+   * terminal to ask on and `--yes` was not given. Nothing was changed.
+   */
+  notConfirmed: 9,
+  /** A bulk operation was canceled before it finished (Ctrl-C, or a CancelOperation); what it did stays done. */
+  operationCanceled: 10,
+  /** Interrupted (Ctrl-C) while the command waited; a bulk operation left running keeps running. */
+  interrupted: 130,
 } as const;
 
 export type ExitCode = (typeof EXIT)[keyof typeof EXIT];

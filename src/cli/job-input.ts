@@ -156,7 +156,7 @@ function jsonArg(v: string, flag: string) {
 }
 
 /** An RFC 3339 time, or "+90s" / "+5m" / "+2h" from now. */
-function whenArg(v: string): string {
+export function whenArg(v: string): string {
   const rel = /^\+(\d+(?:\.\d+)?)(s|m|h|d)$/.exec(v);
   if (rel) {
     const unit = { s: 1e3, m: 60e3, h: 3600e3, d: 86400e3 }[rel[2] as "s" | "m" | "h" | "d"];

@@ -6,7 +6,10 @@ import { generateApiKey } from "../../src/auth/api-keys.js";
 import { startTarget } from "../helpers/target.js";
 import { startTestApp, type TestApp } from "../helpers/test-app.js";
 import { waitFor } from "../helpers/wait-for.js";
-import { runCli } from "./run-cli.js";
+import { prepareCli, runCli } from "./run-cli.js";
+
+// The binary builds dist/ on its first run after a change: once, before the tests and their timeouts.
+beforeAll(prepareCli, 600_000);
 
 /** The `jobqueue` command with API keys, and `backup` (the real binary, against real servers). */
 describe("jobqueue CLI with API keys", () => {
@@ -37,6 +40,23 @@ describe("jobqueue CLI with API keys", () => {
     expect((await runCli(["cancel", jobId], { env: asReader })).code).toBe(4);
     const flag = await runCli(["--api-key", submitter.key, "cancel", jobId], { env });
     expect(flag.code).toBe(0);
+
+    // The operator commands by role: a reader reads counts and queues, changes nothing.
+    expect((await runCli(["stats", "-o", "json"], { env: asReader })).code).toBe(0);
+    expect((await runCli(["queues", "list"], { env: asReader })).code).toBe(0);
+    expect((await runCli(["queues", "pause", "default"], { env: asReader })).code).toBe(4);
+    expect((await runCli(["retry", jobId], { env: asReader })).code).toBe(4);
+    expect(
+      (await runCli(["delete", "--status", "canceled", "--yes"], { env: asReader })).code,
+    ).toBe(4);
+    // A submitter acts on its own jobs; queues are for admins.
+    const asSubmitter = { ...env, JOBQUEUE_API_KEY: submitter.key };
+    expect((await runCli(["queues", "create", "mine"], { env: asSubmitter })).code).toBe(4);
+    const del = await runCli(["delete", "--status", "canceled", "--yes", "-o", "json"], {
+      env: asSubmitter,
+    });
+    expect(del.code, del.stderr).toBe(0);
+    expect(JSON.parse(del.stdout)).toMatchObject({ state: "succeeded", affected: 1 });
   });
 });
 

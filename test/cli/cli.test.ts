@@ -5,7 +5,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTarget, type Target } from "../helpers/target.js";
 import { startTestApp, type TestApp } from "../helpers/test-app.js";
 import { deferred } from "../helpers/wait-for.js";
-import { runCli, startCli } from "./run-cli.js";
+import { prepareCli, runCli, startCli } from "./run-cli.js";
+
+// The binary builds dist/ on its first run after a change: once, before the tests and their timeouts.
+beforeAll(prepareCli, 600_000);
 
 /** The `jobqueue` command: the real binary, in its own process, against a real server. */
 describe("jobqueue CLI", () => {
@@ -219,7 +222,13 @@ describe("jobqueue CLI", () => {
       .map((l) => JSON.parse(l).job_id);
     expect(listed).toHaveLength(10_000);
     expect(new Set(listed)).toEqual(ids);
-    // Off a terminal: no bar, only the ids.
+    // Off a terminal: no bar, only the ids and the summary, however many jobs.
+    const some = join(tmp, "some.ndjson");
+    writeFileSync(some, `${lines.slice(0, 300).join("\n")}\n`);
+    const quiet = await runCli(["submit", "-f", some, "--batch-size", "100"], { env });
+    expect(quiet.code).toBe(0);
+    expect(quiet.stdout.trim().split("\n")).toHaveLength(300);
+    expect(quiet.stderr).toBe("submitted 300 jobs\n");
     const small = join(tmp, "two.json");
     writeFileSync(
       small,

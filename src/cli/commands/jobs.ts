@@ -1,5 +1,4 @@
 import { writeFileSync } from "node:fs";
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { type Command, Option } from "commander";
 import {
   AttemptSchema,
@@ -13,15 +12,13 @@ import {
 } from "../../../gen/jobqueue/v1/job_queue_service_pb.js";
 import { contextOf, formatOf } from "../context.js";
 import { CliError, EXIT, type ExitCode } from "../exit-codes.js";
-import { followJob } from "../follow.js";
+import { addConditionOptions, type ConditionFlags, conditionsOf } from "../job-filter.js";
 import {
   isTerminal,
   ms,
   type Output,
   outcomeName,
   restJson,
-  STATUS_NAMES,
-  statusFromName,
   statusName,
   statusStyle,
   table,
@@ -36,7 +33,7 @@ const outputOption = () =>
     .choices(["table", "json", "jsonl"])
     .default("table");
 
-/** Registers the commands that read and act on jobs: get, result, attempts, list, watch, cancel. */
+/** Registers the commands that read jobs: get, result, attempts, list. */
 export function registerJobCommands(program: Command): void {
   program
     .command("get")
@@ -150,48 +147,18 @@ export function registerJobCommands(program: Command): void {
       );
     });
 
-  program
-    .command("list")
-    .description("list jobs, newest first")
-    .option(
-      "-s, --status <status...>",
-      `only these statuses (${STATUS_NAMES.join(", ")}); commas work too`,
-    )
-    .option("-t, --tag <tag...>", "only jobs carrying every one of these tags")
-    .option("--created-after <time>", "RFC 3339 time")
-    .option("--created-before <time>", "RFC 3339 time")
+  addConditionOptions(program.command("list").description("list jobs, newest first"))
     .option("-n, --limit <n>", "at most this many jobs, over as many pages as it takes", "50")
     .option("--all", "every job that matches (ignores --limit)")
     .option("--page-size <n>", "jobs per call (1 to the server's JOBQUEUE_MAX_PAGE_SIZE)", "200")
     .option("--page-token <token>", "start from this page (a next_page_token)")
     .addOption(outputOption())
-    .action(async (opts, cmd: Command) => {
+    .action(async (opts: ListFlags, cmd: Command) => {
       const { api, o } = contextOf(cmd);
       const format = formatOf(opts.output);
-      const status = ((opts.status as string[] | undefined) ?? [])
-        .flatMap((s) => s.split(","))
-        .filter((s) => s !== "")
-        .map((s) => {
-          const st = statusFromName(s);
-          if (st === undefined)
-            throw new CliError(
-              `--status: ${JSON.stringify(s)} is not one of ${STATUS_NAMES.join(", ")}`,
-              EXIT.usage,
-            );
-          return st;
-        });
+      const request = conditionsOf(opts as ConditionFlags);
       const limit = opts.all ? Number.POSITIVE_INFINITY : positive(opts.limit, "--limit");
       const pageSize = positive(opts.pageSize, "--page-size");
-      const request = {
-        status,
-        tag: (opts.tag as string[] | undefined) ?? [],
-        createdAfter: opts.createdAfter
-          ? timestampFromDate(dateArg(opts.createdAfter, "--created-after"))
-          : undefined,
-        createdBefore: opts.createdBefore
-          ? timestampFromDate(dateArg(opts.createdBefore, "--created-before"))
-          : undefined,
-      };
       const jobs: Job[] = [];
       let count = 0;
       let token: string | undefined = opts.pageToken ?? "";
@@ -223,42 +190,14 @@ export function registerJobCommands(program: Command): void {
       else o.out(jobsTable(o, jobs));
       if (token !== undefined) o.err(`more jobs: --page-token ${token}\n`);
     });
+}
 
-  program
-    .command("watch")
-    .description("follow a job live until it ends (exit code: 0 succeeded, 1 failed, 7 canceled)")
-    .argument("<job-id>")
-    .addOption(outputOption().choices(["table", "jsonl"]))
-    .action(async (jobId: string, opts: { output: string }, cmd: Command) => {
-      const { api, o } = contextOf(cmd);
-      const format = formatOf(opts.output, ["table", "jsonl"]);
-      const job = await followJob(api(), jobId, (j) => {
-        if (format === "jsonl") writeJson(o, "jsonl", [restJson(JobSchema, j)]);
-        else o.out(`${changeLine(o, j)}\n`);
-      });
-      process.exitCode = exitOfJob(job);
-    });
-
-  program
-    .command("cancel")
-    .description("cancel jobs: a queued one at once, a running one has its call aborted")
-    .argument("<job-id...>")
-    .addOption(outputOption().choices(["table", "json"]))
-    .action(async (jobIds: string[], opts: { output: string }, cmd: Command) => {
-      const { api, o } = contextOf(cmd);
-      for (const jobId of jobIds) {
-        const { job } = await api().cancelJob({ jobId });
-        if (!job) continue;
-        if (opts.output === "json") writeJson(o, "jsonl", [restJson(JobSchema, job)]);
-        else
-          o.out(
-            `${job.jobId}  ${o.paint(statusStyle(job.status) ?? "reset", statusName(job.status))}\n`,
-          );
-      }
-    });
-
-  // Issue 10 adds here: `retry <job-id...>`, `delete <job-id...>`, and the bulk forms
-  // (`cancel|retry|delete --filter …` with the server's count preview and a confirmation).
+interface ListFlags extends ConditionFlags {
+  limit: string;
+  all?: boolean;
+  pageSize: string;
+  pageToken?: string;
+  output: string;
 }
 
 /** The exit code a job's end maps to (watch, submit --wait). */
@@ -331,11 +270,4 @@ function positive(v: string, flag: string): number {
   if (!Number.isInteger(n) || n < 1)
     throw new CliError(`${flag}: expected a positive whole number`, EXIT.usage);
   return n;
-}
-
-function dateArg(v: string, flag: string): Date {
-  const d = new Date(v);
-  if (Number.isNaN(d.getTime()))
-    throw new CliError(`${flag}: ${JSON.stringify(v)} is not a time`, EXIT.usage);
-  return d;
 }

@@ -2,7 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { SingleBar } from "cli-progress";
 import type { Command } from "commander";
-import type { Job } from "../../../gen/jobqueue/v1/job_pb.js";
+import { type Job, JobEventType } from "../../../gen/jobqueue/v1/job_pb.js";
 import {
   type EnqueueJobRequest,
   EnqueueJobResponseSchema,
@@ -21,6 +21,7 @@ import {
   writeJson,
 } from "../output.js";
 import { changeLine, exitOfJob } from "./jobs.js";
+import { progressText } from "./watch.js";
 
 const collect = (v: string, all: string[] = []) => [...all, v];
 
@@ -173,11 +174,15 @@ async function waitWithStatusLine(
   api: () => ReturnType<ReturnType<typeof contextOf>["api"]>,
   jobId: string,
 ): Promise<Job> {
-  if (!o.interactive) return followJob(api(), jobId, (j) => o.err(`${changeLine(o, j)}\n`));
+  if (!o.interactive)
+    return followJob(api(), jobId, (j, ev) => {
+      if (ev?.type !== JobEventType.PROGRESS) o.err(`${changeLine(o, j)}\n`);
+    });
   const started = Date.now();
   const frames = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"];
   let frame = 0;
   let last: Job | null = null;
+  let progress = "";
   const draw = () => {
     if (!last) return;
     const secs = ((Date.now() - started) / 1000).toFixed(1);
@@ -189,13 +194,16 @@ async function waitWithStatusLine(
       : frames[frame++ % frames.length];
     const status = o.paint(statusStyle(last.status) ?? "reset", statusName(last.status));
     const err = last.lastError ? ` · ${last.lastError}` : "";
+    const call = !done && progress ? ` · ${progress}` : "";
     o.err(
-      `\r\x1b[2K${mark} ${last.jobId} ${status} · attempt ${last.attempt}/${last.maxAttempts} · ${secs} s${done ? err : ""}`,
+      `\r\x1b[2K${mark} ${last.jobId} ${status} · attempt ${last.attempt}/${last.maxAttempts}${call} · ${secs} s${done ? err : ""}`,
     );
   };
   const timer = setInterval(draw, 100);
   try {
-    return await followJob(api(), jobId, (j) => {
+    return await followJob(api(), jobId, (j, ev) => {
+      // How far the call has come (a long download), until the attempt ends.
+      progress = ev?.type === JobEventType.PROGRESS ? progressText(ev) : "";
       last = j;
       draw();
     });
