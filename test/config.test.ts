@@ -52,6 +52,9 @@ describe("loadConfig", () => {
       secretKeys: null,
       apiKeysFile: [],
       apiKeys: [],
+      signingSecrets: [],
+      callbackMaxBytes: 65_536,
+      callbackMaxAttempts: 5,
       authMode: "auto",
       auditRetentionMs: 90 * 86_400_000,
       hostLimits: [],
@@ -267,7 +270,7 @@ describe("security settings", () => {
     });
     expect(config.auth).toEqual({
       enabled: true,
-      keys: [{ principal: "alice", role: "admin", sha256: "ab".repeat(32) }],
+      keys: [{ principal: "alice", role: "admin", sha256: "ab".repeat(32), signingSecrets: [] }],
     });
   });
 

@@ -80,6 +80,9 @@ describe("validateEnqueue", () => {
       followRedirects: false,
       maxRedirects: 5,
       rateLimitKey: null,
+      callbackUrl: null,
+      sign: false,
+      signingSecrets: [],
     };
     expect(validateEnqueue(seedExample, limits, NOW)).toEqual(expected);
   });
@@ -105,6 +108,9 @@ describe("validateEnqueue", () => {
       maxRedirects: 5,
       rateLimitKey: null,
       queue: "default",
+      callbackUrl: null,
+      sign: false,
+      signingSecrets: [],
     } satisfies JobSpec);
   });
 
