@@ -79,7 +79,10 @@ const jsonResult: JobResult = {
 
 /** What the REST transport answers at GET /jobs/{job_id}/result for this job and result. */
 function restResult(j: Job, r: JobResult | null) {
-  return toRestJson(GetJobResultResponseSchema, create(GetJobResultResponseSchema, resultToPb(j, r)));
+  return toRestJson(
+    GetJobResultResponseSchema,
+    create(GetJobResultResponseSchema, resultToPb(j, r)),
+  );
 }
 
 describe("resultJson", () => {

@@ -31,7 +31,9 @@ describe("signatureHeaders", () => {
     expect(headers["webhook-signature"]!.split(" ")[0]).toBe(
       new Webhook(OLD).sign("j_1", new Date(now * 1000), payload),
     );
-    expect(() => new Webhook(generateSigningSecret(randomBytes)).verify(payload, headers)).toThrow();
+    expect(() =>
+      new Webhook(generateSigningSecret(randomBytes)).verify(payload, headers),
+    ).toThrow();
     expect(() => new Webhook(OLD).verify(`${payload} `, headers)).toThrow();
   });
 
