@@ -1,5 +1,7 @@
 import { describe, expect, it } from "vitest";
+import type { AuditEvent } from "../../../src/audit/audit-event.js";
 import { CALLBACK_TAG, DEFAULT_CALLBACK_SETTINGS, resultJson } from "../../../src/job/callbacks.js";
+import type { Operation } from "../../../src/job/operations.js";
 import type { Job } from "../../../src/job/types.js";
 import type { ClaimedJob, ResultRecord } from "../../../src/store/job-store.js";
 import {
@@ -177,6 +179,52 @@ export function callbackTests(t: StoreTest): void {
       expect(latest).not.toBe(firstDelivery);
       const made = await deliveries(T0 + 50);
       expect(made.map((d) => d.id).sort()).toEqual([firstDelivery, latest].sort());
+    });
+
+    it("a bulk cancel reports each job it cancels, in the batch's transaction", async () => {
+      const ids: string[] = [];
+      for (let i = 0; i < 3; i++) {
+        ids.push((await insert({ callbackUrl: HOOK, tags: ["bulk"], createdAt: T0 + i })).id);
+      }
+      const op: Operation = {
+        id: `op_${"0".repeat(25)}7`,
+        kind: "cancel",
+        filter: { tags: ["bulk"] },
+        overrides: null,
+        owner: null,
+        principal: null,
+        state: "running",
+        estimate: 3,
+        estimateCapped: false,
+        examined: 0,
+        affected: 0,
+        upperId: `j_${"Z".repeat(26)}`,
+        cursor: null,
+        error: null,
+        createdAt: T0 + 10,
+        updatedAt: T0 + 10,
+        finishedAt: null,
+      };
+      await t.store.operationCreate(op);
+      const audit = (o: Operation): AuditEvent => ({
+        at: o.updatedAt,
+        principal: null,
+        action: "CancelJobs",
+        jobId: null,
+        remoteAddress: null,
+        protocol: "internal",
+        outcome: "ok",
+        detail: null,
+      });
+      expect(
+        await t.store.operationStep({ id: op.id, batch: 10, scan: 100, audit, now: T0 + 20 }),
+      ).toMatchObject({ state: "succeeded", affected: 3 });
+      const made = await deliveries(T0 + 20);
+      expect(made.map((d) => d.callbackOf).sort()).toEqual([...ids].sort());
+      for (const d of made) {
+        expect(d.status).toBe("queued");
+        expect((await get(d.callbackOf!, T0 + 20)).callbackJobId).toBe(d.id);
+      }
     });
 
     it("a finish racing a cancel on another node: one transition, exactly one delivery", async () => {
