@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { lookup } from "node:dns/promises";
+import { existsSync, readFileSync } from "node:fs";
 import type { JsonObject } from "@bufbuild/protobuf";
 import { pino } from "pino";
 import { Webhook } from "standardwebhooks";
@@ -364,9 +365,18 @@ describe.each(STORE_KINDS)("callbacks and signing (%s)", (store) => {
     const text = JSON.stringify(reads);
     const logs = logLines.join("");
     expect(logs.length).toBeGreaterThan(0);
+    // Sealed at rest: no byte of a secret in the SQLite file or its WAL.
+    const files =
+      store === "sqlite"
+        ? [t.dbPath, `${t.dbPath}-wal`]
+            .filter((f) => existsSync(f))
+            .map((f) => readFileSync(f).toString("latin1"))
+            .join("")
+        : "";
     for (const s of secrets) {
       expect(text).not.toContain(s);
       expect(logs).not.toContain(s);
+      expect(files).not.toContain(s);
     }
   });
 });
