@@ -380,3 +380,28 @@ describe.each(STORE_KINDS)("callbacks and signing (%s)", (store) => {
     }
   });
 });
+
+describe("a signed job whose secrets are gone by the time it runs", () => {
+  it("fails as secret_unreadable naming where a secret was expected, and is not sent unsigned", async () => {
+    const target = await startTarget();
+    const secret = generateSigningSecret(randomBytes);
+    const first = await startTestApp({ JOBQUEUE_SIGNING_SECRETS: secret });
+    let second: TestApp | undefined;
+    try {
+      expect((await first.rest.post("/queues/default/pause", {})).status).toBe(200);
+      const id = await first.enqueue({ url: `${target.url}/signed`, sign: true });
+      await first.app.stop(); // the database stays: first.stop() below lets it go
+      // Restarted on the same jobs without the secret.
+      second = await startTestApp({}, {}, { database: first.database });
+      expect((await second.rest.post("/queues/default/resume", {})).status).toBe(200);
+      const job = await second.waitForStatus(id, "failed");
+      expect(job.last_error_code).toBe("secret_unreadable");
+      expect(job.last_error).toMatch(/no signing secret.*JOBQUEUE_SIGNING_SECRETS/);
+      expect(target.received("/signed")).toEqual([]);
+    } finally {
+      await second?.stop();
+      await first.stop();
+      await target.close();
+    }
+  });
+});
