@@ -922,12 +922,22 @@ class PostgresJobStore implements JobStore {
     const rescued = await this.tx(async (tx) => {
       const now = this.nowOf(tx, t);
       const expired = await tx<
-        Pick<JobRow, "id" | "lease_token" | "attempt" | "max_attempts" | "bucket">
-      >`SELECT id, lease_token, attempt, max_attempts, bucket FROM jobs
+        Pick<
+          JobRow,
+          | "id"
+          | "lease_token"
+          | "attempt"
+          | "max_attempts"
+          | "bucket"
+          | "callback_url"
+          | "callback_of"
+        >
+      >`SELECT id, lease_token, attempt, max_attempts, bucket, callback_url, callback_of FROM jobs
         WHERE state = 'running' AND lease_expires_at <= ${now}
         LIMIT ${limit} FOR UPDATE SKIP LOCKED`;
       const out: RescuedJob[] = [];
-      const failed: string[] = [];
+      // Jobs that failed and report their outcome: their deliveries are written after the loop.
+      const reporting: string[] = [];
       for (const row of expired) {
         const status = rescuedStatus({ attempt: row.attempt, maxAttempts: row.max_attempts });
         const end = LOST_ATTEMPT;
@@ -940,7 +950,9 @@ class PostgresJobStore implements JobStore {
               last_error = ${LOST_ERROR}, last_error_code = ${end.errorCode},
               lease_token = NULL, lease_expires_at = NULL
             WHERE id = ${row.id}`;
-          failed.push(row.id);
+          if (reportsOutcome({ callbackUrl: row.callback_url, callbackOf: row.callback_of })) {
+            reporting.push(row.id);
+          }
         } else {
           await tx`UPDATE jobs SET state = 'available', run_at = ${now}, updated_at = ${now},
               last_error = ${LOST_ERROR}, last_error_code = ${end.errorCode},
@@ -957,7 +969,7 @@ class PostgresJobStore implements JobStore {
             finished_at = excluded.finished_at`;
         out.push({ jobId: row.id, status });
       }
-      for (const id of failed) {
+      for (const id of reporting) {
         const [ended] = await tx<JobRow>`SELECT * FROM jobs WHERE id = ${id}`;
         if ((await this.ended(tx, ended!)).callbackJobId !== null) delivered = true;
       }

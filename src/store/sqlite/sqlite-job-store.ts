@@ -102,6 +102,9 @@ import { listQuery } from "./list-query.js";
 import { createReopeningStore } from "./reopening-store.js";
 import { readJobStats } from "./sqlite-stats.js";
 
+/** What a terminal UPDATE returns: what the finish needs, and whether the job reports. */
+type EndedRow = Pick<JobRow, "id" | "bucket" | "attempt" | "callback_url" | "callback_of">;
+
 const MIGRATIONS_DIR = fileURLToPath(new URL("./migrations/", import.meta.url));
 
 export interface SqliteJobStoreOptions {
@@ -662,6 +665,15 @@ class SqliteJobStore implements JobStore {
     return { ...job, callbackJobId: callback.id };
   }
 
+  /**
+   * {@link ended} after a terminal UPDATE that returned only the columns a finish needs: the
+   * whole row is read only for a job that reports its outcome.
+   */
+  private endedMoved(moved: EndedRow, now: number, fx: Effects): void {
+    if (!reportsOutcome({ callbackUrl: moved.callback_url, callbackOf: moved.callback_of })) return;
+    this.ended(this.s.getJobRow.get(moved.id) as JobRow, now, fx);
+  }
+
   private promoteOneWaiting(now: number, bucket: string, fx: Effects): void {
     if (this.s.promoteOneWaiting.run(now, bucket).changes > 0) {
       fx.push(() => this.notifier.jobsAvailable());
@@ -793,7 +805,7 @@ class SqliteJobStore implements JobStore {
       if (p.next === null) return false;
       const key = { id: p.lease.jobId, token: p.lease.token, now };
       let row: Pick<JobRow, "bucket" | "attempt"> | undefined;
-      let ended: JobRow | undefined;
+      let ended: EndedRow | undefined;
       let status: JobStatus;
       switch (p.next.status) {
         case "succeeded":
@@ -804,7 +816,7 @@ class SqliteJobStore implements JobStore {
             state: status,
             error: status === "failed" ? p.end.error : null,
             error_code: status === "failed" ? p.end.errorCode : null,
-          }) as JobRow | undefined;
+          }) as EndedRow | undefined;
           row = ended;
           break;
         case "queued": {
@@ -834,7 +846,7 @@ class SqliteJobStore implements JobStore {
       if (!row) return false;
       this.promoteOneWaiting(now, row.bucket, fx);
       if (p.result) this.writeResult(p.lease.jobId, row.attempt, p.result, now);
-      if (ended) this.ended(ended, now, fx);
+      if (ended) this.endedMoved(ended, now, fx);
       fx.push(() => this.notifier.jobChanged({ jobId: p.lease.jobId, status }));
       return true;
     });
@@ -881,14 +893,14 @@ class SqliteJobStore implements JobStore {
         this.closeAttempt(lease, LOST_ATTEMPT, now);
         const key = { id: row.id, token: row.lease_token, now };
         const status = rescuedStatus({ attempt: row.attempt, maxAttempts: row.max_attempts });
-        let ended: JobRow | undefined;
+        let ended: EndedRow | undefined;
         if (status === "failed") {
           ended = this.s.finishJob.get({
             ...key,
             state: "failed",
             error: LOST_ERROR,
             error_code: LOST_ATTEMPT.errorCode,
-          }) as JobRow | undefined;
+          }) as EndedRow | undefined;
         } else {
           this.s.requeueJob.get({
             ...key,
@@ -905,7 +917,7 @@ class SqliteJobStore implements JobStore {
           { response: null, error: LOST_ERROR, durationMs: 0 },
           now,
         );
-        if (ended) this.ended(ended, now, fx);
+        if (ended) this.endedMoved(ended, now, fx);
         return { jobId: row.id, status };
       });
       fx.push(() => {
@@ -1635,7 +1647,8 @@ function prepareStatements(db: Database.Database) {
       WHERE job_id = @job_id AND finished_at IS NULL`),
     finishJob: db.prepare(`UPDATE jobs SET state = @state, finished_at = @now, updated_at = @now,
         expires_at = ${expiry}, last_error = @error, last_error_code = @error_code, ${clearLease}
-      WHERE ${held} RETURNING *`),
+      WHERE ${held} RETURNING id, bucket, attempt, callback_url, callback_of`),
+    getJobRow: db.prepare("SELECT * FROM jobs WHERE id = ?"),
     requeueJob: db.prepare(`UPDATE jobs SET state = @state, run_at = @run_at, updated_at = @now,
         last_error = @error, last_error_code = @error_code, ${clearLease}
       WHERE ${held} RETURNING bucket, attempt`),
