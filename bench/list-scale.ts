@@ -117,6 +117,10 @@ async function fill(path: string, size: number, now: number): Promise<void> {
         host,
         queue: k % 10 === 0 ? "emails" : "default",
         requestHash: null,
+        callbackUrl: null,
+        sign: false,
+        sealedSigningSecret: null,
+        callbackOf: null,
       });
     }
     await store.jobInsertMany(batch);

@@ -4,7 +4,7 @@ import { type Logger, pino } from "pino";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
 import { JobQueueService } from "../gen/jobqueue/v1/job_queue_service_pb.js";
 import { QueueService } from "../gen/jobqueue/v1/queue_service_pb.js";
-import { createAuthenticator } from "./auth/api-keys.js";
+import { createAuthenticator, signingSecretsOf } from "./auth/api-keys.js";
 import { createAuthFailureThrottle } from "./auth/auth-failures.js";
 import type { Config } from "./config.js";
 import { type Clock, systemClock } from "./job/clock.js";
@@ -124,7 +124,17 @@ export async function createApp(config: Config, deps: AppDeps = {}): Promise<App
     clock: deps.clock,
     minFreeBytes: config.minFreeDiskBytes,
     onCommit: metrics ? (commit) => metrics.committed(commit) : undefined,
+    callbacks: {
+      maxBytes: config.callbackMaxBytes,
+      maxAttempts: config.callbackMaxAttempts,
+      timeoutMs: config.defaultTimeoutMs,
+      backoffBaseMs: config.defaultBackoffBaseMs,
+    },
   });
+  const signingSecrets = signingSecretsOf(
+    [...config.apiKeysFile, ...config.apiKeys],
+    config.signingSecrets,
+  );
   const readiness = createReadiness({ store: opened, logger });
   const store: JobStore = metrics ? metrics.instrument(readiness.store) : readiness.store;
   const events = createEventHub({
@@ -158,6 +168,7 @@ export async function createApp(config: Config, deps: AppDeps = {}): Promise<App
     store,
     clock,
     secretBox,
+    signingSecrets,
     limits: {
       defaultTimeoutMs: config.defaultTimeoutMs,
       maxTimeoutMs: config.maxTimeoutMs,
@@ -207,6 +218,7 @@ export async function createApp(config: Config, deps: AppDeps = {}): Promise<App
     node: config.nodeId,
     limits,
     secretBox,
+    signingSecrets,
     observer:
       observers.length === 0
         ? undefined

@@ -3,7 +3,9 @@ import { isIP } from "node:net";
 import { hostname } from "node:os";
 import { resolve } from "node:path";
 import { type ApiKeyEntry, parseApiKeys } from "./auth/api-keys.js";
+import type { InvalidArgumentError } from "./job/errors.js";
 import { parseHostLimits } from "./job/rate-limits.js";
+import { parseSigningSecrets } from "./job/signing.js";
 import { BACKOFF_STRATEGIES, type BackoffStrategy } from "./job/types.js";
 import { parseOrigin } from "./rpc/cors.js";
 import { parseSecretKeys } from "./secrets/secret-keys.js";
@@ -51,6 +53,12 @@ export interface Config {
   secretKeys: Buffer[] | null;
   apiKeysFile: ApiKeyEntry[];
   apiKeys: ApiKeyEntry[];
+  /** Signing secrets of jobs submitted without authentication. */
+  signingSecrets: string[];
+  /** The delivered JSON of a callback at most, in bytes. */
+  callbackMaxBytes: number;
+  /** Attempts of a callback delivery. */
+  callbackMaxAttempts: number;
   authMode: "auto" | "keys" | "none";
   auditRetentionMs: number;
   auditRefusalsPerMinute: number;
@@ -267,6 +275,20 @@ export const SETTINGS = [
     parse: int(0, 1 << 30),
   } satisfies Setting<"resultMaxBytes">,
   {
+    env: "JOBQUEUE_CALLBACK_MAX_BYTES",
+    key: "callbackMaxBytes",
+    default: "65536",
+    doc: "The JSON a callback delivers at most: past it, `response_body` is left out (`truncated: true`), then `response_headers`.",
+    parse: int(1024, 1 << 30),
+  } satisfies Setting<"callbackMaxBytes">,
+  {
+    env: "JOBQUEUE_CALLBACK_MAX_ATTEMPTS",
+    key: "callbackMaxAttempts",
+    default: "5",
+    doc: "Attempts of a callback delivery (exponential backoff from `JOBQUEUE_DEFAULT_BACKOFF_SECONDS`).",
+    parse: int(1, 100),
+  } satisfies Setting<"callbackMaxAttempts">,
+  {
     env: "JOBQUEUE_MAX_BODY_BYTES",
     key: "maxBodyBytes",
     default: "1048576",
@@ -425,7 +447,7 @@ export const SETTINGS = [
     env: "JOBQUEUE_API_KEYS_FILE",
     key: "apiKeysFile",
     default: "",
-    doc: "A file of API keys, one per line: `<principal> <role> sha256:<hex>` (roles: admin, submitter, reader). `npm run keygen -- <principal> <role>` makes a key and its line.",
+    doc: "A file of API keys, one per line: `<principal> <role> sha256:<hex> [whsec_<base64> ...]` (roles: admin, submitter, reader; the optional `whsec_` secrets sign the principal's callbacks and signed calls, several while rotating). `npm run keygen -- <principal> <role>` makes a key and its line.",
     parse: (raw) => {
       if (raw.trim() === "") return [];
       let text: string;
@@ -457,6 +479,21 @@ export const SETTINGS = [
     secret: true,
     section: "security",
   } satisfies Setting<"apiKeys">,
+  {
+    env: "JOBQUEUE_SIGNING_SECRETS",
+    key: "signingSecrets",
+    default: "",
+    doc: "Signing secrets (`whsec_<base64>`, separated by spaces) for the callbacks and signed calls of jobs submitted without an API key; a principal's own go on its API key entries.",
+    parse: (raw) => {
+      try {
+        return raw.trim() === "" ? [] : parseSigningSecrets(raw, "JOBQUEUE_SIGNING_SECRETS");
+      } catch (err) {
+        throw new BadValue((err as InvalidArgumentError).problem ?? (err as Error).message);
+      }
+    },
+    secret: true,
+    section: "security",
+  } satisfies Setting<"signingSecrets">,
   {
     env: "JOBQUEUE_AUTH",
     key: "authMode",

@@ -52,6 +52,9 @@ describe("loadConfig", () => {
       secretKeys: null,
       apiKeysFile: [],
       apiKeys: [],
+      signingSecrets: [],
+      callbackMaxBytes: 65_536,
+      callbackMaxAttempts: 5,
       authMode: "auto",
       auditRetentionMs: 90 * 86_400_000,
       hostLimits: [],
@@ -267,7 +270,7 @@ describe("security settings", () => {
     });
     expect(config.auth).toEqual({
       enabled: true,
-      keys: [{ principal: "alice", role: "admin", sha256: "ab".repeat(32) }],
+      keys: [{ principal: "alice", role: "admin", sha256: "ab".repeat(32), signingSecrets: [] }],
     });
   });
 
@@ -391,5 +394,28 @@ describe("unknownVariables", () => {
   ])("editDistance(%j, %j) = %i", (a, b, d) => {
     expect(editDistance(a, b)).toBe(d);
     expect(editDistance(b, a)).toBe(d);
+  });
+});
+
+describe("signing secrets on API key entries", () => {
+  it("reads whsec_ secrets after the key, per principal, and refuses others naming the entry", async () => {
+    const { parseApiKeys, signingSecretsOf } = await import("../src/auth/api-keys.js");
+    const a = `whsec_${Buffer.alloc(32, 1).toString("base64")}`;
+    const b = `whsec_${Buffer.alloc(32, 2).toString("base64")}`;
+    const hash = `sha256:${"ab".repeat(32)}`;
+    const entries = parseApiKeys(
+      `alice submitter ${hash} ${a} ${b}\nbob reader sha256:${"cd".repeat(32)}\nalice admin sha256:${"ef".repeat(32)} ${b}`,
+      "line",
+    );
+    const of = signingSecretsOf(entries, [a]);
+    expect(of("alice")).toEqual([a, b]);
+    expect(of("bob")).toEqual([]);
+    expect(of(null)).toEqual([a]);
+    expect(() => parseApiKeys(`alice submitter ${hash} secret-in-clear`, "line")).toThrow(
+      /^line entry 1: after the key, only whsec_ signing secrets may follow/,
+    );
+    expect(() => parseApiKeys(`alice submitter ${hash} secret-in-clear`, "line")).not.toThrow(
+      /secret-in-clear/,
+    );
   });
 });

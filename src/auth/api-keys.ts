@@ -1,4 +1,6 @@
 import { createHash, randomBytes } from "node:crypto";
+import { InvalidArgumentError } from "../job/errors.js";
+import { parseSigningSecrets } from "../job/signing.js";
 import { type Principal, ROLES, type Role } from "./principal.js";
 
 /** One configured key: only its SHA-256 is kept. */
@@ -6,11 +8,15 @@ export interface ApiKeyEntry {
   principal: string;
   role: Role;
   sha256: string;
+  /** Signing secrets (`whsec_…`) of the principal given on this entry (Standard Webhooks). */
+  signingSecrets: string[];
 }
 
 /**
  * Parses API key entries, one per line (or comma-separated in the environment form):
- * `<principal> <role> sha256:<64 hex digits>`; `#` starts a comment. Throws naming the line.
+ * `<principal> <role> sha256:<64 hex digits> [whsec_<base64> …]`; `#` starts a comment. The
+ * optional `whsec_` secrets sign the principal's callbacks and signed calls; several rotate.
+ * Throws naming the line, never repeating a secret.
  */
 export function parseApiKeys(text: string, source: string): ApiKeyEntry[] {
   const entries: ApiKeyEntry[] = [];
@@ -19,10 +25,19 @@ export function parseApiKeys(text: string, source: string): ApiKeyEntry[] {
   for (const [i, raw] of lines.entries()) {
     const line = raw.trim();
     if (line === "") continue;
-    const [principal, role, hash, extra] = line.split(/\s+/);
+    const [principal, role, hash, ...extra] = line.split(/\s+/);
     const where = `${source} entry ${i + 1}`;
-    if (!principal || !role || !hash || extra !== undefined) {
-      throw new Error(`${where}: expected "<principal> <role> sha256:<hex>"`);
+    if (!principal || !role || !hash) {
+      throw new Error(`${where}: expected "<principal> <role> sha256:<hex> [whsec_<base64> ...]"`);
+    }
+    let signingSecrets: string[];
+    try {
+      signingSecrets = extra.length === 0 ? [] : parseSigningSecrets(extra, "signing secrets");
+    } catch (err) {
+      if (!(err instanceof InvalidArgumentError)) throw err;
+      throw new Error(
+        `${where}: after the key, only whsec_ signing secrets may follow: ${err.problem}`,
+      );
     }
     if (!(ROLES as readonly string[]).includes(role)) {
       throw new Error(`${where}: role must be one of ${ROLES.join(", ")}`);
@@ -33,9 +48,26 @@ export function parseApiKeys(text: string, source: string): ApiKeyEntry[] {
         `${where}: the key must be given as sha256:<64 hex digits> (only hashes are stored; see npm run keygen)`,
       );
     }
-    entries.push({ principal, role: role as Role, sha256: m[1]!.toLowerCase() });
+    entries.push({ principal, role: role as Role, sha256: m[1]!.toLowerCase(), signingSecrets });
   }
   return entries;
+}
+
+/**
+ * The signing secrets of each principal: those on all its entries, in order, each once; `anonymous`
+ * for jobs submitted without authentication (JOBQUEUE_SIGNING_SECRETS).
+ */
+export function signingSecretsOf(
+  entries: ApiKeyEntry[],
+  anonymous: string[],
+): (owner: string | null) => readonly string[] {
+  const by = new Map<string, string[]>();
+  for (const e of entries) {
+    const list = by.get(e.principal) ?? [];
+    for (const s of e.signingSecrets) if (!list.includes(s)) list.push(s);
+    by.set(e.principal, list);
+  }
+  return (owner) => (owner === null ? anonymous : (by.get(owner) ?? []));
 }
 
 export function hashApiKey(key: string): string {

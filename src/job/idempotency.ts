@@ -8,7 +8,7 @@ import type { JobSpec, JsonValue } from "./types.js";
  * request when their digests are equal; otherwise the second is a conflict. Field order is fixed
  * here, so a digest does not depend on the order of the client's JSON.
  */
-export function requestHash(spec: JobSpec): string {
+export function requestHash(spec: Omit<JobSpec, "signingSecrets">): string {
   const sorted = (o: Record<string, string>) =>
     Object.entries(o).sort(([a], [b]) => (a < b ? -1 : 1));
   const body =
@@ -35,6 +35,8 @@ export function requestHash(spec: JobSpec): string {
     spec.followRedirects,
     spec.maxRedirects,
     spec.rateLimitKey,
+    // Only when set, so that the digests of jobs stored before these fields existed still match.
+    ...(spec.callbackUrl !== null || spec.sign ? [spec.callbackUrl, spec.sign] : []),
   ]);
   return createHash("sha256").update(canonical).digest("base64url");
 }

@@ -61,10 +61,16 @@ export interface JobSpec {
   rateLimitKey: string | null;
   /** The named queue it runs in (its settings: concurrency, rate, defaults, paused). */
   queue: string;
+  /** Where its outcome is POSTed when it ends (src/job/callbacks.ts), or null. */
+  callbackUrl: string | null;
+  /** Whether its own call is signed per Standard Webhooks (src/job/signing.ts). */
+  sign: boolean;
+  /** Its own signing secrets (`whsec_…`), in clear: only until they are sealed. */
+  signingSecrets: string[];
 }
 
 /** A validated job about to be stored: its secret headers sealed, apart from the others. */
-export interface NewJob extends Omit<JobSpec, "headers"> {
+export interface NewJob extends Omit<JobSpec, "headers" | "signingSecrets"> {
   id: string;
   createdAt: number;
   /** When the first attempt may start: scheduledAt or createdAt. */
@@ -84,6 +90,13 @@ export interface NewJob extends Omit<JobSpec, "headers"> {
   requestHash: string | null;
   /** The URL's host, lowercase (a filter and a grouping). */
   host: string;
+  /**
+   * The job's own signing secrets, sealed like secret headers (for the job `callbackOf` names
+   * when it is a delivery, which signs with its source's secrets); null when it has none.
+   */
+  sealedSigningSecret: string | null;
+  /** On a callback delivery: the job whose outcome it delivers. */
+  callbackOf: string | null;
 }
 
 /** A stored job. */
@@ -99,6 +112,8 @@ export interface Job extends NewJob {
   expiresAt: number | null;
   lastError: string | null;
   updatedAt: number;
+  /** On a job with a callback URL, once it ended: its delivery job. */
+  callbackJobId: string | null;
 }
 
 export const BODY_ENCODINGS = ["json", "text", "base64"] as const;

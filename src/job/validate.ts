@@ -1,5 +1,6 @@
 import { InvalidArgumentError } from "./errors.js";
 import { fitsAsJson, JSON_BODY_MAX_DEPTH, JSON_BODY_MAX_VALUES } from "./response-body.js";
+import { parseSigningSecrets } from "./signing.js";
 import {
   BACKOFF_STRATEGIES,
   type BackoffStrategy,
@@ -33,6 +34,12 @@ export interface EnqueueInput {
   rateLimitKey?: string;
   /** The named queue; default `default`. */
   queue?: string;
+  /** Where the outcome is POSTed when the job ends. */
+  callbackUrl?: string;
+  /** Sign the job's own call (Standard Webhooks). */
+  sign?: boolean;
+  /** The job's own signing secrets, `whsec_…`, separated by spaces. */
+  signingSecret?: string;
 }
 
 /** Server-side defaults and bounds for a submit; each bound names the setting that sets it. */
@@ -243,7 +250,19 @@ export function validateEnqueue(input: EnqueueInput, limits: JobLimits, now: num
 
   const queue = validateQueueName(input.queue);
 
+  const callbackUrl =
+    input.callbackUrl === undefined || input.callbackUrl === ""
+      ? null
+      : validateCallbackUrl(input.callbackUrl, limits);
+  const signingSecrets =
+    input.signingSecret === undefined || input.signingSecret === ""
+      ? []
+      : parseSigningSecrets(input.signingSecret, "signing_secret");
+
   return {
+    callbackUrl,
+    sign: input.sign === true || signingSecrets.length > 0,
+    signingSecrets,
     queue,
     method,
     url,
@@ -321,6 +340,22 @@ export function validateUrl(raw: string | undefined, limits: JobLimits, field = 
   const refusal = limits.refuseDestination?.(url);
   if (refusal) throw new InvalidArgumentError(field, refusal);
   return url.href;
+}
+
+/**
+ * Checks a callback URL as {@link validateUrl} checks a job's URL (the field named
+ * `callback_url`). Credentials in it are refused: a delivery has no secret headers to carry them.
+ */
+export function validateCallbackUrl(raw: string, limits: JobLimits): string {
+  const href = validateUrl(raw, limits, "callback_url");
+  const url = new URL(href);
+  if (url.username !== "" || url.password !== "") {
+    throw new InvalidArgumentError(
+      "callback_url",
+      "carries credentials (user:password@); verify deliveries by their signature instead",
+    );
+  }
+  return href;
 }
 
 /**

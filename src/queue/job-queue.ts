@@ -21,7 +21,7 @@ import {
   validateEnqueue,
   validateJobId,
 } from "../job/validate.js";
-import type { SecretBox } from "../secrets/secret-box.js";
+import { type SecretBox, sealSigningSecrets } from "../secrets/secret-box.js";
 import type { JobStore, NodeInfo } from "../store/job-store.js";
 import { hostOf } from "../store/rows.js";
 import type { EventHub, WatchItem } from "./event-hub.js";
@@ -138,6 +138,8 @@ export interface JobQueueOptions {
   events: EventHub;
   /** The queues, for the defaults of jobs submitted to them. */
   queues: QueueDirectory;
+  /** The signing secrets of a principal (null: jobs submitted without authentication). */
+  signingSecrets?: (owner: string | null) => readonly string[];
 }
 
 /** Conditions checked row by row look at no more than this many jobs a page. */
@@ -173,7 +175,18 @@ export function createJobQueue(options: JobQueueOptions): JobQueue {
 
   function newJob(input: EnqueueInput, caller: Caller, now: number): NewJob {
     const queue = options.queues.get(input.queue || "default");
-    const spec = validateEnqueue(input, queueJobLimits(limits, queue), now);
+    const { signingSecrets, ...spec } = validateEnqueue(input, queueJobLimits(limits, queue), now);
+    const owner = caller.principal?.name ?? null;
+    if (
+      spec.sign &&
+      signingSecrets.length === 0 &&
+      (options.signingSecrets?.(owner).length ?? 0) === 0
+    ) {
+      throw new InvalidArgumentError(
+        "sign",
+        `there is no secret to sign with: give signing_secret, or configure signing secrets for ${owner === null ? "unauthenticated jobs (JOBQUEUE_SIGNING_SECRETS)" : `principal ${JSON.stringify(owner)} (JOBQUEUE_API_KEYS_FILE)`}`,
+      );
+    }
     const id = nextJobId(now);
     const secret = new Set(spec.secretHeaderNames);
     const plain: Record<string, string> = {};
@@ -189,7 +202,10 @@ export function createJobQueue(options: JobQueueOptions): JobQueue {
       runAt: spec.scheduledAt !== null && spec.scheduledAt > now ? spec.scheduledAt : now,
       headers: plain,
       sealedHeaders: secret.size > 0 ? secretBox.seal(id, sealed) : null,
-      owner: caller.principal?.name ?? null,
+      sealedSigningSecret:
+        signingSecrets.length > 0 ? sealSigningSecrets(secretBox, id, signingSecrets) : null,
+      callbackOf: null,
+      owner,
       bucket: bucketOf(spec.url, spec.rateLimitKey),
       host: hostOf(spec.url),
       requestHash: spec.idempotencyKey === null ? null : requestHash(spec),

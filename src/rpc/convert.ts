@@ -135,6 +135,9 @@ export function enqueueInputFromPb(req: EnqueueJobRequest): EnqueueInput {
     maxRedirects: req.maxRedirects,
     rateLimitKey: req.rateLimitKey,
     queue: req.queue,
+    callbackUrl: req.callbackUrl,
+    sign: req.sign,
+    signingSecret: req.signingSecret,
   };
 }
 
@@ -177,6 +180,12 @@ export function jobToPb(job: Job): MessageInitShape<typeof JobSchema> {
     updatedAt: ts(job.updatedAt),
     queue: job.queue,
     lastErrorCode: job.lastErrorCode ?? undefined,
+    callbackUrl: job.callbackUrl ?? undefined,
+    sign: job.sign,
+    // Write-only: a job's own signing secret reads as a mask on every read and protocol.
+    signingSecret: job.sealedSigningSecret === null ? undefined : MASK,
+    callbackOf: job.callbackOf ?? undefined,
+    callbackJobId: job.callbackJobId ?? undefined,
   };
 }
 

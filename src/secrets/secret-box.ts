@@ -75,3 +75,17 @@ export function createSecretBox(keys: Buffer[]): SecretBox {
     },
   };
 }
+
+/** The name a job's signing secrets are sealed under (with the secret box of its headers). */
+const SIGNING_SECRET_ENTRY = "signing-secret";
+
+/** Seals a job's own signing secrets, bound to the job's id as its secret headers are. */
+export function sealSigningSecrets(box: SecretBox, jobId: string, secrets: string[]): string {
+  return box.seal(jobId, { [SIGNING_SECRET_ENTRY]: secrets.join(" ") });
+}
+
+/** Opens what {@link sealSigningSecrets} sealed for `jobId`; throws as {@link SecretBox.open}. */
+export function openSigningSecrets(box: SecretBox, jobId: string, sealed: string): string[] {
+  const text = box.open(jobId, sealed)[SIGNING_SECRET_ENTRY] ?? "";
+  return text.split(" ").filter((s) => s !== "");
+}

@@ -429,6 +429,12 @@ export interface FinishAttemptParams {
   next: NextState | null;
   /** The attempt's outcome to keep as the job's result; stored with the store's time. */
   result: ResultRecord | null;
+  /**
+   * Whether the job reports its outcome (src/job/callbacks.ts `reportsOutcome`, fixed when it was
+   * stored). A driver may take it as the cue to end the job in a transaction that also writes the
+   * delivery; what is written is decided from the stored job, whatever this says.
+   */
+  reportsOutcome?: boolean;
 }
 
 /** A result as the worker hands it over; the store adds the job, the attempt and the time. */

@@ -1,4 +1,5 @@
 import type { DbTarget } from "../config.js";
+import type { CallbackSettings } from "../job/callbacks.js";
 import type { Clock } from "../job/clock.js";
 import type { JobStore } from "./job-store.js";
 import { createPostgresJobStore } from "./postgres/postgres-job-store.js";
@@ -13,6 +14,8 @@ export async function openStore(
     minFreeBytes?: number;
     /** SQLite: told of each group commit (the metrics). */
     onCommit?: (commit: { writes: number; ms: number }) => void;
+    /** How callback deliveries are made. */
+    callbacks?: CallbackSettings;
   } = {},
 ): Promise<JobStore> {
   if (target.kind === "sqlite")
@@ -21,11 +24,13 @@ export async function openStore(
       clock: options.clock,
       minFreeBytes: options.minFreeBytes,
       onCommit: options.onCommit,
+      callbacks: options.callbacks,
     });
   return createPostgresJobStore({
     url: target.url,
     schema: target.schema,
     poolSize: options.poolSize,
     clock: options.clock,
+    callbacks: options.callbacks,
   });
 }

@@ -94,6 +94,11 @@ export interface JobRow {
   queue: string;
   host: string | null;
   last_error_code: ErrorCode | null;
+  callback_url: string | null;
+  sign: Flag;
+  sealed_signing_secret: string | null;
+  callback_of: string | null;
+  callback_job_id: string | null;
 }
 
 export interface AttemptRow {
@@ -366,6 +371,11 @@ export function rowToJob(row: JobRow): Job {
     queue: row.queue,
     host: row.host ?? hostOf(row.url),
     lastErrorCode: row.last_error_code,
+    callbackUrl: row.callback_url ?? null,
+    sign: Boolean(row.sign),
+    sealedSigningSecret: row.sealed_signing_secret ?? null,
+    callbackOf: row.callback_of ?? null,
+    callbackJobId: row.callback_job_id ?? null,
   };
 }
 

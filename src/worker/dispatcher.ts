@@ -1,7 +1,8 @@
 import { Agent, type Dispatcher, request } from "undici";
 import type { Progress } from "../job/events.js";
 import type { CallResult } from "../job/retry-policy.js";
-import type { Job, RequestBody } from "../job/types.js";
+import { requestBodyBytes } from "../job/signing.js";
+import type { Job } from "../job/types.js";
 import type { OutboundPolicy } from "./outbound-policy.js";
 
 export interface HttpDispatcherOptions {
@@ -95,7 +96,7 @@ export function createHttpDispatcher(options: HttpDispatcherOptions): HttpDispat
   ): Promise<Dispatcher.ResponseData> {
     let url = buildUrl(job);
     let method: string = job.method;
-    let body = encodeBody(job.body);
+    let body = requestBodyBytes(job.body);
     let headers = buildHeaders(job, secretHeaders, options.userAgent);
     for (let hop = 0; ; hop++) {
       const refusal = policy.refuse(url);
@@ -259,12 +260,6 @@ function buildHeaders(
 function withoutHeaders(headers: Record<string, string>, names: string[]): Record<string, string> {
   const drop = new Set(names);
   return Object.fromEntries(Object.entries(headers).filter(([h]) => !drop.has(h.toLowerCase())));
-}
-
-function encodeBody(body: RequestBody | null): Buffer | undefined {
-  if (body === null) return undefined;
-  if (body.kind === "bytes") return Buffer.from(body.bytes);
-  return Buffer.from(typeof body.value === "string" ? body.value : JSON.stringify(body.value));
 }
 
 function flattenHeaders(headers: Record<string, string | string[] | undefined>) {

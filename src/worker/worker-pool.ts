@@ -1,11 +1,13 @@
 import type { Logger } from "pino";
+import { reportsOutcome } from "../job/callbacks.js";
 import type { Clock } from "../job/clock.js";
 import type { LimitResolver } from "../job/rate-limits.js";
 import { chooseBodyEncoding } from "../job/response-body.js";
 import { type CallResult, decide, type RetryPolicy } from "../job/retry-policy.js";
+import { requestBodyBytes, signatureHeaders } from "../job/signing.js";
 import type { AttemptEndRecord } from "../job/types.js";
 import type { QueueDirectory } from "../queue/queue-directory.js";
-import type { SecretBox } from "../secrets/secret-box.js";
+import { openSigningSecrets, type SecretBox } from "../secrets/secret-box.js";
 import {
   type ClaimedJob,
   type FinishAttemptParams,
@@ -37,6 +39,8 @@ export interface WorkerPoolOptions {
   limits?: LimitResolver;
   /** Opens the jobs' secret headers just before the call. */
   secretBox: SecretBox;
+  /** The signing secrets of a job's owner (null: submitted without authentication). */
+  signingSecrets?: (owner: string | null) => readonly string[];
   /** Told of claims and ended attempts (the metrics). */
   observer?: WorkerPoolObserver;
   /** A long call's progress goes to the event stream at most this often (from this long on). */
@@ -250,15 +254,48 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
     fill();
   }
 
+  /**
+   * The Standard Webhooks headers of a signed job's call, with every secret it has (its own, sealed
+   * with it or with the job it delivers, then its owner's), or null when it has none. The id is
+   * the job's (stable across retries), the timestamp this attempt's.
+   */
+  function signingHeaders(job: ClaimedJob): Record<string, string> | null {
+    const own = job.sealedSigningSecret
+      ? openSigningSecrets(secretBox, job.callbackOf ?? job.id, job.sealedSigningSecret)
+      : [];
+    const all = [...new Set([...own, ...(options.signingSecrets?.(job.owner) ?? [])])];
+    if (all.length === 0) return null;
+    return signatureHeaders({
+      id: job.id,
+      timestampSec: clock.now() / 1000,
+      body: requestBodyBytes(job.body),
+      secrets: all,
+    });
+  }
+
   async function execute(flight: Flight): Promise<void> {
     const { job } = flight;
     const lease = { jobId: job.id, token: job.leaseToken };
     let secrets: Record<string, string> = {};
+    let error: string | null = null;
     try {
       if (job.sealedHeaders) secrets = secretBox.open(job.id, job.sealedHeaders);
     } catch (err) {
+      error = `cannot open the job's secret headers: ${(err as Error).message}`;
+    }
+    if (error === null && job.sign) {
+      try {
+        const signed = signingHeaders(job);
+        if (signed) secrets = { ...secrets, ...signed };
+        else if (job.callbackOf === null) {
+          error = `no signing secret: the job asks to be signed, and neither it nor ${job.owner === null ? "JOBQUEUE_SIGNING_SECRETS" : `principal ${JSON.stringify(job.owner)}`} has a secret`;
+        }
+      } catch (err) {
+        error = `cannot open the job's signing secret: ${(err as Error).message}`;
+      }
+    }
+    if (error !== null) {
       // Without its credentials the call cannot be made right; retrying will not bring the key back.
-      const error = `cannot open the job's secret headers: ${(err as Error).message}`;
       const end: AttemptEndRecord = {
         outcome: "failed",
         responseStatus: null,
@@ -269,7 +306,13 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
       };
       const result: ResultRecord = { response: null, error, durationMs: 0 };
       observer?.attemptEnded({ job, end });
-      await finishAttempt({ lease, end, next: { status: "failed" }, result });
+      await finishAttempt({
+        lease,
+        end,
+        next: { status: "failed" },
+        result,
+        reportsOutcome: reportsOutcome(job),
+      });
       logger.error({ jobId: job.id }, error);
       return;
     }
@@ -311,6 +354,7 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
       end: decision.end,
       next,
       result: toResult(result, decision.end.error),
+      reportsOutcome: reportsOutcome(job),
     });
     freeSlot(flight);
     const held = await write;

@@ -80,6 +80,9 @@ describe("validateEnqueue", () => {
       followRedirects: false,
       maxRedirects: 5,
       rateLimitKey: null,
+      callbackUrl: null,
+      sign: false,
+      signingSecrets: [],
     };
     expect(validateEnqueue(seedExample, limits, NOW)).toEqual(expected);
   });
@@ -105,6 +108,9 @@ describe("validateEnqueue", () => {
       maxRedirects: 5,
       rateLimitKey: null,
       queue: "default",
+      callbackUrl: null,
+      sign: false,
+      signingSecrets: [],
     } satisfies JobSpec);
   });
 
@@ -484,5 +490,51 @@ describe("validateJobId", () => {
     `x_${ULID}`,
   ])("rejects %j", (id) => {
     expect(invalid(() => validateJobId(id)).field).toBe("job_id");
+  });
+});
+
+describe("callback_url, sign and signing_secret", () => {
+  const secret = `whsec_${Buffer.alloc(32, 7).toString("base64")}`;
+
+  it("takes a callback URL checked like url, and a signing secret that implies sign", () => {
+    expect(
+      validateEnqueue({ url: GOOD_URL, callbackUrl: "https://hooks.example/done" }, limits, NOW),
+    ).toMatchObject({ callbackUrl: "https://hooks.example/done", sign: false, signingSecrets: [] });
+    expect(
+      validateEnqueue({ url: GOOD_URL, signingSecret: `${secret} ${secret}` }, limits, NOW),
+    ).toMatchObject({ callbackUrl: null, sign: true, signingSecrets: [secret, secret] });
+    expect(validateEnqueue({ url: GOOD_URL, sign: true }, limits, NOW)).toMatchObject({
+      sign: true,
+    });
+  });
+
+  it.each([
+    ["ftp://example.com/x", /scheme "ftp" is not allowed/],
+    ["/relative", /is not an absolute URL/],
+    [`https://example.com/${"x".repeat(9000)}`, /is longer than/],
+    ["https://u:p@example.com/x", /carries credentials/],
+  ])("refuses callback_url %s, naming it", (callbackUrl, problem) => {
+    const err = invalid(() => validateEnqueue({ url: GOOD_URL, callbackUrl }, limits, NOW));
+    expect(err.field).toBe("callback_url");
+    expect(err.problem).toMatch(problem);
+  });
+
+  it("refuses a callback_url the outbound policy refuses", () => {
+    const strict: JobLimits = {
+      ...limits,
+      refuseDestination: (url) => (url.hostname === "10.0.0.1" ? "private (10.0.0.0/8)" : null),
+    };
+    const err = invalid(() =>
+      validateEnqueue({ url: GOOD_URL, callbackUrl: "http://10.0.0.1/x" }, strict, NOW),
+    );
+    expect(err.field).toBe("callback_url");
+  });
+
+  it("refuses a signing secret that is not whsec_<base64>, without repeating it", () => {
+    const err = invalid(() =>
+      validateEnqueue({ url: GOOD_URL, signingSecret: "hunter2-hunter2" }, limits, NOW),
+    );
+    expect(err.field).toBe("signing_secret");
+    expect(err.message).not.toContain("hunter2");
   });
 });

@@ -93,6 +93,12 @@ export interface JobInput {
   followRedirects?: boolean;
   maxRedirects?: number;
   rateLimitKey?: string;
+  /** POST the job's outcome (GET /jobs/{id}/result's JSON) here when it ends. */
+  callbackUrl?: string;
+  /** Sign the job's own call (Standard Webhooks) with your principal's signing secrets. */
+  sign?: boolean;
+  /** The job's own signing secret(s), `whsec_…` separated by spaces; write-only. */
+  signingSecret?: string;
 }
 
 /** A job as the server reports it; unset values are null. */
@@ -127,6 +133,12 @@ export interface JobView {
   followRedirects: boolean;
   maxRedirects: number;
   rateLimitKey: string | null;
+  callbackUrl: string | null;
+  sign: boolean;
+  /** On a callback delivery: the job whose outcome it delivers. */
+  callbackOf: string | null;
+  /** On a job with a callback URL, once it ended: its delivery job. */
+  callbackJobId: string | null;
 }
 
 /** The latest response (or error) of a job. */
@@ -390,6 +402,9 @@ function enqueueRequest(job: JobInput): EnqueueJobRequest {
     followRedirects: job.followRedirects ?? false,
     maxRedirects: job.maxRedirects,
     rateLimitKey: job.rateLimitKey ?? "",
+    callbackUrl: job.callbackUrl ?? "",
+    sign: job.sign ?? false,
+    signingSecret: job.signingSecret ?? "",
   });
 }
 
@@ -439,6 +454,10 @@ function jobView(job: Job): JobView {
     followRedirects: job.followRedirects,
     maxRedirects: job.maxRedirects,
     rateLimitKey: job.rateLimitKey ?? null,
+    callbackUrl: job.callbackUrl ?? null,
+    sign: job.sign,
+    callbackOf: job.callbackOf ?? null,
+    callbackJobId: job.callbackJobId ?? null,
   };
 }
 

@@ -4,6 +4,12 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { AuditEvent, AuditOutcome, StoredAuditEvent } from "../../audit/audit-event.js";
 import { type Candidate, createAdmission } from "../../job/admission.js";
+import {
+  type CallbackSettings,
+  DEFAULT_CALLBACK_SETTINGS,
+  reportsOutcome,
+  terminalTransition,
+} from "../../job/callbacks.js";
 import type { Clock } from "../../job/clock.js";
 import {
   CursorExpiredError,
@@ -14,6 +20,7 @@ import {
 import type { JobStreamEvent, Progress } from "../../job/events.js";
 import type { JobFilter } from "../../job/filter.js";
 import { isConflict } from "../../job/idempotency.js";
+import { jobIdFactory } from "../../job/job-ids.js";
 import {
   actionable,
   actionableStatuses,
@@ -90,6 +97,8 @@ export interface PostgresJobStoreOptions {
   clock?: Clock;
   /** Seconds to wait for a connection before the store reports itself unavailable. */
   connectTimeoutSeconds?: number;
+  /** How callback deliveries are made (src/job/callbacks.ts). */
+  callbacks?: CallbackSettings;
 }
 
 type Sql = Db;
@@ -118,7 +127,12 @@ export async function createPostgresJobStore(options: PostgresJobStoreOptions): 
   });
   try {
     await migrate(sql, options.schema);
-    const store = new PostgresJobStore(sql, options.schema, options.clock ?? null);
+    const store = new PostgresJobStore(
+      sql,
+      options.schema,
+      options.clock ?? null,
+      options.callbacks ?? DEFAULT_CALLBACK_SETTINGS,
+    );
     await store.listen();
     return store;
   } catch (err) {
@@ -163,11 +177,14 @@ class PostgresJobStore implements JobStore {
   private readonly channel: string;
   private unlisten: (() => Promise<void>) | null = null;
   private closed: Promise<void> | null = null;
+  /** Ids of the callback deliveries this store creates. */
+  private readonly nextJobId = jobIdFactory();
 
   constructor(
     private readonly sql: Sql,
     schema: string,
     private readonly clock: Clock | null,
+    private readonly callbacks: CallbackSettings,
   ) {
     this.channel = `jq_${schema}`;
   }
@@ -350,6 +367,10 @@ class PostgresJobStore implements JobStore {
         owner: job.owner,
         queue: job.queue,
         host: job.host,
+        callback_url: job.callbackUrl,
+        sign: job.sign,
+        sealed_signing_secret: job.sealedSigningSecret,
+        callback_of: job.callbackOf,
       };
     });
     const result = onKeyConflict
@@ -471,7 +492,32 @@ class PostgresJobStore implements JobStore {
     // waiting to take one. Either way the next waiting job gets its turn.
     if (row.state !== "waiting") await this.promoteOneWaiting(tx, now, row.bucket);
     await tx`SELECT pg_notify(${this.channel}, ${this.note(`c:${row.id}`)})`;
-    return { kind: "canceled", job: rowToJob(updated!), wasRunning: row.state === "running" };
+    const job = await this.ended(tx, updated!);
+    return { kind: "canceled", job, wasRunning: row.state === "running" };
+  }
+
+  /**
+   * Writes what a terminal transition creates (src/job/callbacks.ts): the callback delivery, in
+   * the transaction of the transition, linked from the job. `row` is the job as the transition
+   * left it (locked by this transaction). Returns the job as it is then.
+   */
+  private async ended(tx: Tx, row: JobRow): Promise<Job> {
+    const job = rowToJob(row);
+    if (!reportsOutcome(job)) return job;
+    const [result] = await tx<ResultRow>`SELECT * FROM results WHERE job_id = ${job.id}`;
+    const now = job.finishedAt ?? job.updatedAt;
+    const { callback } = terminalTransition({
+      job,
+      result: result ? rowToResult(result) : null,
+      id: this.nextJobId(now),
+      now,
+      settings: this.callbacks,
+    });
+    if (callback === null) return job;
+    await this.insertRows(tx, [callback]);
+    await tx`UPDATE jobs SET callback_job_id = ${callback.id} WHERE id = ${job.id}`;
+    await tx`SELECT pg_notify(${this.channel}, ${this.note("a")})`;
+    return { ...job, callbackJobId: callback.id };
   }
 
   private afterCancel(id: string): void {
@@ -808,9 +854,8 @@ class PostgresJobStore implements JobStore {
     }
     const runAt = next.status === "queued" ? next.runAt : 0;
     const r = p.result;
-    const rows = await this.run(
-      // `closed` reads `moved`, so the job row is locked before its attempt row, as everywhere.
-      () => q`WITH moved AS (${move}),
+    // `closed` reads `moved`, so the job row is locked before its attempt row, as everywhere.
+    const statement = (q: Query) => q`WITH moved AS (${move}),
           closed AS (${close} AND EXISTS (SELECT 1 FROM moved)),
           promoted AS (
             UPDATE jobs SET state = 'available', updated_at = ${now}
@@ -842,11 +887,27 @@ class PostgresJobStore implements JobStore {
             FROM moved WHERE state = 'scheduled')
         SELECT (SELECT state FROM moved) AS state,
           EXISTS (SELECT 1 FROM promoted) AS promoted,
-          (SELECT count(*) FROM woke) + (SELECT count(*) FROM scheduled) AS notified`,
-    );
+          (SELECT count(*) FROM woke) + (SELECT count(*) FROM scheduled) AS notified`;
+    let delivery = false;
+    // A job that reports its outcome ends in a transaction that also writes its delivery; the
+    // others keep the one round trip.
+    const rows =
+      p.reportsOutcome && (next.status === "succeeded" || next.status === "failed")
+        ? await this.run(() =>
+            this.sql.begin(async (tx) => {
+              const out = await statement(tx);
+              if ((out[0] as { state: string | null } | undefined)?.state) {
+                const [ended] = await tx<JobRow>`SELECT * FROM jobs WHERE id = ${id}`;
+                delivery = (await this.ended(tx, ended!)).callbackJobId !== null;
+              }
+              return out;
+            }),
+          )
+        : await this.run(() => statement(q));
     const row = rows[0] as { state: string | null; promoted: boolean } | undefined;
     this.notifier.eventsAppended();
     if (!row?.state) return false;
+    if (delivery) this.notifier.jobsAvailable();
     const status = next.status === "released" ? "queued" : next.status;
     this.notifier.jobChanged({ jobId: id, status });
     if (row.state === "scheduled") this.notifier.jobScheduled(runAt);
@@ -856,14 +917,26 @@ class PostgresJobStore implements JobStore {
 
   async jobRescueExpired({ limit }: { limit: number }): Promise<RescuedJob[]> {
     const t = this.t();
+    let delivered = false;
     const rescued = await this.tx(async (tx) => {
       const now = this.nowOf(tx, t);
       const expired = await tx<
-        Pick<JobRow, "id" | "lease_token" | "attempt" | "max_attempts" | "bucket">
-      >`SELECT id, lease_token, attempt, max_attempts, bucket FROM jobs
+        Pick<
+          JobRow,
+          | "id"
+          | "lease_token"
+          | "attempt"
+          | "max_attempts"
+          | "bucket"
+          | "callback_url"
+          | "callback_of"
+        >
+      >`SELECT id, lease_token, attempt, max_attempts, bucket, callback_url, callback_of FROM jobs
         WHERE state = 'running' AND lease_expires_at <= ${now}
         LIMIT ${limit} FOR UPDATE SKIP LOCKED`;
       const out: RescuedJob[] = [];
+      // Jobs that failed and report their outcome: their deliveries are written after the loop.
+      const reporting: string[] = [];
       for (const row of expired) {
         const status = rescuedStatus({ attempt: row.attempt, maxAttempts: row.max_attempts });
         const end = LOST_ATTEMPT;
@@ -876,6 +949,9 @@ class PostgresJobStore implements JobStore {
               last_error = ${LOST_ERROR}, last_error_code = ${end.errorCode},
               lease_token = NULL, lease_expires_at = NULL
             WHERE id = ${row.id}`;
+          if (reportsOutcome({ callbackUrl: row.callback_url, callbackOf: row.callback_of })) {
+            reporting.push(row.id);
+          }
         } else {
           await tx`UPDATE jobs SET state = 'available', run_at = ${now}, updated_at = ${now},
               last_error = ${LOST_ERROR}, last_error_code = ${end.errorCode},
@@ -892,13 +968,17 @@ class PostgresJobStore implements JobStore {
             finished_at = excluded.finished_at`;
         out.push({ jobId: row.id, status });
       }
+      for (const id of reporting) {
+        const [ended] = await tx<JobRow>`SELECT * FROM jobs WHERE id = ${id}`;
+        if ((await this.ended(tx, ended!)).callbackJobId !== null) delivered = true;
+      }
       if (out.some((r) => r.status === "queued")) {
         await tx`SELECT pg_notify(${this.channel}, ${this.note("a")})`;
       }
       return out;
     });
     for (const r of rescued) this.notifier.jobChanged({ jobId: r.jobId, status: r.status });
-    if (rescued.some((r) => r.status === "queued")) this.notifier.jobsAvailable();
+    if (rescued.some((r) => r.status === "queued") || delivered) this.notifier.jobsAvailable();
     return rescued;
   }
 
@@ -1557,6 +1637,7 @@ function storedJob(job: NewJob): Job {
     updatedAt: job.createdAt,
     leaseExpiresAt: null,
     lastErrorCode: null,
+    callbackJobId: null,
   };
 }
 

@@ -15,6 +15,12 @@ import { fileURLToPath } from "node:url";
 import Database from "better-sqlite3";
 import type { AuditEvent, AuditOutcome, StoredAuditEvent } from "../../audit/audit-event.js";
 import { type Candidate, createAdmission } from "../../job/admission.js";
+import {
+  type CallbackSettings,
+  DEFAULT_CALLBACK_SETTINGS,
+  reportsOutcome,
+  terminalTransition,
+} from "../../job/callbacks.js";
 import { type Clock, systemClock } from "../../job/clock.js";
 import {
   CursorExpiredError,
@@ -25,6 +31,7 @@ import {
 import type { JobStreamEvent, Progress } from "../../job/events.js";
 import type { JobFilter } from "../../job/filter.js";
 import { isConflict } from "../../job/idempotency.js";
+import { jobIdFactory } from "../../job/job-ids.js";
 import {
   actionable,
   actionableStatuses,
@@ -95,6 +102,9 @@ import { listQuery } from "./list-query.js";
 import { createReopeningStore } from "./reopening-store.js";
 import { readJobStats } from "./sqlite-stats.js";
 
+/** What a terminal UPDATE returns: what the finish needs, and whether the job reports. */
+type EndedRow = Pick<JobRow, "id" | "bucket" | "attempt" | "callback_url" | "callback_of">;
+
 const MIGRATIONS_DIR = fileURLToPath(new URL("./migrations/", import.meta.url));
 
 export interface SqliteJobStoreOptions {
@@ -111,6 +121,8 @@ export interface SqliteJobStoreOptions {
   minFreeBytes?: number;
   /** Told of each group commit once it is durable: how many writes, and how long it took. */
   onCommit?: (commit: { writes: number; ms: number }) => void;
+  /** How callback deliveries are made (src/job/callbacks.ts). */
+  callbacks?: CallbackSettings;
 }
 
 /**
@@ -160,7 +172,13 @@ function openSqliteJobStore(options: SqliteJobStoreOptions, notifier: Notifier):
     db.pragma(`busy_timeout = ${options.busyTimeoutMs ?? 5000}`);
     db.pragma("foreign_keys = ON");
     migrate(db);
-    return new SqliteJobStore(db, options.clock ?? systemClock, notifier, options.onCommit);
+    return new SqliteJobStore(
+      db,
+      options.clock ?? systemClock,
+      notifier,
+      options.onCommit,
+      options.callbacks ?? DEFAULT_CALLBACK_SETTINGS,
+    );
   } catch (err) {
     db.close();
     throw err;
@@ -205,6 +223,8 @@ interface PendingWrite {
 class SqliteJobStore implements JobStore {
   private closed = false;
   private readonly listStatements = new Map<string, Database.Statement>();
+  /** Ids of the callback deliveries this store creates. */
+  private readonly nextJobId = jobIdFactory();
   private readonly s: ReturnType<typeof prepareStatements>;
   private readonly notifier: Notifier;
   readonly signals: StoreSignals;
@@ -228,7 +248,8 @@ class SqliteJobStore implements JobStore {
     private readonly db: Database.Database,
     private readonly clock: Clock,
     notifier: Notifier,
-    private readonly onCommit?: (commit: { writes: number; ms: number }) => void,
+    private readonly onCommit: ((commit: { writes: number; ms: number }) => void) | undefined,
+    private readonly callbacks: CallbackSettings,
   ) {
     this.notifier = notifier;
     this.signals = notifier;
@@ -452,6 +473,10 @@ class SqliteJobStore implements JobStore {
       owner: job.owner,
       queue: job.queue,
       host: job.host,
+      callback_url: job.callbackUrl,
+      sign: job.sign ? 1 : 0,
+      sealed_signing_secret: job.sealedSigningSecret,
+      callback_of: job.callbackOf,
     });
     for (const tag of job.tags) this.s.insertTag.run(tag, job.id);
     fx.push(() => {
@@ -469,6 +494,7 @@ class SqliteJobStore implements JobStore {
       updatedAt: job.createdAt,
       leaseExpiresAt: null,
       lastErrorCode: null,
+      callbackJobId: null,
     };
     return { job: stored, inserted: true };
   }
@@ -613,7 +639,39 @@ class SqliteJobStore implements JobStore {
     // waiting to take one. Either way the next waiting job gets its turn (the claim re-checks).
     if (row.state !== "waiting") this.promoteOneWaiting(now, row.bucket, fx);
     fx.push(() => this.notifier.jobChanged({ jobId: id, status: "canceled" }));
-    return { kind: "canceled", job: rowToJob(updated), wasRunning: row.state === "running" };
+    const job = this.ended(updated, now, fx);
+    return { kind: "canceled", job, wasRunning: row.state === "running" };
+  }
+
+  /**
+   * Writes what a terminal transition creates (src/job/callbacks.ts): the callback delivery, in
+   * the transaction of the transition, linked from the job. Returns the job as it is then.
+   */
+  private ended(row: JobRow, now: number, fx: Effects): Job {
+    const job = rowToJob(row);
+    if (!reportsOutcome(job)) return job;
+    const result = this.s.getResult.get(job.id) as ResultRow | undefined;
+    const { callback } = terminalTransition({
+      job,
+      result: result ? rowToResult(result) : null,
+      id: this.nextJobId(now),
+      now,
+      settings: this.callbacks,
+    });
+    if (callback === null) return job;
+    this.insertOne(callback, fx);
+    this.s.setCallbackJob.run(callback.id, job.id);
+    fx.push(() => this.notifier.jobsAvailable());
+    return { ...job, callbackJobId: callback.id };
+  }
+
+  /**
+   * {@link ended} after a terminal UPDATE that returned only the columns a finish needs: the
+   * whole row is read only for a job that reports its outcome.
+   */
+  private endedMoved(moved: EndedRow, now: number, fx: Effects): void {
+    if (!reportsOutcome({ callbackUrl: moved.callback_url, callbackOf: moved.callback_of })) return;
+    this.ended(this.s.getJobRow.get(moved.id) as JobRow, now, fx);
   }
 
   private promoteOneWaiting(now: number, bucket: string, fx: Effects): void {
@@ -747,17 +805,19 @@ class SqliteJobStore implements JobStore {
       if (p.next === null) return false;
       const key = { id: p.lease.jobId, token: p.lease.token, now };
       let row: Pick<JobRow, "bucket" | "attempt"> | undefined;
+      let ended: EndedRow | undefined;
       let status: JobStatus;
       switch (p.next.status) {
         case "succeeded":
         case "failed":
           status = p.next.status;
-          row = this.s.finishJob.get({
+          ended = this.s.finishJob.get({
             ...key,
             state: status,
             error: status === "failed" ? p.end.error : null,
             error_code: status === "failed" ? p.end.errorCode : null,
-          }) as typeof row;
+          }) as EndedRow | undefined;
+          row = ended;
           break;
         case "queued": {
           status = "queued";
@@ -786,6 +846,7 @@ class SqliteJobStore implements JobStore {
       if (!row) return false;
       this.promoteOneWaiting(now, row.bucket, fx);
       if (p.result) this.writeResult(p.lease.jobId, row.attempt, p.result, now);
+      if (ended) this.endedMoved(ended, now, fx);
       fx.push(() => this.notifier.jobChanged({ jobId: p.lease.jobId, status }));
       return true;
     });
@@ -832,13 +893,14 @@ class SqliteJobStore implements JobStore {
         this.closeAttempt(lease, LOST_ATTEMPT, now);
         const key = { id: row.id, token: row.lease_token, now };
         const status = rescuedStatus({ attempt: row.attempt, maxAttempts: row.max_attempts });
+        let ended: EndedRow | undefined;
         if (status === "failed") {
-          this.s.finishJob.get({
+          ended = this.s.finishJob.get({
             ...key,
             state: "failed",
             error: LOST_ERROR,
             error_code: LOST_ATTEMPT.errorCode,
-          });
+          }) as EndedRow | undefined;
         } else {
           this.s.requeueJob.get({
             ...key,
@@ -855,6 +917,7 @@ class SqliteJobStore implements JobStore {
           { response: null, error: LOST_ERROR, durationMs: 0 },
           now,
         );
+        if (ended) this.endedMoved(ended, now, fx);
         return { jobId: row.id, status };
       });
       fx.push(() => {
@@ -1515,13 +1578,15 @@ function prepareStatements(db: Database.Database) {
         id, state, run_at, scheduled_at, created_at, updated_at, max_attempts, priority, method, url,
         headers, sealed_headers, secret_header_names, params, body_kind, body, timeout_ms,
         backoff_strategy, backoff_base_ms, ttl_ms, tags, idempotency_key, request_hash,
-        follow_redirects, max_redirects, rate_limit_key, bucket, owner, queue, host)
+        follow_redirects, max_redirects, rate_limit_key, bucket, owner, queue, host,
+        callback_url, sign, sealed_signing_secret, callback_of)
       VALUES (
         @id, @state, @run_at, @scheduled_at, @created_at, @created_at, @max_attempts, @priority,
         @method, @url, @headers, @sealed_headers, @secret_header_names, @params, @body_kind, @body,
         @timeout_ms, @backoff_strategy, @backoff_base_ms, @ttl_ms, @tags, @idempotency_key,
         @request_hash, @follow_redirects, @max_redirects, @rate_limit_key, @bucket, @owner,
-        @queue, @host)`),
+        @queue, @host, @callback_url, @sign, @sealed_signing_secret, @callback_of)`),
+    setCallbackJob: db.prepare("UPDATE jobs SET callback_job_id = ? WHERE id = ?"),
     insertTag: db.prepare("INSERT OR IGNORE INTO job_tags (tag, job_id) VALUES (?, ?)"),
     insertAudit: db.prepare(`INSERT INTO audit_events
         (at, principal, action, job_id, remote_address, protocol, outcome, detail)
@@ -1582,7 +1647,8 @@ function prepareStatements(db: Database.Database) {
       WHERE job_id = @job_id AND finished_at IS NULL`),
     finishJob: db.prepare(`UPDATE jobs SET state = @state, finished_at = @now, updated_at = @now,
         expires_at = ${expiry}, last_error = @error, last_error_code = @error_code, ${clearLease}
-      WHERE ${held} RETURNING bucket, attempt`),
+      WHERE ${held} RETURNING id, bucket, attempt, callback_url, callback_of`),
+    getJobRow: db.prepare("SELECT * FROM jobs WHERE id = ?"),
     requeueJob: db.prepare(`UPDATE jobs SET state = @state, run_at = @run_at, updated_at = @now,
         last_error = @error, last_error_code = @error_code, ${clearLease}
       WHERE ${held} RETURNING bucket, attempt`),

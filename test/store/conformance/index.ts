@@ -1,4 +1,5 @@
 import { auditTests } from "./audit.js";
+import { callbackTests } from "./callbacks.js";
 import { cancelTests } from "./cancel.js";
 import { claimTests } from "./claim.js";
 import { eventTests } from "./events.js";
@@ -37,6 +38,7 @@ export function runStoreConformance(driver: StoreDriver): void {
     wakeUpTests,
     raceTests,
     statsTests,
+    callbackTests,
   ]);
 }
 

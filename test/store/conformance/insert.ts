@@ -69,6 +69,7 @@ export function insertTests(t: StoreTest): void {
         updatedAt: T0 + 1,
         leaseExpiresAt: null,
         lastErrorCode: null,
+        callbackJobId: null,
       };
 
       const { job, inserted } = await t.store.jobInsert(spec);
