@@ -84,6 +84,13 @@ export interface NewJob extends Omit<JobSpec, "headers"> {
   requestHash: string | null;
   /** The URL's host, lowercase (a filter and a grouping). */
   host: string;
+  /** The schedule that enqueued the job (src/job/schedules.ts), if one did. */
+  scheduleId?: string | null;
+  /**
+   * The schedule's tick (epoch ms) the job runs for; a store keeps one job per schedule and tick.
+   * Null for a run triggered by hand.
+   */
+  scheduleTick?: number | null;
 }
 
 /** A stored job. */

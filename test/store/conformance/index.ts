@@ -12,6 +12,7 @@ import { raceTests } from "./races.js";
 import { readTests } from "./read.js";
 import { rescueTests } from "./rescue.js";
 import { scheduleTests } from "./schedule.js";
+import { scheduleTableTests } from "./schedules.js";
 import { statsTests } from "./stats.js";
 import { wakeUpTests } from "./wake-ups.js";
 
@@ -37,6 +38,7 @@ export function runStoreConformance(driver: StoreDriver): void {
     wakeUpTests,
     raceTests,
     statsTests,
+    scheduleTableTests,
   ]);
 }
 
