@@ -83,6 +83,13 @@ function ts(ms: number | null): Timestamp | undefined {
   return ms === null ? undefined : timestampFromMs(ms);
 }
 
+/** Backoff strategies as the proto spells them. */
+export function backoffToPb(strategy: string | undefined): BackoffStrategyPb {
+  return strategy === undefined
+    ? BackoffStrategyPb.UNSPECIFIED
+    : (BACKOFF[strategy as BackoffStrategy] ?? BackoffStrategyPb.UNSPECIFIED);
+}
+
 export function statusToPb(status: JobStatus): JobStatusPb {
   return STATUS[status];
 }
@@ -177,6 +184,8 @@ export function jobToPb(job: Job): MessageInitShape<typeof JobSchema> {
     updatedAt: ts(job.updatedAt),
     queue: job.queue,
     lastErrorCode: job.lastErrorCode ?? undefined,
+    scheduleId: job.scheduleId ?? undefined,
+    scheduleTick: ts(job.scheduleTick ?? null),
   };
 }
 
@@ -258,6 +267,7 @@ export function filterFromPb(f: {
   errorCode: string;
   minAttempts: number;
   jobIds?: string[];
+  scheduleId?: string;
 }): JobFilterInput {
   const statuses = statusesFromPb(f.status);
   if (typeof statuses === "string") {
@@ -279,6 +289,7 @@ export function filterFromPb(f: {
     errorCode: f.errorCode || undefined,
     minAttempts: f.minAttempts || undefined,
     jobIds: f.jobIds,
+    scheduleId: f.scheduleId || undefined,
   };
 }
 

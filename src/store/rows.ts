@@ -370,8 +370,10 @@ export function rowToJob(row: JobRow): Job {
     queue: row.queue,
     host: row.host ?? hostOf(row.url),
     lastErrorCode: row.last_error_code,
-    scheduleId: row.schedule_id ?? null,
-    scheduleTick: row.schedule_tick ?? null,
+    // Left out for jobs no schedule enqueued (most), so they read as they did before schedules.
+    ...(row.schedule_id
+      ? { scheduleId: row.schedule_id, scheduleTick: row.schedule_tick ?? null }
+      : {}),
   };
 }
 
