@@ -5,6 +5,7 @@ import { registerBackup } from "./commands/backup.js";
 import { registerJobCommands } from "./commands/jobs.js";
 import { registerKeygen } from "./commands/keygen.js";
 import { registerNodes } from "./commands/nodes.js";
+import { registerSchedules } from "./commands/schedules.js";
 import { registerServe } from "./commands/serve.js";
 import { registerSubmit } from "./commands/submit.js";
 import { CliError, EXIT } from "./exit-codes.js";
@@ -59,6 +60,7 @@ Exit codes:
   registerSubmit(program);
   registerJobCommands(program);
   registerNodes(program);
+  registerSchedules(program);
   registerKeygen(program);
   registerBackup(program);
   for (const c of program.commands) c.exitOverride();
