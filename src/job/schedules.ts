@@ -229,9 +229,12 @@ function compile(cron: string, timeZone: string, anchor: number, field = "cron")
   return rule;
 }
 
-/** Where `@every` ticks are counted from: the start time, else the creation time (whole seconds). */
+/**
+ * Where `@every` ticks are counted from: the start time (the first tick), else the creation time
+ * to the second (the first tick one interval after it).
+ */
 function anchorOf(s: Pick<Schedule, "startAt" | "createdAt">): number {
-  return s.startAt ?? Math.ceil(s.createdAt / 1000) * 1000;
+  return s.startAt ?? Math.floor(s.createdAt / 1000) * 1000;
 }
 
 type TickInputs = Pick<Schedule, "cron" | "timeZone" | "startAt" | "endAt" | "createdAt">;
