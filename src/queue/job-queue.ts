@@ -265,8 +265,16 @@ export function createJobQueue(options: JobQueueOptions): JobQueue {
         throw err;
       }
       const detail = origin ? `schedule ${origin.scheduleId}` : null;
+      const audit = auditOf(caller, action, "ok", null, now, detail);
       try {
-        return await store.jobInsert(job, auditOf(caller, action, "ok", null, now, detail));
+        // A tick fired twice (two nodes, a leader change) is one job and one audit row: recorded
+        // by the insert that stored the job.
+        if (origin?.scheduleTick != null) {
+          const res = await store.jobInsert(job);
+          if (res.inserted) await store.auditInsert([{ ...audit, jobId: res.job.id }]);
+          return res;
+        }
+        return await store.jobInsert(job, audit);
       } catch (err) {
         const refused = queueGone(err, "queue");
         await auditRefusal(caller, action, refused, null);

@@ -412,6 +412,9 @@ describe("two nodes on one PostgreSQL schema", () => {
     expect(jobs.map((j) => ms(j.schedule_tick) - tick1)).toEqual(
       Array.from({ length: 10 }, (_, k) => k * 10_000),
     );
+    // One audit row per tick, too.
+    const audit = await a.app.store.auditList({ action: "ScheduleTick", limit: 100 });
+    expect(audit.events.map((e) => e.jobId).sort()).toEqual(jobs.map((j) => j.job_id).sort());
     await waitFor(() => target.received("/race").length === 10);
   });
 });
