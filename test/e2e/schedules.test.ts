@@ -290,6 +290,50 @@ describe.each(STORE_KINDS)("schedules on %s", (store) => {
     expect(await ticksOf(missed.schedule_id)).toEqual([180_000, 240_000, 300_000]);
   });
 
+  it("after a restart, the new leader's ticker catches up as each schedule's policy says", async () => {
+    const clock = movableClock(Date.UTC(2026, 2, 27, 12, 0, 0));
+    const target = await startTarget();
+    targets.push(target);
+    const database = createTestDatabase(store);
+    const env = { JOBQUEUE_LEASE_SECONDS: "3600" };
+    const first = await startTestApp(env, { clock, scheduleTickMs: 20 }, { database });
+    apps.push(first);
+    const c = createClients(first.url);
+    const base = { cron: "* * * * *", overlap_policy: "OVERLAP_POLICY_ALLOW" };
+    const skip = (
+      await must(c.call("rest", "CreateSchedule", { schedule: { ...spec(target, "/a"), ...base } }))
+    ).schedule;
+    const missed = (
+      await must(
+        c.call("rest", "CreateSchedule", {
+          schedule: {
+            ...spec(target, "/b"),
+            ...base,
+            catch_up: "CATCH_UP_POLICY_RUN_MISSED",
+            catch_up_window_seconds: 150,
+          },
+        }),
+      )
+    ).schedule;
+    c.close();
+    const tick1 = ms(skip.next_run_at);
+    // Down for 5 minutes: the database outlives the stop (it is removed after its last app).
+    database.users++;
+    await first.stop();
+    clock.jumpTo(tick1 + 4 * 60_000 + 100);
+    const second = await startTestApp(env, { clock, scheduleTickMs: 20 }, { database });
+    database.users--;
+    apps.push(second);
+    const c2 = createClients(second.url);
+    clients.push(c2);
+    const ticksOf = async (id: string) =>
+      (await jobsOf(c2, "connect", id)).map((j) => ms(j.schedule_tick) - tick1);
+    await waitFor(async () => (await ticksOf(missed.schedule_id)).length === 3);
+    await waitFor(async () => (await ticksOf(skip.schedule_id)).length === 1);
+    expect(await ticksOf(skip.schedule_id)).toEqual([240_000]);
+    expect(await ticksOf(missed.schedule_id)).toEqual([120_000, 180_000, 240_000]);
+  });
+
   it("pause skips the ticks, resume starts from the next one, trigger runs one now (also while paused)", async () => {
     const { t, clock, target, c } = await setup({ store });
     const { schedule } = await must(
