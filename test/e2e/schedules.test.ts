@@ -2,6 +2,7 @@ import type { JsonObject } from "@bufbuild/protobuf";
 import { afterEach, describe, expect, it } from "vitest";
 import { generateApiKey } from "../../src/auth/api-keys.js";
 import type { Clock } from "../../src/job/clock.js";
+import { jitteredRunAt } from "../../src/job/schedules.js";
 import {
   bearer,
   type CallResult,
@@ -207,6 +208,27 @@ describe.each(STORE_KINDS)("schedules on %s", (store) => {
     expect(ms(jobs[1].schedule_tick)).toBe(tick1 + 120_000);
     await target.request("/slow", 2);
     held.releaseAll();
+  });
+
+  it("jitter: a tick's job waits up to the jitter after its tick, the same delay whoever fires it", async () => {
+    const { t, clock, target, c } = await setup({ store });
+    const { schedule } = await must(
+      c.call("rest", "CreateSchedule", {
+        schedule: { ...spec(target, "/j"), cron: "@hourly", jitter_seconds: 600 },
+      }),
+    );
+    expect(schedule.jitter_seconds).toBe(600);
+    const tick = ms(schedule.next_run_at);
+    clock.jumpTo(tick + 100);
+    await Promise.all([t.app.schedules.runDue(), t.app.schedules.runDue()]);
+    const jobs = await jobsOf(c, "rest", schedule.schedule_id);
+    expect(jobs).toHaveLength(1);
+    const runAt = jitteredRunAt(schedule.schedule_id, tick, 600_000);
+    expect(runAt).toBeGreaterThanOrEqual(tick);
+    expect(runAt).toBeLessThanOrEqual(tick + 600_000);
+    // A delay that has passed already (1 in 6,000) runs at once.
+    if (runAt > tick + 100) expect(ms(jobs[0].scheduled_at)).toBe(runAt);
+    expect(ms(jobs[0].schedule_tick)).toBe(tick);
   });
 
   it("allow: a tick while the previous run is going runs too", async () => {
