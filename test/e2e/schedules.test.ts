@@ -420,6 +420,27 @@ describe.each(STORE_KINDS)("schedules on %s", (store) => {
     ]);
   });
 
+  it("lists schedules newest first, a page at a time", async () => {
+    const { target, c } = await setup({ store });
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const { schedule } = await must(
+        c.call("rest", "CreateSchedule", { schedule: { ...spec(target, "/l"), cron: "@daily" } }),
+      );
+      ids.push(schedule.schedule_id);
+    }
+    const first = await must(c.call("rest", "ListSchedules", { page_size: 2 }));
+    expect(first.schedules.map((s: any) => s.schedule_id)).toEqual([ids[2], ids[1]]);
+    const second = await must(
+      c.call("rest", "ListSchedules", { page_size: 2, page_token: first.next_page_token }),
+    );
+    expect(second.schedules.map((s: any) => s.schedule_id)).toEqual([ids[0]]);
+    expect(second.next_page_token ?? null).toBeNull();
+    const bad = await c.call("rest", "ListSchedules", { page_token: "nope" });
+    expect(bad.httpStatus).toBe(400);
+    expect(bad.message).toContain("page_token");
+  });
+
   it.each(PROTOCOLS)("refuses bad input naming the field (%s)", async (protocol) => {
     const { target, c } = await setup({ store });
     for (const [extra, field] of [
