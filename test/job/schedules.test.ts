@@ -168,6 +168,20 @@ describe("time rules", () => {
     ]);
   });
 
+  it("fires a time skipped by the change to summer time once, at the hour after; a repeated one once", () => {
+    const s = rule("30 2 * * *", "Europe/Berlin");
+    // 02:30 does not exist on 2026-03-29 (02:00 -> 03:00): it fires at 03:00 local.
+    expect(nextTicks(s, NOW, 3).map((t) => new Date(t).toISOString())).toEqual([
+      "2026-03-28T01:30:00.000Z",
+      "2026-03-29T01:00:00.000Z",
+      "2026-03-30T00:30:00.000Z",
+    ]);
+    // 02:30 happens twice on 2026-10-25 (03:00 -> 02:00): it fires the first time only.
+    expect(
+      nextTicks(s, Date.UTC(2026, 9, 24, 12), 2).map((t) => new Date(t).toISOString()),
+    ).toEqual(["2026-10-25T00:30:00.000Z", "2026-10-26T01:30:00.000Z"]);
+  });
+
   it("counts @every ticks from the start time", () => {
     const startAt = NOW + 5_000;
     const s = rule("@every 30s", "UTC", { startAt });
