@@ -15,6 +15,7 @@ import {
 import { FileDescriptorSetSchema } from "@bufbuild/protobuf/wkt";
 import { JobQueueService } from "../gen/jobqueue/v1/job_queue_service_pb.js";
 import { QueueService } from "../gen/jobqueue/v1/queue_service_pb.js";
+import { ScheduleService } from "../gen/jobqueue/v1/schedule_service_pb.js";
 import { buildOpenApiDocument } from "../src/openapi/openapi-document.js";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
@@ -95,7 +96,7 @@ const { version } = JSON.parse(readFileSync(join(root, "package.json"), "utf8"))
   version: string;
 };
 const document = buildOpenApiDocument({
-  services: [JobQueueService, QueueService],
+  services: [JobQueueService, QueueService, ScheduleService],
   version,
   comments: (name) => comments.get(name),
 });

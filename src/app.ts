@@ -4,6 +4,7 @@ import { type Logger, pino } from "pino";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
 import { JobQueueService } from "../gen/jobqueue/v1/job_queue_service_pb.js";
 import { QueueService } from "../gen/jobqueue/v1/queue_service_pb.js";
+import { ScheduleService } from "../gen/jobqueue/v1/schedule_service_pb.js";
 import { createAuthenticator, signingSecretsOf } from "./auth/api-keys.js";
 import { createAuthFailureThrottle } from "./auth/auth-failures.js";
 import type { Config } from "./config.js";
@@ -15,6 +16,7 @@ import { createLeaseRescuer } from "./maintenance/lease-rescuer.js";
 import { createNodeHeartbeat } from "./maintenance/node-heartbeat.js";
 import { createOperationRunner } from "./maintenance/operation-runner.js";
 import type { Service } from "./maintenance/periodic-service.js";
+import { createScheduleTicker } from "./maintenance/schedule-ticker.js";
 import { createScheduler } from "./maintenance/scheduler.js";
 import { createStatsCompactor } from "./maintenance/stats-compactor.js";
 import { createTtlCleaner } from "./maintenance/ttl-cleaner.js";
@@ -28,6 +30,7 @@ import { createOperator, type Operator } from "./queue/operator.js";
 import { createQueueDirectory } from "./queue/queue-directory.js";
 import { createReadiness } from "./queue/readiness.js";
 import { createRefusalLog } from "./queue/refusal-log.js";
+import { createScheduleBook, type ScheduleBook } from "./queue/schedule-book.js";
 import { assertRolesDeclared, createAuthInterceptor } from "./rpc/auth.js";
 import { createErrorInterceptor } from "./rpc/errors.js";
 import { createServingInterceptor, healthService } from "./rpc/health.js";
@@ -35,6 +38,7 @@ import { createJobQueueServiceImpl } from "./rpc/job-queue-service.js";
 import { createQueueServiceImpl } from "./rpc/queue-service.js";
 import { reflectionServices } from "./rpc/reflection.js";
 import { type ServiceRegistration, serve } from "./rpc/rest.js";
+import { createScheduleServiceImpl } from "./rpc/schedule-service.js";
 import { createRpcServer } from "./rpc/server.js";
 import { createStaticSite } from "./rpc/static-site.js";
 import { createSecretBox } from "./secrets/secret-box.js";
@@ -48,6 +52,7 @@ import { createWorkerPool, type WorkerPoolObserver } from "./worker/worker-pool.
 export interface App {
   readonly queue: JobQueue;
   readonly operator: Operator;
+  readonly schedules: ScheduleBook;
   readonly store: JobStore;
   /** Starts the background services and the server; resolves with the bound address. */
   start(): Promise<{ host: string; port: number }>;
@@ -70,6 +75,8 @@ export interface AppDeps {
   eventHeartbeatMs?: number;
   /** Jobs a bulk operation acts on per transaction (tests make it small to stop one midway). */
   operationBatch?: number;
+  /** How often the leader looks for due schedule ticks (default 1 s). */
+  scheduleTickMs?: number;
 }
 
 function ephemeralKey(logger: Logger): Buffer {
@@ -189,6 +196,31 @@ export async function createApp(config: Config, deps: AppDeps = {}): Promise<App
     },
     events,
   });
+  const schedules = createScheduleBook({
+    store,
+    queue,
+    queues,
+    clock,
+    secretBox,
+    logger,
+    limits: {
+      defaultTimeoutMs: config.defaultTimeoutMs,
+      maxTimeoutMs: config.maxTimeoutMs,
+      defaultMaxAttempts: config.defaultMaxAttempts,
+      defaultBackoffStrategy: config.defaultBackoffStrategy,
+      defaultBackoffBaseMs: config.defaultBackoffBaseMs,
+      defaultTtlMs: config.defaultTtlMs,
+      maxTtlMs: config.maxTtlMs,
+      maxBodyBytes: config.maxBodyBytes,
+      maxUrlLength: config.maxUrlLength,
+      maxHeaders: config.maxHeaders,
+      maxHeaderBytes: config.maxHeaderBytes,
+      maxTags: config.maxTags,
+      maxTagLength: config.maxTagLength,
+      maxPageSize: config.maxPageSize,
+      refuseDestination: (url) => policy.refuse(url),
+    },
+  });
   const dispatcher = createHttpDispatcher({
     resultMaxBytes: config.resultMaxBytes,
     userAgent: `jobqueue/${VERSION}`,
@@ -282,6 +314,7 @@ export async function createApp(config: Config, deps: AppDeps = {}): Promise<App
       }),
       createOperationRunner({ store, logger, intervalMs: 5_000, batch: deps.operationBatch }),
       createStatsCompactor({ store, logger, intervalMs: 5_000, keepMinutes: STATS_KEEP_MINUTES }),
+      createScheduleTicker({ schedules, clock, logger, intervalMs: deps.scheduleTickMs }),
     ],
   });
   const authenticate = config.auth.enabled ? createAuthenticator(config.auth.keys) : null;
@@ -310,6 +343,7 @@ export async function createApp(config: Config, deps: AppDeps = {}): Promise<App
   const served: ServiceRegistration[] = [
     serve(JobQueueService, createJobQueueServiceImpl(queue, operator, config.maxPageSize)),
     serve(QueueService, createQueueServiceImpl(operator)),
+    serve(ScheduleService, createScheduleServiceImpl(schedules)),
   ];
   assertRolesDeclared(served.map((s) => s.service));
   const services: ServiceRegistration[] = [
@@ -373,6 +407,7 @@ export async function createApp(config: Config, deps: AppDeps = {}): Promise<App
   return {
     queue,
     operator,
+    schedules,
     store,
     async start() {
       await queues.start();

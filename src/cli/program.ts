@@ -7,6 +7,7 @@ import { registerKeygen } from "./commands/keygen.js";
 import { registerNodes } from "./commands/nodes.js";
 import { registerOperateCommands } from "./commands/operate.js";
 import { registerQueues } from "./commands/queues.js";
+import { registerSchedules } from "./commands/schedules.js";
 import { registerServe } from "./commands/serve.js";
 import { registerStats } from "./commands/stats.js";
 import { registerSubmit } from "./commands/submit.js";
@@ -66,6 +67,7 @@ Exit codes:
   registerStats(program);
   registerQueues(program);
   registerNodes(program);
+  registerSchedules(program);
   registerKeygen(program);
   registerBackup(program);
   const override = (c: Command) => {

@@ -121,3 +121,11 @@ export class WatcherBehindError extends Error {
     );
   }
 }
+
+/** A schedule that does not exist, or is not the caller's. */
+export class ScheduleNotFoundError extends Error {
+  override readonly name = "ScheduleNotFoundError";
+  constructor(readonly scheduleId: string) {
+    super(`schedule ${scheduleId} not found`);
+  }
+}

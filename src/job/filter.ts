@@ -37,6 +37,8 @@ export interface JobFilter {
   minAttempts?: number;
   /** These jobs only (a selection in the dashboard). */
   jobIds?: string[];
+  /** Jobs enqueued by this schedule. */
+  scheduleId?: string;
 }
 
 /** A filter as it arrives from a transport: strings for the enums, absent for "any". */
@@ -55,6 +57,7 @@ export interface JobFilterInput {
   errorCode?: string;
   minAttempts?: number;
   jobIds?: string[];
+  scheduleId?: string;
 }
 
 export const ERROR_CODES: readonly ErrorCode[] = [
@@ -189,6 +192,15 @@ export function validateFilter(input: JobFilterInput, limits: { maxTags: number 
         throw new InvalidArgumentError("job_ids", `${JSON.stringify(id)} is not a job id`);
     }
     filter.jobIds = [...new Set(input.jobIds)];
+  }
+  if (input.scheduleId) {
+    if (!/^s_[0-9A-HJKMNP-TV-Z]{26}$/.test(input.scheduleId)) {
+      throw new InvalidArgumentError(
+        "schedule_id",
+        `${JSON.stringify(input.scheduleId)} is not a schedule id`,
+      );
+    }
+    filter.scheduleId = input.scheduleId;
   }
   return filter;
 }

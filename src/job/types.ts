@@ -97,6 +97,13 @@ export interface NewJob extends Omit<JobSpec, "headers" | "signingSecrets"> {
   sealedSigningSecret: string | null;
   /** On a callback delivery: the job whose outcome it delivers. */
   callbackOf: string | null;
+  /** The schedule that enqueued the job (src/job/schedules.ts), if one did. */
+  scheduleId?: string | null;
+  /**
+   * The schedule's tick (epoch ms) the job runs for; a store keeps one job per schedule and tick.
+   * Null for a run triggered by hand.
+   */
+  scheduleTick?: number | null;
 }
 
 /** A stored job. */

@@ -74,8 +74,15 @@ export interface QueueLimits extends JobLimits {
  * authenticated.
  */
 export interface JobQueue {
-  /** Stores a job (durably, before resolving), or returns the kept job with the same idempotency key. */
-  enqueue(input: EnqueueInput, caller: Caller): Promise<{ job: Job; inserted: boolean }>;
+  /**
+   * Stores a job (durably, before resolving), or returns the kept job with the same idempotency key
+   * (or, for a schedule's tick, the job already enqueued for that tick).
+   */
+  enqueue(
+    input: EnqueueInput,
+    caller: Caller,
+    origin?: ScheduleOrigin,
+  ): Promise<{ job: Job; inserted: boolean }>;
   /**
    * Stores up to `maxBatchSize` jobs in one transaction: all, or none if one is invalid (the error
    * names `jobs[i].<field>`).
@@ -120,6 +127,17 @@ export interface JobQueue {
     outcome: "unauthenticated" | "permission_denied" | "resource_exhausted",
     jobId: string | null,
   ): Promise<void>;
+}
+
+/** A job a schedule enqueues (src/queue/schedule-book.ts): its schedule, tick and owner. */
+export interface ScheduleOrigin {
+  scheduleId: string;
+  /** Null for a run triggered by hand. */
+  scheduleTick: number | null;
+  /** The schedule's owner: the job is theirs, whoever fires it. */
+  owner: string | null;
+  /** The audit action recorded with the job. */
+  action: string;
 }
 
 export interface JobQueueOptions {
@@ -249,21 +267,36 @@ export function createJobQueue(options: JobQueueOptions): JobQueue {
   }
 
   return {
-    async enqueue(input, caller) {
+    async enqueue(input, caller, origin) {
       const now = clock.now();
+      const action = origin?.action ?? "EnqueueJob";
       let job: NewJob;
       try {
         await queuesOf([input], () => "queue");
         job = newJob(input, caller, now);
+        if (origin) {
+          job.scheduleId = origin.scheduleId;
+          job.scheduleTick = origin.scheduleTick;
+          job.owner = origin.owner;
+        }
       } catch (err) {
-        await auditRefusal(caller, "EnqueueJob", err, null);
+        await auditRefusal(caller, action, err, null);
         throw err;
       }
+      const detail = origin ? `schedule ${origin.scheduleId}` : null;
+      const audit = auditOf(caller, action, "ok", null, now, detail);
       try {
-        return await store.jobInsert(job, auditOf(caller, "EnqueueJob", "ok", null, now));
+        // A tick fired twice (two nodes, a leader change) is one job and one audit row: recorded
+        // by the insert that stored the job.
+        if (origin?.scheduleTick != null) {
+          const res = await store.jobInsert(job);
+          if (res.inserted) await store.auditInsert([{ ...audit, jobId: res.job.id }]);
+          return res;
+        }
+        return await store.jobInsert(job, audit);
       } catch (err) {
         const refused = queueGone(err, "queue");
-        await auditRefusal(caller, "EnqueueJob", refused, null);
+        await auditRefusal(caller, action, refused, null);
         throw refused;
       }
     },

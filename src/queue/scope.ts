@@ -81,3 +81,15 @@ export function decodePageToken(token: string): ListCursor | number | string {
   }
   throw badToken();
 }
+
+/** The schedule id a ListSchedules page token encodes, or undefined if it is not one of ours. */
+export function decodeScheduleToken(token: string): string | undefined {
+  try {
+    const parsed = JSON.parse(Buffer.from(token, "base64url").toString("utf8")) as unknown;
+    const after = (parsed as { after?: unknown } | null)?.after;
+    if (typeof after === "string" && /^s_[0-9A-Z]{26}$/.test(after)) return after;
+  } catch {
+    // not ours
+  }
+  return undefined;
+}

@@ -83,6 +83,13 @@ function ts(ms: number | null): Timestamp | undefined {
   return ms === null ? undefined : timestampFromMs(ms);
 }
 
+/** Backoff strategies as the proto spells them. */
+export function backoffToPb(strategy: string | undefined): BackoffStrategyPb {
+  return strategy === undefined
+    ? BackoffStrategyPb.UNSPECIFIED
+    : (BACKOFF[strategy as BackoffStrategy] ?? BackoffStrategyPb.UNSPECIFIED);
+}
+
 export function statusToPb(status: JobStatus): JobStatusPb {
   return STATUS[status];
 }
@@ -186,6 +193,8 @@ export function jobToPb(job: Job): MessageInitShape<typeof JobSchema> {
     signingSecret: job.sealedSigningSecret === null ? undefined : MASK,
     callbackOf: job.callbackOf ?? undefined,
     callbackJobId: job.callbackJobId ?? undefined,
+    scheduleId: job.scheduleId ?? undefined,
+    scheduleTick: ts(job.scheduleTick ?? null),
   };
 }
 
@@ -267,6 +276,7 @@ export function filterFromPb(f: {
   errorCode: string;
   minAttempts: number;
   jobIds?: string[];
+  scheduleId?: string;
 }): JobFilterInput {
   const statuses = statusesFromPb(f.status);
   if (typeof statuses === "string") {
@@ -288,6 +298,7 @@ export function filterFromPb(f: {
     errorCode: f.errorCode || undefined,
     minAttempts: f.minAttempts || undefined,
     jobIds: f.jobIds,
+    scheduleId: f.scheduleId || undefined,
   };
 }
 

@@ -10,6 +10,7 @@ import {
   OperationNotFoundError,
   QueueExistsError,
   QueueNotFoundError,
+  ScheduleNotFoundError,
   WatcherBehindError,
   withoutStack,
 } from "../job/errors.js";
@@ -50,7 +51,8 @@ export function toConnectError(err: unknown, logger: Logger): ConnectError {
   if (
     err instanceof JobNotFoundError ||
     err instanceof QueueNotFoundError ||
-    err instanceof OperationNotFoundError
+    err instanceof OperationNotFoundError ||
+    err instanceof ScheduleNotFoundError
   ) {
     return withoutStack(() => new ConnectError(err.message, Code.NotFound));
   }

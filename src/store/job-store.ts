@@ -4,6 +4,7 @@ import type { JobFilter } from "../job/filter.js";
 import type { Operation, RetryOverrides } from "../job/operations.js";
 import type { QueueSettings } from "../job/queues.js";
 import type { LimitResolver } from "../job/rate-limits.js";
+import type { Schedule } from "../job/schedules.js";
 import type { Attempt, AttemptEndRecord, Job, JobResult, JobStatus, NewJob } from "../job/types.js";
 import type { StoreSignals } from "../notify/notifier.js";
 
@@ -189,6 +190,40 @@ export interface JobStore {
 
   /** Deletes a queue with no queued or running job; `default` cannot be deleted. */
   queueDelete(params: { name: string }): Promise<"deleted" | "not-found" | "not-empty">;
+
+  /** Stores a new schedule (src/job/schedules.ts). */
+  scheduleCreate(schedule: Schedule): Promise<void>;
+
+  scheduleGet(params: { id: string }): Promise<Schedule | null>;
+
+  /** Schedules newest first, after the id `afterId` (exclusive); `ownedBy` filters. */
+  scheduleList(params: { ownedBy?: string; afterId?: string; limit: number }): Promise<Schedule[]>;
+
+  /** Replaces a schedule (all but its id, owner and creation time); false if there is none. */
+  scheduleUpdate(schedule: Schedule): Promise<boolean>;
+
+  /** Deletes a schedule (its jobs stay); false if there is none. */
+  scheduleDelete(params: { id: string }): Promise<boolean>;
+
+  /**
+   * Unpaused schedules whose next tick is at or before `dueBy`, or that hold a buffered tick,
+   * soonest first, at most `limit`.
+   */
+  scheduleDue(params: { dueBy: number; limit: number }): Promise<Schedule[]>;
+
+  /**
+   * Records what a tick did: moves the next tick from `from` (only if it is still `from` and the
+   * schedule is unchanged since `updatedAt`: a change or another node's advance wins) and sets the
+   * buffered tick, and the last run if one was enqueued. Returns whether it took.
+   */
+  scheduleAdvance(params: {
+    id: string;
+    from: number | null;
+    updatedAt: number;
+    nextRunAt: number | null;
+    bufferedTick: number | null;
+    lastRun: { at: number; jobId: string } | null;
+  }): Promise<boolean>;
 
   /** Records a bulk action to be worked through by {@link operationStep}. */
   operationCreate(op: Operation): Promise<void>;

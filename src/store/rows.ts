@@ -3,6 +3,7 @@ import type { StoredAuditEvent } from "../audit/audit-event.js";
 import type { EventType, JobStreamEvent, Progress } from "../job/events.js";
 import type { Operation, OperationKind } from "../job/operations.js";
 import type { QueueSettings } from "../job/queues.js";
+import type { CatchUpPolicy, OverlapPolicy, Schedule } from "../job/schedules.js";
 import type {
   Attempt,
   AttemptOutcome,
@@ -15,6 +16,7 @@ import type {
   JobStatus,
   RequestBody,
 } from "../job/types.js";
+import type { EnqueueInput } from "../job/validate.js";
 import type { NodeInfo } from "./job-store.js";
 
 /**
@@ -99,6 +101,8 @@ export interface JobRow {
   sealed_signing_secret: string | null;
   callback_of: string | null;
   callback_job_id: string | null;
+  schedule_id: string | null;
+  schedule_tick: number | null;
 }
 
 export interface AttemptRow {
@@ -376,6 +380,10 @@ export function rowToJob(row: JobRow): Job {
     sealedSigningSecret: row.sealed_signing_secret ?? null,
     callbackOf: row.callback_of ?? null,
     callbackJobId: row.callback_job_id ?? null,
+    // Left out for jobs no schedule enqueued (most), so they read as they did before schedules.
+    ...(row.schedule_id
+      ? { scheduleId: row.schedule_id, scheduleTick: row.schedule_tick ?? null }
+      : {}),
   };
 }
 
@@ -438,5 +446,94 @@ export function rowToNode(row: NodeRow): NodeInfo {
     concurrency: row.concurrency,
     inFlight: row.in_flight,
     leader: Boolean(row.leader),
+  };
+}
+
+/** A schedules row (src/job/schedules.ts); the template is JSON with bytes as base64. */
+export interface ScheduleRow {
+  id: string;
+  owner: string | null;
+  description: string;
+  template: string;
+  sealed_headers: string | null;
+  cron: string;
+  time_zone: string;
+  jitter_ms: number;
+  start_at: number | null;
+  end_at: number | null;
+  overlap_policy: OverlapPolicy;
+  catch_up: CatchUpPolicy;
+  catch_up_window_ms: number;
+  paused: Flag;
+  next_run_at: number | null;
+  last_run_at: number | null;
+  last_job_id: string | null;
+  buffered_tick: number | null;
+  created_at: number;
+  updated_at: number;
+}
+
+/** A schedule's columns (paused as a boolean: each driver stores it its way). */
+export function scheduleColumns(s: Schedule): Omit<ScheduleRow, "paused"> & { paused: boolean } {
+  const { body, ...rest } = s.template;
+  const template =
+    body?.kind === "bytes"
+      ? { ...rest, body: { kind: "bytes", base64: Buffer.from(body.bytes).toString("base64") } }
+      : s.template;
+  return {
+    id: s.id,
+    owner: s.owner,
+    description: s.description,
+    template: JSON.stringify(template),
+    sealed_headers: s.sealedHeaders,
+    cron: s.cron,
+    time_zone: s.timeZone,
+    jitter_ms: s.jitterMs,
+    start_at: s.startAt,
+    end_at: s.endAt,
+    overlap_policy: s.overlapPolicy,
+    catch_up: s.catchUp,
+    catch_up_window_ms: s.catchUpWindowMs,
+    paused: s.paused,
+    next_run_at: s.nextRunAt,
+    last_run_at: s.lastRunAt,
+    last_job_id: s.lastJobId,
+    buffered_tick: s.bufferedTick,
+    created_at: s.createdAt,
+    updated_at: s.updatedAt,
+  };
+}
+
+export function rowToSchedule(row: ScheduleRow): Schedule {
+  const template = JSON.parse(row.template) as EnqueueInput & {
+    body?: { kind: string; base64?: string };
+  };
+  if (template.body?.kind === "bytes" && template.body.base64 !== undefined) {
+    template.body = {
+      kind: "bytes",
+      bytes: new Uint8Array(Buffer.from(template.body.base64, "base64")),
+    };
+  }
+  return {
+    id: row.id,
+    owner: row.owner,
+    description: row.description,
+    template: template as EnqueueInput,
+    sealedHeaders: row.sealed_headers,
+    cron: row.cron,
+    timeZone: row.time_zone,
+    jitterMs: Number(row.jitter_ms),
+    startAt: row.start_at === null ? null : Number(row.start_at),
+    endAt: row.end_at === null ? null : Number(row.end_at),
+    overlapPolicy: row.overlap_policy,
+    catchUp: row.catch_up,
+    catchUpWindowMs: Number(row.catch_up_window_ms),
+    paused: Boolean(row.paused),
+    nextRunAt: row.next_run_at === null ? null : Number(row.next_run_at),
+    lastRunAt: row.last_run_at === null ? null : Number(row.last_run_at),
+    lastJobId: row.last_job_id,
+    bufferedTick: row.buffered_tick === null ? null : Number(row.buffered_tick),
+    createdAt: Number(row.created_at),
+    updatedAt: Number(row.updated_at),
   };
 }

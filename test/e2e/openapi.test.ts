@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { http } from "../../gen/google/api/annotations_pb.js";
 import { JobQueueService } from "../../gen/jobqueue/v1/job_queue_service_pb.js";
 import { QueueService } from "../../gen/jobqueue/v1/queue_service_pb.js";
+import { ScheduleService } from "../../gen/jobqueue/v1/schedule_service_pb.js";
 import { buildOpenApiDocument } from "../../src/openapi/openapi-document.js";
 import { VERSION } from "../../src/package-info.js";
 import { startTarget, type Target } from "../helpers/target.js";
@@ -44,14 +45,18 @@ describe("the OpenAPI document", () => {
 
   it("is what the proto generates (run `npm run generate` after changing proto/)", () => {
     const fresh = buildOpenApiDocument({
-      services: [JobQueueService, QueueService],
+      services: [JobQueueService, QueueService, ScheduleService],
       version: VERSION,
     });
     expect(structure(committed)).toEqual(structure(fresh));
   });
 
   it("has an operation for every google.api.http binding, named after its RPC", () => {
-    for (const method of [...JobQueueService.methods, ...QueueService.methods]) {
+    for (const method of [
+      ...JobQueueService.methods,
+      ...QueueService.methods,
+      ...ScheduleService.methods,
+    ]) {
       const rule = getOption(method, http);
       if (rule.pattern.case === undefined) {
         expect(method.methodKind, `${method.name} has no REST route`).toBe("server_streaming");
@@ -357,6 +362,41 @@ describe("a generic client built from the document", () => {
     expect(stats.json.per_minute).toHaveLength(5);
     expect(stats.json.counts.succeeded).toBeGreaterThanOrEqual(1);
     expect((await call("DeleteQueue", { path: { name: "reports" } })).json).toEqual({});
+
+    // Schedules.
+    const created = await call("CreateSchedule", {
+      body: {
+        schedule: {
+          template: { url: `${target.url}/json`, headers: { authorization: "Bearer x" } },
+          cron: "@hourly",
+          time_zone: "Europe/Berlin",
+          overlap_policy: "allow",
+        },
+      },
+    });
+    const sid = created.json.schedule_id as string;
+    expect(created.json).toMatchObject({ cron: "@hourly", overlap_policy: "allow", paused: false });
+    expect(created.json.template.headers.authorization).toBe("***");
+    expect((await call("GetSchedule", { path: { schedule_id: sid } })).json.schedule_id).toBe(sid);
+    expect((await call("ListSchedules", {})).json.schedules.map((s: any) => s.schedule_id)).toEqual(
+      [sid],
+    );
+    expect(
+      (
+        await call("UpdateSchedule", {
+          path: { schedule_id: sid },
+          body: { schedule: { cron: "0 9 * * *" } },
+        })
+      ).json.cron,
+    ).toBe("0 9 * * *");
+    expect((await call("PauseSchedule", { path: { schedule_id: sid } })).json.paused).toBe(true);
+    expect((await call("ResumeSchedule", { path: { schedule_id: sid } })).json.paused).toBe(false);
+    const run = await call("TriggerSchedule", { path: { schedule_id: sid } });
+    expect(run.json.job.schedule_id).toBe(sid);
+    expect(
+      (await call("ListJobs", { query: { schedule_id: sid } })).json.jobs.map((j: any) => j.job_id),
+    ).toEqual([run.json.job.job_id]);
+    expect((await call("DeleteSchedule", { path: { schedule_id: sid } })).json).toEqual({});
 
     // The streams, as Server-Sent Events: every event's data fits the document.
     const from = (await call("ListJobs", { query: { page_size: 1 } })).json.watch_cursor as string;

@@ -20,6 +20,7 @@ import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import { JobQueueService } from "../../gen/jobqueue/v1/job_queue_service_pb.js";
 import { QueueService } from "../../gen/jobqueue/v1/queue_service_pb.js";
+import { ScheduleService } from "../../gen/jobqueue/v1/schedule_service_pb.js";
 
 /**
  * One way to call any JobQueueService or QueueService method over every protocol the server speaks, so that a test
@@ -67,6 +68,22 @@ export type Rpc = (typeof RPCS)[number];
 /** The services the clients call, each with its methods. */
 export const SERVICES: readonly DescService[] = [JobQueueService, QueueService];
 
+/** Every method of ScheduleService (test/e2e/schedules.test.ts covers them on every protocol). */
+export const SCHEDULE_RPCS = [
+  "CreateSchedule",
+  "GetSchedule",
+  "ListSchedules",
+  "UpdateSchedule",
+  "DeleteSchedule",
+  "PauseSchedule",
+  "ResumeSchedule",
+  "TriggerSchedule",
+] as const;
+export type ScheduleRpc = (typeof SCHEDULE_RPCS)[number];
+/** Any method the clients can call. */
+export type AnyRpc = Rpc | ScheduleRpc;
+const ALL_SERVICES: readonly DescService[] = [...SERVICES, ScheduleService];
+
 /** What the server records as the protocol of a call made with each client. */
 export const AUDITED_PROTOCOL: Record<Protocol, string> = {
   rest: "rest",
@@ -102,7 +119,7 @@ export interface Clients {
    */
   call(
     protocol: Protocol,
-    rpc: Rpc,
+    rpc: AnyRpc,
     request?: JsonObject,
     headers?: Record<string, string>,
   ): Promise<CallResult>;
@@ -121,42 +138,64 @@ type Verb = "GET" | "POST" | "PATCH" | "DELETE";
  * REST routes, as the proto's google.api.http rules declare them (written out, not derived), and
  * the field a rule's `response_body` answers with (the client wraps it back into the response).
  */
-const REST_ROUTES: Record<Rpc, { verb: Verb; path: string; responseBody?: string; stream?: true }> =
-  {
-    // Streams over REST are Server-Sent Events: the client reads the first.
-    WatchJob: { verb: "GET", path: "/jobs/{job_id}/events", stream: true },
-    WatchJobs: { verb: "GET", path: "/events", stream: true },
-    EnqueueJob: { verb: "POST", path: "/jobs" },
-    EnqueueJobs: { verb: "POST", path: "/jobs:batch" },
-    GetJob: { verb: "GET", path: "/jobs/{job_id}", responseBody: "job" },
-    GetJobResult: { verb: "GET", path: "/jobs/{job_id}/result" },
-    ListJobAttempts: { verb: "GET", path: "/jobs/{job_id}/attempts" },
-    ListJobs: { verb: "GET", path: "/jobs" },
-    CancelJob: { verb: "POST", path: "/jobs/{job_id}/cancel", responseBody: "job" },
-    ListAuditEvents: { verb: "GET", path: "/audit" },
-    RetryJob: { verb: "POST", path: "/jobs/{job_id}/retry", responseBody: "job" },
-    DeleteJob: { verb: "DELETE", path: "/jobs/{job_id}" },
-    CancelJobs: { verb: "POST", path: "/jobs:cancel" },
-    RetryJobs: { verb: "POST", path: "/jobs:retry" },
-    DeleteJobs: { verb: "POST", path: "/jobs:delete" },
-    GetOperation: { verb: "GET", path: "/operations/{operation_id}", responseBody: "operation" },
-    ListOperations: { verb: "GET", path: "/operations" },
-    CancelOperation: {
-      verb: "POST",
-      path: "/operations/{operation_id}/cancel",
-      responseBody: "operation",
-    },
-    GetJobCounts: { verb: "GET", path: "/jobs:counts" },
-    ListNodes: { verb: "GET", path: "/nodes" },
-    CreateQueue: { verb: "POST", path: "/queues", responseBody: "queue" },
-    UpdateQueue: { verb: "PATCH", path: "/queues/{name}", responseBody: "queue" },
-    GetQueue: { verb: "GET", path: "/queues/{name}", responseBody: "queue" },
-    ListQueues: { verb: "GET", path: "/queues" },
-    PauseQueue: { verb: "POST", path: "/queues/{name}/pause", responseBody: "queue" },
-    ResumeQueue: { verb: "POST", path: "/queues/{name}/resume", responseBody: "queue" },
-    DeleteQueue: { verb: "DELETE", path: "/queues/{name}" },
-    GetQueueStats: { verb: "GET", path: "/queues/{name}/stats" },
-  };
+const REST_ROUTES: Record<
+  AnyRpc,
+  { verb: Verb; path: string; responseBody?: string; stream?: true }
+> = {
+  // Streams over REST are Server-Sent Events: the client reads the first.
+  WatchJob: { verb: "GET", path: "/jobs/{job_id}/events", stream: true },
+  WatchJobs: { verb: "GET", path: "/events", stream: true },
+  EnqueueJob: { verb: "POST", path: "/jobs" },
+  EnqueueJobs: { verb: "POST", path: "/jobs:batch" },
+  GetJob: { verb: "GET", path: "/jobs/{job_id}", responseBody: "job" },
+  GetJobResult: { verb: "GET", path: "/jobs/{job_id}/result" },
+  ListJobAttempts: { verb: "GET", path: "/jobs/{job_id}/attempts" },
+  ListJobs: { verb: "GET", path: "/jobs" },
+  CancelJob: { verb: "POST", path: "/jobs/{job_id}/cancel", responseBody: "job" },
+  ListAuditEvents: { verb: "GET", path: "/audit" },
+  RetryJob: { verb: "POST", path: "/jobs/{job_id}/retry", responseBody: "job" },
+  DeleteJob: { verb: "DELETE", path: "/jobs/{job_id}" },
+  CancelJobs: { verb: "POST", path: "/jobs:cancel" },
+  RetryJobs: { verb: "POST", path: "/jobs:retry" },
+  DeleteJobs: { verb: "POST", path: "/jobs:delete" },
+  GetOperation: { verb: "GET", path: "/operations/{operation_id}", responseBody: "operation" },
+  ListOperations: { verb: "GET", path: "/operations" },
+  CancelOperation: {
+    verb: "POST",
+    path: "/operations/{operation_id}/cancel",
+    responseBody: "operation",
+  },
+  GetJobCounts: { verb: "GET", path: "/jobs:counts" },
+  ListNodes: { verb: "GET", path: "/nodes" },
+  CreateQueue: { verb: "POST", path: "/queues", responseBody: "queue" },
+  UpdateQueue: { verb: "PATCH", path: "/queues/{name}", responseBody: "queue" },
+  GetQueue: { verb: "GET", path: "/queues/{name}", responseBody: "queue" },
+  ListQueues: { verb: "GET", path: "/queues" },
+  PauseQueue: { verb: "POST", path: "/queues/{name}/pause", responseBody: "queue" },
+  ResumeQueue: { verb: "POST", path: "/queues/{name}/resume", responseBody: "queue" },
+  DeleteQueue: { verb: "DELETE", path: "/queues/{name}" },
+  GetQueueStats: { verb: "GET", path: "/queues/{name}/stats" },
+  CreateSchedule: { verb: "POST", path: "/schedules", responseBody: "schedule" },
+  GetSchedule: { verb: "GET", path: "/schedules/{schedule_id}", responseBody: "schedule" },
+  ListSchedules: { verb: "GET", path: "/schedules" },
+  UpdateSchedule: {
+    verb: "PATCH",
+    path: "/schedules/{schedule_id}",
+    responseBody: "schedule",
+  },
+  DeleteSchedule: { verb: "DELETE", path: "/schedules/{schedule_id}" },
+  PauseSchedule: {
+    verb: "POST",
+    path: "/schedules/{schedule_id}/pause",
+    responseBody: "schedule",
+  },
+  ResumeSchedule: {
+    verb: "POST",
+    path: "/schedules/{schedule_id}/resume",
+    responseBody: "schedule",
+  },
+  TriggerSchedule: { verb: "POST", path: "/schedules/{schedule_id}/trigger" },
+};
 
 /** The data of the first Server-Sent Event of a stream, as JSON. */
 async function firstEvent(body: ReadableStream<Uint8Array>): Promise<unknown> {
@@ -178,13 +217,13 @@ async function firstEvent(body: ReadableStream<Uint8Array>): Promise<unknown> {
   }
 }
 
-export function serviceOf(rpc: Rpc): DescService {
-  const service = SERVICES.find((s) => s.methods.some((m) => m.name === rpc));
+export function serviceOf(rpc: AnyRpc): DescService {
+  const service = ALL_SERVICES.find((s) => s.methods.some((m) => m.name === rpc));
   if (!service) throw new Error(`no method ${rpc}`);
   return service;
 }
 
-function methodOf(rpc: Rpc): DescMethod {
+function methodOf(rpc: AnyRpc): DescMethod {
   return serviceOf(rpc).methods.find((m) => m.name === rpc)!;
 }
 
@@ -241,11 +280,15 @@ export function createClients(baseUrl: string): Clients {
     grpc: createGrpcTransport({ baseUrl }),
   };
   const definition = protoLoader.loadSync(
-    ["jobqueue/v1/job_queue_service.proto", "jobqueue/v1/queue_service.proto"],
+    [
+      "jobqueue/v1/job_queue_service.proto",
+      "jobqueue/v1/queue_service.proto",
+      "jobqueue/v1/schedule_service.proto",
+    ],
     { includeDirs: [PROTO_DIR], keepCase: true, longs: String, enums: String, oneofs: true },
   );
   const grpcJs = new Map(
-    SERVICES.map((s) => {
+    ALL_SERVICES.map((s) => {
       const def = definition[s.typeName] as grpc.ServiceDefinition;
       const Client = grpc.makeGenericClientConstructor(def, s.name);
       const client = new Client(new URL(baseUrl).host, grpc.credentials.createInsecure()) as any;
@@ -253,7 +296,7 @@ export function createClients(baseUrl: string): Clients {
     }),
   );
 
-  async function viaRest(rpc: Rpc, request: JsonObject, headers: Record<string, string>) {
+  async function viaRest(rpc: AnyRpc, request: JsonObject, headers: Record<string, string>) {
     const route = REST_ROUTES[rpc];
     const rest = { ...(restRequest(methodOf(rpc).input, request) as JsonObject) };
     const path = route.path.replace(/\{(\w+)\}/g, (_m, field: string) => {
@@ -310,7 +353,7 @@ export function createClients(baseUrl: string): Clients {
 
   async function viaConnectEs(
     protocol: "connect" | "grpc-web" | "grpc",
-    rpc: Rpc,
+    rpc: AnyRpc,
     request: JsonObject,
     headers: Record<string, string>,
   ): Promise<CallResult> {
@@ -341,7 +384,7 @@ export function createClients(baseUrl: string): Clients {
   }
 
   function viaGrpcJs(
-    rpc: Rpc,
+    rpc: AnyRpc,
     request: JsonObject,
     headers: Record<string, string>,
   ): Promise<CallResult> {

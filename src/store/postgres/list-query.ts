@@ -28,6 +28,7 @@ export function listQuery(
 
   const conds: Fragment[] = [q`(j.expires_at IS NULL OR j.expires_at > ${now})`];
   if (params.ownedBy !== undefined) conds.push(q`j.owner = ${params.ownedBy}`);
+  if (params.scheduleId !== undefined) conds.push(q`j.schedule_id = ${params.scheduleId}`);
   const { low, high } = idBounds(params.createdAfter, params.createdBefore);
   if (low !== null) conds.push(q`j.id > ${low} AND j.created_at > ${params.createdAfter!}`);
   if (high !== null) conds.push(q`j.id < ${high} AND j.created_at < ${params.createdBefore!}`);

@@ -31,6 +31,7 @@ import {
 import { queueBudget } from "../../job/queue-rate.js";
 import type { QueueSettings } from "../../job/queues.js";
 import { LOST_ATTEMPT, LOST_ERROR, rescuedStatus } from "../../job/rescue.js";
+import type { Schedule } from "../../job/schedules.js";
 import type { Attempt, Job, JobResult, NewJob } from "../../job/types.js";
 import { createNotifier, type Notifier } from "../../notify/notifier.js";
 import {
@@ -77,6 +78,9 @@ import {
   rowToOperation,
   rowToQueue,
   rowToResult,
+  rowToSchedule,
+  type ScheduleRow,
+  scheduleColumns,
   statusOf,
 } from "../rows.js";
 import { connect, type Db, type Transaction } from "./client.js";
@@ -270,7 +274,9 @@ class PostgresJobStore implements JobStore {
       const plain: number[] = [];
       // Keyed jobs one by one, in order (a key repeated within the batch names the first job).
       for (const [i, job] of jobs.entries()) {
-        if (job.idempotencyKey === null) plain.push(i);
+        if (job.scheduleTick !== null && job.scheduleTick !== undefined) {
+          out[i] = await this.insertTicked(tx, job);
+        } else if (job.idempotencyKey === null) plain.push(i);
         else out[i] = await this.insertKeyed(tx, job);
       }
       for (let from = 0; from < plain.length; from += INSERT_CHUNK) {
@@ -332,8 +338,32 @@ class PostgresJobStore implements JobStore {
     return kept(raced);
   }
 
-  /** Inserts jobs and their tags; with `onKeyConflict`, a taken key inserts nothing. */
-  private async insertRows(tx: Tx, jobs: NewJob[], onKeyConflict = false): Promise<number> {
+  /**
+   * Inserts a schedule's job for a tick, or finds the job another node inserted for it: the unique
+   * index on (schedule_id, schedule_tick) lets one insert win, the other reads the winner's row
+   * (ON CONFLICT DO NOTHING waits for a concurrent insert of the same key to commit or roll back).
+   */
+  private async insertTicked(tx: Tx, job: NewJob): Promise<InsertResult> {
+    const inserted = await this.insertRows(tx, [job], "tick");
+    if (inserted === 1) return { job: storedJob(job), inserted: true };
+    const [row] = await tx<JobRow>`SELECT * FROM jobs
+      WHERE schedule_id = ${job.scheduleId!} AND schedule_tick = ${job.scheduleTick!}`;
+    if (!row)
+      throw new Error(
+        `schedule ${job.scheduleId} tick ${job.scheduleTick}: conflict without a row`,
+      );
+    return { job: rowToJob(row), inserted: false };
+  }
+
+  /**
+   * Inserts jobs and their tags; with `onConflict`, a taken idempotency key (`true`) or schedule
+   * tick (`"tick"`) inserts nothing.
+   */
+  private async insertRows(
+    tx: Tx,
+    jobs: NewJob[],
+    onKeyConflict: boolean | "tick" = false,
+  ): Promise<number> {
     const rows = jobs.map((job) => {
       const body = encodeRequestBody(job.body);
       return {
@@ -371,13 +401,19 @@ class PostgresJobStore implements JobStore {
         sign: job.sign,
         sealed_signing_secret: job.sealedSigningSecret,
         callback_of: job.callbackOf,
+        schedule_id: job.scheduleId ?? null,
+        schedule_tick: job.scheduleTick ?? null,
       };
     });
-    const result = onKeyConflict
-      ? await tx`INSERT INTO jobs ${tx(rows)}
+    const result =
+      onKeyConflict === "tick"
+        ? await tx`INSERT INTO jobs ${tx(rows)}
+          ON CONFLICT (schedule_id, schedule_tick) WHERE schedule_tick IS NOT NULL DO NOTHING`
+        : onKeyConflict
+          ? await tx`INSERT INTO jobs ${tx(rows)}
           ON CONFLICT ((COALESCE(owner, '')), idempotency_key)
             WHERE idempotency_key IS NOT NULL DO NOTHING`
-      : await tx`INSERT INTO jobs ${tx(rows)}`;
+          : await tx`INSERT INTO jobs ${tx(rows)}`;
     if (result.count === 0) return 0;
     const tags = jobs.flatMap((job) =>
       [...new Set(job.tags)].map((tag) => ({ tag, job_id: job.id })),
@@ -1263,6 +1299,86 @@ class PostgresJobStore implements JobStore {
     if (res.count === 0) return false;
     this.notifier.queuesChanged();
     return true;
+  }
+
+  async scheduleCreate(schedule: Schedule): Promise<void> {
+    const c = scheduleColumns(schedule);
+    await this.run(() => this.sql`INSERT INTO schedules ${this.sql([c])}`);
+  }
+
+  async scheduleGet({ id }: { id: string }): Promise<Schedule | null> {
+    const [row] = await this.run(
+      () => this.sql<ScheduleRow>`SELECT * FROM schedules WHERE id = ${id}`,
+    );
+    return row ? rowToSchedule(row) : null;
+  }
+
+  async scheduleList(params: {
+    ownedBy?: string;
+    afterId?: string;
+    limit: number;
+  }): Promise<Schedule[]> {
+    const q = this.sql;
+    const owner = params.ownedBy ?? null;
+    const after = params.afterId ?? null;
+    const rows = await this.run(
+      () => q<ScheduleRow>`SELECT * FROM schedules
+        WHERE (${owner}::text IS NULL OR owner = ${owner})
+          AND (${after}::text IS NULL OR id < ${after})
+        ORDER BY id DESC LIMIT ${params.limit}`,
+    );
+    return rows.map(rowToSchedule);
+  }
+
+  async scheduleUpdate(schedule: Schedule): Promise<boolean> {
+    const c = scheduleColumns(schedule);
+    const res = await this.run(
+      () => this.sql`UPDATE schedules SET description = ${c.description},
+          template = ${c.template}, sealed_headers = ${c.sealed_headers}, cron = ${c.cron},
+          time_zone = ${c.time_zone}, jitter_ms = ${c.jitter_ms}, start_at = ${c.start_at},
+          end_at = ${c.end_at}, overlap_policy = ${c.overlap_policy}, catch_up = ${c.catch_up},
+          catch_up_window_ms = ${c.catch_up_window_ms}, paused = ${c.paused},
+          next_run_at = ${c.next_run_at}, last_run_at = ${c.last_run_at},
+          last_job_id = ${c.last_job_id}, buffered_tick = ${c.buffered_tick},
+          updated_at = ${c.updated_at}
+        WHERE id = ${c.id}`,
+    );
+    return res.count === 1;
+  }
+
+  async scheduleDelete({ id }: { id: string }): Promise<boolean> {
+    const res = await this.run(() => this.sql`DELETE FROM schedules WHERE id = ${id}`);
+    return res.count === 1;
+  }
+
+  async scheduleDue(params: { dueBy: number; limit: number }): Promise<Schedule[]> {
+    const rows = await this.run(
+      () => this.sql<ScheduleRow>`SELECT * FROM schedules
+        WHERE NOT paused AND (next_run_at <= ${params.dueBy} OR buffered_tick IS NOT NULL)
+        ORDER BY next_run_at LIMIT ${params.limit}`,
+    );
+    return rows.map(rowToSchedule);
+  }
+
+  async scheduleAdvance(params: {
+    id: string;
+    from: number | null;
+    updatedAt: number;
+    nextRunAt: number | null;
+    bufferedTick: number | null;
+    lastRun: { at: number; jobId: string } | null;
+  }): Promise<boolean> {
+    const lastAt = params.lastRun?.at ?? null;
+    const lastJob = params.lastRun?.jobId ?? null;
+    const res = await this.run(
+      () => this.sql`UPDATE schedules SET next_run_at = ${params.nextRunAt},
+          buffered_tick = ${params.bufferedTick},
+          last_run_at = COALESCE(${lastAt}::bigint, last_run_at),
+          last_job_id = COALESCE(${lastJob}::text, last_job_id)
+        WHERE id = ${params.id} AND next_run_at IS NOT DISTINCT FROM ${params.from}::bigint
+          AND updated_at = ${params.updatedAt}`,
+    );
+    return res.count === 1;
   }
 
   async queueGet({ name }: { name: string }): Promise<QueueSettings | null> {

@@ -37,6 +37,7 @@ export function listQuery(params: JobListParams, now: number): ListQuery {
     args.push(...values);
   };
   if (params.ownedBy !== undefined) cond("j.owner = ?", params.ownedBy);
+  if (params.scheduleId !== undefined) cond("j.schedule_id = ?", params.scheduleId);
   const { low, high } = idBounds(params.createdAfter, params.createdBefore);
   if (low !== null) cond("j.id > ? AND j.created_at > ?", low, params.createdAfter);
   if (high !== null) cond("j.id < ? AND j.created_at < ?", high, params.createdBefore);
@@ -97,6 +98,13 @@ export function listQuery(params: JobListParams, now: number): ListQuery {
       sql: `SELECT * FROM (${states.map(() => branch).join(" UNION ALL ")})
         ORDER BY ${plainOrder} LIMIT ?`,
       args: [...states.flatMap((state) => [state, ...args, walkLimit]), walkLimit],
+    };
+  } else if (params.scheduleId !== undefined && !finishOrder) {
+    if (params.queue !== undefined) cond("j.queue = ?", params.queue);
+    walk = {
+      sql: `SELECT j.* FROM jobs j INDEXED BY jobs_schedule WHERE ${where()}
+        ORDER BY ${order} LIMIT ?`,
+      args: [...args, walkLimit],
     };
   } else if (params.queue !== undefined) {
     walk = {

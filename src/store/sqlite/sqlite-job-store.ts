@@ -43,6 +43,7 @@ import { queueBudget } from "../../job/queue-rate.js";
 import type { QueueSettings } from "../../job/queues.js";
 import type { LimitResolver } from "../../job/rate-limits.js";
 import { LOST_ATTEMPT, LOST_ERROR, rescuedStatus } from "../../job/rescue.js";
+import type { Schedule } from "../../job/schedules.js";
 import type {
   Attempt,
   AttemptEndRecord,
@@ -96,6 +97,9 @@ import {
   rowToOperation,
   rowToQueue,
   rowToResult,
+  rowToSchedule,
+  type ScheduleRow,
+  scheduleColumns,
   statusOf,
 } from "../rows.js";
 import { listQuery } from "./list-query.js";
@@ -442,6 +446,13 @@ class SqliteJobStore implements JobStore {
         this.deleteWithEvent(existing.id, "expired", job.createdAt);
       }
     }
+    if (job.scheduleId && job.scheduleTick !== null && job.scheduleTick !== undefined) {
+      // One job per schedule and tick (the unique index jobs_schedule_tick holds it too).
+      const existing = this.s.getByScheduleTick.get(job.scheduleId, job.scheduleTick) as
+        | JobRow
+        | undefined;
+      if (existing) return { job: rowToJob(existing), inserted: false };
+    }
     const body = encodeRequestBody(job.body);
     this.s.insertJob.run({
       id: job.id,
@@ -477,6 +488,8 @@ class SqliteJobStore implements JobStore {
       sign: job.sign ? 1 : 0,
       sealed_signing_secret: job.sealedSigningSecret,
       callback_of: job.callbackOf,
+      schedule_id: job.scheduleId ?? null,
+      schedule_tick: job.scheduleTick ?? null,
     });
     for (const tag of job.tags) this.s.insertTag.run(tag, job.id);
     fx.push(() => {
@@ -1245,6 +1258,71 @@ class SqliteJobStore implements JobStore {
     });
   }
 
+  async scheduleCreate(schedule: Schedule): Promise<void> {
+    const c = scheduleColumns(schedule);
+    await this.write(() => {
+      this.s.insertSchedule.run({ ...c, paused: c.paused ? 1 : 0 });
+    });
+  }
+
+  async scheduleGet({ id }: { id: string }): Promise<Schedule | null> {
+    await this.settled();
+    const row = this.s.getSchedule.get(id) as ScheduleRow | undefined;
+    return row ? rowToSchedule(row) : null;
+  }
+
+  async scheduleList(params: {
+    ownedBy?: string;
+    afterId?: string;
+    limit: number;
+  }): Promise<Schedule[]> {
+    await this.settled();
+    const rows = this.s.listSchedules.all({
+      owner: params.ownedBy ?? null,
+      after: params.afterId ?? null,
+      limit: params.limit,
+    }) as ScheduleRow[];
+    return rows.map(rowToSchedule);
+  }
+
+  async scheduleUpdate(schedule: Schedule): Promise<boolean> {
+    const c = scheduleColumns(schedule);
+    return this.write(
+      () => this.s.updateSchedule.run({ ...c, paused: c.paused ? 1 : 0 }).changes === 1,
+    );
+  }
+
+  async scheduleDelete({ id }: { id: string }): Promise<boolean> {
+    return this.write(() => this.s.deleteSchedule.run(id).changes === 1);
+  }
+
+  async scheduleDue(params: { dueBy: number; limit: number }): Promise<Schedule[]> {
+    await this.settled();
+    return (this.s.dueSchedules.all(params) as ScheduleRow[]).map(rowToSchedule);
+  }
+
+  async scheduleAdvance(params: {
+    id: string;
+    from: number | null;
+    updatedAt: number;
+    nextRunAt: number | null;
+    bufferedTick: number | null;
+    lastRun: { at: number; jobId: string } | null;
+  }): Promise<boolean> {
+    return this.write(
+      () =>
+        this.s.advanceSchedule.run({
+          id: params.id,
+          from: params.from,
+          updated_at: params.updatedAt,
+          next_run_at: params.nextRunAt,
+          buffered_tick: params.bufferedTick,
+          last_run_at: params.lastRun?.at ?? null,
+          last_job_id: params.lastRun?.jobId ?? null,
+        }).changes === 1,
+    );
+  }
+
   async operationCreate(op: Operation): Promise<void> {
     await this.write((fx) => {
       this.s.insertOperation.run(operationColumns(op));
@@ -1579,14 +1657,44 @@ function prepareStatements(db: Database.Database) {
         headers, sealed_headers, secret_header_names, params, body_kind, body, timeout_ms,
         backoff_strategy, backoff_base_ms, ttl_ms, tags, idempotency_key, request_hash,
         follow_redirects, max_redirects, rate_limit_key, bucket, owner, queue, host,
-        callback_url, sign, sealed_signing_secret, callback_of)
+        callback_url, sign, sealed_signing_secret, callback_of, schedule_id, schedule_tick)
       VALUES (
         @id, @state, @run_at, @scheduled_at, @created_at, @created_at, @max_attempts, @priority,
         @method, @url, @headers, @sealed_headers, @secret_header_names, @params, @body_kind, @body,
         @timeout_ms, @backoff_strategy, @backoff_base_ms, @ttl_ms, @tags, @idempotency_key,
         @request_hash, @follow_redirects, @max_redirects, @rate_limit_key, @bucket, @owner,
-        @queue, @host, @callback_url, @sign, @sealed_signing_secret, @callback_of)`),
+        @queue, @host, @callback_url, @sign, @sealed_signing_secret, @callback_of, @schedule_id,
+        @schedule_tick)`),
     setCallbackJob: db.prepare("UPDATE jobs SET callback_job_id = ? WHERE id = ?"),
+    insertSchedule: db.prepare(`INSERT INTO schedules (id, owner, description, template,
+        sealed_headers, cron, time_zone, jitter_ms, start_at, end_at, overlap_policy, catch_up,
+        catch_up_window_ms, paused, next_run_at, last_run_at, last_job_id, buffered_tick,
+        created_at, updated_at)
+      VALUES (@id, @owner, @description, @template, @sealed_headers, @cron, @time_zone, @jitter_ms,
+        @start_at, @end_at, @overlap_policy, @catch_up, @catch_up_window_ms, @paused, @next_run_at,
+        @last_run_at, @last_job_id, @buffered_tick, @created_at, @updated_at)`),
+    getSchedule: db.prepare("SELECT * FROM schedules WHERE id = ?"),
+    listSchedules: db.prepare(`SELECT * FROM schedules
+      WHERE (@owner IS NULL OR owner = @owner) AND (@after IS NULL OR id < @after)
+      ORDER BY id DESC LIMIT @limit`),
+    updateSchedule: db.prepare(`UPDATE schedules SET description = @description,
+        template = @template, sealed_headers = @sealed_headers, cron = @cron,
+        time_zone = @time_zone, jitter_ms = @jitter_ms, start_at = @start_at, end_at = @end_at,
+        overlap_policy = @overlap_policy, catch_up = @catch_up,
+        catch_up_window_ms = @catch_up_window_ms, paused = @paused, next_run_at = @next_run_at,
+        last_run_at = @last_run_at, last_job_id = @last_job_id, buffered_tick = @buffered_tick,
+        updated_at = @updated_at
+      WHERE id = @id`),
+    deleteSchedule: db.prepare("DELETE FROM schedules WHERE id = ?"),
+    dueSchedules: db.prepare(`SELECT * FROM schedules
+      WHERE paused = 0 AND (next_run_at <= @dueBy OR buffered_tick IS NOT NULL)
+      ORDER BY next_run_at LIMIT @limit`),
+    advanceSchedule: db.prepare(`UPDATE schedules SET next_run_at = @next_run_at,
+        buffered_tick = @buffered_tick,
+        last_run_at = COALESCE(@last_run_at, last_run_at),
+        last_job_id = COALESCE(@last_job_id, last_job_id)
+      WHERE id = @id AND next_run_at IS @from AND updated_at = @updated_at`),
+    getByScheduleTick: db.prepare("SELECT * FROM jobs WHERE schedule_id = ? AND schedule_tick = ?"),
     insertTag: db.prepare("INSERT OR IGNORE INTO job_tags (tag, job_id) VALUES (?, ?)"),
     insertAudit: db.prepare(`INSERT INTO audit_events
         (at, principal, action, job_id, remote_address, protocol, outcome, detail)

@@ -13,6 +13,7 @@ import { raceTests } from "./races.js";
 import { readTests } from "./read.js";
 import { rescueTests } from "./rescue.js";
 import { scheduleTests } from "./schedule.js";
+import { scheduleTableTests } from "./schedules.js";
 import { statsTests } from "./stats.js";
 import { wakeUpTests } from "./wake-ups.js";
 
@@ -39,6 +40,7 @@ export function runStoreConformance(driver: StoreDriver): void {
     raceTests,
     statsTests,
     callbackTests,
+    scheduleTableTests,
   ]);
 }
 
