@@ -21,6 +21,7 @@ import { Link } from "../components/link.js";
 import { bytes, dateOf, duration, exactTime, isTerminal, outcomeName } from "../format.js";
 import { usePoll } from "../live/poll.js";
 import { useWatchedJob } from "../live/watch-job.js";
+import { navigate } from "../router.js";
 import { timelineOf } from "./timeline.js";
 
 /** Header names the server always keeps encrypted (and masks on read), beyond secret_headers. */
@@ -123,7 +124,8 @@ function Actions(props: { api: Api; job: Job; access: Access; onDone: () => void
     setError(null);
     try {
       await action.run(api, job);
-      props.onDone();
+      if (action.id === "delete") navigate("/jobs", { replace: true });
+      else props.onDone();
     } catch (err) {
       setError(err);
     } finally {
