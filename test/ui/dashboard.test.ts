@@ -382,6 +382,16 @@ describe("dashboard", () => {
   });
 
   it("pauses and resumes a queue, and edits its settings", async () => {
+    // A second queue, with a rate and defaults of its own.
+    const created = await fetch(`${t.url}/queues`, {
+      method: "POST",
+      headers: { ...bearer(admin.key), "content-type": "application/json" },
+      body: JSON.stringify({
+        name: "emails",
+        settings: { concurrency: 2, rate_per_second: 5, burst: 10, max_attempts: 5 },
+      }),
+    });
+    expect(created.status).toBe(200);
     const page = await newPage();
     await signIn(page, admin.key);
     await page.goto(`${t.url}/ui/queues`);
@@ -477,6 +487,15 @@ describe("dashboard", () => {
       await page.evaluate("document.documentElement.scrollWidth - window.innerWidth"),
     ).toBeLessThanOrEqual(0);
     await shot(page, "job-phone");
+    // The wide tables scroll in their own box; the page itself never scrolls sideways.
+    for (const path of ["/jobs", "/queues"]) {
+      await page.goto(`${t.url}/ui${path}`);
+      await page.locator("[data-job-id], [data-queue]").first().waitFor();
+      expect(
+        await page.evaluate("document.documentElement.scrollWidth - window.innerWidth"),
+      ).toBeLessThanOrEqual(0);
+    }
+    await shot(page, "queues-phone");
     // The theme toggle cycles auto → light → dark, and is kept.
     const toggle = page.locator("button.theme-toggle");
     await toggle.click();

@@ -73,7 +73,7 @@ export function QueuesPage(props: { api: Api; access: Access }) {
                 <th scope="col" class="num">
                   Queued
                 </th>
-                <th scope="col" class="num">
+                <th scope="col" class="num wide-only">
                   Running
                 </th>
                 <th scope="col" class="num wide-only">
@@ -109,7 +109,7 @@ export function QueuesPage(props: { api: Api; access: Access }) {
                     )}
                   </td>
                   <td class="num">{countOf(stats.counts, "queued").toLocaleString("en")}</td>
-                  <td class="num">{stats.running}</td>
+                  <td class="num wide-only">{stats.running}</td>
                   <td class="num wide-only">
                     {q.concurrency ?? <span class="muted">node's</span>}
                   </td>
