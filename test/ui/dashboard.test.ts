@@ -455,6 +455,8 @@ describe("dashboard", () => {
     const page = await newPage();
     await signIn(page, reader.key);
     expect(await page.locator("[data-access=reader]").textContent()).toContain("read-only");
+    // GetCaller names the key's principal.
+    await page.locator("[data-access=reader] .principal", { hasText: "alice" }).waitFor();
     await page.goto(`${t.url}/ui/jobs/${jobId}`);
     await page.locator(".job-title .badge", { hasText: "running" }).waitFor();
     await page.locator("#attempts").waitFor();

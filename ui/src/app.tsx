@@ -78,6 +78,16 @@ export function App() {
   }, [pageKey]);
 
   const signedIn = auth.state === "signed-in" ? auth.access : null;
+  // Whose key it is, shown beside the role.
+  const [principal, setPrincipal] = useState<string | null>(null);
+  useEffect(() => {
+    setPrincipal(null);
+    if (!signedIn || signedIn === "open") return;
+    api.getCaller({}).then(
+      (caller) => setPrincipal(caller.principal ?? null),
+      () => {},
+    );
+  }, [api, signedIn]);
   return (
     <>
       <a class="skip-link" href="#main">
@@ -124,6 +134,8 @@ export function App() {
             {signedIn && (
               <li>
                 <span class="access" data-access={signedIn} title="What this session may do">
+                  {principal && <strong class="principal">{principal}</strong>}
+                  {principal && " · "}
                   {ACCESS_LABEL[signedIn]}
                 </span>
               </li>

@@ -193,7 +193,12 @@ export function JobsPage(props: { api: Api; query: URLSearchParams; access: Acce
     <>
       <div class="page-head">
         <h1>Jobs</h1>
-        <LiveNote live={list.live && streaming} stream updatedAt={list.updatedAt} />
+        <LiveNote
+          live={list.live && streaming}
+          visible={list.live}
+          stream
+          updatedAt={list.updatedAt}
+        />
       </div>
       <details class="filters" open>
         <summary>Filters</summary>

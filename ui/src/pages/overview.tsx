@@ -81,7 +81,12 @@ export function OverviewPage(props: { api: Api }) {
     <>
       <div class="page-head">
         <h1>Overview</h1>
-        <LiveNote live={data.live && streaming} stream updatedAt={data.updatedAt} />
+        <LiveNote
+          live={data.live && streaming}
+          visible={data.live}
+          stream
+          updatedAt={data.updatedAt}
+        />
       </div>
       <ErrorNote error={data.error} what="Counts could not be read" />
 

@@ -53,7 +53,12 @@ export function QueuesPage(props: { api: Api; access: Access }) {
     <>
       <div class="page-head">
         <h1>Queues</h1>
-        <LiveNote live={list.live && streaming} stream updatedAt={list.updatedAt} />
+        <LiveNote
+          live={list.live && streaming}
+          visible={list.live}
+          stream
+          updatedAt={list.updatedAt}
+        />
       </div>
       <ErrorNote error={list.error} what="Queues could not be read" />
       <ErrorNote error={error} />
