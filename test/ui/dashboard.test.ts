@@ -1,4 +1,5 @@
 import { mkdirSync } from "node:fs";
+import type { ServerResponse } from "node:http";
 import { join } from "node:path";
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -82,6 +83,7 @@ describe("dashboard", () => {
   };
 
   let failedJob: string;
+  const trickling: ServerResponse[] = [];
   beforeAll(async () => {
     mkdirSync(SHOTS, { recursive: true });
     if (DOCS) mkdirSync(DOCS, { recursive: true });
@@ -93,6 +95,13 @@ describe("dashboard", () => {
       res.writeHead(503, { "content-type": "text/plain" }).end("try later");
     });
     target.on("/hold", () => new Promise(() => {}));
+    // Answers at once, then sends its body when a test writes it.
+    target.on("/trickle", (_req, res) => {
+      res.writeHead(200, { "content-type": "text/plain" });
+      res.write("first part;");
+      trickling.push(res);
+      return new Promise(() => {});
+    });
     t = await startTestApp({
       JOBQUEUE_API_KEYS: [admin.line, submitter.line, reader.line].join(","),
       JOBQUEUE_AUTH_FAILURES_PER_MINUTE: "0",
@@ -315,6 +324,25 @@ describe("dashboard", () => {
     expect(res.status).toBe(200);
     await page.locator(".job-title .badge", { hasText: "canceled" }).waitFor();
     await page.locator(".live-note", { hasText: "final" }).waitFor();
+    await page.close();
+  });
+
+  it("shows how far a running call has come, from the stream", async () => {
+    const jobId = await enqueue({ url: `${target.url}/trickle` });
+    await waitStatus(jobId, "running");
+    const page = await newPage();
+    await signIn(page, reader.key);
+    await page.goto(`${t.url}/ui/jobs/${jobId}`);
+    await page.locator("[data-live=on]").waitFor();
+    // More of the body arrives while the page is open: WatchJob reports the bytes read.
+    await expect.poll(() => trickling.length).toBe(1);
+    trickling[0]!.write("x".repeat(4096));
+    await page.locator(".call-progress[data-progress=body]").waitFor();
+    expect(await page.locator(".call-progress").textContent()).toContain("HTTP 200");
+    await shot(page, "job-progress");
+    trickling[0]!.end("done");
+    await page.locator(".job-title .badge", { hasText: "succeeded" }).waitFor();
+    expect(await page.locator(".call-progress").count()).toBe(0);
     await page.close();
   });
 

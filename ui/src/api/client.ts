@@ -44,11 +44,6 @@ export function createApi(options: {
   });
 }
 
-/** Whether the generated client knows a method: the operator API and events arrive later. */
-export function offers(method: string): boolean {
-  return JobQueueService.methods.some((m) => m.name === method);
-}
-
 /** A message fit for a person: the server's own, without the "[code]" prefix connect adds. */
 export function errorText(err: unknown): string {
   const cerr = ConnectError.from(err);

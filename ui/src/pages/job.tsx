@@ -24,6 +24,13 @@ import { useWatchedJob } from "../live/watch-job.js";
 import { navigate } from "../router.js";
 import { timelineOf } from "./timeline.js";
 
+/** A running call's phases, as WatchJob's progress events name them. */
+const PHASES: Record<string, string> = {
+  connected: "connected to the destination",
+  headers: "response headers received",
+  body: "reading the response body",
+};
+
 /** Header names the server always keeps encrypted (and masks on read), beyond secret_headers. */
 const ALWAYS_SECRET = ["authorization", "proxy-authorization", "cookie", "x-api-key"];
 
@@ -86,6 +93,15 @@ export function JobPage(props: { api: Api; jobId: string; access: Access }) {
       {job && (
         <>
           <Actions api={api} job={job} access={access} onDone={() => setRefreshKey((k) => k + 1)} />
+          {watched.progress && (
+            <p class="call-progress" data-progress={watched.progress.phase} aria-live="polite">
+              Call in progress: {PHASES[watched.progress.phase] ?? watched.progress.phase}
+              {watched.progress.responseStatus !== undefined &&
+                `, HTTP ${watched.progress.responseStatus}`}
+              {watched.progress.bytes !== undefined &&
+                `, ${bytes(Number(watched.progress.bytes))} of the body read`}
+            </p>
+          )}
           <Summary job={job} />
           <Request job={job} />
           <Section title="Timeline" id="timeline">
