@@ -205,6 +205,12 @@ function Summary(props: { job: Job }) {
         rows={[
           ["Status", <StatusBadge status={job.status} key="s" />],
           ["Attempts", `${job.attempt} of ${job.maxAttempts}`],
+          [
+            "Queue",
+            <Link href={`/jobs?queue=${encodeURIComponent(job.queue)}`} key="q">
+              {job.queue}
+            </Link>,
+          ],
           ["Created", <Time ts={job.createdAt} exact key="c" />],
           ["Started", <Time ts={job.startedAt} exact key="st" />],
           ["Finished", <Time ts={job.finishedAt} exact key="f" />],
@@ -241,7 +247,16 @@ function Summary(props: { job: Job }) {
             "Rate-limit key",
             job.rateLimitKey ? <code>{job.rateLimitKey}</code> : <span class="muted">—</span>,
           ],
-          ["Last error", job.lastError ?? <span class="muted">—</span>],
+          [
+            "Last error",
+            job.lastError ? (
+              <>
+                {job.lastErrorCode && <code>{job.lastErrorCode}</code>} {job.lastError}
+              </>
+            ) : (
+              <span class="muted">—</span>
+            ),
+          ],
         ]}
       />
     </Section>
