@@ -406,6 +406,11 @@ describe("dashboard", () => {
     await expect
       .poll(() => page.locator("tr[data-job-id] .badge", { hasText: "canceled" }).count())
       .toBe(3);
+    // The operation stays listed with what it did.
+    await page.click("details.operations summary");
+    const op = page.locator("table.operations tbody tr").first();
+    await op.locator("[data-operation-state=done]").waitFor();
+    expect(await op.locator("td.num").first().textContent()).toBe("3");
     await page.close();
   });
 

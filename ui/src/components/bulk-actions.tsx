@@ -1,9 +1,11 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { useEffect, useState } from "preact/hooks";
-import { type Operation, OperationState } from "../../../gen/jobqueue/v1/job_pb.js";
+import { type Operation, OperationKind, OperationState } from "../../../gen/jobqueue/v1/job_pb.js";
 import type { JobFilterSchema } from "../../../gen/jobqueue/v1/job_queue_service_pb.js";
 import { BULK_ACTIONS, type BulkKind } from "../actions.js";
 import { type Api, errorText } from "../api/client.js";
+import { usePoll } from "../live/poll.js";
+import { ErrorNote, Time } from "./bits.js";
 import { Modal } from "./modal.js";
 
 type Filter = MessageInitShape<typeof JobFilterSchema>;
@@ -206,6 +208,86 @@ function Progress(props: { operation: Operation }) {
         <small class="muted">({op.operationId})</small>
       </p>
       {op.error && <p class="error-note">{op.error}</p>}
+    </div>
+  );
+}
+
+const KIND_TEXT: Record<OperationKind, string> = {
+  [OperationKind.UNSPECIFIED]: "unknown",
+  [OperationKind.CANCEL]: "cancel",
+  [OperationKind.RETRY]: "retry",
+  [OperationKind.DELETE]: "delete",
+};
+
+/**
+ * The latest bulk actions (ListOperations: the caller's own, or everyone's for an admin) with
+ * their progress, read while the list is open: an operation outlives the dialog that started it.
+ */
+export function RecentOperations(props: { api: Api }) {
+  const [open, setOpen] = useState(false);
+  return (
+    <details
+      class="operations"
+      onToggle={(e) => setOpen((e.currentTarget as HTMLDetailsElement).open)}
+    >
+      <summary>Recent bulk actions</summary>
+      {open && <OperationsTable api={props.api} />}
+    </details>
+  );
+}
+
+function OperationsTable(props: { api: Api }) {
+  const ops = usePoll(
+    (signal) => props.api.listOperations({ pageSize: 10 }, { signal }),
+    "operations",
+    { intervalMs: 3_000 },
+  );
+  if (ops.error) return <ErrorNote error={ops.error} what="Bulk actions could not be read" />;
+  if (!ops.data) return <p aria-busy="true">Loading…</p>;
+  if (ops.data.operations.length === 0) return <p class="muted">None yet.</p>;
+  return (
+    <div class="overflow-auto">
+      <table class="striped operations">
+        <caption class="visually-hidden">Recent bulk actions</caption>
+        <thead>
+          <tr>
+            <th scope="col">Action</th>
+            <th scope="col">State</th>
+            <th scope="col" class="num">
+              Changed
+            </th>
+            <th scope="col" class="num wide-only">
+              Examined
+            </th>
+            <th scope="col" class="wide-only">
+              By
+            </th>
+            <th scope="col">Started</th>
+          </tr>
+        </thead>
+        <tbody>
+          {ops.data.operations.map((op) => (
+            <tr key={op.operationId} data-operation={op.operationId}>
+              <td>
+                {KIND_TEXT[op.kind]} <small class="muted">{op.operationId}</small>
+              </td>
+              <td data-operation-state={STATE_TEXT[op.state]}>
+                {STATE_TEXT[op.state]}
+                {op.error && <small class="error-note"> {op.error}</small>}
+              </td>
+              <td class="num">{op.affected.toLocaleString("en")}</td>
+              <td class="num wide-only">
+                {op.examined.toLocaleString("en")} / {op.estimateCapped ? "≥ " : ""}
+                {op.estimate.toLocaleString("en")}
+              </td>
+              <td class="wide-only">{op.principal ?? <span class="muted">—</span>}</td>
+              <td>
+                <Time ts={op.createdAt} />
+              </td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
     </div>
   );
 }

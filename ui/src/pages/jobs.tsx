@@ -4,7 +4,7 @@ import type { JobStatus } from "../../../gen/jobqueue/v1/job_pb.js";
 import type { Api } from "../api/client.js";
 import { type Access, allows } from "../api/session.js";
 import { ErrorNote, LiveNote } from "../components/bits.js";
-import { BulkActions } from "../components/bulk-actions.js";
+import { BulkActions, RecentOperations } from "../components/bulk-actions.js";
 import { JobsTable } from "../components/jobs-table.js";
 import { STATUSES, statusFromName, statusName } from "../format.js";
 import { usePoll } from "../live/poll.js";
@@ -386,6 +386,7 @@ export function JobsPage(props: { api: Api; query: URLSearchParams; access: Acce
           Older →
         </button>
       </nav>
+      {canAct && <RecentOperations api={api} />}
     </>
   );
 }
