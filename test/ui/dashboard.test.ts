@@ -391,6 +391,14 @@ describe("dashboard", () => {
     expect(await page.locator("[data-bulk=cancel-selected]").isDisabled()).toBe(false);
     await shot(page, "jobs-selected");
 
+    // By keyboard: Enter opens the preview, Escape leaves it with nothing done.
+    await page.locator("[data-bulk=cancel-matching]").focus();
+    await page.keyboard.press("Enter");
+    await page.locator("dialog[open] [data-bulk-count='3']").waitFor();
+    await page.keyboard.press("Escape");
+    await page.locator("dialog[open]").waitFor({ state: "detached" });
+    for (const id of ids) expect(await statusOf(id)).toBe("queued");
+
     await page.click("[data-bulk=cancel-matching]");
     await page.locator("dialog[open] [data-bulk-count='3']").waitFor();
     expect(await page.locator("dialog[open]").textContent()).toContain("tags bulk");

@@ -76,7 +76,8 @@ export function ThroughputChart(props: { minutes: MinuteCounts[] }) {
  */
 export function SuccessRateChart(props: { minutes: MinuteCounts[] }) {
   const { minutes } = props;
-  const step = W / Math.max(1, minutes.length - 1);
+  // Inset by a dot's radius so the first and last minutes are drawn whole.
+  const step = (W - 8) / Math.max(1, minutes.length - 1);
   const segments: string[][] = [[]];
   minutes.forEach((m, i) => {
     const ended = m.succeeded + m.failed;
@@ -85,7 +86,7 @@ export function SuccessRateChart(props: { minutes: MinuteCounts[] }) {
       return;
     }
     const rate = m.succeeded / ended;
-    segments.at(-1)!.push(`${(i * step).toFixed(1)},${(H - 2 - rate * (H - 4)).toFixed(1)}`);
+    segments.at(-1)!.push(`${(4 + i * step).toFixed(1)},${(H - 2 - rate * (H - 4)).toFixed(1)}`);
   });
   const points = segments.filter((s) => s.length > 0);
   return (
