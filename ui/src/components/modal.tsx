@@ -3,7 +3,7 @@ import { useEffect, useRef } from "preact/hooks";
 
 /**
  * A modal `<dialog>` (focus moves into it and stays there; Escape closes it), open while `open`.
- * `onClose` hears of every way it closes.
+ * `onClose` hears when it closes by itself (Escape), so the page can set `open` false.
  */
 export function Modal(props: {
   open: boolean;
@@ -12,6 +12,9 @@ export function Modal(props: {
   children: ComponentChildren;
 }) {
   const ref = useRef<HTMLDialogElement>(null);
+  // Closed by the page (open turned false): the page knows; only other ways are told.
+  const open = useRef(props.open);
+  open.current = props.open;
   useEffect(() => {
     const d = ref.current;
     if (!d) return;
@@ -19,7 +22,13 @@ export function Modal(props: {
     if (!props.open && d.open) d.close();
   }, [props.open]);
   return (
-    <dialog ref={ref} onClose={props.onClose} aria-labelledby={props.labelledBy}>
+    <dialog
+      ref={ref}
+      onClose={() => {
+        if (open.current) props.onClose();
+      }}
+      aria-labelledby={props.labelledBy}
+    >
       {props.open && props.children}
     </dialog>
   );
