@@ -187,6 +187,9 @@ describe("dashboard", () => {
     expect(await page.locator("[data-success-rate]").textContent()).toBe("50.0 %");
     expect(await page.locator("[data-chart=throughput] rect.bar-succeeded").count()).toBe(1);
     expect(await page.locator("[data-chart=throughput] rect.bar-failed").count()).toBe(1);
+    // Latency of the two calls that ended; no destination has the 3 calls to be ranked yet.
+    expect(await page.locator("tr[data-latency-queue=default] td").first().textContent()).toBe("2");
+    expect(await page.locator("table.slowest").textContent()).toContain("No destination");
     await page.locator("#latest-failed").getByText(failedJob).waitFor();
     await page.locator("table.nodes").getByText(t.config.nodeId).waitFor();
     await page.locator(".live-note[data-live=on]").waitFor();

@@ -1,13 +1,14 @@
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { useState } from "preact/hooks";
 import type { StatusCounts } from "../../../gen/jobqueue/v1/job_pb.js";
+import type { GetQueueStatsResponse } from "../../../gen/jobqueue/v1/queue_service_pb.js";
 import type { Api } from "../api/client.js";
 import { ErrorNote, LiveNote, Section, StatusBadge } from "../components/bits.js";
 import { type MinuteCounts, SuccessRateChart, ThroughputChart } from "../components/charts.js";
 import { JobsTable } from "../components/jobs-table.js";
 import { Link } from "../components/link.js";
 import { NodesTable } from "../components/nodes-table.js";
-import { STATUSES, statusName } from "../format.js";
+import { duration, STATUSES, statusName } from "../format.js";
 import { usePoll } from "../live/poll.js";
 import { useJobEvents } from "../live/watch-jobs.js";
 
@@ -24,7 +25,8 @@ export function countOf(counts: StatusCounts | undefined, status: string): numbe
 
 /**
  * Counts by status and by queue (GetJobCounts), jobs ended per minute and the success rate over a
- * window (GetQueueStats of every queue, added up), the latest failed jobs and the nodes. Follows
+ * window (GetQueueStats of every queue, added up), call latency by queue and the slowest
+ * destinations (GetQueueStats), the latest failed jobs and the nodes. Follows
  * WatchJobs: any job's change reads it again (at most every 2 s); paused while the tab is hidden.
  */
 export function OverviewPage(props: { api: Api }) {
@@ -199,6 +201,14 @@ export function OverviewPage(props: { api: Api }) {
         )}
       </Section>
 
+      <Section title="Latency" id="latency">
+        <p class="muted">
+          How long the calls of the jobs that ended in the window took (each job's last attempt), by
+          queue; and the destinations whose calls took longest.
+        </p>
+        {data.data && <LatencyTables stats={data.data.stats} />}
+      </Section>
+
       {data.data && data.data.failed.length > 0 && (
         <Section title="Latest failed" id="latest-failed">
           <JobsTable jobs={data.data.failed} compact caption="Latest failed jobs" />
@@ -213,5 +223,98 @@ export function OverviewPage(props: { api: Api }) {
         {nodes.data && <NodesTable nodes={nodes.data.nodes} />}
       </Section>
     </>
+  );
+}
+
+/** Percentiles by queue, and the slowest destinations of every queue together (by p90). */
+function LatencyTables(props: { stats: GetQueueStatsResponse[] }) {
+  const withLatency = props.stats.filter((s) => s.latency && s.latency.samples > 0n);
+  if (withLatency.length === 0) return <p class="muted">No call ended in the window.</p>;
+  const slowest = props.stats
+    .flatMap((s) => s.slowestDestinations.map((d) => ({ queue: s.queue, ...d })))
+    .sort((a, b) => (b.latency?.p90Ms ?? 0) - (a.latency?.p90Ms ?? 0))
+    .slice(0, 5);
+  return (
+    <div class="charts">
+      <div class="overflow-auto">
+        <table class="striped latency">
+          <caption>Call durations by queue</caption>
+          <thead>
+            <tr>
+              <th scope="col">Queue</th>
+              <th scope="col" class="num">
+                Calls
+              </th>
+              <th scope="col" class="num">
+                p50
+              </th>
+              <th scope="col" class="num">
+                p90
+              </th>
+              <th scope="col" class="num">
+                p99
+              </th>
+              <th scope="col" class="num wide-only">
+                Max
+              </th>
+            </tr>
+          </thead>
+          <tbody>
+            {withLatency.map((s) => (
+              <tr key={s.queue} data-latency-queue={s.queue}>
+                <th scope="row">{s.queue}</th>
+                <td class="num">{s.latency!.samples.toLocaleString("en")}</td>
+                <td class="num">{duration(s.latency!.p50Ms)}</td>
+                <td class="num">{duration(s.latency!.p90Ms)}</td>
+                <td class="num">{duration(s.latency!.p99Ms)}</td>
+                <td class="num wide-only">{duration(s.latency!.maxMs)}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      </div>
+      <div class="overflow-auto">
+        <table class="striped slowest">
+          <caption>Slowest destinations (p90; 3 calls or more)</caption>
+          <thead>
+            <tr>
+              <th scope="col">Host</th>
+              <th scope="col" class="wide-only">
+                Queue
+              </th>
+              <th scope="col" class="num">
+                Calls
+              </th>
+              <th scope="col" class="num">
+                p90
+              </th>
+              <th scope="col" class="num">
+                Max
+              </th>
+            </tr>
+          </thead>
+          <tbody>
+            {slowest.length === 0 && (
+              <tr>
+                <td colSpan={5} class="muted">
+                  No destination had 3 calls in the window.
+                </td>
+              </tr>
+            )}
+            {slowest.map((d) => (
+              <tr key={`${d.queue}|${d.host}`} data-slow-host={d.host}>
+                <th scope="row">
+                  <Link href={`/jobs?host=${encodeURIComponent(d.host)}`}>{d.host || "—"}</Link>
+                </th>
+                <td class="wide-only">{d.queue}</td>
+                <td class="num">{(d.latency?.samples ?? 0n).toLocaleString("en")}</td>
+                <td class="num">{duration(d.latency?.p90Ms ?? 0)}</td>
+                <td class="num">{duration(d.latency?.maxMs ?? 0)}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      </div>
+    </div>
   );
 }
