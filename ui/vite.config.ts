@@ -25,6 +25,7 @@ export default defineConfig({
     // `npx vite ui` for work on the dashboard: the API calls go to a server started beside it.
     proxy: {
       "/jobqueue.v1.JobQueueService": process.env.JOBQUEUE_SERVER ?? "http://127.0.0.1:8000",
+      "/jobqueue.v1.QueueService": process.env.JOBQUEUE_SERVER ?? "http://127.0.0.1:8000",
     },
   },
 });

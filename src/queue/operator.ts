@@ -12,6 +12,12 @@ import {
 } from "../job/errors.js";
 import { type JobFilterInput, validateFilter } from "../job/filter.js";
 import {
+  type DestinationLatency,
+  type LatencySummary,
+  slowestDestinations,
+  summarizeLatency,
+} from "../job/latency.js";
+import {
   actionableStatuses,
   COUNT_CAP,
   type Operation,
@@ -49,7 +55,17 @@ export interface QueueStats {
   perMinute: { minute: number; succeeded: number; failed: number; canceled: number }[];
   /** Succeeded ÷ (succeeded + failed) over the window; null when none ended. */
   successRate: number | null;
+  /** How long the calls of the latest jobs that ended in the window took; null when none. */
+  latency: LatencySummary | null;
+  /** The destinations whose calls took longest in the window, slowest first. */
+  slowestDestinations: DestinationLatency[];
 }
+
+/** Jobs of each ending status whose durations make the latency figures (the latest ones). */
+const LATENCY_SAMPLES = 5_000;
+/** Destinations listed as the slowest, and the calls one needs to be listed. */
+const SLOWEST_DESTINATIONS = 5;
+const SLOWEST_MIN_CALLS = 3;
 
 export interface OperatorLimits extends Pick<JobLimits, "maxTtlMs" | "maxTags"> {
   maxPageSize: number;
@@ -376,10 +392,15 @@ export function createOperator(options: {
       const queue = await mustGetQueue(name);
       const minuteNow = Math.floor(clock.now() / 60_000);
       const since = minuteNow - windowMinutes + 1;
-      const [counts, [activity], rows] = await Promise.all([
+      const [counts, [activity], rows, durations] = await Promise.all([
         store.statsCounts(),
         store.statsActivity({ queue: queue.name }),
         store.statsThroughput({ sinceMinute: since, queue: queue.name }),
+        store.statsDurations({
+          sinceMs: since * 60_000,
+          queue: queue.name,
+          limit: LATENCY_SAMPLES,
+        }),
       ]);
       const perMinute = Array.from({ length: windowMinutes }, (_, i) => ({
         minute: since + i,
@@ -406,6 +427,11 @@ export function createOperator(options: {
         running: activity?.running ?? 0,
         perMinute,
         successRate: ok + bad === 0 ? null : ok / (ok + bad),
+        latency: summarizeLatency(durations.map((d) => d.durationMs)),
+        slowestDestinations: slowestDestinations(durations, {
+          limit: SLOWEST_DESTINATIONS,
+          minSamples: SLOWEST_MIN_CALLS,
+        }),
       };
     },
 

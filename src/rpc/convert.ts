@@ -1,5 +1,6 @@
 import { fromJson, type MessageInitShape, toJson } from "@bufbuild/protobuf";
 import { type Timestamp, timestampFromMs, timestampMs, ValueSchema } from "@bufbuild/protobuf/wkt";
+import type { GetCallerResponseSchema } from "../../gen/jobqueue/v1/caller_pb.js";
 import {
   AttemptOutcome as AttemptOutcomePb,
   type AttemptSchema,
@@ -20,8 +21,10 @@ import type {
   EnqueueJobRequest,
   GetJobResultResponseSchema,
 } from "../../gen/jobqueue/v1/job_queue_service_pb.js";
+import { Role as RolePb } from "../../gen/jobqueue/v1/options_pb.js";
 import type { QueueSchema as QueuePbSchema } from "../../gen/jobqueue/v1/queue_service_pb.js";
 import type { StoredAuditEvent } from "../audit/audit-event.js";
+import type { Caller, Role } from "../auth/principal.js";
 import { InvalidArgumentError } from "../job/errors.js";
 import type { EventType, JobStreamEvent } from "../job/events.js";
 import type { JobFilterInput } from "../job/filter.js";
@@ -432,5 +435,24 @@ export function eventToPb(e: JobStreamEvent): MessageInitShape<typeof JobEventSc
           bytes: e.progress.bytes === undefined ? undefined : BigInt(e.progress.bytes),
         }
       : undefined,
+  };
+}
+
+const ROLE_TO_PB: Record<Role, RolePb> = {
+  reader: RolePb.READER,
+  submitter: RolePb.SUBMITTER,
+  admin: RolePb.ADMIN,
+};
+
+/**
+ * GetCaller's answer: the principal and role of the caller's key; without authentication (no
+ * principal) every caller may do everything, as an admin.
+ */
+export function callerToPb(caller: Caller): MessageInitShape<typeof GetCallerResponseSchema> {
+  if (!caller.principal) return { authenticationRequired: false, role: RolePb.ADMIN };
+  return {
+    authenticationRequired: true,
+    principal: caller.principal.name,
+    role: ROLE_TO_PB[caller.principal.role],
   };
 }

@@ -13,6 +13,7 @@ import { callerOf } from "./auth.js";
 import {
   attemptToPb,
   auditToPb,
+  callerToPb,
   countsToPb,
   enqueueInputFromPb,
   eventToPb,
@@ -212,6 +213,8 @@ export function createJobQueueServiceImpl(
             };
       }
     },
+
+    getCaller: (_req, ctx) => callerToPb(callerOf(ctx.values)),
 
     listNodes: async () => ({
       nodes: (await queue.listNodes()).map(nodeToPb),

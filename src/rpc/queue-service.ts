@@ -2,6 +2,7 @@ import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "@connectrpc/connect";
 import type { QueueService } from "../../gen/jobqueue/v1/queue_service_pb.js";
 import { InvalidArgumentError } from "../job/errors.js";
+import type { LatencySummary } from "../job/latency.js";
 import type { Operator } from "../queue/operator.js";
 import { callerOf } from "./auth.js";
 import { countsToPb, queueSettingsFromPb, queueToPb } from "./convert.js";
@@ -67,7 +68,22 @@ export function createQueueServiceImpl(operator: Operator): QueueServiceImpl {
           canceled: BigInt(m.canceled),
         })),
         successRate: stats.successRate ?? undefined,
+        latency: stats.latency ? latencyToPb(stats.latency) : undefined,
+        slowestDestinations: stats.slowestDestinations.map((d) => ({
+          host: d.host,
+          latency: latencyToPb(d),
+        })),
       };
     },
+  };
+}
+
+function latencyToPb(l: LatencySummary) {
+  return {
+    samples: BigInt(l.samples),
+    p50Ms: l.p50Ms,
+    p90Ms: l.p90Ms,
+    p99Ms: l.p99Ms,
+    maxMs: l.maxMs,
   };
 }

@@ -161,6 +161,17 @@ export interface JobStore {
   statsThroughput(params: { sinceMinute: number; queue?: string }): Promise<ThroughputRow[]>;
 
   /**
+   * The call durations of the latest jobs that succeeded or failed at or after `sinceMs` (their
+   * last attempt's, as their result keeps it), with their destination host: at most `limit` of
+   * each of the two statuses, newest first, read along the finished-jobs index.
+   */
+  statsDurations(params: {
+    sinceMs: number;
+    queue?: string;
+    limit: number;
+  }): Promise<DurationRow[]>;
+
+  /**
    * Active jobs (queued or running) counted by host or by tag, the largest groups first, reading
    * at most `scanCap` jobs (`capped` says the counts are a lower bound).
    */
@@ -446,6 +457,14 @@ export interface ThroughputRow {
   queue: string;
   status: Extract<JobStatus, "succeeded" | "failed" | "canceled">;
   count: number;
+}
+
+/** One ended job's call duration and destination (statsDurations). */
+export interface DurationRow {
+  /** The URL's host; "" when unknown. */
+  host: string;
+  durationMs: number;
+  finishedAt: number;
 }
 
 export type { AttemptEndRecord };

@@ -179,6 +179,7 @@ const EXPECTED: Record<Rpc, readonly Outcome[]> = {
   CancelOperation: [UNAUTH, UNAUTH, OK, OK, DENIED],
   GetJobCounts: [UNAUTH, UNAUTH, OK, OK, OK],
   ListNodes: [UNAUTH, UNAUTH, OK, OK, OK],
+  GetCaller: [UNAUTH, UNAUTH, OK, OK, OK],
   // Queues: admins manage them, everyone reads them.
   CreateQueue: [UNAUTH, UNAUTH, OK, DENIED, DENIED],
   UpdateQueue: [UNAUTH, UNAUTH, OK, DENIED, DENIED],
@@ -275,6 +276,7 @@ async function arrange(t: TestApp, rpc: Rpc, who: Who): Promise<Arranged> {
     case "GetJobCounts":
       return { ...arranged, request: { group_by: "JOB_COUNT_GROUPING_HOST" } };
     case "ListNodes":
+    case "GetCaller":
     case "ListQueues":
       return { ...arranged, request: {} };
     case "CreateQueue":
@@ -320,8 +322,8 @@ describe("every role, every RPC, every protocol", () => {
   // A follower: another node leads, so the bulk actions started here stay running.
   const w = serverForBlock({}, { follower: true });
 
-  it("covers 5 callers × 28 RPCs × 5 protocols", () => {
-    expect(MATRIX).toHaveLength(5 * 28 * 5);
+  it("covers 5 callers × 29 RPCs × 5 protocols", () => {
+    expect(MATRIX).toHaveLength(5 * 29 * 5);
     // Every method of every served service.
     expect([...RPCS].sort()).toEqual(SERVICES.flatMap((s) => s.methods.map((m) => m.name)).sort());
   });
@@ -476,6 +478,17 @@ describe("every role, every RPC, every protocol", () => {
           break;
         case "ListNodes":
           expect(body.nodes).toHaveLength(1);
+          expect(rows).toEqual([]);
+          break;
+        case "GetCaller":
+          // The key's principal and role (REST spells the enum lowercase without its prefix).
+          expect(body.authentication_required).toBe(true);
+          expect(body.principal).toBe(person);
+          expect(
+            String(body.role)
+              .toLowerCase()
+              .replace(/^role_/, ""),
+          ).toBe(PEOPLE[person!]);
           expect(rows).toEqual([]);
           break;
         case "CreateQueue":

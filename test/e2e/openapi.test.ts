@@ -293,6 +293,11 @@ describe("a generic client built from the document", () => {
 
     const audit = await call("ListAuditEvents", { query: { action: "EnqueueJob", page_size: 5 } });
     expect(audit.json.events.length).toBeGreaterThan(0);
+    // Without keys (this server has none), every caller acts as an admin.
+    expect((await call("GetCaller", {})).json).toMatchObject({
+      authentication_required: false,
+      role: "admin",
+    });
     const nodes = await call("ListNodes", {});
     expect(nodes.json.nodes).toHaveLength(1);
 

@@ -210,6 +210,15 @@ describe.each(STORE_KINDS)("queues and counts on %s", (store: StoreKind) => {
         );
         // Nothing due waits in line: the queued jobs are for tomorrow.
         expect(stats.oldest_queued_at ?? null).toBeNull();
+        // How long the calls of the jobs that succeeded or failed took, all to one host.
+        const l = stats.latency;
+        expect(num(l.samples)).toBe(want.succeeded! + want.failed!);
+        expect(num(l.p50_ms)).toBeLessThanOrEqual(num(l.p90_ms));
+        expect(num(l.p90_ms)).toBeLessThanOrEqual(num(l.p99_ms));
+        expect(num(l.p99_ms)).toBeLessThanOrEqual(num(l.max_ms));
+        expect(
+          stats.slowest_destinations.map((d: any) => [d.host, num(d.latency.samples)]),
+        ).toEqual(num(l.samples) >= 3 ? [["127.0.0.1", num(l.samples)]] : []);
       }
     }
 

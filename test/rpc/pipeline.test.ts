@@ -150,6 +150,7 @@ describe("roles declared next to each method", () => {
       CancelOperation: "submitter",
       GetJobCounts: "reader",
       ListNodes: "reader",
+      GetCaller: "reader",
       ListAuditEvents: "admin",
     });
     expect(() => assertRolesDeclared([JobQueueService, Health])).not.toThrow();

@@ -1,8 +1,10 @@
 import { mkdirSync } from "node:fs";
+import type { ServerResponse } from "node:http";
 import { join } from "node:path";
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { generateApiKey } from "../../src/auth/api-keys.js";
+import { bearer } from "../helpers/clients.js";
 import { startTarget, type Target } from "../helpers/target.js";
 import { startTestApp, type TestApp } from "../helpers/test-app.js";
 import { launchBrowser } from "./browser.js";
@@ -81,6 +83,7 @@ describe("dashboard", () => {
   };
 
   let failedJob: string;
+  const trickling: ServerResponse[] = [];
   beforeAll(async () => {
     mkdirSync(SHOTS, { recursive: true });
     if (DOCS) mkdirSync(DOCS, { recursive: true });
@@ -92,6 +95,13 @@ describe("dashboard", () => {
       res.writeHead(503, { "content-type": "text/plain" }).end("try later");
     });
     target.on("/hold", () => new Promise(() => {}));
+    // Answers at once, then sends its body when a test writes it.
+    target.on("/trickle", (_req, res) => {
+      res.writeHead(200, { "content-type": "text/plain" });
+      res.write("first part;");
+      trickling.push(res);
+      return new Promise(() => {});
+    });
     t = await startTestApp({
       JOBQUEUE_API_KEYS: [admin.line, submitter.line, reader.line].join(","),
       JOBQUEUE_AUTH_FAILURES_PER_MINUTE: "0",
@@ -158,14 +168,31 @@ describe("dashboard", () => {
     await page.close();
   });
 
-  it("shows the overview: the latest jobs by status and the node", async () => {
+  it("shows the overview: counts by status and queue, throughput, success rate, the node", async () => {
     const page = await newPage();
     await signIn(page, admin.key);
     await page.locator("[data-count=failed]").filter({ hasText: "1" }).waitFor();
     expect(await page.locator("[data-count=succeeded]").textContent()).toBe("1");
-    expect(await page.locator("[data-count=queued]").textContent()).toBe("5+");
+    expect(await page.locator("[data-count=queued]").textContent()).toBe("30");
+    // By queue: every job went to the default queue.
+    const row = page.locator("table.counts tr[data-queue=default]");
+    expect((await row.locator("td").allInnerTexts()).slice(0, 5)).toEqual([
+      "30",
+      "0",
+      "1",
+      "1",
+      "0",
+    ]);
+    // One succeeded and one failed in the window: 50 %, with a bar for each.
+    expect(await page.locator("[data-success-rate]").textContent()).toBe("50.0 %");
+    expect(await page.locator("[data-chart=throughput] rect.bar-succeeded").count()).toBe(1);
+    expect(await page.locator("[data-chart=throughput] rect.bar-failed").count()).toBe(1);
+    // Latency of the two calls that ended; no destination has the 3 calls to be ranked yet.
+    expect(await page.locator("tr[data-latency-queue=default] td").first().textContent()).toBe("2");
+    expect(await page.locator("table.slowest").textContent()).toContain("No destination");
+    await page.locator("#latest-failed").getByText(failedJob).waitFor();
     await page.locator("table.nodes").getByText(t.config.nodeId).waitFor();
-    expect(await page.locator("[data-slot=counts]").count()).toBe(1);
+    await page.locator(".live-note[data-live=on]").waitFor();
     await shot(page, "overview", true);
     await page.goto(`${t.url}/ui/nodes`);
     await page.locator("table.nodes").getByText(t.config.nodeId).waitFor();
@@ -195,6 +222,20 @@ describe("dashboard", () => {
     await page.locator(`tr[data-job-id="${failedJob}"]`).waitFor();
     expect(await page.locator("tr[data-job-id]").count()).toBe(1);
     await shot(page, "jobs-filtered");
+
+    // Every filter of the API is in the form: the URL text, the method, the host.
+    await page.goto(`${t.url}/ui/jobs`);
+    await page.locator("tr[data-job-id]").first().waitFor();
+    await page.fill("input[name=url_contains]", "/flaky");
+    await page.selectOption("select[name=method]", "GET");
+    await page.fill("input[name=host]", "127.0.0.1");
+    await page.click("text=Apply filters");
+    await page.waitForURL(/url_contains=%2Fflaky/);
+    expect(page.url()).toMatch(/method=GET/);
+    await expect.poll(() => page.locator("tr[data-job-id]").count()).toBe(1);
+    await page.locator(`tr[data-job-id="${failedJob}"]`).waitFor();
+    await page.goto(`${t.url}/ui/jobs?error_code=http_status`);
+    await expect.poll(() => page.locator("tr[data-job-id]").count()).toBe(1);
 
     await page.goto(`${t.url}/ui/jobs?tag=alpha`);
     await page.locator("tr[data-job-id] .tag", { hasText: "alpha" }).first().waitFor();
@@ -289,6 +330,148 @@ describe("dashboard", () => {
     await page.close();
   });
 
+  it("shows how far a running call has come, from the stream", async () => {
+    const jobId = await enqueue({ url: `${target.url}/trickle` });
+    await waitStatus(jobId, "running");
+    const page = await newPage();
+    await signIn(page, reader.key);
+    await page.goto(`${t.url}/ui/jobs/${jobId}`);
+    await page.locator("[data-live=on]").waitFor();
+    // More of the body arrives while the page is open: WatchJob reports the bytes read.
+    await expect.poll(() => trickling.length).toBe(1);
+    trickling[0]!.write("x".repeat(4096));
+    await page.locator(".call-progress[data-progress=body]").waitFor();
+    expect(await page.locator(".call-progress").textContent()).toContain("HTTP 200");
+    await shot(page, "job-progress");
+    trickling[0]!.end("done");
+    await page.locator(".job-title .badge", { hasText: "succeeded" }).waitFor();
+    expect(await page.locator(".call-progress").count()).toBe(0);
+    await page.close();
+  });
+
+  it("retries a failed job from its page and follows it to its next end", async () => {
+    const jobId = await enqueue({ url: `${target.url}/flaky`, max_attempts: 1, tags: ["again"] });
+    await waitStatus(jobId, "failed");
+    const page = await newPage();
+    await signIn(page, submitter.key);
+    await page.goto(`${t.url}/ui/jobs/${jobId}`);
+    await page.locator(".job-title .badge", { hasText: "failed" }).waitFor();
+    await page.click("button[data-action=retry]");
+    // It runs again on the same id (one more attempt allowed), and fails again: seen live.
+    await page.locator("tr[data-attempt='2']").waitFor();
+    await page.locator(".job-title .badge", { hasText: "failed" }).waitFor();
+    expect(await statusOf(jobId)).toBe("failed");
+    expect(await page.locator("table.attempts tbody tr").count()).toBe(2);
+    // A finished job can be deleted, after a confirmation; the list is shown after.
+    await page.click("button[data-action=delete]");
+    await page.locator("dialog[open]").waitFor();
+    await page.click("button[data-confirm=delete]");
+    await page.waitForURL(`${t.url}/ui/jobs`);
+    const res = await fetch(`${t.url}/jobs/${jobId}`, { headers: bearer(admin.key) });
+    expect(res.status).toBe(404);
+    await page.close();
+  });
+
+  it("bulk-cancels every job matching a filter after the count preview, and shows the progress", async () => {
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      ids.push(
+        await enqueue({
+          url: `${target.url}/later/bulk-${i}`,
+          scheduled_at: new Date(Date.now() + 3_600_000).toISOString(),
+          tags: ["bulk"],
+        }),
+      );
+    }
+    const page = await newPage();
+    await signIn(page, submitter.key);
+    await page.goto(`${t.url}/ui/jobs?tag=bulk`);
+    await expect.poll(() => page.locator("tr[data-job-id]").count()).toBe(3);
+    await page.locator(".live-note[data-live=on]").waitFor();
+    // Selecting rows offers the selection's actions.
+    await page.locator(`tr[data-job-id="${ids[0]}"] input[type=checkbox]`).check();
+    await page.locator(".bulk-bar strong", { hasText: "1" }).waitFor();
+    expect(await page.locator("[data-bulk=cancel-selected]").isDisabled()).toBe(false);
+    await shot(page, "jobs-selected");
+
+    // By keyboard: Enter opens the preview, Escape leaves it with nothing done.
+    await page.locator("[data-bulk=cancel-matching]").focus();
+    await page.keyboard.press("Enter");
+    await page.locator("dialog[open] [data-bulk-count='3']").waitFor();
+    await page.keyboard.press("Escape");
+    await page.locator("dialog[open]").waitFor({ state: "detached" });
+    for (const id of ids) expect(await statusOf(id)).toBe("queued");
+
+    await page.click("[data-bulk=cancel-matching]");
+    await page.locator("dialog[open] [data-bulk-count='3']").waitFor();
+    expect(await page.locator("dialog[open]").textContent()).toContain("tags bulk");
+    await shot(page, "bulk-preview", true);
+    // Nothing changed before the confirmation.
+    for (const id of ids) expect(await statusOf(id)).toBe("queued");
+    await page.click("button[data-confirm=bulk-cancel]");
+    await page.locator("dialog[open] [data-operation-state=done]").waitFor();
+    expect(await page.locator("dialog[open] [data-affected]").textContent()).toBe("3");
+    for (const id of ids) expect(await statusOf(id)).toBe("canceled");
+    await page.click("dialog[open] >> text=Close");
+    // The list shows the change (the stream or the refresh after the action).
+    await expect
+      .poll(() => page.locator("tr[data-job-id] .badge", { hasText: "canceled" }).count())
+      .toBe(3);
+    // The operation stays listed with what it did.
+    await page.click("details.operations summary");
+    const op = page.locator("table.operations tbody tr").first();
+    await op.locator("[data-operation-state=done]").waitFor();
+    expect(await op.locator("td.num").first().textContent()).toBe("3");
+    await page.close();
+  });
+
+  it("pauses and resumes a queue, and edits its settings", async () => {
+    // A second queue, with a rate and defaults of its own.
+    const created = await fetch(`${t.url}/queues`, {
+      method: "POST",
+      headers: { ...bearer(admin.key), "content-type": "application/json" },
+      body: JSON.stringify({
+        name: "emails",
+        settings: { concurrency: 2, rate_per_second: 5, burst: 10, max_attempts: 5 },
+      }),
+    });
+    expect(created.status).toBe(200);
+    const page = await newPage();
+    await signIn(page, admin.key);
+    await page.goto(`${t.url}/ui/queues`);
+    const row = page.locator("tr[data-queue=default]");
+    await row.locator("[data-state=active]").waitFor();
+    await row.locator("[data-queue-action=pause]").click();
+    await row.locator("[data-state=paused]").waitFor();
+    const read = async () =>
+      (await (await fetch(`${t.url}/queues/default`, { headers: bearer(admin.key) })).json()) as {
+        paused: boolean;
+        concurrency?: number;
+        rate_per_second?: number;
+      };
+    expect((await read()).paused).toBe(true);
+    await shot(page, "queues", true);
+    await row.locator("[data-queue-action=resume]").click();
+    await row.locator("[data-state=active]").waitFor();
+    expect((await read()).paused).toBe(false);
+
+    await row.locator("[data-queue-action=edit]").click();
+    await page.locator("dialog[open]").waitFor();
+    await page.fill("dialog[open] input[name=concurrency]", "3");
+    await page.fill("dialog[open] input[name=rate_per_second]", "50");
+    await page.click("button[data-confirm=save-queue]");
+    await row.locator("td", { hasText: "50/s" }).waitFor();
+    expect(await read()).toMatchObject({ paused: false, concurrency: 3, rate_per_second: 50 });
+    // Back to the node's defaults (an emptied field resets it).
+    await row.locator("[data-queue-action=edit]").click();
+    await page.fill("dialog[open] input[name=concurrency]", "");
+    await page.fill("dialog[open] input[name=rate_per_second]", "");
+    await page.click("button[data-confirm=save-queue]");
+    await page.locator("dialog[open]").waitFor({ state: "detached" });
+    await expect.poll(async () => (await read()).concurrency ?? null).toBeNull();
+    await page.close();
+  });
+
   it("pauses live updates while the tab is hidden and resumes when it shows", async () => {
     const page = await newPage();
     await signIn(page, admin.key);
@@ -316,11 +499,22 @@ describe("dashboard", () => {
     const page = await newPage();
     await signIn(page, reader.key);
     expect(await page.locator("[data-access=reader]").textContent()).toContain("read-only");
+    // GetCaller names the key's principal.
+    await page.locator("[data-access=reader] .principal", { hasText: "alice" }).waitFor();
     await page.goto(`${t.url}/ui/jobs/${jobId}`);
     await page.locator(".job-title .badge", { hasText: "running" }).waitFor();
     await page.locator("#attempts").waitFor();
     expect(await page.locator("button[data-action]").count()).toBe(0);
     await shot(page, "job-reader");
+    // No bulk actions nor row selection on the list, no queue actions.
+    await page.goto(`${t.url}/ui/jobs`);
+    await page.locator("tr[data-job-id]").first().waitFor();
+    expect(await page.locator("[data-bulk]").count()).toBe(0);
+    expect(await page.locator("tr[data-job-id] input[type=checkbox]").count()).toBe(0);
+    await page.goto(`${t.url}/ui/queues`);
+    await page.locator("tr[data-queue=default]").waitFor();
+    expect(await page.locator("[data-queue-action]").count()).toBe(0);
+    expect(await page.locator("main button").count()).toBe(0);
     await page.close();
   });
 
@@ -339,6 +533,15 @@ describe("dashboard", () => {
       await page.evaluate("document.documentElement.scrollWidth - window.innerWidth"),
     ).toBeLessThanOrEqual(0);
     await shot(page, "job-phone");
+    // The wide tables scroll in their own box; the page itself never scrolls sideways.
+    for (const path of ["/jobs", "/queues"]) {
+      await page.goto(`${t.url}/ui${path}`);
+      await page.locator("[data-job-id], [data-queue]").first().waitFor();
+      expect(
+        await page.evaluate("document.documentElement.scrollWidth - window.innerWidth"),
+      ).toBeLessThanOrEqual(0);
+    }
+    await shot(page, "queues-phone");
     // The theme toggle cycles auto → light → dark, and is kept.
     const toggle = page.locator("button.theme-toggle");
     await toggle.click();

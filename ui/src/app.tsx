@@ -6,6 +6,7 @@ import { JobPage } from "./pages/job.js";
 import { JobsPage } from "./pages/jobs.js";
 import { NodesPage } from "./pages/nodes.js";
 import { OverviewPage } from "./pages/overview.js";
+import { QueuesPage } from "./pages/queues.js";
 import { SignInPage } from "./pages/sign-in.js";
 import { type Route, useRoute } from "./router.js";
 import { applyTheme, nextTheme, storedTheme, type Theme } from "./theme.js";
@@ -77,6 +78,16 @@ export function App() {
   }, [pageKey]);
 
   const signedIn = auth.state === "signed-in" ? auth.access : null;
+  // Whose key it is, shown beside the role.
+  const [principal, setPrincipal] = useState<string | null>(null);
+  useEffect(() => {
+    setPrincipal(null);
+    if (!signedIn || signedIn === "open") return;
+    api.getCaller({}).then(
+      (caller) => setPrincipal(caller.principal ?? null),
+      () => {},
+    );
+  }, [api, signedIn]);
   return (
     <>
       <a class="skip-link" href="#main">
@@ -107,17 +118,24 @@ export function App() {
                 </Link>
               </li>
               <li>
+                <Link href="/queues" aria-current={route.page === "queues" ? "page" : undefined}>
+                  Queues
+                </Link>
+              </li>
+              <li>
                 <Link href="/nodes" aria-current={route.page === "nodes" ? "page" : undefined}>
                   Nodes
                 </Link>
               </li>
-              {/* Queues and Schedules join here with issues 10 and 8. */}
+              {/* Schedules joins here with issue 8. */}
             </ul>
           )}
           <ul class="nav-tools">
             {signedIn && (
               <li>
                 <span class="access" data-access={signedIn} title="What this session may do">
+                  {principal && <strong class="principal">{principal}</strong>}
+                  {principal && " · "}
                   {ACCESS_LABEL[signedIn]}
                 </span>
               </li>
@@ -174,7 +192,9 @@ function Page(props: { route: Route; api: ReturnType<typeof createApi>; access: 
     case "overview":
       return <OverviewPage api={api} />;
     case "jobs":
-      return <JobsPage api={api} query={route.query} />;
+      return <JobsPage api={api} query={route.query} access={access} />;
+    case "queues":
+      return <QueuesPage api={api} access={access} />;
     case "job":
       return <JobPage api={api} jobId={route.jobId} access={access} key={route.jobId} />;
     case "nodes":
@@ -199,6 +219,8 @@ function titleOf(route: Route): string {
       return "Jobs";
     case "job":
       return route.jobId;
+    case "queues":
+      return "Queues";
     case "nodes":
       return "Nodes";
     case "not-found":

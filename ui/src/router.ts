@@ -7,9 +7,10 @@ export type Route =
   | { page: "overview" }
   | { page: "jobs"; query: URLSearchParams }
   | { page: "job"; jobId: string }
+  | { page: "queues" }
   | { page: "nodes" }
   | { page: "not-found"; path: string };
-// Later pages (issue 10 and 8): { page: "queues" }, { page: "queue"; name }, { page: "schedules" }.
+// A later page (issue 8): { page: "schedules" }.
 
 export function parseRoute(pathname: string, search: string): Route {
   const path = pathname.startsWith(BASE) ? pathname.slice(BASE.length) : pathname;
@@ -21,6 +22,7 @@ export function parseRoute(pathname: string, search: string): Route {
   if (parts[0] === "jobs" && parts.length === 2) {
     return { page: "job", jobId: decodeURIComponent(parts[1]!) };
   }
+  if (parts[0] === "queues" && parts.length === 1) return { page: "queues" };
   if (parts[0] === "nodes" && parts.length === 1) return { page: "nodes" };
   return { page: "not-found", path };
 }

@@ -40,6 +40,7 @@ import {
   type ClaimedJob,
   type ClaimParams,
   type ClaimResult,
+  type DurationRow,
   type FinishAttemptParams,
   type InsertResult,
   type JobListPage,
@@ -1200,6 +1201,31 @@ class PostgresJobStore implements JobStore {
       queue: r.queue,
       status: r.state,
       count: Number(r.n),
+    }));
+  }
+
+  async statsDurations(params: {
+    sinceMs: number;
+    queue?: string;
+    limit: number;
+  }): Promise<DurationRow[]> {
+    const q = this.sql;
+    const queue = params.queue === undefined ? q`` : q`AND j.queue = ${params.queue}`;
+    // One ordered read per status, so each walks the (state, finished_at) index backwards.
+    const of = (state: string) =>
+      this.run(
+        () => q<{ host: string; duration_ms: number; finished_at: string | number }>`
+          SELECT COALESCE(j.host, '') AS host, r.duration_ms, j.finished_at
+          FROM jobs j JOIN results r ON r.job_id = j.id
+          WHERE j.state = ${state} AND j.finished_at IS NOT NULL AND j.finished_at >= ${params.sinceMs}
+            ${queue}
+          ORDER BY j.finished_at DESC LIMIT ${params.limit}`,
+      );
+    const rows = (await Promise.all([of("succeeded"), of("failed")])).flat();
+    return rows.map((r) => ({
+      host: r.host,
+      durationMs: Number(r.duration_ms),
+      finishedAt: Number(r.finished_at),
     }));
   }
 

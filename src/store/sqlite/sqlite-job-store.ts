@@ -58,6 +58,7 @@ import {
   type CancelResult,
   type ClaimParams,
   type ClaimResult,
+  type DurationRow,
   type FinishAttemptParams,
   type InsertResult,
   type JobListPage,
@@ -1175,6 +1176,29 @@ class SqliteJobStore implements JobStore {
         : this.s.throughputOfQueue.all(params.sinceMinute, params.queue)
     ) as { minute: number; queue: string; state: ThroughputRow["status"]; n: number }[];
     return rows.map((r) => ({ minute: r.minute, queue: r.queue, status: r.state, count: r.n }));
+  }
+
+  async statsDurations(params: {
+    sinceMs: number;
+    queue?: string;
+    limit: number;
+  }): Promise<DurationRow[]> {
+    await this.settled();
+    // One ordered read per status, so each walks the (state, finished_at) index backwards.
+    const of = (state: string) => `SELECT COALESCE(j.host, '') AS host, r.duration_ms AS durationMs,
+        j.finished_at AS finishedAt
+      FROM jobs j JOIN results r ON r.job_id = j.id
+      WHERE j.state = '${state}' AND j.finished_at IS NOT NULL AND j.finished_at >= @since
+        ${params.queue === undefined ? "" : "AND j.queue = @queue"}
+      ORDER BY j.finished_at DESC LIMIT @limit`;
+    const bind = {
+      since: params.sinceMs,
+      limit: params.limit,
+      ...(params.queue === undefined ? {} : { queue: params.queue }),
+    };
+    return ["succeeded", "failed"].flatMap(
+      (state) => this.cached(of(state)).all(bind) as DurationRow[],
+    );
   }
 
   async statsGroups(params: {

@@ -7,6 +7,7 @@ import {
   httpFailedEnd,
   LEASE_MS,
   newJob,
+  responseResult,
   type StoreTest,
   succeededEnd,
   T0,
@@ -171,6 +172,64 @@ export function operateTests(t: StoreTest): void {
       await t.store.statsCompact({ keepMinutes: 0, now: T0 + 60_000 });
       expect((await t.store.statsThroughput({ sinceMinute: m })).map((r) => r.status)).toEqual([
         "failed",
+      ]);
+    });
+
+    it("reads the call durations of the latest jobs that ended, with their hosts", async () => {
+      await t.store.queueCreate(queue("emails"));
+      await t.store.jobInsertMany([
+        newJob({ host: "a.test" }),
+        newJob({ host: "b.test" }),
+        newJob({ host: "a.test", queue: "emails" }),
+        newJob({ host: "c.test" }),
+        newJob({ host: "d.test" }),
+      ]);
+      const { jobs: claimed } = await t.store.jobClaim({
+        queues: [
+          { name: "emails", limit: 10, rate: null },
+          { name: "default", limit: 10, rate: null },
+        ],
+        limit: 10,
+        leaseMs: LEASE_MS,
+        node: "n",
+        now: T0 + 1,
+      });
+      expect(claimed).toHaveLength(5);
+      const byHost = (host: string, queueName = "default") =>
+        claimed.find((c) => c.host === host && c.queue === queueName)!;
+      const end = async (
+        job: (typeof claimed)[number],
+        at: number,
+        status: "succeeded" | "failed",
+        durationMs: number,
+      ) => {
+        const result = { ...responseResult(job, at), durationMs };
+        const attempt =
+          status === "succeeded" ? succeededEnd(durationMs) : httpFailedEnd(500, false);
+        await finish(job, at, { status }, { ...attempt, durationMs }, result);
+      };
+      await end(byHost("a.test"), T0 + 10, "succeeded", 100);
+      await end(byHost("b.test"), T0 + 20, "failed", 900);
+      await end(byHost("a.test", "emails"), T0 + 30, "succeeded", 300);
+      // Before the window: left out.
+      await end(byHost("d.test"), T0 + 2, "succeeded", 5);
+      // Still running (no result) or canceled: not a call that ended.
+      await t.store.jobCancel({ id: byHost("c.test").id });
+
+      const sorted = (rows: { host: string; durationMs: number; finishedAt: number }[]) =>
+        rows.map((r) => [r.host, r.durationMs, r.finishedAt]).sort();
+      expect(sorted(await t.store.statsDurations({ sinceMs: T0 + 5, limit: 100 }))).toEqual([
+        ["a.test", 100, T0 + 10],
+        ["a.test", 300, T0 + 30],
+        ["b.test", 900, T0 + 20],
+      ]);
+      expect(
+        sorted(await t.store.statsDurations({ sinceMs: T0 + 5, queue: "emails", limit: 100 })),
+      ).toEqual([["a.test", 300, T0 + 30]]);
+      // At most `limit` of each status, the newest.
+      expect(sorted(await t.store.statsDurations({ sinceMs: T0 + 5, limit: 1 }))).toEqual([
+        ["a.test", 300, T0 + 30],
+        ["b.test", 900, T0 + 20],
       ]);
     });
 

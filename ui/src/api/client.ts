@@ -7,9 +7,13 @@ import {
 } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
 import { JobQueueService } from "../../../gen/jobqueue/v1/job_queue_service_pb.js";
+import { QueueService } from "../../../gen/jobqueue/v1/queue_service_pb.js";
 
-/** The public API, as the generated Connect-Web client calls it. */
-export type Api = Client<typeof JobQueueService>;
+/**
+ * The public API, as the generated Connect-Web clients call it: JobQueueService's methods, and
+ * QueueService's under `queues`.
+ */
+export type Api = Client<typeof JobQueueService> & { queues: Client<typeof QueueService> };
 
 /**
  * A client of the server that served the page (same origin: no CORS), sending the API key of the
@@ -35,12 +39,9 @@ export function createApi(options: {
     useBinaryFormat: true,
     interceptors: [auth],
   });
-  return createClient(JobQueueService, transport);
-}
-
-/** Whether the generated client knows a method: the operator API and events arrive later. */
-export function offers(method: string): boolean {
-  return JobQueueService.methods.some((m) => m.name === method);
+  return Object.assign(createClient(JobQueueService, transport), {
+    queues: createClient(QueueService, transport),
+  });
 }
 
 /** A message fit for a person: the server's own, without the "[code]" prefix connect adds. */

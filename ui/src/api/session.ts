@@ -1,4 +1,5 @@
 import { Code, ConnectError } from "@connectrpc/connect";
+import { Role } from "../../../gen/jobqueue/v1/options_pb.js";
 import { createApi } from "./client.js";
 
 /** What the caller may do: the server's roles, or "open" when it runs without authentication. */
@@ -36,42 +37,26 @@ export function allows(access: Access, role: "reader" | "submitter" | "admin"): 
   return rank[access] >= rank[role];
 }
 
-/** A job id that is well formed and never issued (the ULID of time zero, all zeros). */
-const NO_SUCH_JOB = "j_00000000000000000000000000";
-
 /**
- * Finds what a key (or none) may do, using calls every role may make or is refused before any
- * effect: ListNodes (any valid key; refused without one when the server needs keys),
- * ListAuditEvents (admins only), CancelJob of a job that cannot exist (submitters get NOT_FOUND,
- * readers PERMISSION_DENIED; nothing is canceled). Without a key, "open" if the server answers
- * anyway (it runs without authentication). Resolves null when the key (or its absence) is refused.
- *
- * TODO(issue 10): replace the probes with one call that answers the caller's principal and role,
- * when the API has it; the refused probes of non-admins are counted in the audit log meanwhile.
+ * Finds what a key (or none) may do with GetCaller (every role may call it): the key's role, or
+ * "open" when the server runs without authentication. Resolves null when the key (or its
+ * absence) is refused.
  */
 export async function probeAccess(apiKey: string | null): Promise<Access | null> {
   const api = createApi({ apiKey: () => apiKey, onUnauthenticated: () => {} });
   try {
-    await api.listNodes({});
+    const caller = await api.getCaller({});
+    if (!caller.authenticationRequired) return "open";
+    return ROLES[caller.role] ?? "reader";
   } catch (err) {
     if (ConnectError.from(err).code === Code.Unauthenticated) return null;
     throw err;
   }
-  if (apiKey === null) return "open";
-  if (await refused(() => api.listAuditEvents({ pageSize: 1 }))) {
-    return (await refused(() => api.cancelJob({ jobId: NO_SUCH_JOB }))) ? "reader" : "submitter";
-  }
-  return "admin";
 }
 
-async function refused(call: () => Promise<unknown>): Promise<boolean> {
-  try {
-    await call();
-    return false;
-  } catch (err) {
-    const code = ConnectError.from(err).code;
-    if (code === Code.PermissionDenied) return true;
-    if (code === Code.NotFound || code === Code.FailedPrecondition) return false;
-    throw err;
-  }
-}
+const ROLES: Record<Role, Access | undefined> = {
+  [Role.UNSPECIFIED]: undefined,
+  [Role.READER]: "reader",
+  [Role.SUBMITTER]: "submitter",
+  [Role.ADMIN]: "admin",
+};

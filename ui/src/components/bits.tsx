@@ -38,11 +38,14 @@ export function LiveNote(props: {
   stream?: boolean;
   /** Said instead of "paused" when nothing more will change (a finished job). */
   done?: string;
+  /** Whether the tab is visible: not live then means the stream is (re)connecting. */
+  visible?: boolean;
 }) {
+  const idle = props.visible ? "connecting…" : (props.done ?? "paused");
   return (
     <small class="live-note" aria-live="off" data-live={props.live ? "on" : "off"}>
       <span class={props.live ? "dot on" : "dot"} aria-hidden="true" />
-      {props.live ? (props.stream ? "live" : "refreshing every 5 s") : (props.done ?? "paused")}
+      {props.live ? (props.stream ? "live" : "refreshing every 5 s") : idle}
       {props.updatedAt ? ` · updated ${relativeTime(props.updatedAt)}` : ""}
     </small>
   );

@@ -1,7 +1,10 @@
 import { useCallback, useEffect, useRef, useState } from "preact/hooks";
 import { useVisible } from "./visible.js";
 
-/** How often lists refresh while visible, until the event stream (WatchJobs) replaces polling. */
+/**
+ * How often a view reads again while visible when nothing else tells it to (views that follow
+ * WatchJobs read again on its events and set a longer interval, as a safety net).
+ */
 export const LIST_POLL_MS = 5_000;
 
 export interface Polled<T> {
@@ -19,8 +22,8 @@ export interface Polled<T> {
 /**
  * Loads `load()` now and every `intervalMs` after each load ends (never two at once) while the tab
  * is visible; pauses while it is hidden and loads at once when it shows again. A new `key` (the
- * filter, the page) starts over. The seam for the event stream: a view that can follow
- * WatchJobs will refresh on events instead, with this as its fallback. `keepOnNewKey` keeps
+ * filter, the page) starts over. A view that follows WatchJobs (live/watch-jobs.ts) calls
+ * `refresh` on its events, with the timer as its fallback. `keepOnNewKey` keeps
  * showing the data of the previous key until the new key's arrives.
  */
 export function usePoll<T>(

@@ -1,6 +1,6 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { useEffect, useRef, useState } from "preact/hooks";
-import type { Job } from "../../../gen/jobqueue/v1/job_pb.js";
+import { type CallProgress, type Job, JobStatus } from "../../../gen/jobqueue/v1/job_pb.js";
 import type { Api } from "../api/client.js";
 import { isTerminal } from "../format.js";
 import { useVisible } from "./visible.js";
@@ -10,6 +10,8 @@ export interface WatchedJob {
   error: unknown;
   /** Whether the server is streaming this job's changes now. */
   live: boolean;
+  /** How far the running attempt's call has come, as the stream last told (null: not running). */
+  progress: CallProgress | null;
 }
 
 const RETRY_MS = [1_000, 2_000, 5_000, 10_000];
@@ -25,6 +27,7 @@ export function useWatchedJob(api: Api, jobId: string, refreshKey = 0): WatchedJ
   const [job, setJob] = useState<Job | undefined>(undefined);
   const [error, setError] = useState<unknown>(null);
   const [live, setLive] = useState(false);
+  const [progress, setProgress] = useState<CallProgress | null>(null);
   const terminal = useRef(false);
   const current = useRef(jobId);
 
@@ -49,6 +52,8 @@ export function useWatchedJob(api: Api, jobId: string, refreshKey = 0): WatchedJ
             failures = 0;
             setJob(res.job);
             setError(null);
+            if (res.job.status !== JobStatus.RUNNING) setProgress(null);
+            else if (res.event?.progress) setProgress(res.event.progress);
             terminal.current = isTerminal(res.job.status);
           }
           setLive(false);
@@ -84,7 +89,7 @@ export function useWatchedJob(api: Api, jobId: string, refreshKey = 0): WatchedJ
     };
   }, [api, jobId, visible, refreshKey]);
 
-  return { job, error, live };
+  return { job, error, live, progress };
 }
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {

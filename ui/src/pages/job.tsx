@@ -21,7 +21,15 @@ import { Link } from "../components/link.js";
 import { bytes, dateOf, duration, exactTime, isTerminal, outcomeName } from "../format.js";
 import { usePoll } from "../live/poll.js";
 import { useWatchedJob } from "../live/watch-job.js";
+import { navigate } from "../router.js";
 import { timelineOf } from "./timeline.js";
+
+/** A running call's phases, as WatchJob's progress events name them. */
+const PHASES: Record<string, string> = {
+  connected: "connected to the destination",
+  headers: "response headers received",
+  body: "reading the response body",
+};
 
 /** Header names the server always keeps encrypted (and masks on read), beyond secret_headers. */
 const ALWAYS_SECRET = ["authorization", "proxy-authorization", "cookie", "x-api-key"];
@@ -85,6 +93,15 @@ export function JobPage(props: { api: Api; jobId: string; access: Access }) {
       {job && (
         <>
           <Actions api={api} job={job} access={access} onDone={() => setRefreshKey((k) => k + 1)} />
+          {watched.progress && (
+            <p class="call-progress" data-progress={watched.progress.phase} aria-live="polite">
+              Call in progress: {PHASES[watched.progress.phase] ?? watched.progress.phase}
+              {watched.progress.responseStatus !== undefined &&
+                `, HTTP ${watched.progress.responseStatus}`}
+              {watched.progress.bytes !== undefined &&
+                `, ${bytes(Number(watched.progress.bytes))} of the body read`}
+            </p>
+          )}
           <Summary job={job} />
           <Request job={job} />
           <Section title="Timeline" id="timeline">
@@ -123,7 +140,8 @@ function Actions(props: { api: Api; job: Job; access: Access; onDone: () => void
     setError(null);
     try {
       await action.run(api, job);
-      props.onDone();
+      if (action.id === "delete") navigate("/jobs", { replace: true });
+      else props.onDone();
     } catch (err) {
       setError(err);
     } finally {
@@ -187,6 +205,12 @@ function Summary(props: { job: Job }) {
         rows={[
           ["Status", <StatusBadge status={job.status} key="s" />],
           ["Attempts", `${job.attempt} of ${job.maxAttempts}`],
+          [
+            "Queue",
+            <Link href={`/jobs?queue=${encodeURIComponent(job.queue)}`} key="q">
+              {job.queue}
+            </Link>,
+          ],
           ["Created", <Time ts={job.createdAt} exact key="c" />],
           ["Started", <Time ts={job.startedAt} exact key="st" />],
           ["Finished", <Time ts={job.finishedAt} exact key="f" />],
@@ -223,7 +247,16 @@ function Summary(props: { job: Job }) {
             "Rate-limit key",
             job.rateLimitKey ? <code>{job.rateLimitKey}</code> : <span class="muted">—</span>,
           ],
-          ["Last error", job.lastError ?? <span class="muted">—</span>],
+          [
+            "Last error",
+            job.lastError ? (
+              <>
+                {job.lastErrorCode && <code>{job.lastErrorCode}</code>} {job.lastError}
+              </>
+            ) : (
+              <span class="muted">—</span>
+            ),
+          ],
         ]}
       />
     </Section>

@@ -1,50 +1,25 @@
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { useState } from "preact/hooks";
-import type { JobStatus } from "../../../gen/jobqueue/v1/job_pb.js";
 import type { Api } from "../api/client.js";
+import { type Access, allows } from "../api/session.js";
 import { ErrorNote, LiveNote } from "../components/bits.js";
+import { BulkActions, RecentOperations } from "../components/bulk-actions.js";
 import { JobsTable } from "../components/jobs-table.js";
 import { STATUSES, statusFromName, statusName } from "../format.js";
+import {
+  apiFilter,
+  DATE_FIELDS,
+  describeFilter,
+  ERROR_CODES,
+  filterFromQuery,
+  type JobFilter,
+  METHODS,
+  PAGE_SIZES,
+  queryOfFilter,
+  TEXT_FIELDS,
+} from "../job-filter.js";
 import { usePoll } from "../live/poll.js";
+import { useJobEvents } from "../live/watch-jobs.js";
 import { navigate } from "../router.js";
-
-/** The list's filter, as the URL's query keeps it (REST's parameter names). */
-export interface JobFilter {
-  status: JobStatus[];
-  tag: string[];
-  createdAfter: Date | null;
-  createdBefore: Date | null;
-  pageSize: number;
-}
-
-const PAGE_SIZES = [25, 50, 100, 200];
-
-export function filterFromQuery(q: URLSearchParams): JobFilter {
-  const date = (name: string) => {
-    const v = q.get(name);
-    const d = v ? new Date(v) : null;
-    return d && !Number.isNaN(d.getTime()) ? d : null;
-  };
-  const size = Number(q.get("page_size"));
-  return {
-    status: q.getAll("status").flatMap((s) => statusFromName(s) ?? []),
-    tag: q.getAll("tag").filter((t) => t !== ""),
-    createdAfter: date("created_after"),
-    createdBefore: date("created_before"),
-    pageSize: PAGE_SIZES.includes(size) ? size : 50,
-  };
-}
-
-export function queryOfFilter(f: JobFilter): string {
-  const q = new URLSearchParams();
-  for (const s of f.status) q.append("status", statusName(s));
-  for (const t of f.tag) q.append("tag", t);
-  if (f.createdAfter) q.set("created_after", f.createdAfter.toISOString());
-  if (f.createdBefore) q.set("created_before", f.createdBefore.toISOString());
-  if (f.pageSize !== 50) q.set("page_size", String(f.pageSize));
-  const s = q.toString();
-  return s ? `?${s}` : "";
-}
 
 /** "2026-11-30T17:32" in the browser's time zone, as datetime-local inputs take it. */
 function localInputValue(d: Date | null): string {
@@ -54,16 +29,14 @@ function localInputValue(d: Date | null): string {
 }
 
 /**
- * Jobs newest first, with the API's filters (status, tags, created after/before) and cursor
- * paging: the server's next_page_token moves forward; the tokens seen are kept to move back. The
- * page on show refreshes while the tab is visible.
- *
- * Slot (issue 10): row selection and bulk actions (cancel, retry, delete) on the selected rows or
- * on everything matching the filter, after the server's count preview; more filters (finished
- * after/before, host, error code, queue).
+ * Jobs newest first, with every filter of the API and cursor paging: the server's
+ * next_page_token moves forward; the tokens seen are kept to move back. The page on show follows
+ * WatchJobs (jobs of the filter's statuses, tags and queue) while the tab is visible. Submitters
+ * and admins select rows and act on them, or on everything the filter matches, after the
+ * server's count preview.
  */
-export function JobsPage(props: { api: Api; query: URLSearchParams }) {
-  const { api } = props;
+export function JobsPage(props: { api: Api; query: URLSearchParams; access: Access }) {
+  const { api, access } = props;
   const filter = filterFromQuery(props.query);
   const filterKey = queryOfFilter(filter);
   // Tokens of the pages before the one shown; the last is the current page's ("" for the first).
@@ -73,48 +46,61 @@ export function JobsPage(props: { api: Api; query: URLSearchParams }) {
   });
   const tokens = pages.filterKey === filterKey ? pages.tokens : [""];
   const pageToken = tokens[tokens.length - 1]!;
+  const [selection, setSelection] = useState<{ filterKey: string; ids: Set<string> }>({
+    filterKey,
+    ids: new Set(),
+  });
+  const selected = selection.filterKey === filterKey ? selection.ids : new Set<string>();
+  const select = (ids: Set<string>) => setSelection({ filterKey, ids });
 
   const list = usePoll(
     (signal) =>
-      api.listJobs(
-        {
-          status: filter.status,
-          tag: filter.tag,
-          createdAfter: filter.createdAfter ? timestampFromDate(filter.createdAfter) : undefined,
-          createdBefore: filter.createdBefore ? timestampFromDate(filter.createdBefore) : undefined,
-          pageSize: filter.pageSize,
-          pageToken,
-        },
-        { signal },
-      ),
+      api.listJobs({ ...apiFilter(filter), pageSize: filter.pageSize, pageToken }, { signal }),
     `${filterKey}#${pageToken}`,
+    // Read again on each event of the stream; the timer only catches what it could miss.
+    { intervalMs: 30_000 },
+  );
+  const streaming = useJobEvents(api, { status: [], tag: filter.tag, queue: filter.queue }, () =>
+    list.refresh(),
   );
 
   const apply = (e: Event) => {
     e.preventDefault();
     const form = new FormData(e.currentTarget as HTMLFormElement);
+    const text = (name: string) => String(form.get(name) ?? "").trim();
     const when = (name: string) => {
-      const v = String(form.get(name) ?? "");
+      const v = text(name);
       return v ? new Date(v) : null;
     };
-    const next: JobFilter = {
+    const next = {
       status: form.getAll("status").flatMap((s) => statusFromName(String(s)) ?? []),
-      tag: String(form.get("tag") ?? "")
+      tag: text("tag")
         .split(",")
         .map((t) => t.trim())
         .filter((t) => t !== ""),
-      createdAfter: when("created_after"),
-      createdBefore: when("created_before"),
       pageSize: Number(form.get("page_size")) || 50,
-    };
+    } as JobFilter;
+    for (const [key, name] of TEXT_FIELDS) next[key] = text(name);
+    for (const [key, name] of DATE_FIELDS) next[key] = when(name);
     navigate(`/jobs${queryOfFilter(next)}`);
   };
+
+  const queues = usePoll((signal) => api.queues.listQueues({}, { signal }), "queue-names", {
+    intervalMs: 60_000,
+  });
+  const jobs = list.data?.jobs ?? [];
+  const canAct = allows(access, "submitter");
 
   return (
     <>
       <div class="page-head">
         <h1>Jobs</h1>
-        <LiveNote live={list.live} updatedAt={list.updatedAt} />
+        <LiveNote
+          live={list.live && streaming}
+          visible={list.live}
+          stream
+          updatedAt={list.updatedAt}
+        />
       </div>
       <details class="filters" open>
         <summary>Filters</summary>
@@ -135,6 +121,24 @@ export function JobsPage(props: { api: Api; query: URLSearchParams }) {
           </fieldset>
           <div class="filter-fields">
             <label>
+              Queue
+              <select name="queue">
+                <option value="" selected={filter.queue === ""}>
+                  any
+                </option>
+                {(queues.data?.queues ?? []).map((q) => (
+                  <option key={q.name} value={q.name} selected={q.name === filter.queue}>
+                    {q.name}
+                  </option>
+                ))}
+                {filter.queue && !queues.data?.queues.some((q) => q.name === filter.queue) && (
+                  <option value={filter.queue} selected>
+                    {filter.queue}
+                  </option>
+                )}
+              </select>
+            </label>
+            <label>
               Tags (all of; comma-separated)
               <input
                 name="tag"
@@ -144,21 +148,59 @@ export function JobsPage(props: { api: Api; query: URLSearchParams }) {
               />
             </label>
             <label>
-              Created after (local time)
+              Host
               <input
-                name="created_after"
-                type="datetime-local"
-                defaultValue={localInputValue(filter.createdAfter)}
+                name="host"
+                type="text"
+                defaultValue={filter.host}
+                placeholder="api.example.com"
               />
             </label>
             <label>
-              Created before (local time)
+              Method
+              <select name="method">
+                <option value="" selected={filter.method === ""}>
+                  any
+                </option>
+                {METHODS.map((m) => (
+                  <option key={m} value={m} selected={m === filter.method}>
+                    {m}
+                  </option>
+                ))}
+              </select>
+            </label>
+            <label>
+              URL contains
               <input
-                name="created_before"
-                type="datetime-local"
-                defaultValue={localInputValue(filter.createdBefore)}
+                name="url_contains"
+                type="text"
+                defaultValue={filter.urlContains}
+                placeholder="/invoices"
               />
             </label>
+            <label>
+              Error code
+              <select name="error_code">
+                <option value="" selected={filter.errorCode === ""}>
+                  any
+                </option>
+                {ERROR_CODES.map((c) => (
+                  <option key={c} value={c} selected={c === filter.errorCode}>
+                    {c}
+                  </option>
+                ))}
+              </select>
+            </label>
+            {DATE_FIELDS.map(([key, name]) => (
+              <label key={name}>
+                {name.replace("_", " ").replace(/^./, (c) => c.toUpperCase())} (local time)
+                <input
+                  name={name}
+                  type="datetime-local"
+                  defaultValue={localInputValue(filter[key])}
+                />
+              </label>
+            ))}
             <label>
               Per page
               <select name="page_size">
@@ -179,13 +221,51 @@ export function JobsPage(props: { api: Api; query: URLSearchParams }) {
         </form>
       </details>
 
+      {canAct && (
+        <BulkActions
+          api={api}
+          selected={[...selected]}
+          filter={apiFilter(filter)}
+          filterText={describeFilter(filter)}
+          onDone={() => {
+            select(new Set());
+            list.refresh();
+          }}
+        />
+      )}
       <ErrorNote error={list.error} what="Jobs could not be read" />
-      {list.data && list.data.jobs.length === 0 && (
+      {list.data && jobs.length === 0 && (
         <p class="muted" data-empty="jobs">
           No jobs match{tokens.length > 1 ? " on this page" : ""}.
         </p>
       )}
-      {list.data && list.data.jobs.length > 0 && <JobsTable jobs={list.data.jobs} caption="Jobs" />}
+      {jobs.length > 0 && (
+        <JobsTable
+          jobs={jobs}
+          caption="Jobs"
+          selection={
+            canAct
+              ? {
+                  selected,
+                  toggle: (id) => {
+                    const next = new Set(selected);
+                    if (!next.delete(id)) next.add(id);
+                    select(next);
+                  },
+                  toggleAll: (ids) => {
+                    const all = ids.every((id) => selected.has(id));
+                    const next = new Set(selected);
+                    for (const id of ids) {
+                      if (all) next.delete(id);
+                      else next.add(id);
+                    }
+                    select(next);
+                  },
+                }
+              : undefined
+          }
+        />
+      )}
       <nav class="pager" aria-label="Pages">
         <button
           type="button"
@@ -208,6 +288,7 @@ export function JobsPage(props: { api: Api; query: URLSearchParams }) {
           Older →
         </button>
       </nav>
+      {canAct && <RecentOperations api={api} />}
     </>
   );
 }
