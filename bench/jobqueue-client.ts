@@ -1,6 +1,9 @@
 /**
- * The JobQueue submitting client, a separate process that talks to the real server over gRPC
- * (HTTP/2 cleartext, one connection, calls multiplexed on it).
+ * The JobQueue submitting client, a separate process that talks to the real server. Jobs are
+ * submitted over `protocol`: REST (the default: `POST /jobs` and `POST /jobs:batch` JSON over
+ * HTTP/1.1, one keep-alive connection per call in flight, as users' HTTP clients do), gRPC or
+ * Connect (binary, HTTP/2 cleartext, one connection, calls multiplexed on it). Waiting, checks and
+ * the other modes use gRPC.
  *
  * Modes:
  * - `e2e`: submit N jobs (batch: EnqueueJobs of `batchSize`, `batchInflight` requests at a time;
@@ -20,7 +23,8 @@
  */
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { createClient } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
+import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
+import { Pool } from "undici";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
 import { JobStatus } from "../gen/jobqueue/v1/job_pb.js";
 import {
@@ -38,18 +42,28 @@ interface Common {
   run: string;
 }
 
+/** How jobs are submitted. */
+export type SubmitProtocol = "rest" | "grpc" | "connect";
+
 export type JobQueueClientParams = Common &
   (
     | {
         mode: "e2e" | "enqueue";
         n: number;
         submit: "batch" | "unary";
+        protocol?: SubmitProtocol;
         batchSize: number;
         batchInflight: number;
         rpcInflight: number;
       }
     | { mode: "noop"; n: number; rpcInflight: number }
-    | { mode: "latency"; rate: number; warmupMs: number; measureMs: number }
+    | {
+        mode: "latency";
+        rate: number;
+        warmupMs: number;
+        measureMs: number;
+        protocol?: SubmitProtocol;
+      }
     | { mode: "rss-load"; durationMs: number; inflight: number }
   );
 
@@ -111,14 +125,105 @@ runChild<JobQueueClientParams>(async (p, ctx) => {
       }
       return { n: p.n, elapsedMs, roundTripsMs } satisfies NoopResult;
     }
-    case "latency":
-      return openLoopLatency(p, (url) => client.enqueueJob({ method: "GET", url }));
+    case "latency": {
+      const submitter = createSubmitter(p.server, p.protocol ?? "rest", 64);
+      await submitter.warm();
+      try {
+        return await openLoopLatency(p, (url) => submitter.unary({ method: "GET", url }));
+      } finally {
+        await submitter.close();
+      }
+    }
     case "rss-load":
       return rssLoad(p, client);
   }
 });
 
 type Client = ReturnType<typeof createClient<typeof JobQueueService>>;
+
+/** A job as the submitter sends it: the few fields the benchmark sets. */
+interface BenchJob {
+  method: string;
+  url: string;
+  /** Milliseconds since the epoch, or absent for "now". */
+  scheduledAtMs?: number;
+}
+
+/** Submits jobs over one protocol; each call resolves with how many jobs came back queued. */
+interface Submitter {
+  unary(job: BenchJob): Promise<number>;
+  batch(jobs: BenchJob[]): Promise<number>;
+  /** Opens the connections (health checks, no job). */
+  warm(): Promise<void>;
+  close(): Promise<void>;
+}
+
+function createSubmitter(server: string, protocol: SubmitProtocol, width: number): Submitter {
+  if (protocol === "rest") {
+    // HTTP/1.1 keep-alive, one connection per call in flight (no pipelining), JSON bodies.
+    const pool = new Pool(server, { connections: width, pipelining: 1 });
+    const toJson = (j: BenchJob) =>
+      j.scheduledAtMs === undefined
+        ? { method: j.method, url: j.url }
+        : { method: j.method, url: j.url, scheduled_at: new Date(j.scheduledAtMs).toISOString() };
+    const post = async (path: string, body: unknown) => {
+      const res = await pool.request({
+        path,
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(body),
+      });
+      const text = await res.body.text();
+      if (res.statusCode !== 200) throw new Error(`POST ${path}: ${res.statusCode} ${text}`);
+      return JSON.parse(text) as unknown;
+    };
+    return {
+      async unary(job) {
+        const r = (await post("/jobs", toJson(job))) as { status: string };
+        return r.status === "queued" ? 1 : 0;
+      },
+      async batch(jobs) {
+        const r = (await post("/jobs:batch", { jobs: jobs.map(toJson) })) as {
+          jobs: { status: string }[];
+        };
+        return r.jobs.filter((j) => j.status === "queued").length;
+      },
+      async warm() {
+        await Promise.all(
+          Array.from({ length: width }, async () => {
+            const res = await pool.request({ path: "/healthz", method: "GET" });
+            await res.body.dump();
+          }),
+        );
+      },
+      close: () => pool.close(),
+    };
+  }
+  const transport =
+    protocol === "grpc"
+      ? createGrpcTransport({ baseUrl: server })
+      : createConnectTransport({ baseUrl: server, httpVersion: "2", useBinaryFormat: true });
+  const client = createClient(JobQueueService, transport);
+  const health = createClient(Health, transport);
+  const toMessage = (j: BenchJob): MessageInit =>
+    j.scheduledAtMs === undefined
+      ? { method: j.method, url: j.url }
+      : { method: j.method, url: j.url, scheduledAt: timestampFromMs(j.scheduledAtMs) };
+  return {
+    async unary(job) {
+      const res = await client.enqueueJob(toMessage(job));
+      return res.status === JobStatus.QUEUED ? 1 : 0;
+    },
+    async batch(jobs) {
+      const res = await client.enqueueJobs({ jobs: jobs.map(toMessage) });
+      return res.jobs.filter((j) => j.status === JobStatus.QUEUED).length;
+    },
+    async warm() {
+      await health.check({ service: "" });
+    },
+    close: async () => {},
+  };
+}
 
 /** Runs `count` tasks with at most `width` in flight, reporting progress. */
 async function lanes(
@@ -149,11 +254,15 @@ async function submitAndWait(
   client: Client,
   ctx: ChildContext,
 ): Promise<E2eResult | RateResult> {
-  const job: MessageInit = { method: "GET", url: `${p.target}/json?run=${p.run}` };
+  const job: BenchJob = { method: "GET", url: `${p.target}/json?run=${p.run}` };
   // Enqueue-only: a day ahead, so the worker pool leaves them alone.
-  if (p.mode === "enqueue") job.scheduledAt = timestampFromMs(Date.now() + 86_400_000);
+  if (p.mode === "enqueue") job.scheduledAtMs = Date.now() + 86_400_000;
   const batches = Math.ceil(p.n / p.batchSize);
   const batchLength = (b: number) => Math.min(p.batchSize, p.n - b * p.batchSize);
+  const width = p.submit === "batch" ? p.batchInflight : p.rpcInflight;
+  const submitter = createSubmitter(p.server, p.protocol ?? "rest", width);
+  // Open the connections before the clock starts.
+  await submitter.warm();
   let accepted = 0;
 
   const started = nowMs();
@@ -162,8 +271,8 @@ async function submitAndWait(
       batches,
       p.batchInflight,
       async (b) => {
-        const res = await client.enqueueJobs({ jobs: new Array(batchLength(b)).fill(job) });
-        accepted += res.jobs.filter((j) => j.status === JobStatus.QUEUED).length;
+        const queued = await submitter.batch(new Array(batchLength(b)).fill(job));
+        accepted += queued;
       },
       ctx,
       "submit",
@@ -175,14 +284,15 @@ async function submitAndWait(
       p.n,
       p.rpcInflight,
       async () => {
-        const res = await client.enqueueJob(job);
-        if (res.status === JobStatus.QUEUED) accepted++;
+        const queued = await submitter.unary(job);
+        accepted += queued;
       },
       ctx,
       "submit",
     );
   }
   const submitMs = nowMs() - started;
+  await submitter.close();
   if (accepted !== p.n) throw new Error(`${accepted} of ${p.n} jobs were accepted as queued`);
   if (p.mode === "enqueue") return { n: p.n, elapsedMs: submitMs };
 

@@ -22,6 +22,7 @@ import Database from "better-sqlite3";
 import { monotonicFactory } from "ulid";
 import type { NewJob } from "../src/job/types.js";
 import { createSqliteJobStore } from "../src/store/sqlite/sqlite-job-store.js";
+import { benchJob } from "./new-job.js";
 import { startServer } from "./processes.js";
 import { percentile } from "./stats.js";
 
@@ -88,40 +89,17 @@ async function fill(path: string, size: number, now: number): Promise<void> {
       const k = done + i;
       const createdAt = start + Math.floor((k / size) * 24 * HOUR);
       const host = `h${k % 10}.example`;
-      const url = `https://${host}/hook/${k}`;
-      batch.push({
-        id: `j_${nextUlid(createdAt)}`,
-        createdAt,
-        runAt: now + 24 * HOUR,
-        method: k % 4 === 0 ? "GET" : "POST",
-        url,
-        headers: { "content-type": "application/json" },
-        params: {},
-        body: { kind: "json", value: { n: k } },
-        timeoutMs: 30_000,
-        priority: 0,
-        maxAttempts: 3,
-        backoffStrategy: "exponential",
-        backoffBaseMs: 1_000,
-        scheduledAt: now + 24 * HOUR,
-        ttlMs: null,
-        tags: [`t${k % 10}`],
-        idempotencyKey: null,
-        secretHeaderNames: [],
-        sealedHeaders: null,
-        followRedirects: false,
-        maxRedirects: 5,
-        rateLimitKey: null,
-        owner: null,
-        bucket: host,
-        host,
-        queue: k % 10 === 0 ? "emails" : "default",
-        requestHash: null,
-        callbackUrl: null,
-        sign: false,
-        sealedSigningSecret: null,
-        callbackOf: null,
-      });
+      batch.push(
+        benchJob(`j_${nextUlid(createdAt)}`, createdAt, `https://${host}/hook/${k}`, {
+          runAt: now + 24 * HOUR,
+          scheduledAt: now + 24 * HOUR,
+          method: k % 4 === 0 ? "GET" : "POST",
+          headers: { "content-type": "application/json" },
+          body: { kind: "json", value: { n: k } },
+          tags: [`t${k % 10}`],
+          queue: k % 10 === 0 ? "emails" : "default",
+        }),
+      );
     }
     await store.jobInsertMany(batch);
     done += n;

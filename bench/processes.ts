@@ -335,3 +335,62 @@ export async function killAll(except: ChildProcess[] = []): Promise<void> {
   await Promise.all(gone);
   clearTimeout(timer);
 }
+
+/** CPU time (user + system) a process has used so far, in ms, from /proc/<pid>/stat. */
+export function readCpuMs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  // Fields after the command name (which may hold spaces), from field 3 on: utime is 14, stime 15.
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  const ticks = Number(fields[11]) + Number(fields[12]);
+  return (ticks * 1000) / CLK_TCK;
+}
+
+/** Clock ticks per second of /proc's CPU times (`getconf CLK_TCK`; 100 on Linux). */
+const CLK_TCK = 100;
+
+/** A redis-server of the benchmark's own. */
+export interface RedisProcess {
+  readonly process: ChildProcess;
+  readonly pid: number;
+  readonly port: number;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts `redis-server` on 127.0.0.1:`port` with `args` (e.g. the durable settings), its files in
+ * `dir`; resolves once it accepts connections. Stopped by {@link killAll} too.
+ */
+export async function startRedis(port: number, dir: string, args: string[]): Promise<RedisProcess> {
+  const proc = spawn(
+    "redis-server",
+    ["--port", String(port), "--bind", "127.0.0.1", "--dir", dir, ...args],
+    { stdio: ["ignore", "pipe", "pipe"] },
+  );
+  const exited = track(proc);
+  let output = "";
+  const keep = (chunk: Buffer) => {
+    output = (output + chunk.toString("utf8")).slice(-4000);
+  };
+  proc.stdout!.on("data", keep);
+  proc.stderr!.on("data", keep);
+  const deadline = performance.now() + 20_000;
+  for (;;) {
+    if (proc.exitCode !== null) throw new Error(`redis-server on port ${port} exited\n${output}`);
+    if (performance.now() > deadline) {
+      proc.kill("SIGKILL");
+      throw new Error(`redis-server on port ${port} did not listen within 20 s\n${output}`);
+    }
+    try {
+      await accepts(port);
+      break;
+    } catch {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+  return {
+    process: proc,
+    pid: proc.pid!,
+    port,
+    stop: () => stopProcess(proc, exited, 5_000, () => proc.kill("SIGTERM")),
+  };
+}

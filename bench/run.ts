@@ -10,8 +10,11 @@
  * Processes: the target (bench/target.ts: keep-alive HTTP server, tiny JSON and echo routes), the
  * JobQueue server started as a user starts it (`node --import tsx src/main.ts`, configured by
  * JOBQUEUE_* variables, a fresh SQLite file on disk per phase, JOBQUEUE_CONCURRENCY = C), the
- * JobQueue client (bench/jobqueue-client.ts, gRPC over one HTTP/2 connection), the BullMQ worker
- * (bench/bullmq-worker.ts, concurrency C) and client (bench/bullmq-client.ts), the direct
+ * JobQueue client (bench/jobqueue-client.ts: REST over HTTP/1.1 by default, Connect or gRPC over
+ * HTTP/2), the BullMQ worker (bench/bullmq-worker.ts, concurrency C) and client
+ * (bench/bullmq-client.ts) on two Redis servers: the machine's (127.0.0.1:6379, no persistence) and
+ * a durable one the run starts and stops (`redis-server --port 6390 --appendonly yes
+ * --appendfsync always --save ''`, its files in the run's temporary directory), the direct
  * contestant (bench/direct.ts) and the store micro-benchmark (bench/store-claim.ts).
  *
  * Each round runs, in this order (rounds interleave the contestants; ratios are taken within a
@@ -20,24 +23,24 @@
  * - End to end, N jobs, each one GET to the target's /json, body read, status and body stored:
  *   1. direct: undici, C calls in flight, results kept in memory. jobs/s = N ÷ time from the first
  *      call to the last body read.
- *   2. JobQueue, batch: EnqueueJobs of 1000 (2 requests in flight), and 3. unary: one EnqueueJob
- *      per job (128 calls in flight). Timed in the client from the first submit until the last job
- *      is `succeeded`: the client waits for the target to count N calls, then polls
+ *   2. JobQueue over REST, one `POST /jobs` per job (128 calls in flight), and 3. `POST
+ *      /jobs:batch` of 500 (2 in flight). Timed in the client from the first submit until the last
+ *      job is `succeeded`: the client waits for the target to count N calls, then polls
  *      ListJobs(status = queued|running, page_size = 1) every 2 ms until it is empty. A job is only
  *      `succeeded` once its result row is committed (fsynced), so the end is "the last result is
  *      durable and readable". Then every job is checked (ListJobs(succeeded) counts N, none in any
- *      other status, a sample of GetJobResult holds the 200 and body).
- *   4. BullMQ: addBulk of 1000 (2 in flight) to a fresh queue; a worker process of concurrency C
- *      makes the same undici call and returns { status, body }; timed until the queue's completed
- *      count is N (polled every 2 ms after the target has counted N). Jobs keep their results (no
- *      removeOnComplete), 3 attempts with exponential backoff, like JobQueue's defaults. The queue
- *      is obliterated afterwards.
- * - Enqueue only (nothing runs the jobs): JobQueue jobs are scheduled a day ahead (the server has
- *   no pause switch; the worker pool still wakes on each enqueue, as it would for any scheduled
- *   job); BullMQ has no worker. JobQueue batch and unary as above; the no-op RPC is
- *   grpc.health.v1.Health/Check on the same server with the same 128 calls in flight (no database:
- *   the transport's limit); BullMQ addBulk (as above) and Queue.add (128 in flight).
- * - enqueue→start latency: a fresh server with an idle pool; the client sends EnqueueJob at a steady
+ *      other status, a sample of GetJobResult holds the 200 and body). The server's CPU time
+ *      (/proc/<pid>/stat) over the run, ÷ N, is its CPU per job.
+ *   4. BullMQ, on each Redis: addBulk of 500 (2 in flight) to a fresh queue; a worker process of
+ *      concurrency C makes the same undici call and returns { status, body }; timed until the
+ *      queue's completed count is N (polled every 2 ms after the target has counted N). Jobs keep
+ *      their results (no removeOnComplete), 3 attempts with exponential backoff, like JobQueue's
+ *      defaults. The queue is obliterated afterwards. CPU per job: the worker's and Redis's.
+ * - Enqueue only (nothing runs the jobs): JobQueue jobs are scheduled a day ahead (the worker pool
+ *   still wakes on each enqueue, as it would for any scheduled job); BullMQ has no worker. JobQueue
+ *   REST batch on a fresh server; then REST `POST /jobs`, Connect unary and gRPC unary (128 in
+ *   flight each) on one server; BullMQ addBulk and Queue.add (128 in flight) on each Redis.
+ * - enqueue→start latency: a fresh server with an idle pool; the client sends `POST /jobs` at a steady
  *   200 jobs/s (open loop; 1 s warm-up, then 5 s measured); each job calls the target's /lat with the
  *   client's send time; the target subtracts it from its receive time. Both are CLOCK_MONOTONIC
  *   (`process.hrtime.bigint()`, one clock for every process on Linux), so the figure spans client
@@ -49,24 +52,25 @@
  *   jobs are inserted as were claimed so the depth holds. 1k queued (a fresh file) against the big
  *   queue (1M by default: a file built once per run with jobInsertMany in batches of 1000). Each
  *   runs until `--claims` jobs or `--claim-seconds`, whichever first.
- * - PostgreSQL (phase `pg`): the same end to end (batch enqueue) with one JobQueue node and with
- *   two nodes on one PostgreSQL schema (the client submits to the first; both claim), enqueue only
- *   (batch and unary) on one node, and the store's claim rate with 1k and with the big queue queued
- *   (prefilled once per run into a schema of its own). PostgreSQL is the machine's
- *   (JOBQUEUE_BENCH_PG_URL, default postgres://postgres@127.0.0.1:5432/test); every schema the run
- *   makes is dropped at the end.
  * - RSS: a copy of the big-queue file (all due, so the server works through its backlog at C) under
  *   the real server; for `--rss-seconds` a client mixes ListJobs, GetJob, GetJobResult and
  *   EnqueueJob (8 in flight) while VmRSS is read from /proc/<pid>/status every 100 ms. The figure
  *   is the peak of those samples.
+ *
+ * PostgreSQL (phase `pg`): end to end (`POST /jobs:batch`) with one JobQueue node and with two
+ * nodes on one PostgreSQL schema (the client submits to the first; both claim), enqueue only (REST
+ * batch and unary) on one node, and the store's claim rate with 1k and with the big queue queued
+ * (prefilled once per run into a schema of its own). PostgreSQL is the machine's
+ * (JOBQUEUE_BENCH_PG_URL, default postgres://postgres@127.0.0.1:5432/test); every schema the run
+ * makes is dropped at the end.
  *
  * Results: bench/results/<date>.json (options, machine, versions, every round's raw figures) and
  * <date>.md, and bench/results/latest.md for a full run (not --quick, not --only).
  *
  * Flags: --n, --c, --rounds, --quick, --big (depth of the big queue), --claims, --claim-seconds,
  * --rate, --latency-seconds, --rss-seconds, --rpc-inflight, --batch-size, --batch-inflight,
- * --phase-timeout (seconds), --only (comma list of: direct, jq-batch, jq-unary, bullmq, enqueue,
- * latency, claim, rss), --server-cpu-prof <dir> (run every JobQueue server under --cpu-prof),
+ * --phase-timeout (seconds), --only (comma list of: direct, jq-rest-unary, jq-rest-batch, bullmq,
+ * bullmq-durable, enqueue, latency, claim, pg, rss), --server-cpu-prof <dir> (run every JobQueue server under --cpu-prof),
  * --dir (where temporary files go), --keep (keep them).
  */
 import { randomBytes } from "node:crypto";
@@ -78,7 +82,7 @@ import { Queue } from "bullmq";
 import { Redis } from "ioredis";
 import pg from "pg";
 import type { DirectResult } from "./direct.js";
-import type { E2eResult, NoopResult, RateResult, RssLoadResult } from "./jobqueue-client.js";
+import type { E2eResult, RateResult, RssLoadResult } from "./jobqueue-client.js";
 import type { LatencyResult } from "./open-loop.js";
 import {
   type Child,
@@ -86,8 +90,11 @@ import {
   killAll,
   PhaseTimeout,
   REPO_ROOT,
+  type RedisProcess,
+  readCpuMs,
   readRss,
   type ServerProcess,
+  startRedis,
   startServer,
 } from "./processes.js";
 import { createProgressBar } from "./progress-bar.js";
@@ -96,11 +103,15 @@ import { percentile } from "./stats.js";
 import type { ClaimResult } from "./store-claim.js";
 
 const REDIS = { host: "127.0.0.1", port: 6379 };
+/** BullMQ's durable peer: a redis-server of the run's own, every write fsynced before it answers. */
+const DURABLE_REDIS = { host: "127.0.0.1", port: 6390 };
+const DURABLE_REDIS_ARGS = ["--appendonly", "yes", "--appendfsync", "always", "--save", ""];
 const PHASES = [
   "direct",
-  "jq-batch",
-  "jq-unary",
+  "jq-rest-unary",
+  "jq-rest-batch",
   "bullmq",
+  "bullmq-durable",
   "enqueue",
   "latency",
   "claim",
@@ -144,18 +155,18 @@ function intFlag(name: keyof typeof flags, quick: number, full: number): number 
 }
 
 const opts = {
-  n: intFlag("n", 5_000, 50_000),
+  n: intFlag("n", 3_000, 50_000),
   c: intFlag("c", 64, 64),
   rounds: intFlag("rounds", 1, 3),
-  big: intFlag("big", 50_000, 1_000_000),
+  big: intFlag("big", 20_000, 1_000_000),
   small: 1_000,
-  claims: intFlag("claims", 5_000, 20_000),
-  claimSeconds: intFlag("claim-seconds", 5, 15),
+  claims: intFlag("claims", 3_000, 20_000),
+  claimSeconds: intFlag("claim-seconds", 3, 15),
   rate: intFlag("rate", 200, 200),
   latencySeconds: intFlag("latency-seconds", 2, 5),
-  rssSeconds: intFlag("rss-seconds", 3, 10),
+  rssSeconds: intFlag("rss-seconds", 2, 10),
   rpcInflight: intFlag("rpc-inflight", 128, 128),
-  batchSize: intFlag("batch-size", 1000, 1000),
+  batchSize: intFlag("batch-size", 500, 500),
   batchInflight: intFlag("batch-inflight", 2, 2),
   phaseTimeoutMs: intFlag("phase-timeout", 600, 2400) * 1000,
   only: flags.only ? flags.only.split(",").map((s) => s.trim()) : PHASES,
@@ -171,10 +182,11 @@ const want = (phase: string) => opts.only.includes(phase);
 /** Steps per round, for the progress bar. */
 const STEPS: Record<string, number> = {
   direct: 1,
-  "jq-batch": 1,
-  "jq-unary": 1,
+  "jq-rest-unary": 1,
+  "jq-rest-batch": 1,
   bullmq: 1,
-  enqueue: 5,
+  "bullmq-durable": 1,
+  enqueue: 8,
   latency: 2,
   claim: 2,
   pg: 6,
@@ -195,6 +207,7 @@ const bullQueues = new Set<string>();
 const pgSchemas = new Set<string>();
 const errors: string[] = [];
 let target: Child | null = null;
+let durableRedis: RedisProcess | null = null;
 let targetUrl = "";
 
 let cleaningUp: Promise<void> | null = null;
@@ -202,10 +215,17 @@ function cleanup(): Promise<void> {
   cleaningUp ??= (async () => {
     bar.stop();
     await killAll();
+    durableRedis = null;
     for (const schema of pgSchemas) await dropPgSchema(schema).catch(() => {});
     if (bullQueues.size > 0) {
-      for (const name of bullQueues) {
-        const q = new Queue(name, { connection: { ...REDIS, maxRetriesPerRequest: 1 } });
+      for (const entry of bullQueues) {
+        const slash = entry.indexOf("/");
+        const port = Number(entry.slice(0, slash));
+        const name = entry.slice(slash + 1);
+        if (port !== REDIS.port) continue; // the durable Redis is gone with its files
+        const q = new Queue(name, {
+          connection: { host: "127.0.0.1", port, maxRetriesPerRequest: 1 },
+        });
         await q.obliterate({ force: true }).catch(() => {});
         await q.close().catch(() => {});
       }
@@ -289,7 +309,10 @@ async function dropPgSchema(schema: string): Promise<void> {
   } finally {
     await client.end();
   }
+  pgSchemas.delete(schema);
 }
+
+const schemaOf = (url: string) => new URL(url).searchParams.get("schema")!;
 
 /** `nodes` JobQueue servers on one new PostgreSQL schema, started one after the other. */
 async function withPostgresServers<T>(
@@ -313,9 +336,7 @@ async function withPostgresServers<T>(
     return await work(servers);
   } finally {
     await Promise.all(servers.map((server) => server.stop()));
-    const schema = new URL(url).searchParams.get("schema")!;
-    await dropPgSchema(schema);
-    pgSchemas.delete(schema);
+    await dropPgSchema(schemaOf(url));
   }
 }
 
@@ -324,24 +345,62 @@ async function runJobQueueClient<R>(params: Record<string, unknown>): Promise<R>
   return withProgress(child, child.result<R>(opts.phaseTimeoutMs));
 }
 
-async function runBullmqClient<R>(queue: string, params: Record<string, unknown>): Promise<R> {
-  bullQueues.add(queue);
+type RedisConnection = { host: string; port: number };
+
+/** The Redis servers BullMQ runs on: the machine's (no persistence) and the durable one. */
+interface BullRedis {
+  phase: "bullmq" | "bullmq-durable";
+  label: string;
+  /** Infix of the figures' keys. */
+  key: "Bullmq" | "BullmqDurable";
+  port: number;
+  connection: RedisConnection;
+  pid: number;
+}
+const redises: BullRedis[] = [];
+function bullRedises(): BullRedis[] {
+  return redises;
+}
+
+/** Sum of the CPU time of processes (those gone count 0). */
+function sumCpuMs(pids: number[]): number {
+  let sum = 0;
+  for (const pid of pids) {
+    try {
+      sum += readCpuMs(pid);
+    } catch {
+      // exited, or not readable
+    }
+  }
+  return sum;
+}
+
+async function runBullmqClient<R>(
+  queue: string,
+  redis: RedisConnection,
+  params: Record<string, unknown>,
+): Promise<R> {
+  bullQueues.add(`${redis.port}/${queue}`);
   const child = forkChild("./bullmq-client.ts", {
     queue,
-    redis: REDIS,
+    redis,
     target: targetUrl,
     ...params,
   });
   const result = await withProgress(child, child.result<R>(opts.phaseTimeoutMs));
-  bullQueues.delete(queue);
+  bullQueues.delete(`${redis.port}/${queue}`);
   return result;
 }
 
-async function withBullmqWorker<T>(queue: string, work: () => Promise<T>): Promise<T> {
-  const worker = forkChild("./bullmq-worker.ts", { queue, concurrency: opts.c, redis: REDIS });
+async function withBullmqWorker<T>(
+  queue: string,
+  redis: RedisConnection,
+  work: (workerPid: number) => Promise<T>,
+): Promise<T> {
+  const worker = forkChild("./bullmq-worker.ts", { queue, concurrency: opts.c, redis });
   try {
     await worker.ready();
-    return await work();
+    return await work(worker.process.pid!);
   } finally {
     await worker.stop();
   }
@@ -386,7 +445,7 @@ async function step(round: number, label: string, fn: () => Promise<void>): Prom
 
 /** After a failed step: stop everything but the target. */
 async function killStragglers() {
-  await killAll(target ? [target.process] : []);
+  await killAll([target?.process, durableRedis?.process].filter((p) => p !== undefined));
 }
 
 /** On a timeout, says how far the run got (calls the target saw). */
@@ -432,16 +491,21 @@ async function runRound(
     });
   }
 
-  for (const submit of ["batch", "unary"] as const) {
-    if (!want(`jq-${submit}`)) continue;
-    await step(round, `JobQueue end-to-end, ${submit} enqueue`, async () => {
-      const run = tag(`jq-${submit}`);
-      const r = await withServer(run, (server) =>
-        progressOnTimeout(
+  for (const submit of ["unary", "batch"] as const) {
+    if (!want(`jq-rest-${submit}`)) continue;
+    const what =
+      submit === "unary" ? "POST /jobs per job" : `POST /jobs:batch of ${opts.batchSize}`;
+    await step(round, `JobQueue end-to-end over REST, ${what}`, async () => {
+      const run = tag(`jq-rest-${submit}`);
+      let cpuMs = 0;
+      const r = await withServer(run, async (server) => {
+        const cpu0 = readCpuMs(server.pid);
+        const result = await progressOnTimeout(
           run,
           opts.n,
           runJobQueueClient<E2eResult>({
             mode: "e2e",
+            protocol: "rest",
             server: server.url,
             run,
             n: opts.n,
@@ -450,123 +514,155 @@ async function runRound(
             batchInflight: opts.batchInflight,
             rpcInflight: opts.rpcInflight,
           }),
-        ),
-      );
-      checkE2e(`JobQueue ${submit}`, r);
-      const key = submit === "batch" ? "e2eBatchJobsPerSec" : "e2eUnaryJobsPerSec";
-      f[key] = perSec(r.n, r.elapsedMs);
+        );
+        cpuMs = readCpuMs(server.pid) - cpu0;
+        return result;
+      });
+      checkE2e(`JobQueue REST ${submit}`, r);
+      const key = submit === "batch" ? "e2eRestBatch" : "e2eRestUnary";
+      f[`${key}JobsPerSec`] = perSec(r.n, r.elapsedMs);
+      f[`${key}CpuUsPerJob`] = (cpuMs * 1000) / r.n;
       bar.log(
-        `  ${submit}: ${f[key]!.toFixed(0)} jobs/s (submit phase ${(r.submitMs / 1000).toFixed(1)} s, total ${(r.elapsedMs / 1000).toFixed(1)} s)`,
+        `  REST ${submit}: ${f[`${key}JobsPerSec`]!.toFixed(0)} jobs/s, server CPU ${f[`${key}CpuUsPerJob`]!.toFixed(0)} µs/job (submit phase ${(r.submitMs / 1000).toFixed(1)} s, total ${(r.elapsedMs / 1000).toFixed(1)} s)`,
       );
       await forget(run);
     });
   }
 
-  if (want("bullmq")) {
-    await step(round, "BullMQ end-to-end", async () => {
-      const run = tag("bullmq");
-      const queue = `bench-${run}`;
-      const r = await withBullmqWorker(queue, () =>
-        progressOnTimeout(
-          run,
-          opts.n,
-          runBullmqClient<E2eResult>(queue, {
-            mode: "e2e",
+  for (const redis of bullRedises()) {
+    if (!want(redis.phase)) continue;
+    await step(
+      round,
+      `BullMQ end-to-end (addBulk of ${opts.batchSize}), ${redis.label}`,
+      async () => {
+        const run = tag(redis.phase);
+        const queue = `bench-${run}`;
+        let cpuMs = 0;
+        const r = await withBullmqWorker(queue, redis.connection, async (worker) => {
+          const pids = [worker, redis.pid];
+          const cpu0 = sumCpuMs(pids);
+          const result = await progressOnTimeout(
             run,
-            n: opts.n,
-            batchSize: opts.batchSize,
-            batchInflight: opts.batchInflight,
-          }),
-        ),
-      );
-      checkE2e("BullMQ", r);
-      f.e2eBullmqJobsPerSec = perSec(r.n, r.elapsedMs);
-      await forget(run);
-    });
+            opts.n,
+            runBullmqClient<E2eResult>(queue, redis.connection, {
+              mode: "e2e",
+              run,
+              n: opts.n,
+              batchSize: opts.batchSize,
+              batchInflight: opts.batchInflight,
+            }),
+          );
+          cpuMs = sumCpuMs(pids) - cpu0;
+          return result;
+        });
+        checkE2e(`BullMQ (${redis.label})`, r);
+        f[`e2e${redis.key}JobsPerSec`] = perSec(r.n, r.elapsedMs);
+        f[`e2e${redis.key}CpuUsPerJob`] = (cpuMs * 1000) / r.n;
+        bar.log(
+          `  BullMQ ${redis.label}: ${f[`e2e${redis.key}JobsPerSec`]!.toFixed(0)} jobs/s, worker + Redis CPU ${f[`e2e${redis.key}CpuUsPerJob`]!.toFixed(0)} µs/job`,
+        );
+        await forget(run);
+      },
+    );
   }
 
   if (want("enqueue")) {
-    await step(round, "enqueue only: JobQueue EnqueueJobs", async () => {
-      const run = tag("enq-batch");
-      const r = await withServer(run, (server) =>
-        runJobQueueClient<RateResult>({
-          mode: "enqueue",
-          server: server.url,
-          run,
-          n: opts.n,
-          submit: "batch",
-          batchSize: opts.batchSize,
-          batchInflight: opts.batchInflight,
-          rpcInflight: opts.rpcInflight,
-        }),
-      );
-      f.enqueueBatchJobsPerSec = perSec(r.n, r.elapsedMs);
-    });
-    // The no-op RPC and unary enqueue share one server.
+    await step(
+      round,
+      `enqueue only: JobQueue REST POST /jobs:batch of ${opts.batchSize}`,
+      async () => {
+        const run = tag("enq-batch");
+        await withServer(run, async (server) => {
+          const cpu0 = readCpuMs(server.pid);
+          const r = await runJobQueueClient<RateResult>({
+            mode: "enqueue",
+            protocol: "rest",
+            server: server.url,
+            run,
+            n: opts.n,
+            submit: "batch",
+            batchSize: opts.batchSize,
+            batchInflight: opts.batchInflight,
+            rpcInflight: opts.rpcInflight,
+          });
+          f.enqueueRestBatchJobsPerSec = perSec(r.n, r.elapsedMs);
+          f.enqueueRestBatchCpuUsPerJob = ((readCpuMs(server.pid) - cpu0) * 1000) / r.n;
+        });
+      },
+    );
+    // Unary enqueue over REST, Connect and gRPC share one server, in that order.
     const run = tag("enq-unary");
     const dbPath = join(workDir, `${run}.db`);
     let server: ServerProcess | null = null;
     try {
-      await step(round, "enqueue only: no-op RPC (Health/Check)", async () => {
-        server = await serve(dbPath, run);
-        const r = await runJobQueueClient<NoopResult>({
-          mode: "noop",
-          server: server.url,
-          run,
-          n: opts.n,
-          rpcInflight: opts.rpcInflight,
+      server = await serve(dbPath, run);
+      for (const [protocol, label, key] of [
+        ["rest", "REST POST /jobs (HTTP/1.1)", "enqueueRest"],
+        ["connect", "Connect EnqueueJob (binary, HTTP/2)", "enqueueConnect"],
+        ["grpc", "gRPC EnqueueJob (HTTP/2)", "enqueueGrpc"],
+      ] as const) {
+        await step(round, `enqueue only: JobQueue ${label}`, async () => {
+          const s = server as ServerProcess;
+          const cpu0 = readCpuMs(s.pid);
+          const r = await runJobQueueClient<RateResult>({
+            mode: "enqueue",
+            protocol,
+            server: s.url,
+            run,
+            n: opts.n,
+            submit: "unary",
+            batchSize: opts.batchSize,
+            batchInflight: opts.batchInflight,
+            rpcInflight: opts.rpcInflight,
+          });
+          f[`${key}JobsPerSec`] = perSec(r.n, r.elapsedMs);
+          f[`${key}CpuUsPerJob`] = ((readCpuMs(s.pid) - cpu0) * 1000) / r.n;
         });
-        f.noopRpcPerSec = perSec(r.n, r.elapsedMs);
-        f.noopRoundTripP50 = percentile(r.roundTripsMs, 50);
-        f.noopRoundTripP99 = percentile(r.roundTripsMs, 99);
-      });
-      await step(round, "enqueue only: JobQueue EnqueueJob unary", async () => {
-        if (!server) throw new Error("no server (the no-op step failed)");
-        const r = await runJobQueueClient<RateResult>({
-          mode: "enqueue",
-          server: (server as ServerProcess).url,
-          run,
-          n: opts.n,
-          submit: "unary",
-          batchSize: opts.batchSize,
-          batchInflight: opts.batchInflight,
-          rpcInflight: opts.rpcInflight,
-        });
-        f.enqueueUnaryJobsPerSec = perSec(r.n, r.elapsedMs);
-      });
+      }
     } finally {
       await (server as ServerProcess | null)?.stop();
       removeDb(dbPath);
     }
-    await step(round, "enqueue only: BullMQ addBulk", async () => {
-      const r = await runBullmqClient<RateResult>(`bench-${tag("bull-bulk")}`, {
-        mode: "enqueue-bulk",
-        run: tag("bull-bulk"),
-        n: opts.n,
-        batchSize: opts.batchSize,
-        batchInflight: opts.batchInflight,
+    for (const redis of bullRedises()) {
+      await step(round, `enqueue only: BullMQ addBulk, ${redis.label}`, async () => {
+        const r = await runBullmqClient<RateResult>(
+          `bench-${tag(`bull-bulk-${redis.port}`)}`,
+          redis.connection,
+          {
+            mode: "enqueue-bulk",
+            run: tag(`bull-bulk-${redis.port}`),
+            n: opts.n,
+            batchSize: opts.batchSize,
+            batchInflight: opts.batchInflight,
+          },
+        );
+        f[`${redis.key}AddBulkJobsPerSec`] = perSec(r.n, r.elapsedMs);
       });
-      f.bullmqAddBulkJobsPerSec = perSec(r.n, r.elapsedMs);
-    });
-    await step(round, "enqueue only: BullMQ Queue.add", async () => {
-      const r = await runBullmqClient<RateResult>(`bench-${tag("bull-add")}`, {
-        mode: "enqueue-add",
-        run: tag("bull-add"),
-        n: opts.n,
-        rpcInflight: opts.rpcInflight,
+      await step(round, `enqueue only: BullMQ Queue.add, ${redis.label}`, async () => {
+        const r = await runBullmqClient<RateResult>(
+          `bench-${tag(`bull-add-${redis.port}`)}`,
+          redis.connection,
+          {
+            mode: "enqueue-add",
+            run: tag(`bull-add-${redis.port}`),
+            n: opts.n,
+            rpcInflight: opts.rpcInflight,
+          },
+        );
+        f[`${redis.key}AddJobsPerSec`] = perSec(r.n, r.elapsedMs);
       });
-      f.bullmqAddJobsPerSec = perSec(r.n, r.elapsedMs);
-    });
+    }
   }
 
   if (want("latency")) {
     const latencyParams = {
+      protocol: "rest",
       mode: "latency",
       rate: opts.rate,
       warmupMs: 1000,
       measureMs: opts.latencySeconds * 1000,
     };
-    await step(round, `enqueue→start at ${opts.rate} jobs/s: JobQueue`, async () => {
+    await step(round, `enqueue→start at ${opts.rate} jobs/s: JobQueue (REST)`, async () => {
       const run = tag("lat");
       const r = await withServer(run, (server) =>
         runJobQueueClient<LatencyResult>({ ...latencyParams, server: server.url, run }),
@@ -585,8 +681,8 @@ async function runRound(
     await step(round, `enqueue→start at ${opts.rate} jobs/s: BullMQ`, async () => {
       const run = tag("bull-lat");
       const queue = `bench-${run}`;
-      const r = await withBullmqWorker(queue, () =>
-        runBullmqClient<LatencyResult>(queue, { ...latencyParams, run }),
+      const r = await withBullmqWorker(queue, REDIS, () =>
+        runBullmqClient<LatencyResult>(queue, REDIS, { ...latencyParams, run }),
       );
       const samples = await target!.query<number[]>("latencies", { run });
       if (samples.length !== r.sent) throw new Error(`${samples.length} of ${r.sent} jobs arrived`);
@@ -636,7 +732,7 @@ async function runRound(
 
   if (want("pg")) {
     for (const nodes of [1, 2]) {
-      await step(round, `PostgreSQL, ${nodes} node(s): end-to-end, batch enqueue`, async () => {
+      await step(round, `PostgreSQL, ${nodes} node(s): end-to-end, POST /jobs:batch`, async () => {
         const run = tag(`pg${nodes}`);
         const r = await withPostgresServers(run, nodes, (servers) =>
           progressOnTimeout(
@@ -644,6 +740,7 @@ async function runRound(
             opts.n,
             runJobQueueClient<E2eResult>({
               mode: "e2e",
+              protocol: "rest",
               server: servers[0]!.url,
               run,
               n: opts.n,
@@ -661,11 +758,12 @@ async function runRound(
       });
     }
     for (const submit of ["batch", "unary"] as const) {
-      await step(round, `PostgreSQL, 1 node: enqueue only, ${submit}`, async () => {
+      await step(round, `PostgreSQL, 1 node: enqueue only, REST ${submit}`, async () => {
         const run = tag(`pg-enq-${submit}`);
         const r = await withPostgresServers(run, 1, (servers) =>
           runJobQueueClient<RateResult>({
             mode: "enqueue",
+            protocol: "rest",
             server: servers[0]!.url,
             run,
             n: opts.n,
@@ -703,9 +801,7 @@ async function runRound(
           const r = await pgClaim(url, opts.small, false);
           f.pgClaimSmallJobsPerSec = perSec(r.claimed, r.cycleMs);
         } finally {
-          const schema = new URL(url).searchParams.get("schema")!;
-          await dropPgSchema(schema);
-          pgSchemas.delete(schema);
+          await dropPgSchema(schemaOf(url));
         }
       },
     );
@@ -718,9 +814,6 @@ async function runRound(
           f.pgClaimBigJobsPerSec = perSec(r.claimed, r.cycleMs);
         },
       );
-    }
-    if (f.pgClaimSmallJobsPerSec && f.pgClaimBigJobsPerSec) {
-      f.pgClaimBigVsSmall = f.pgClaimBigJobsPerSec / f.pgClaimSmallJobsPerSec;
     }
   }
 
@@ -768,21 +861,29 @@ async function runRound(
     });
   }
 
-  if (f.directJobsPerSec) {
-    if (f.e2eBatchJobsPerSec) f.e2eBatchVsDirect = f.e2eBatchJobsPerSec / f.directJobsPerSec;
-    if (f.e2eUnaryJobsPerSec) f.e2eUnaryVsDirect = f.e2eUnaryJobsPerSec / f.directJobsPerSec;
-    if (f.e2eBullmqJobsPerSec) f.e2eBullmqVsDirect = f.e2eBullmqJobsPerSec / f.directJobsPerSec;
-    if (f.pg1E2eBatchJobsPerSec)
-      f.pg1E2eBatchVsDirect = f.pg1E2eBatchJobsPerSec / f.directJobsPerSec;
-    if (f.pg2E2eBatchJobsPerSec)
-      f.pg2E2eBatchVsDirect = f.pg2E2eBatchJobsPerSec / f.directJobsPerSec;
-  }
-  if (f.enqueueBatchJobsPerSec && f.bullmqAddBulkJobsPerSec) {
-    f.enqueueBatchVsBullmq = f.enqueueBatchJobsPerSec / f.bullmqAddBulkJobsPerSec;
-  }
-  if (f.enqueueUnaryJobsPerSec && f.noopRpcPerSec) {
-    f.enqueueUnaryVsNoop = f.enqueueUnaryJobsPerSec / f.noopRpcPerSec;
-  }
+  const ratio = (key: string, over: string, under: string) => {
+    if (f[over] && f[under]) f[key] = f[over]! / f[under]!;
+  };
+  ratio("e2eRestUnaryVsDirect", "e2eRestUnaryJobsPerSec", "directJobsPerSec");
+  ratio("e2eRestBatchVsDirect", "e2eRestBatchJobsPerSec", "directJobsPerSec");
+  ratio("e2eBullmqVsDirect", "e2eBullmqJobsPerSec", "directJobsPerSec");
+  ratio("pg1E2eBatchVsDirect", "pg1E2eBatchJobsPerSec", "directJobsPerSec");
+  ratio("pg2E2eBatchVsDirect", "pg2E2eBatchJobsPerSec", "directJobsPerSec");
+  ratio("pgClaimBigVsSmall", "pgClaimBigJobsPerSec", "pgClaimSmallJobsPerSec");
+  ratio("e2eRestUnaryVsBullmq", "e2eRestUnaryJobsPerSec", "e2eBullmqJobsPerSec");
+  ratio("e2eRestBatchVsBullmq", "e2eRestBatchJobsPerSec", "e2eBullmqJobsPerSec");
+  ratio("e2eRestUnaryVsBullmqDurable", "e2eRestUnaryJobsPerSec", "e2eBullmqDurableJobsPerSec");
+  ratio("e2eRestBatchVsBullmqDurable", "e2eRestBatchJobsPerSec", "e2eBullmqDurableJobsPerSec");
+  ratio("enqueueRestVsBullmqAdd", "enqueueRestJobsPerSec", "BullmqAddJobsPerSec");
+  ratio("enqueueRestVsBullmqDurableAdd", "enqueueRestJobsPerSec", "BullmqDurableAddJobsPerSec");
+  ratio("enqueueConnectVsRest", "enqueueConnectJobsPerSec", "enqueueRestJobsPerSec");
+  ratio("enqueueGrpcVsRest", "enqueueGrpcJobsPerSec", "enqueueRestJobsPerSec");
+  ratio("enqueueBatchVsBullmqAddBulk", "enqueueRestBatchJobsPerSec", "BullmqAddBulkJobsPerSec");
+  ratio(
+    "enqueueBatchVsBullmqDurableAddBulk",
+    "enqueueRestBatchJobsPerSec",
+    "BullmqDurableAddBulkJobsPerSec",
+  );
   load.end = os.loadavg()[0]!;
   return f;
 }
@@ -794,7 +895,16 @@ async function main() {
   let redisVersion = "?";
   try {
     await redis.connect();
-    redisVersion = /redis_version:(\S+)/.exec(await redis.info("server"))?.[1] ?? "?";
+    const info = await redis.info("server");
+    redisVersion = /redis_version:(\S+)/.exec(info)?.[1] ?? "?";
+    redises.push({
+      phase: "bullmq",
+      label: "Redis without persistence",
+      key: "Bullmq",
+      port: REDIS.port,
+      connection: REDIS,
+      pid: Number(/process_id:(\d+)/.exec(info)?.[1] ?? 0),
+    });
   } catch (err) {
     throw new Error(
       `Redis is not reachable at 127.0.0.1:6379 (${(err as Error).message}). Start it with:\n` +
@@ -807,6 +917,23 @@ async function main() {
   bar.log(
     `JobQueue benchmark: N=${opts.n}, C=${opts.c}, ${opts.rounds} round(s), big queue ${opts.big}, phases ${opts.only.join(",")}; temp files in ${workDir}`,
   );
+
+  if (want("bullmq-durable") || want("enqueue")) {
+    const dir = join(workDir, "redis-durable");
+    mkdirSync(dir, { recursive: true });
+    durableRedis = await startRedis(DURABLE_REDIS.port, dir, DURABLE_REDIS_ARGS);
+    redises.push({
+      phase: "bullmq-durable",
+      label: "Redis with appendfsync always",
+      key: "BullmqDurable",
+      port: DURABLE_REDIS.port,
+      connection: DURABLE_REDIS,
+      pid: durableRedis.pid,
+    });
+    bar.log(
+      `durable Redis: redis-server --port ${DURABLE_REDIS.port} ${DURABLE_REDIS_ARGS.join(" ")} (pid ${durableRedis.pid}, files in ${dir})`,
+    );
+  }
 
   target = forkChild("./target.ts", {});
   targetUrl = ((await target.ready()) as { url: string }).url;
@@ -857,11 +984,12 @@ async function main() {
   const targets = summarize(TARGET_FIGURES, rounds);
   const raw = summarize(RAW_FIGURES, rounds);
   const notes = [
-    `End to end: each job is one GET of a tiny JSON body from a keep-alive target on 127.0.0.1; status and body are stored (JobQueue: SQLite in WAL, each commit fdatasynced before anyone hears of it, also the response headers and the attempt; BullMQ: the return value in Redis, jobs kept on completion, no persistence configured on this Redis; direct: in memory).`,
-    `JobQueue batch: EnqueueJobs of ${opts.batchSize}, ${opts.batchInflight} in flight; unary: EnqueueJob with ${opts.rpcInflight} calls in flight over one HTTP/2 connection (gRPC); the no-op RPC (Health/Check) uses the same ${opts.rpcInflight}. BullMQ addBulk: ${opts.batchSize} per call, ${opts.batchInflight} in flight; Queue.add: ${opts.rpcInflight} in flight.`,
+    `End to end: each job is one GET of a tiny JSON body from a keep-alive target on 127.0.0.1; status and body are stored (JobQueue: SQLite in WAL, each commit fdatasynced before anyone hears of it, also the response headers and the attempt; BullMQ: the return value in Redis, jobs kept on completion; direct: in memory). BullMQ runs on the machine's Redis (no persistence) and on a redis-server the run starts (port ${DURABLE_REDIS.port}, ${DURABLE_REDIS_ARGS.join(" ")}: every write fsynced before Redis answers, JobQueue's durability).`,
+    `JobQueue is driven over its REST contract (JSON over HTTP/1.1 keep-alive, undici, one connection per call in flight): \`POST /jobs\` with ${opts.rpcInflight} in flight, \`POST /jobs:batch\` of ${opts.batchSize} with ${opts.batchInflight} in flight. Connect (binary) and gRPC unary enqueues: ${opts.rpcInflight} in flight on one HTTP/2 connection, on the same server as the REST unary run (after it). BullMQ addBulk: ${opts.batchSize} per call, ${opts.batchInflight} in flight; Queue.add: ${opts.rpcInflight} in flight.`,
+    "Server CPU per job: utime + stime of the JobQueue server process from /proc/<pid>/stat over the client's run (submit to the last result stored), divided by N. For BullMQ: its worker process plus the Redis server over the same span.",
     "JobQueue end to end stops when ListJobs(queued|running) is empty (polled every 2 ms once the target has counted N calls); every job is then checked to be succeeded. BullMQ stops when its completed count reaches N.",
     "Enqueue only: JobQueue jobs are scheduled a day ahead so no worker runs them (the worker pool still wakes on every enqueue); BullMQ has no worker.",
-    `enqueue→start: client send time to target receive time on CLOCK_MONOTONIC, ${opts.rate} jobs/s open loop, 1 s warm-up then ${opts.latencySeconds} s measured, on an idle pool.`,
+    `Submit → call starts: client send time (REST \`POST /jobs\`; BullMQ \`add()\`) to target receive time on CLOCK_MONOTONIC, ${opts.rate} jobs/s open loop, 1 s warm-up then ${opts.latencySeconds} s measured, on an idle pool.`,
     `PostgreSQL: the machine's PostgreSQL with its default settings (synchronous_commit on), a schema per step; with 2 nodes each runs C = ${opts.c} calls at most (so up to ${opts.c * 2} in flight), the client submits to the first node and waits through it.`,
     `Claim rate: the SQLite store in-process; a cycle is jobClaim(limit ${opts.c}) plus a jobFinishAttempt per job; depth held by re-inserting (untimed); up to ${opts.claims} claims or ${opts.claimSeconds} s.`,
     `1-minute load average at the start/end of each round (other work on this ${machine.cores}-core machine competes with the benchmark): ${loadAverages.map((l) => `${l.start.toFixed(1)}/${l.end.toFixed(1)}`).join(", ")}.`,

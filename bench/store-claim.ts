@@ -12,9 +12,9 @@
 import { existsSync } from "node:fs";
 import { monotonicFactory } from "ulid";
 import { parseDbUrl } from "../src/config.js";
-import type { NewJob } from "../src/job/types.js";
 import { openStore } from "../src/store/open-store.js";
 import { nowMs, runChild } from "./child-main.js";
+import { benchJob } from "./new-job.js";
 
 export type StoreClaimParams =
   | { mode: "prefill"; path: string; size: number; url: string }
@@ -48,39 +48,8 @@ runChild<StoreClaimParams>(async (p, ctx) => {
   const fresh = postgres ? !(p.mode === "claim" && p.prefilled) : !existsSync(p.path);
   const store = await openStore(postgres ? parseDbUrl(p.path) : { kind: "sqlite", path: p.path });
   const nextUlid = monotonicFactory();
-  const newJob = (now: number): NewJob => ({
-    id: `j_${nextUlid(now)}`,
-    createdAt: now,
-    runAt: now,
-    method: "GET",
-    url: p.url,
-    headers: {},
-    params: {},
-    body: null,
-    timeoutMs: 30_000,
-    priority: 0,
-    maxAttempts: 3,
-    backoffStrategy: "exponential",
-    callbackUrl: null,
-    sign: false,
-    sealedSigningSecret: null,
-    callbackOf: null,
-    backoffBaseMs: 1_000,
-    scheduledAt: null,
-    ttlMs: null,
-    tags: [],
-    idempotencyKey: null,
-    secretHeaderNames: [],
-    sealedHeaders: null,
-    followRedirects: false,
-    maxRedirects: 5,
-    rateLimitKey: null,
-    owner: null,
-    bucket: new URL(p.url).hostname,
-    host: new URL(p.url).hostname,
-    queue: "default",
-    requestHash: null,
-  });
+  const newJob = (now: number) => benchJob(`j_${nextUlid(now)}`, now, p.url);
+
   const insert = async (count: number, report?: (done: number) => void) => {
     for (let done = 0; done < count; ) {
       const now = Date.now();

@@ -19,14 +19,15 @@ export interface HttpDispatcher {
   /**
    * Calls the job's URL (following redirects if the job asks, each hop checked by the outbound
    * policy) and reads the response body up to the cap. The job's timeout bounds the whole call.
-   * Aborting `signal` stops the call at once and closes its connection. `secretHeaders` are the
-   * job's unsealed secret headers; they are not sent on past a redirect to another origin.
-   * Never throws: every ending is a {@link CallResult}.
+   * Aborting `abort` (the caller's) stops the call at once and closes its connection; the call
+   * also aborts it itself when the job's timeout passes (so one controller and one listener serve
+   * both, per call). `secretHeaders` are the job's unsealed secret headers; they are not sent on
+   * past a redirect to another origin. Never throws: every ending is a {@link CallResult}.
    */
   call(
     job: Job,
     secretHeaders: Record<string, string>,
-    signal: AbortSignal,
+    abort: AbortController,
     onProgress?: (progress: Progress) => void,
   ): Promise<CallResult>;
   /** Closes the keep-alive pools. */
@@ -45,27 +46,60 @@ const ON_CONNECTED = "jobqueueOnConnected";
 const connectedHook: Dispatcher.DispatcherComposeInterceptor = (dispatch) => (opts, handler) => {
   const hook = (opts as unknown as Record<string, unknown>)[ON_CONNECTED];
   if (typeof hook !== "function") return dispatch(opts, handler);
-  let told = false;
-  const tell = () => {
-    if (told) return;
-    told = true;
-    (hook as () => void)();
-  };
-  const wrapped = new Proxy(handler, {
-    get(target, prop) {
-      const value = Reflect.get(target, prop, target);
-      if (typeof value !== "function") return value;
-      if (prop === "onConnect" || prop === "onRequestStart") {
-        return (...args: unknown[]) => {
-          tell();
-          return value.apply(target, args);
-        };
-      }
-      return value.bind(target);
-    },
-  });
-  return dispatch(opts, wrapped);
+  return dispatch(opts, new ConnectedHandler(handler, hook as () => void));
 };
+
+type Handler = Dispatcher.DispatchHandler;
+
+/**
+ * Passes every event on to `handler` (undici hands interceptors its controller-style interface),
+ * telling `hook` once when the request starts on a connection. A plain class: a Proxy here cost a
+ * trap and a bound function on every property undici reads, per request.
+ */
+class ConnectedHandler implements Handler {
+  private hook: (() => void) | null;
+  constructor(
+    private readonly handler: Handler,
+    hook: () => void,
+  ) {
+    this.hook = hook;
+  }
+  onRequestStart(controller: Dispatcher.DispatchController, context: unknown): void {
+    const hook = this.hook;
+    this.hook = null;
+    hook?.();
+    this.handler.onRequestStart?.(controller, context);
+  }
+  onRequestUpgrade(
+    controller: Dispatcher.DispatchController,
+    statusCode: number,
+    headers: Record<string, string | string[]>,
+    socket: import("node:stream").Duplex,
+  ): void {
+    this.handler.onRequestUpgrade?.(controller, statusCode, headers, socket);
+  }
+  onResponseStart(
+    controller: Dispatcher.DispatchController,
+    statusCode: number,
+    headers: Record<string, string | string[]>,
+    statusMessage?: string,
+  ): void {
+    this.handler.onResponseStart?.(controller, statusCode, headers, statusMessage);
+  }
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    this.handler.onResponseData?.(controller, chunk);
+  }
+  onResponseEnd(
+    controller: Dispatcher.DispatchController,
+    trailers: Record<string, string | string[]>,
+  ): void {
+    this.handler.onResponseEnd?.(controller, trailers);
+  }
+  onResponseError(controller: Dispatcher.DispatchController, error: Error): void {
+    this.handler.onResponseError?.(controller, error);
+  }
+}
+
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 
 class Refused extends Error {
@@ -149,16 +183,14 @@ export function createHttpDispatcher(options: HttpDispatcherOptions): HttpDispat
   }
 
   return {
-    async call(job, secretHeaders, signal, onProgress) {
+    async call(job, secretHeaders, abort, onProgress) {
       const started = performance.now();
       const elapsed = () => Math.round(performance.now() - started);
+      const signal = abort.signal;
       if (signal.aborted) return { kind: "aborted", durationMs: 0 };
-      const ac = new AbortController();
-      const onAbort = () => ac.abort(signal.reason);
-      signal.addEventListener("abort", onAbort, { once: true });
-      const timer = setTimeout(() => ac.abort(TIMEOUT), job.timeoutMs);
+      const timer = setTimeout(() => abort.abort(TIMEOUT), job.timeoutMs);
       try {
-        const res = await send(job, secretHeaders, ac.signal, onProgress);
+        const res = await send(job, secretHeaders, signal, onProgress);
         onProgress?.({ phase: "headers", status: res.statusCode });
         const { body, truncated } = await readCapped(
           res.body,
@@ -177,7 +209,7 @@ export function createHttpDispatcher(options: HttpDispatcherOptions): HttpDispat
         if (err instanceof Refused) {
           return { kind: "error", code: err.code, message: err.message, durationMs: elapsed() };
         }
-        if (ac.signal.reason === TIMEOUT) {
+        if (signal.reason === TIMEOUT) {
           return {
             kind: "error",
             code: "timeout",
@@ -198,7 +230,6 @@ export function createHttpDispatcher(options: HttpDispatcherOptions): HttpDispat
         return { kind: "error", code: "network", message: describe(err), durationMs: elapsed() };
       } finally {
         clearTimeout(timer);
-        signal.removeEventListener("abort", onAbort);
       }
     },
     async close() {

@@ -89,6 +89,8 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
   const { store, dispatcher, clock, logger, secretBox, observer } = options;
   const signals = store.signals;
   const flights = new Map<string, Flight>();
+  // Log arguments are objects built per attempt: only when their level is on.
+  const logDebug = logger.isLevelEnabled("debug");
   /** Calls in flight per queue, for the queues' concurrency on this node. */
   const perQueue = new Map<string, number>();
   /** Rotates the order queues are claimed from, so that no queue always goes first. */
@@ -98,6 +100,15 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
   let running = false;
   let filling = false;
   let refill = false;
+  /**
+   * The last claim took every job it could see (fewer than it asked for, no queue at its own
+   * limit) and nothing woke the pool since: a freed slot then claims nothing, so it does not ask.
+   * Each ask is a write of its own (a transaction and an fsync): at a low rate, asking after every
+   * finished call doubled the commits per job and kept a claim in the way of the next enqueue.
+   */
+  let drained = false;
+  /** Wake-ups so far: a claim that began before the last one cannot say the queues are drained. */
+  let wakes = 0;
   let wakeTimer: NodeJS.Timeout | null = null;
   let renewTimer: NodeJS.Timeout | null = null;
   let stopping: Promise<void> | null = null;
@@ -142,6 +153,16 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
     }
   }
 
+  /**
+   * A wake-up: jobs may be due (an enqueue, a retry, a queue resumed, a timer). Clears
+   * {@link drained}, so freed slots claim again.
+   */
+  function wake(): void {
+    wakes++;
+    drained = false;
+    fill();
+  }
+
   /** Claims work until the slots are full or nothing is due; runs one at a time. */
   function fill(): void {
     if (!running) return;
@@ -169,6 +190,7 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
           const queues = claimableQueues(want);
           if (queues.length === 0) break;
           const started = performance.now();
+          const wakesBefore = wakes;
           const { jobs, deferredUntil } = await store.jobClaim({
             queues,
             limit: want,
@@ -186,14 +208,19 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
           claimsFailing = false;
           // Launch even if stop() began meanwhile: the jobs are claimed, and stop() drains them.
           for (const job of jobs) launch(job);
-          if (jobs.length < want) break;
+          if (jobs.length < want) {
+            if (wakes === wakesBefore && queues.every((q) => taken(jobs, q.name) < q.limit)) {
+              drained = true;
+            }
+            break;
+          }
         }
         if (!running) return;
         // A wake-up that arrived while claiming is served at once, not at the next timer; otherwise
         // poll now and then for work this process was not told about (another process's).
         if (!refill && flights.size < options.concurrency) {
           const untilSlot = nextSlot === null ? Number.POSITIVE_INFINITY : nextSlot - clock.now();
-          wakeTimer = setTimeout(fill, Math.max(1, Math.min(options.pollIntervalMs, untilSlot)));
+          wakeTimer = setTimeout(wake, Math.max(1, Math.min(options.pollIntervalMs, untilSlot)));
         }
         if (!refill) return;
       }
@@ -205,7 +232,7 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
         } else logger.error({ err }, "claiming jobs failed; retrying every poll interval");
       }
       claimsFailing = true;
-      if (running) wakeTimer = setTimeout(fill, options.pollIntervalMs);
+      if (running) wakeTimer = setTimeout(wake, options.pollIntervalMs);
     }
   }
 
@@ -231,7 +258,7 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
     };
     flights.set(job.id, flight);
     perQueue.set(job.queue, (perQueue.get(job.queue) ?? 0) + 1);
-    logger.debug({ jobId: job.id, attempt: job.attempt }, "attempt started");
+    if (logDebug) logger.debug({ jobId: job.id, attempt: job.attempt }, "attempt started");
     flight.done = execute(flight)
       .catch((err) => logger.error({ err, jobId: job.id }, "finishing an attempt failed"))
       .finally(() => {
@@ -251,7 +278,7 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
     const left = (perQueue.get(flight.job.queue) ?? 1) - 1;
     if (left > 0) perQueue.set(flight.job.queue, left);
     else perQueue.delete(flight.job.queue);
-    fill();
+    if (!drained) fill();
   }
 
   /**
@@ -324,7 +351,7 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
       logger,
     });
     const result = await dispatcher
-      .call(job, secrets, flight.controller.signal, progress.update)
+      .call(job, secrets, flight.controller, progress.update)
       .finally(progress.stop);
     const now = clock.now();
 
@@ -366,6 +393,7 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
       return;
     }
     // Method and host only: the URL's path may carry ids, its query and userinfo secrets.
+    if (!logger.isLevelEnabled("info")) return;
     logger.info(
       {
         jobId: job.id,
@@ -416,9 +444,9 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
       if (running || stopping) return;
       running = true;
       unsubscribe.push(
-        signals.onJobsAvailable(fill),
+        signals.onJobsAvailable(wake),
         // A queue resumed, created, or given more concurrency: look for its work now.
-        options.queues.onChange(fill),
+        options.queues.onChange(wake),
         signals.onJobChanged((event) => {
           const flight = flights.get(event.jobId);
           if (flight && event.status === "canceled") abort(flight, "canceled");
@@ -469,6 +497,13 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
 }
 
 /** Whether `promise` settles within `ms`. */
+/** How many of `jobs` come from `queue`. */
+function taken(jobs: readonly ClaimedJob[], queue: string): number {
+  let n = 0;
+  for (const job of jobs) if (job.queue === queue) n++;
+  return n;
+}
+
 async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<false>((resolve) => {

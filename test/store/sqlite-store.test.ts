@@ -94,6 +94,25 @@ describe("sqlite store on a file", () => {
     expect(version() - before).toBe(1);
   });
 
+  it("runs a claim after the other writes of its commit, so it sees jobs enqueued after it was asked for", async () => {
+    const reader = peer();
+    const version = () => reader.pragma("data_version", { simple: true }) as number;
+    const before = version();
+    const job = newJob();
+    // As a worker pool's claim, queued while the previous commit is fsynced, and an enqueue that
+    // arrives after it: the claim takes the job in the same commit.
+    const claim = store.jobClaim({
+      queues: DEFAULT_QUEUE_CLAIM,
+      limit: 10,
+      leaseMs: 30_000,
+      node: "w1",
+    });
+    const insert = store.jobInsert(job);
+    const [claimed] = await Promise.all([claim, insert]);
+    expect(claimed.jobs.map((j) => j.id)).toEqual([job.id]);
+    expect(version() - before).toBe(1);
+  });
+
   it("lets no read see a write before the write is reported durable", async () => {
     const job = newJob();
     const order: string[] = [];

@@ -223,6 +223,8 @@ interface PendingWrite {
   op: (effects: Effects) => unknown;
   resolve: (v: unknown) => void;
   reject: (e: unknown) => void;
+  /** Runs after the other writes of its group commit (claims: they then see every insert). */
+  last: boolean;
 }
 
 class SqliteJobStore implements JobStore {
@@ -236,6 +238,8 @@ class SqliteJobStore implements JobStore {
 
   /** Writes waiting for the next group commit, in arrival order. */
   private pending: PendingWrite[] = [];
+  /** How many of {@link pending} run last in their commit. */
+  private lastWrites = 0;
   private flushScheduled = false;
   /** The WAL, fsynced after each group commit; null for an in-memory database. */
   private readonly walFd: number | null;
@@ -270,11 +274,12 @@ class SqliteJobStore implements JobStore {
    * each write runs again in a transaction of its own, so one failing write does not undo the
    * others.
    */
-  private write<T>(op: (effects: Effects) => T): Promise<T> {
+  private write<T>(op: (effects: Effects) => T, last = false): Promise<T> {
     if (this.closed) return Promise.reject(new StoreUnavailableError("the store is closed"));
     if (this.syncFailure) return Promise.reject(this.syncFailure);
     return new Promise<T>((resolve, reject) => {
-      this.pending.push({ op, resolve: resolve as (v: unknown) => void, reject });
+      this.pending.push({ op, resolve: resolve as (v: unknown) => void, reject, last });
+      if (last) this.lastWrites++;
       this.scheduleFlush();
     });
   }
@@ -293,9 +298,13 @@ class SqliteJobStore implements JobStore {
   private flush(): void {
     this.flushScheduled = false;
     if (this.syncing) return; // the fsync's end flushes again
-    const batch = this.pending;
+    let batch = this.pending;
     this.pending = [];
     if (batch.length === 0) return;
+    if (this.lastWrites > 0 && this.lastWrites < batch.length) {
+      batch = [...batch.filter((w) => !w.last), ...batch.filter((w) => w.last)];
+    }
+    this.lastWrites = 0;
     if (this.closed) {
       for (const w of batch) w.reject(new StoreUnavailableError("the store is closed"));
       return;
@@ -367,6 +376,7 @@ class SqliteJobStore implements JobStore {
           for (const w of batch) w.reject(this.syncFailure);
           // Writes queued meanwhile were not acknowledged either: none is run on this connection.
           for (const w of this.pending.splice(0)) w.reject(this.syncFailure);
+          this.lastWrites = 0;
         } else {
           done();
         }
@@ -727,7 +737,9 @@ class SqliteJobStore implements JobStore {
         if (deferred !== null) this.notifier.jobScheduled(deferred);
       });
       return { jobs, deferredUntil };
-    });
+      // Last in its commit: a claim queued while the previous commit is fsynced then sees the jobs
+      // enqueued after it was asked for, instead of leaving them for a claim one commit later.
+    }, true);
   }
 
   /** Claims up to `limit` jobs of one queue, within its rate and the buckets' limits. */
