@@ -1,4 +1,7 @@
 import type { NewJob } from "../src/job/types.js";
+import type { FinishAttemptParams } from "../src/store/job-store.js";
+
+const RESPONSE_BODY = new TextEncoder().encode('{"ok":true}');
 
 /**
  * A job as the server would store a plain GET of `url` with the defaults (3 attempts, exponential
@@ -39,5 +42,32 @@ export function benchJob(id: string, now: number, url: string, over: Partial<New
     sealedSigningSecret: null,
     callbackOf: null,
     ...over,
+  };
+}
+
+/** The end of a claimed job's attempt as the worker writes it when the target answered 200 {"ok":true}. */
+export function benchSuccess(job: { id: string; leaseToken: string }): FinishAttemptParams {
+  return {
+    lease: { jobId: job.id, token: job.leaseToken },
+    end: {
+      outcome: "succeeded",
+      responseStatus: 200,
+      errorCode: null,
+      error: null,
+      retryable: false,
+      durationMs: 1,
+    },
+    next: { status: "succeeded" },
+    result: {
+      response: {
+        status: 200,
+        headers: { "content-type": "application/json", "content-length": "11" },
+        body: RESPONSE_BODY,
+        bodyEncoding: "json",
+        truncated: false,
+      },
+      error: null,
+      durationMs: 1,
+    },
   };
 }

@@ -14,7 +14,7 @@ import { monotonicFactory } from "ulid";
 import { parseDbUrl } from "../src/config.js";
 import { openStore } from "../src/store/open-store.js";
 import { nowMs, runChild } from "./child-main.js";
-import { benchJob } from "./new-job.js";
+import { benchJob, benchSuccess } from "./new-job.js";
 
 export type StoreClaimParams =
   | { mode: "prefill"; path: string; size: number; url: string }
@@ -40,8 +40,6 @@ export interface ClaimResult {
   claimMs: number;
   timedOut: boolean;
 }
-
-const RESPONSE_BODY = new TextEncoder().encode('{"ok":true}');
 
 runChild<StoreClaimParams>(async (p, ctx) => {
   const postgres = /^postgres(ql)?:/.test(p.path);
@@ -86,29 +84,7 @@ runChild<StoreClaimParams>(async (p, ctx) => {
       // The outcomes land together, as a worker pool's do (they share a group commit).
       await Promise.all(
         jobs.map((job) => {
-          return store.jobFinishAttempt({
-            lease: { jobId: job.id, token: job.leaseToken },
-            end: {
-              outcome: "succeeded",
-              responseStatus: 200,
-              errorCode: null,
-              error: null,
-              retryable: false,
-              durationMs: 1,
-            },
-            next: { status: "succeeded" },
-            result: {
-              response: {
-                status: 200,
-                headers: { "content-type": "application/json", "content-length": "11" },
-                body: RESPONSE_BODY,
-                bodyEncoding: "json",
-                truncated: false,
-              },
-              error: null,
-              durationMs: 1,
-            },
-          });
+          return store.jobFinishAttempt(benchSuccess(job));
         }),
       );
       const t2 = nowMs();

@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { monotonicFactory } from "ulid";
 import { createSqliteJobStore } from "../src/store/sqlite/sqlite-job-store.js";
-import { benchJob } from "./new-job.js";
+import { benchJob, benchSuccess } from "./new-job.js";
 
 const { values } = parseArgs({
   options: {
@@ -27,7 +27,6 @@ const dir = mkdtempSync(join(values.dir!, "store-cycle-"));
 const store = createSqliteJobStore({ path: join(dir, "jobs.db") });
 const nextUlid = monotonicFactory();
 const url = "http://127.0.0.1:9/json";
-const body = new TextEncoder().encode('{"ok":true}');
 const newJob = (now: number) => benchJob(`j_${nextUlid(now)}`, now, url);
 
 async function cycle(): Promise<number> {
@@ -52,33 +51,7 @@ async function cycle(): Promise<number> {
     leaseMs: 30_000,
     node: "bench",
   });
-  await Promise.all(
-    jobs.map((job) =>
-      store.jobFinishAttempt({
-        lease: { jobId: job.id, token: job.leaseToken },
-        end: {
-          outcome: "succeeded",
-          responseStatus: 200,
-          errorCode: null,
-          error: null,
-          retryable: false,
-          durationMs: 1,
-        },
-        next: { status: "succeeded" },
-        result: {
-          response: {
-            status: 200,
-            headers: { "content-type": "application/json", "content-length": "11" },
-            body,
-            bodyEncoding: "json",
-            truncated: false,
-          },
-          error: null,
-          durationMs: 1,
-        },
-      }),
-    ),
-  );
+  await Promise.all(jobs.map((job) => store.jobFinishAttempt(benchSuccess(job))));
   return jobs.length;
 }
 

@@ -169,6 +169,24 @@ export async function createApp(config: Config, deps: AppDeps = {}): Promise<App
   });
   const authFailures = createAuthFailureThrottle({ clock, limit: config.authFailuresPerMinute });
   const queues = createQueueDirectory({ store, logger });
+  /** What a submitted job may be, for jobs and for schedules' templates alike. */
+  const jobLimits = {
+    defaultTimeoutMs: config.defaultTimeoutMs,
+    maxTimeoutMs: config.maxTimeoutMs,
+    defaultMaxAttempts: config.defaultMaxAttempts,
+    defaultBackoffStrategy: config.defaultBackoffStrategy,
+    defaultBackoffBaseMs: config.defaultBackoffBaseMs,
+    defaultTtlMs: config.defaultTtlMs,
+    maxTtlMs: config.maxTtlMs,
+    maxBodyBytes: config.maxBodyBytes,
+    maxUrlLength: config.maxUrlLength,
+    maxHeaders: config.maxHeaders,
+    maxHeaderBytes: config.maxHeaderBytes,
+    maxTags: config.maxTags,
+    maxTagLength: config.maxTagLength,
+    maxPageSize: config.maxPageSize,
+    refuseDestination: (url: URL) => policy.refuse(url),
+  };
   const queue = createJobQueue({
     queues,
     refusals,
@@ -176,24 +194,7 @@ export async function createApp(config: Config, deps: AppDeps = {}): Promise<App
     clock,
     secretBox,
     signingSecrets,
-    limits: {
-      defaultTimeoutMs: config.defaultTimeoutMs,
-      maxTimeoutMs: config.maxTimeoutMs,
-      defaultMaxAttempts: config.defaultMaxAttempts,
-      defaultBackoffStrategy: config.defaultBackoffStrategy,
-      defaultBackoffBaseMs: config.defaultBackoffBaseMs,
-      defaultTtlMs: config.defaultTtlMs,
-      maxTtlMs: config.maxTtlMs,
-      maxBodyBytes: config.maxBodyBytes,
-      maxUrlLength: config.maxUrlLength,
-      maxHeaders: config.maxHeaders,
-      maxHeaderBytes: config.maxHeaderBytes,
-      maxTags: config.maxTags,
-      maxTagLength: config.maxTagLength,
-      maxPageSize: config.maxPageSize,
-      maxBatchSize: config.maxBatchSize,
-      refuseDestination: (url) => policy.refuse(url),
-    },
+    limits: { ...jobLimits, maxBatchSize: config.maxBatchSize },
     events,
   });
   const schedules = createScheduleBook({
@@ -203,23 +204,7 @@ export async function createApp(config: Config, deps: AppDeps = {}): Promise<App
     clock,
     secretBox,
     logger,
-    limits: {
-      defaultTimeoutMs: config.defaultTimeoutMs,
-      maxTimeoutMs: config.maxTimeoutMs,
-      defaultMaxAttempts: config.defaultMaxAttempts,
-      defaultBackoffStrategy: config.defaultBackoffStrategy,
-      defaultBackoffBaseMs: config.defaultBackoffBaseMs,
-      defaultTtlMs: config.defaultTtlMs,
-      maxTtlMs: config.maxTtlMs,
-      maxBodyBytes: config.maxBodyBytes,
-      maxUrlLength: config.maxUrlLength,
-      maxHeaders: config.maxHeaders,
-      maxHeaderBytes: config.maxHeaderBytes,
-      maxTags: config.maxTags,
-      maxTagLength: config.maxTagLength,
-      maxPageSize: config.maxPageSize,
-      refuseDestination: (url) => policy.refuse(url),
-    },
+    limits: jobLimits,
   });
   const dispatcher = createHttpDispatcher({
     resultMaxBytes: config.resultMaxBytes,
