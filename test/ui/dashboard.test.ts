@@ -624,6 +624,20 @@ describe("dashboard", () => {
     await page.waitForURL(`${t.url}/ui/schedules`);
     await page.locator(`tr[data-schedule-id=${daily}]`).waitFor();
     expect(await page.locator(`tr[data-schedule-id=${doomed}]`).count()).toBe(0);
+    // Create one from the form: the server's refusal names the field; then it opens the new one.
+    await page.click("[data-schedule-create=open]");
+    await page.fill("input[name=cron]", "30 8 * * 1-5");
+    await page.fill("input[name=timeZone]", "Nowhere/Atlantis");
+    await page.selectOption("select[name=method]", "POST");
+    await page.fill("input[name=url]", `${target.url}/ok`);
+    await page.fill("textarea[name=body]", '{"from": "form"}');
+    await page.click("[data-schedule-create=submit]");
+    await page.locator("form.schedule-create .error-note", { hasText: "time_zone" }).waitFor();
+    await page.fill("input[name=timeZone]", "Asia/Tokyo");
+    await page.click("[data-schedule-create=submit]");
+    await page.locator(".schedule-title").waitFor();
+    expect(await page.locator("#summary").textContent()).toContain("Asia/Tokyo");
+    expect(await page.locator("#template").textContent()).toContain('"from": "form"');
     await page.close();
     // A reader sees the schedule and its jobs, and no action.
     const readerPage = await newPage();
@@ -632,6 +646,9 @@ describe("dashboard", () => {
     await readerPage.locator("#schedule-jobs tr[data-job-id]").first().waitFor();
     expect(await readerPage.locator("[data-schedule-action]").count()).toBe(0);
     expect(await readerPage.locator("main fieldset.actions").count()).toBe(0);
+    await readerPage.goto(`${t.url}/ui/schedules`);
+    await readerPage.locator(`tr[data-schedule-id=${daily}]`).waitFor();
+    expect(await readerPage.locator("[data-schedule-create]").count()).toBe(0);
     await readerPage.close();
   });
 

@@ -215,7 +215,7 @@ function Page(props: { route: Route; api: ReturnType<typeof createApi>; access: 
     case "nodes":
       return <NodesPage api={api} />;
     case "schedules":
-      return <SchedulesPage api={api} />;
+      return <SchedulesPage api={api} access={access} />;
     case "schedule":
       return (
         <SchedulePage

@@ -1,4 +1,4 @@
-import { toJson } from "@bufbuild/protobuf";
+import { fromJson, type JsonValue, toJson } from "@bufbuild/protobuf";
 import { ValueSchema } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { ComponentChildren } from "preact";
@@ -48,7 +48,7 @@ function PausedBadge(props: { paused: boolean }) {
 }
 
 /** Every schedule (the first 200, newest first), refreshed while visible. */
-export function SchedulesPage(props: { api: Api }) {
+export function SchedulesPage(props: { api: Api; access: Access }) {
   const list = usePoll(
     (signal) => props.api.schedules.listSchedules({ pageSize: 500 }, { signal }),
     "schedules",
@@ -61,6 +61,7 @@ export function SchedulesPage(props: { api: Api }) {
         <LiveNote live={list.live} updatedAt={list.updatedAt} />
       </div>
       <ErrorNote error={list.error} what="Schedules could not be read" />
+      {allows(props.access, "submitter") && <CreateForm api={props.api} />}
       {list.data && schedules.length === 0 && (
         <p class="muted">
           No schedule yet. Create one with <code>POST /schedules</code> or{" "}
@@ -364,5 +365,108 @@ function Template(props: { schedule: Schedule }) {
       )}
       {t.payload.case === "bodyBytes" && <p>Binary, {bytes(t.payload.value.length)}</p>}
     </Section>
+  );
+}
+
+const METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"];
+
+/** A new schedule from the essentials; every other setting keeps its default. */
+function CreateForm(props: { api: Api }) {
+  const [open, setOpen] = useState(false);
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<string | null>(null);
+  if (!open) {
+    return (
+      <p>
+        <button type="button" data-schedule-create="open" onClick={() => setOpen(true)}>
+          New schedule
+        </button>
+      </p>
+    );
+  }
+  const submit = async (e: Event) => {
+    e.preventDefault();
+    const form = new FormData(e.currentTarget as HTMLFormElement);
+    const text = (name: string) => String(form.get(name) ?? "").trim();
+    let body: JsonValue | undefined;
+    if (text("body")) {
+      try {
+        body = JSON.parse(text("body")) as JsonValue;
+      } catch {
+        setError("body: not valid JSON");
+        return;
+      }
+    }
+    setBusy(true);
+    setError(null);
+    try {
+      const { schedule } = await props.api.schedules.createSchedule({
+        schedule: {
+          cron: text("cron"),
+          timeZone: text("timeZone") || "UTC",
+          description: text("description") || undefined,
+          template: {
+            method: text("method"),
+            url: text("url"),
+            payload:
+              body === undefined
+                ? { case: undefined }
+                : { case: "body", value: fromJson(ValueSchema, body) },
+          },
+        },
+      });
+      if (schedule) navigate(scheduleHref(schedule.scheduleId));
+    } catch (err) {
+      setError(errorText(err));
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <form class="schedule-create" onSubmit={(e) => void submit(e)}>
+      <fieldset class="grid">
+        <label>
+          Cron
+          <input name="cron" required placeholder="0 9 * * 1-5" />
+        </label>
+        <label>
+          Time zone
+          <input name="timeZone" placeholder="UTC" />
+        </label>
+        <label>
+          Description
+          <input name="description" />
+        </label>
+      </fieldset>
+      <fieldset class="grid">
+        <label>
+          Method
+          <select name="method">
+            {METHODS.map((m) => (
+              <option key={m}>{m}</option>
+            ))}
+          </select>
+        </label>
+        <label>
+          URL
+          <input name="url" type="url" required placeholder="https://api.example.com/ping" />
+        </label>
+      </fieldset>
+      <label>
+        Body (JSON, optional)
+        <textarea name="body" rows={3} />
+      </label>
+      {error && (
+        <p class="error-note" role="alert">
+          {error}
+        </p>
+      )}
+      <button type="submit" data-schedule-create="submit" disabled={busy} aria-busy={busy}>
+        Create schedule
+      </button>{" "}
+      <button type="button" class="secondary" onClick={() => setOpen(false)}>
+        Cancel
+      </button>
+    </form>
   );
 }
