@@ -652,6 +652,22 @@ describe("dashboard", () => {
     await readerPage.close();
   });
 
+  it("links a job with a callback to its delivery job, and back", async () => {
+    const jobId = await enqueue({ url: `${target.url}/ok`, callback_url: `${target.url}/ok` });
+    await waitStatus(jobId, "succeeded");
+    const page = await newPage();
+    await signIn(page, reader.key);
+    await page.goto(`${t.url}/ui/jobs/${jobId}`);
+    const callback = page.locator(`[data-callback-url="${target.url}/ok"]`);
+    await callback.locator("a").waitFor();
+    const deliveryId = (await callback.locator("a code").textContent())!;
+    await callback.locator("a").click();
+    await page.locator(".job-title").getByText(deliveryId).waitFor();
+    await page.locator(`[data-callback-of=${jobId}]`).click();
+    await page.locator(".job-title").getByText(jobId).waitFor();
+    await page.close();
+  });
+
   it("logged no console errors (no CSP violation among them)", () => {
     expect(consoleErrors).toEqual([]);
   });
