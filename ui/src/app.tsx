@@ -7,6 +7,7 @@ import { JobsPage } from "./pages/jobs.js";
 import { NodesPage } from "./pages/nodes.js";
 import { OverviewPage } from "./pages/overview.js";
 import { QueuesPage } from "./pages/queues.js";
+import { SchedulePage, SchedulesPage } from "./pages/schedules.js";
 import { SignInPage } from "./pages/sign-in.js";
 import { type Route, useRoute } from "./router.js";
 import { applyTheme, nextTheme, storedTheme, type Theme } from "./theme.js";
@@ -67,7 +68,12 @@ export function App() {
 
   // A new page (not a new filter of the same one) takes the focus to its content, so keyboard and
   // screen-reader users start there, as after a page load.
-  const pageKey = route.page === "job" ? `job:${route.jobId}` : route.page;
+  const pageKey =
+    route.page === "job"
+      ? `job:${route.jobId}`
+      : route.page === "schedule"
+        ? `schedule:${route.scheduleId}`
+        : route.page;
   const firstPage = useRef(true);
   useEffect(() => {
     if (firstPage.current) {
@@ -127,7 +133,16 @@ export function App() {
                   Nodes
                 </Link>
               </li>
-              {/* Schedules joins here with issue 8. */}
+              <li>
+                <Link
+                  href="/schedules"
+                  aria-current={
+                    route.page === "schedules" || route.page === "schedule" ? "page" : undefined
+                  }
+                >
+                  Schedules
+                </Link>
+              </li>
             </ul>
           )}
           <ul class="nav-tools">
@@ -199,6 +214,17 @@ function Page(props: { route: Route; api: ReturnType<typeof createApi>; access: 
       return <JobPage api={api} jobId={route.jobId} access={access} key={route.jobId} />;
     case "nodes":
       return <NodesPage api={api} />;
+    case "schedules":
+      return <SchedulesPage api={api} access={access} />;
+    case "schedule":
+      return (
+        <SchedulePage
+          api={api}
+          scheduleId={route.scheduleId}
+          access={access}
+          key={route.scheduleId}
+        />
+      );
     case "not-found":
       return (
         <>
@@ -223,6 +249,10 @@ function titleOf(route: Route): string {
       return "Queues";
     case "nodes":
       return "Nodes";
+    case "schedules":
+      return "Schedules";
+    case "schedule":
+      return route.scheduleId;
     case "not-found":
       return "Not found";
   }

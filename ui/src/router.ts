@@ -9,8 +9,9 @@ export type Route =
   | { page: "job"; jobId: string }
   | { page: "queues" }
   | { page: "nodes" }
+  | { page: "schedules" }
+  | { page: "schedule"; scheduleId: string }
   | { page: "not-found"; path: string };
-// A later page (issue 8): { page: "schedules" }.
 
 export function parseRoute(pathname: string, search: string): Route {
   const path = pathname.startsWith(BASE) ? pathname.slice(BASE.length) : pathname;
@@ -24,6 +25,10 @@ export function parseRoute(pathname: string, search: string): Route {
   }
   if (parts[0] === "queues" && parts.length === 1) return { page: "queues" };
   if (parts[0] === "nodes" && parts.length === 1) return { page: "nodes" };
+  if (parts[0] === "schedules" && parts.length === 1) return { page: "schedules" };
+  if (parts[0] === "schedules" && parts.length === 2) {
+    return { page: "schedule", scheduleId: decodeURIComponent(parts[1]!) };
+  }
   return { page: "not-found", path };
 }
 

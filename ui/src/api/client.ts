@@ -8,12 +8,16 @@ import {
 import { createConnectTransport } from "@connectrpc/connect-web";
 import { JobQueueService } from "../../../gen/jobqueue/v1/job_queue_service_pb.js";
 import { QueueService } from "../../../gen/jobqueue/v1/queue_service_pb.js";
+import { ScheduleService } from "../../../gen/jobqueue/v1/schedule_service_pb.js";
 
 /**
  * The public API, as the generated Connect-Web clients call it: JobQueueService's methods, and
- * QueueService's under `queues`.
+ * QueueService's under `queues`, ScheduleService's under `schedules`.
  */
-export type Api = Client<typeof JobQueueService> & { queues: Client<typeof QueueService> };
+export type Api = Client<typeof JobQueueService> & {
+  queues: Client<typeof QueueService>;
+  schedules: Client<typeof ScheduleService>;
+};
 
 /**
  * A client of the server that served the page (same origin: no CORS), sending the API key of the
@@ -41,6 +45,7 @@ export function createApi(options: {
   });
   return Object.assign(createClient(JobQueueService, transport), {
     queues: createClient(QueueService, transport),
+    schedules: createClient(ScheduleService, transport),
   });
 }
 

@@ -32,7 +32,7 @@ const PHASES: Record<string, string> = {
 };
 
 /** Header names the server always keeps encrypted (and masks on read), beyond secret_headers. */
-const ALWAYS_SECRET = ["authorization", "proxy-authorization", "cookie", "x-api-key"];
+export const ALWAYS_SECRET = ["authorization", "proxy-authorization", "cookie", "x-api-key"];
 
 /**
  * One job, live: WatchJob streams its changes (while the tab is visible); each change reloads its
@@ -219,6 +219,61 @@ function Summary(props: { job: Job }) {
             : []),
           ...(job.expiresAt
             ? ([["Deleted", <Time ts={job.expiresAt} key="e" />]] as [string, ComponentChildren][])
+            : []),
+          ...(job.scheduleId
+            ? ([
+                [
+                  "Schedule",
+                  <span key="sch" data-schedule={job.scheduleId}>
+                    <Link href={`/schedules/${encodeURIComponent(job.scheduleId)}`}>
+                      <code>{job.scheduleId}</code>
+                    </Link>
+                    {job.scheduleTick ? (
+                      <>
+                        {" · tick "}
+                        <Time ts={job.scheduleTick} exact />
+                      </>
+                    ) : (
+                      <span class="muted"> · run now (no tick)</span>
+                    )}
+                  </span>,
+                ],
+              ] as [string, ComponentChildren][])
+            : []),
+          ...(job.callbackUrl
+            ? ([
+                [
+                  "Callback",
+                  <span key="cb" data-callback-url={job.callbackUrl}>
+                    <code>{job.callbackUrl}</code>
+                    {job.callbackJobId && (
+                      <>
+                        {" · delivery "}
+                        <Link href={`/jobs/${encodeURIComponent(job.callbackJobId)}`}>
+                          <code>{job.callbackJobId}</code>
+                        </Link>
+                      </>
+                    )}
+                  </span>,
+                ],
+              ] as [string, ComponentChildren][])
+            : []),
+          ...(job.callbackOf
+            ? ([
+                [
+                  "Delivers the outcome of",
+                  <Link
+                    href={`/jobs/${encodeURIComponent(job.callbackOf)}`}
+                    key="cbo"
+                    data-callback-of={job.callbackOf}
+                  >
+                    <code>{job.callbackOf}</code>
+                  </Link>,
+                ],
+              ] as [string, ComponentChildren][])
+            : []),
+          ...(job.sign
+            ? ([["Signed", "yes (Standard Webhooks)"]] as [string, ComponentChildren][])
             : []),
           ["Priority", String(job.priority)],
           ["Timeout", `${job.timeoutSec} s`],
@@ -424,7 +479,7 @@ function Result(props: { result: GetJobResultResponse }) {
 }
 
 /** A JSON value shown pretty, or a text as it is, with a download of either. */
-function BodyView(props: { value: unknown; name: string; type?: string; text?: boolean }) {
+export function BodyView(props: { value: unknown; name: string; type?: string; text?: boolean }) {
   const isText = props.text || typeof props.value === "string";
   const shown = isText ? String(props.value) : JSON.stringify(props.value, null, 2);
   return (
