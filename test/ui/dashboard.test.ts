@@ -33,7 +33,8 @@ describe("dashboard", () => {
     const page = await context.newPage();
     await page.setViewportSize(viewport);
     page.on("console", (m) => {
-      if (m.type() === "error" && !/status of 40[0134]/.test(m.text())) consoleErrors.push(m.text());
+      if (m.type() === "error" && !/status of 40[0134]/.test(m.text()))
+        consoleErrors.push(m.text());
     });
     page.on("pageerror", (e) => consoleErrors.push(e.message));
     return page;
