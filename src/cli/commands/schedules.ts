@@ -169,7 +169,7 @@ function withJobFlags(cmd: Command): Command {
     .option("--callback-url <url>", "POST each run's result here once it ends")
     .option("--sign", "sign each run's call per Standard Webhooks (your key's secrets)")
     .option(
-      "--signing-secret <whsec_...>",
+      "--signing-secret <secret>",
       "sign each run's call and callback with this secret (implies --sign; never shown back)",
     )
     .option("--queue <name>", "the queue the runs go to")

@@ -66,8 +66,8 @@ export function registerSubmit(program: Command): void {
     )
     .option("--sign", "sign the call per Standard Webhooks (with your key's signing secrets)")
     .option(
-      "--signing-secret <whsec_...>",
-      "sign the call and the callback with this secret (implies --sign; never shown back)",
+      "--signing-secret <secret>",
+      "a whsec_… secret to sign the call and the callback with (implies --sign; never shown back)",
     )
     .option(
       "-f, --file <path>",
