@@ -156,6 +156,14 @@ describe("jobqueue CLI: callbacks, signed calls, schedules' jobs", () => {
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/signing_secret/);
     expect(bad.stderr).not.toContain("tooshort");
+
+    // Nor a wrongly typed one from a file (checked before anything is sent).
+    const file = join(tmp, "bad-secret.json");
+    writeFileSync(file, JSON.stringify({ url: `${target.url}/never`, signing_secret: [SECRET] }));
+    const typed = await runCli(["submit", "--file", file], { env });
+    expect(typed.code).toBe(2);
+    expect(typed.stderr).toMatch(/signing_secret: must be a string/);
+    expect(typed.stderr).not.toContain(SECRET.slice("whsec_".length, 20));
   });
 
   it("signs a schedule's runs, and list --schedule lists only that schedule's jobs", async () => {
