@@ -166,6 +166,34 @@ describe("jobqueue CLI: callbacks, signed calls, schedules' jobs", () => {
     expect(typed.stderr).not.toContain(SECRET.slice("whsec_".length, 20));
   });
 
+  it("refuses --sign without any secret to sign with, naming sign (exit 2)", async () => {
+    const res = await runCli(["submit", `${target.url}/never`, "--sign"], { env });
+    expect(res.code).toBe(2);
+    expect(res.stderr).toMatch(/sign: there is no secret to sign with/);
+    expect(target.received("/never")).toEqual([]);
+  });
+
+  it("get shows a ticked job's schedule and tick", async () => {
+    const created = await runCli(
+      ["schedules", "create", `${target.url}/every-second`, "--cron", "* * * * * *", "-o", "ids"],
+      { env },
+    );
+    expect(created.code, created.stderr).toBe(0);
+    const scheduleId = created.stdout.trim();
+    const job = await waitFor(
+      async () => {
+        const res = await runCli(["list", "--schedule", scheduleId, "-o", "json"], { env });
+        const jobs = JSON.parse(res.stdout) as { job_id: string; schedule_tick: string | null }[];
+        return jobs.find((j) => j.schedule_tick !== null);
+      },
+      { what: "a tick's job" },
+    );
+    expect((await runCli(["schedules", "delete", scheduleId], { env })).code).toBe(0);
+    const got = await runCli(["get", job.job_id], { env });
+    expect(got.stdout).toMatch(new RegExp(`^schedule\\s+${scheduleId}$`, "m"));
+    expect(got.stdout).toMatch(/^schedule tick\s+\d{4}-\d{2}-\d{2}T/m);
+  });
+
   it("signs a schedule's runs, and list --schedule lists only that schedule's jobs", async () => {
     const create = async (path: string, extra: string[]) => {
       const res = await runCli(
