@@ -29,6 +29,9 @@ export interface JobFlags {
   followRedirects?: boolean;
   maxRedirects?: string;
   rateLimitKey?: string;
+  callbackUrl?: string;
+  sign?: boolean;
+  signingSecret?: string;
 }
 
 /**
@@ -60,6 +63,9 @@ export function jobJsonOfFlags(url: string | undefined, f: JobFlags): JsonObject
   if (f.followRedirects) json.follow_redirects = true;
   if (f.maxRedirects !== undefined) json.max_redirects = num(f.maxRedirects, "--max-redirects");
   if (f.rateLimitKey !== undefined) json.rate_limit_key = f.rateLimitKey;
+  if (f.callbackUrl !== undefined) json.callback_url = f.callbackUrl;
+  if (f.sign) json.sign = true;
+  if (f.signingSecret !== undefined) json.signing_secret = f.signingSecret;
   return json;
 }
 

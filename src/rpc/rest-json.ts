@@ -295,10 +295,16 @@ function enumIn(desc: DescEnum, value: JsonValue): JsonValue {
   return match && match.number !== 0 ? match.name : value;
 }
 
+/** Fields whose values are secrets (write-only): an error about one does not show the value. */
+const SECRET_FIELDS = new Set(["signing_secret"]);
+
 /** Says what a field expects, for a value that does not fit it. */
 function describeBadValue(field: DescField, value: unknown): string {
   const shown = JSON.stringify(value) ?? String(value);
-  const got = `(got ${shown.length > 60 ? `${shown.slice(0, 57)}...` : shown})`;
+  // A secret's value is never echoed, not even a wrongly typed one: messages reach clients and logs.
+  const got = SECRET_FIELDS.has(field.name)
+    ? "(value not shown)"
+    : `(got ${shown.length > 60 ? `${shown.slice(0, 57)}...` : shown})`;
   const kind = field.fieldKind === "list" || field.fieldKind === "map" ? field.fieldKind : null;
   const elem = field.fieldKind === "list" ? field.listKind : field.fieldKind;
   const each = kind === "list" ? "each item " : kind === "map" ? "each value " : "";

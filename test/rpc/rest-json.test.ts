@@ -20,10 +20,11 @@ import {
   JobStatus,
 } from "../../gen/jobqueue/v1/job_pb.js";
 import {
+  EnqueueJobRequestSchema,
   GetJobResultResponseSchema,
   ListJobAttemptsResponseSchema,
 } from "../../gen/jobqueue/v1/job_queue_service_pb.js";
-import { toRestJson } from "../../src/rpc/rest-json.js";
+import { fromRestJson, toRestJson } from "../../src/rpc/rest-json.js";
 
 /**
  * The one-pass REST encoder against the two-pass one it replaced (protobuf's canonical JSON with
@@ -179,5 +180,18 @@ const CASES: [string, DescMessage, unknown][] = [
 describe("toRestJson", () => {
   it.each(CASES)("encodes %s as the two-pass encoder did", (_name, schema, message) => {
     expect(toRestJson(schema, message as never)).toEqual(oracle(schema, message));
+  });
+});
+
+describe("fromRestJson", () => {
+  it("names a wrongly typed secret's field without echoing its value", () => {
+    const secret = "whsec_c2VjcmV0LXZhbHVlLW5ldmVyLXNob3du";
+    for (const value of [[secret], { s: secret }]) {
+      expect(() =>
+        fromRestJson(EnqueueJobRequestSchema, { url: "https://x.test/", signing_secret: value }),
+      ).toThrow(/^signing_secret: must be a string \(value not shown\)$/);
+    }
+    // Other fields still show what they got.
+    expect(() => fromRestJson(EnqueueJobRequestSchema, { url: 7 })).toThrow(/\(got 7\)/);
   });
 });

@@ -152,6 +152,7 @@ export function registerJobCommands(program: Command): void {
     .option("--all", "every job that matches (ignores --limit)")
     .option("--page-size <n>", "jobs per call (1 to the server's JOBQUEUE_MAX_PAGE_SIZE)", "200")
     .option("--page-token <token>", "start from this page (a next_page_token)")
+    .option("--schedule <schedule-id>", "only jobs enqueued by this schedule")
     .addOption(outputOption())
     .action(async (opts: ListFlags, cmd: Command) => {
       const { api, o } = contextOf(cmd);
@@ -165,6 +166,7 @@ export function registerJobCommands(program: Command): void {
       while (token !== undefined && count < limit) {
         const res = await api().listJobs({
           ...request,
+          scheduleId: opts.schedule ?? "",
           pageSize: Math.min(pageSize, limit - count),
           pageToken: token,
         });
@@ -197,6 +199,7 @@ interface ListFlags extends ConditionFlags {
   all?: boolean;
   pageSize: string;
   pageToken?: string;
+  schedule?: string;
   output: string;
 }
 
@@ -245,6 +248,13 @@ function describeJob(o: Output, job: Job): string {
   if (job.tags.length) rows.push(["tags", job.tags.join(", ")]);
   if (job.owner) rows.push(["owner", job.owner]);
   if (job.idempotencyKey) rows.push(["idempotency", job.idempotencyKey]);
+  if (job.callbackUrl) rows.push(["callback url", job.callbackUrl]);
+  if (job.callbackJobId) rows.push(["callback job", job.callbackJobId]);
+  if (job.callbackOf) rows.push(["callback of", job.callbackOf]);
+  // Whether a call is signed, never with what: the secret stays on the server.
+  if (job.sign) rows.push(["signed", job.signingSecret ? "yes (the job's own secret)" : "yes"]);
+  if (job.scheduleId) rows.push(["schedule", job.scheduleId]);
+  if (job.scheduleTick) rows.push(["schedule tick", time(job.scheduleTick)]);
   if (job.lastError) rows.push(["last error", job.lastError]);
   for (const [k, v] of Object.entries(job.headers)) rows.push([`header`, `${k}: ${v}`]);
   for (const [k, v] of Object.entries(job.params)) rows.push([`param`, `${k}=${v}`]);

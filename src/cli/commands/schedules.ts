@@ -166,6 +166,12 @@ function withJobFlags(cmd: Command): Command {
     .option("--ttl <seconds>", "delete each run's job this long after it ends")
     .option("-t, --tag <tag>", "a tag of each run's job (repeatable)", collect)
     .option("--secret-header <name>", "keep this header encrypted and masked (repeatable)", collect)
+    .option("--callback-url <url>", "POST each run's result here once it ends")
+    .option("--sign", "sign each run's call per Standard Webhooks (your key's secrets)")
+    .option(
+      "--signing-secret <secret>",
+      "sign each run's call and callback with this secret (implies --sign; never shown back)",
+    )
     .option("--queue <name>", "the queue the runs go to")
     .option("--template <path>", "the job as JSON (POST /jobs's body); - for stdin")
     .option("--cron <expr>", 'e.g. "0 9 * * *", "*/10 * * * * *", "@hourly", "@every 5m"')

@@ -61,6 +61,15 @@ export function registerSubmit(program: Command): void {
     .option("--max-redirects <n>", "1 to 10")
     .option("--rate-limit-key <key>", "share a rate and concurrency budget under this key")
     .option(
+      "--callback-url <url>",
+      "POST the job's result here once it ends (signed when a secret is known)",
+    )
+    .option("--sign", "sign the call per Standard Webhooks (with your key's signing secrets)")
+    .option(
+      "--signing-secret <secret>",
+      "a whsec_… secret to sign the call and the callback with (implies --sign; never shown back)",
+    )
+    .option(
       "-f, --file <path>",
       "jobs from a file: one JSON object, a JSON array, or NDJSON; - for stdin",
     )
