@@ -128,13 +128,8 @@ describe("with Debian's protoc", () => {
       `--python_out=${out}`,
       `--grpc_python_out=${out}`,
       "--plugin=protoc-gen-grpc_python=/usr/bin/grpc_python_plugin",
-      "jobqueue/v1/job.proto",
-      "jobqueue/v1/job_queue_service.proto",
-      "jobqueue/v1/queue_service.proto",
-      // What the service's files import; protoc generates only the files it is given.
-      "jobqueue/v1/options.proto",
-      "google/api/annotations.proto",
-      "google/api/http.proto",
+      // Every file, the imported ones too: protoc generates only the files it is given.
+      ...protoFiles(),
     ]);
     expectAWorkingClient(await runPythonClient(out, "/py"));
   });
