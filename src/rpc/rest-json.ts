@@ -295,8 +295,11 @@ function enumIn(desc: DescEnum, value: JsonValue): JsonValue {
   return match && match.number !== 0 ? match.name : value;
 }
 
-/** Fields whose values are secrets (write-only): an error about one does not show the value. */
-const SECRET_FIELDS = new Set(["signing_secret"]);
+/**
+ * Fields whose values may hold secrets: an error about one does not show the value (a signing
+ * secret; headers, which may be secret ones; URLs, which may carry credentials).
+ */
+const SECRET_FIELDS = new Set(["signing_secret", "headers", "url", "callback_url"]);
 
 /** Says what a field expects, for a value that does not fit it. */
 function describeBadValue(field: DescField, value: unknown): string {

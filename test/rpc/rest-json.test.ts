@@ -184,14 +184,26 @@ describe("toRestJson", () => {
 });
 
 describe("fromRestJson", () => {
-  it("names a wrongly typed secret's field without echoing its value", () => {
+  it("names a wrongly typed secret's, header's or URL's field without echoing its value", () => {
     const secret = "whsec_c2VjcmV0LXZhbHVlLW5ldmVyLXNob3du";
     for (const value of [[secret], { s: secret }]) {
       expect(() =>
         fromRestJson(EnqueueJobRequestSchema, { url: "https://x.test/", signing_secret: value }),
       ).toThrow(/^signing_secret: must be a string \(value not shown\)$/);
     }
+    // Nor a header's (it may be a secret one) or a URL's (it may carry credentials).
+    expect(() =>
+      fromRestJson(EnqueueJobRequestSchema, {
+        url: "https://x.test/",
+        headers: { authorization: [`Bearer ${secret}`] },
+      }),
+    ).toThrow(/^headers: each value must be a string \(value not shown\)$/);
+    expect(() =>
+      fromRestJson(EnqueueJobRequestSchema, { url: [`https://u:${secret}@x.test/`] }),
+    ).toThrow(/^url: must be a string \(value not shown\)$/);
     // Other fields still show what they got.
-    expect(() => fromRestJson(EnqueueJobRequestSchema, { url: 7 })).toThrow(/\(got 7\)/);
+    expect(() => fromRestJson(EnqueueJobRequestSchema, { timeout_sec: "x" })).toThrow(
+      /\(got "x"\)/,
+    );
   });
 });
