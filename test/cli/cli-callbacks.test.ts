@@ -2,13 +2,12 @@ import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Webhook } from "standardwebhooks";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { generateSigningSecret } from "../../src/job/signing.js";
-import type { Received } from "../helpers/target.js";
 import { startTarget, type Target } from "../helpers/target.js";
 import { startTestApp, type TestApp } from "../helpers/test-app.js";
 import { waitFor } from "../helpers/wait-for.js";
+import { verifyWebhook } from "../helpers/webhooks.js";
 import { prepareCli, runCli } from "./run-cli.js";
 
 // The binary builds dist/ on its first run after a change: once, before the tests and their timeouts.
@@ -16,17 +15,6 @@ beforeAll(prepareCli, 600_000);
 
 const SECRET = generateSigningSecret(randomBytes);
 const OTHER = generateSigningSecret(randomBytes);
-
-/** Verifies a received request as a receiver would (throws if it does not verify). */
-function verify(req: Received, secret: string): unknown {
-  const headers = Object.fromEntries(
-    ["webhook-id", "webhook-timestamp", "webhook-signature"].map((h) => [
-      h,
-      String(req.headers[h]),
-    ]),
-  );
-  return new Webhook(secret).verify(req.body.toString("utf8"), headers);
-}
 
 /** `submit`, `get`, `list` and `schedules` with callbacks, signing and schedules: the real binary. */
 describe("jobqueue CLI: callbacks, signed calls, schedules' jobs", () => {
@@ -73,13 +61,13 @@ describe("jobqueue CLI: callbacks, signed calls, schedules' jobs", () => {
     // The call itself is signed with the job's secret, and only with it.
     const call = await target.request("/work");
     expect(call.headers["webhook-id"]).toBe(id);
-    expect(verify(call, SECRET)).toEqual({ hello: "cli" });
-    expect(() => verify(call, OTHER)).toThrow();
+    expect(verifyWebhook(call, SECRET)).toEqual({ hello: "cli" });
+    expect(() => verifyWebhook(call, OTHER)).toThrow();
 
     // Then the callback: the result's JSON, signed too.
     const hook = await target.request("/hook");
     expect(hook.method).toBe("POST");
-    expect(verify(hook, SECRET)).toMatchObject({
+    expect(verifyWebhook(hook, SECRET)).toMatchObject({
       job_id: id,
       status: "succeeded",
       response_body: { order: 42 },
@@ -137,12 +125,12 @@ describe("jobqueue CLI: callbacks, signed calls, schedules' jobs", () => {
     expect(sub.code, sub.stderr).toBe(0);
     const [first, second] = sub.stdout.trim().split("\n");
     // The line's own secret wins over the flag's; the other line takes the flag's.
-    verify(await target.request("/file-1"), OTHER); // throws unless signed so
-    verify(await target.request("/file-2"), SECRET); // throws unless signed so
+    verifyWebhook(await target.request("/file-1"), OTHER); // throws unless signed so
+    verifyWebhook(await target.request("/file-2"), SECRET); // throws unless signed so
     const hooks = await Promise.all([1, 2].map((n) => target.request("/file-hook", n)));
     const delivered = hooks.map((h) => {
       const body = JSON.parse(h.body.toString("utf8")) as { job_id: string };
-      verify(h, body.job_id === first ? OTHER : SECRET);
+      verifyWebhook(h, body.job_id === first ? OTHER : SECRET);
       return body.job_id;
     });
     expect(delivered.sort()).toEqual([first, second].sort());
@@ -234,8 +222,8 @@ describe("jobqueue CLI: callbacks, signed calls, schedules' jobs", () => {
     const jobId = await trigger(signed.schedule_id);
     const otherJob = await trigger(other.schedule_id);
 
-    verify(await target.request("/sched"), SECRET); // throws unless signed so
-    verify(await target.request("/sched-hook"), SECRET); // throws unless signed so
+    verifyWebhook(await target.request("/sched"), SECRET); // throws unless signed so
+    verifyWebhook(await target.request("/sched-hook"), SECRET); // throws unless signed so
     await target.request("/sched-other");
 
     const list = await runCli(["list", "--schedule", signed.schedule_id, "-o", "json"], { env });

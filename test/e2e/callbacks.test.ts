@@ -3,7 +3,6 @@ import { lookup } from "node:dns/promises";
 import { existsSync, readFileSync } from "node:fs";
 import type { JsonObject } from "@bufbuild/protobuf";
 import { pino } from "pino";
-import { Webhook } from "standardwebhooks";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { generateApiKey } from "../../src/auth/api-keys.js";
 import { generateSigningSecret } from "../../src/job/signing.js";
@@ -11,6 +10,7 @@ import { bearer, type Clients, createClients, type Protocol } from "../helpers/c
 import { startTarget, type Target } from "../helpers/target.js";
 import { STORE_KINDS, startTestApp, type TestApp } from "../helpers/test-app.js";
 import { deferred, waitFor } from "../helpers/wait-for.js";
+import { verifyWebhook } from "../helpers/webhooks.js";
 
 /**
  * Callbacks and signed calls end to end, on SQLite and PostgreSQL, over REST, Connect and gRPC:
@@ -107,24 +107,6 @@ describe.each(STORE_KINDS)("callbacks and signing (%s)", (store) => {
     );
   }
 
-  /**
-   * Verifies a received request as a receiver would, with the library and one secret (throws if
-   * it does not verify); returns the parsed JSON body unless `text`.
-   */
-  function verify(
-    req: { body: Buffer; headers: Record<string, unknown> },
-    secret: string,
-    text = false,
-  ) {
-    const headers = Object.fromEntries(
-      ["webhook-id", "webhook-timestamp", "webhook-signature"].map((h) => [
-        h,
-        String(req.headers[h]),
-      ]),
-    );
-    return new Webhook(secret).verify(req.body.toString("utf8"), headers, { jsonParse: !text });
-  }
-
   it.each(PROTOCOLS)(
     "delivers the result's JSON to callback_url, signed with every active secret (%s)",
     async (protocol) => {
@@ -153,9 +135,9 @@ describe.each(STORE_KINDS)("callbacks and signing (%s)", (store) => {
       expect(received.headers["content-type"]).toBe("application/json");
 
       // A receiver that knows either secret (before or after moving over) accepts it.
-      expect(verify(received, OLD)).toEqual(result.json);
-      expect(verify(received, NEW)).toEqual(result.json);
-      expect(() => verify(received, OWN)).toThrow();
+      expect(verifyWebhook(received, OLD)).toEqual(result.json);
+      expect(verifyWebhook(received, NEW)).toEqual(result.json);
+      expect(() => verifyWebhook(received, OWN)).toThrow();
       expect(String(received.headers["webhook-signature"]).split(" ")).toHaveLength(2);
 
       // The delivery is a job, linked both ways, seen over the same protocol.
@@ -205,8 +187,8 @@ describe.each(STORE_KINDS)("callbacks and signing (%s)", (store) => {
     expect(first.headers["webhook-id"]).toBe(delivery.job_id);
     expect(second.headers["webhook-id"]).toBe(delivery.job_id);
     expect(second.body.equals(first.body)).toBe(true);
-    expect(verify(first, OLD)).toBeTruthy();
-    expect(verify(second, NEW)).toBeTruthy();
+    expect(verifyWebhook(first, OLD)).toBeTruthy();
+    expect(verifyWebhook(second, NEW)).toBeTruthy();
     const attempts = await rest(`/jobs/${delivery.job_id}/attempts`);
     expect(
       attempts.json.attempts.map((a: { response_status: number }) => a.response_status),
@@ -293,8 +275,8 @@ describe.each(STORE_KINDS)("callbacks and signing (%s)", (store) => {
       });
       const first = await target.request(path, 1);
       expect(first.headers["webhook-id"]).toBe(byPrincipal);
-      expect(verify(first, OLD)).toEqual({ hello: "world" });
-      expect(verify(first, NEW)).toEqual({ hello: "world" });
+      expect(verifyWebhook(first, OLD)).toEqual({ hello: "world" });
+      expect(verifyWebhook(first, NEW)).toEqual({ hello: "world" });
 
       // bob has no secret of his own: his job brings one.
       const byJob = await enqueue(
@@ -304,9 +286,9 @@ describe.each(STORE_KINDS)("callbacks and signing (%s)", (store) => {
       );
       const second = await target.request(path, 2);
       expect(second.headers["webhook-id"]).toBe(byJob);
-      expect(() => verify(second, OWN, true)).not.toThrow();
+      expect(() => verifyWebhook(second, OWN, true)).not.toThrow();
       expect(second.body.toString("utf8")).toBe("plain text");
-      expect(() => verify(second, OLD, true)).toThrow();
+      expect(() => verifyWebhook(second, OLD, true)).toThrow();
 
       // A GET without secrets signs nothing; asking to sign without any is refused, naming sign.
       const refused = await clients.call(
@@ -341,7 +323,7 @@ describe.each(STORE_KINDS)("callbacks and signing (%s)", (store) => {
       bob.key,
     );
     const received = await target.request("/hook-secret");
-    expect(() => verify(received, OWN)).not.toThrow();
+    expect(() => verifyWebhook(received, OWN)).not.toThrow();
     const source = await waitEnded(id);
     await waitEnded(source.callback_job_id);
 

@@ -1,7 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import type { JsonObject } from "@bufbuild/protobuf";
-import { Webhook } from "standardwebhooks";
 import { afterEach, describe, expect, it } from "vitest";
 import { generateApiKey } from "../../src/auth/api-keys.js";
 import type { Clock } from "../../src/job/clock.js";
@@ -24,6 +23,7 @@ import {
   type TestApp,
 } from "../helpers/test-app.js";
 import { deferred, waitFor } from "../helpers/wait-for.js";
+import { verifyWebhook } from "../helpers/webhooks.js";
 
 /**
  * Schedules (periodic jobs) end to end on a real server, a real target and both stores, over REST,
@@ -153,24 +153,32 @@ describe.each(STORE_KINDS)("schedules on %s", (store) => {
     },
   );
 
-  it("skip: a tick while the previous run is going is skipped", async () => {
-    const { t, clock, target, c } = await setup({ store });
-    const held = holdRequests(target, "/slow");
-    const start = clock.now();
+  /**
+   * A schedule every minute with overlap `policy`, created over `protocol`, whose first run is in
+   * flight: its call to /slow is held until `held.releaseAll()`.
+   */
+  async function firstRunHeld(protocol: Protocol, policy: string) {
+    const ctx = await setup({ store });
+    const held = holdRequests(ctx.target, "/slow");
+    const start = ctx.clock.now();
     const { schedule } = await must(
-      c.call("rest", "CreateSchedule", {
-        schedule: {
-          ...spec(target, "/slow"),
-          cron: "* * * * *",
-          overlap_policy: "OVERLAP_POLICY_SKIP",
-        },
+      ctx.c.call(protocol, "CreateSchedule", {
+        schedule: { ...spec(ctx.target, "/slow"), cron: "* * * * *", overlap_policy: policy },
       }),
     );
     const tick1 = ms(schedule.next_run_at);
+    ctx.clock.jumpTo(tick1 + 100);
+    await ctx.t.app.schedules.runDue();
+    const firstCall = await ctx.target.request("/slow", 1);
+    return { ...ctx, held, start, schedule, tick1, firstCall };
+  }
+
+  it("skip: a tick while the previous run is going is skipped", async () => {
+    const { t, clock, c, held, start, schedule, tick1 } = await firstRunHeld(
+      "rest",
+      "OVERLAP_POLICY_SKIP",
+    );
     expect(tick1).toBeGreaterThan(start);
-    clock.jumpTo(tick1 + 100);
-    await t.app.schedules.runDue();
-    await target.request("/slow", 1);
     clock.jumpTo(tick1 + 60_100);
     await t.app.schedules.runDue();
     expect(await jobsOf(c, "rest", schedule.schedule_id)).toHaveLength(1);
@@ -180,21 +188,10 @@ describe.each(STORE_KINDS)("schedules on %s", (store) => {
   });
 
   it("buffer_one: ticks while the previous run is going leave one run, started after it", async () => {
-    const { t, clock, target, c } = await setup({ store });
-    const held = holdRequests(target, "/slow");
-    const { schedule } = await must(
-      c.call("connect", "CreateSchedule", {
-        schedule: {
-          ...spec(target, "/slow"),
-          cron: "* * * * *",
-          overlap_policy: "OVERLAP_POLICY_BUFFER_ONE",
-        },
-      }),
+    const { t, clock, target, c, held, schedule, tick1 } = await firstRunHeld(
+      "connect",
+      "OVERLAP_POLICY_BUFFER_ONE",
     );
-    const tick1 = ms(schedule.next_run_at);
-    clock.jumpTo(tick1 + 100);
-    await t.app.schedules.runDue();
-    await target.request("/slow", 1);
     for (const k of [1, 2]) {
       clock.jumpTo(tick1 + k * 60_000 + 100);
       await t.app.schedules.runDue();
@@ -236,21 +233,10 @@ describe.each(STORE_KINDS)("schedules on %s", (store) => {
   });
 
   it("allow: a tick while the previous run is going runs too", async () => {
-    const { t, clock, target, c } = await setup({ store });
-    const held = holdRequests(target, "/slow");
-    const { schedule } = await must(
-      c.call("grpc", "CreateSchedule", {
-        schedule: {
-          ...spec(target, "/slow"),
-          cron: "* * * * *",
-          overlap_policy: "OVERLAP_POLICY_ALLOW",
-        },
-      }),
+    const { t, clock, target, c, held, schedule, tick1 } = await firstRunHeld(
+      "grpc",
+      "OVERLAP_POLICY_ALLOW",
     );
-    const tick1 = ms(schedule.next_run_at);
-    clock.jumpTo(tick1 + 100);
-    await t.app.schedules.runDue();
-    await target.request("/slow", 1);
     clock.jumpTo(tick1 + 60_100);
     await t.app.schedules.runDue();
     await target.request("/slow", 2);
@@ -260,25 +246,14 @@ describe.each(STORE_KINDS)("schedules on %s", (store) => {
   });
 
   it("cancel_previous: a tick cancels the run still going, then runs", async () => {
-    const { t, clock, target, c } = await setup({ store });
-    const held = holdRequests(target, "/slow");
-    const { schedule } = await must(
-      c.call("grpc-js", "CreateSchedule", {
-        schedule: {
-          ...spec(target, "/slow"),
-          cron: "* * * * *",
-          overlap_policy: "OVERLAP_POLICY_CANCEL_PREVIOUS",
-        },
-      }),
+    const { t, clock, target, c, held, schedule, tick1, firstCall } = await firstRunHeld(
+      "grpc-js",
+      "OVERLAP_POLICY_CANCEL_PREVIOUS",
     );
-    const tick1 = ms(schedule.next_run_at);
-    clock.jumpTo(tick1 + 100);
-    await t.app.schedules.runDue();
-    const first = await target.request("/slow", 1);
     clock.jumpTo(tick1 + 60_100);
     await t.app.schedules.runDue();
     // The call in flight is aborted.
-    expect(await first.closed).toBe("aborted");
+    expect(await firstCall.closed).toBe("aborted");
     await target.request("/slow", 2);
     const jobs = await jobsOf(c, "grpc-js", schedule.schedule_id);
     expect(jobs.map((j) => statusOf(j))).toEqual(["canceled", "running"]);
@@ -453,13 +428,7 @@ describe.each(STORE_KINDS)("schedules on %s", (store) => {
     }
     await must(c.call("rest", "TriggerSchedule", { schedule_id: id }));
     const req = await target.request("/signed", 1);
-    const headers = Object.fromEntries(
-      ["webhook-id", "webhook-timestamp", "webhook-signature"].map((h) => [
-        h,
-        String(req.headers[h]),
-      ]),
-    );
-    expect(new Webhook(secret).verify(req.body.toString("utf8"), headers)).toEqual({ n: 1 });
+    expect(verifyWebhook(req, secret)).toEqual({ n: 1 });
     await target.request("/called-back", 1);
     const files =
       store === "sqlite"
