@@ -10,7 +10,8 @@ type Style = Parameters<typeof styleText>[0];
 
 /**
  * Where a command writes: stdout for results (tables, JSON, bodies), stderr for progress and
- * messages. Colours only when the stream is a terminal and NO_COLOR is not set.
+ * messages. Colours only when the stream is a terminal and NO_COLOR is not set. That decision is
+ * ours alone: styleText's own check (validateStream) would also drop colours wherever CI is set.
  */
 export interface Output {
   readonly color: boolean;
@@ -28,7 +29,7 @@ export function createOutput(options: { color?: boolean } = {}): Output {
     interactive: process.stderr.isTTY === true,
     out: (text) => process.stdout.write(text),
     err: (text) => process.stderr.write(text),
-    paint: (style, text) => (color ? styleText(style, text) : text),
+    paint: (style, text) => (color ? styleText(style, text, { validateStream: false }) : text),
   };
 }
 

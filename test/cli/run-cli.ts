@@ -78,7 +78,8 @@ export function startCli(
     .join(" ");
   const child = options.tty
     ? spawn("script", ["-qefc", `stty cols 120; exec ${quoted}`, "/dev/null"], {
-        env: { ...env, TERM: "xterm-256color" },
+        // CI=true as on a CI runner, where Node's own colour detection says no: the CLI's must not.
+        env: { CI: "true", ...env, TERM: "xterm-256color" },
         cwd: options.cwd,
         stdio: ["pipe", "pipe", "pipe"],
       })
