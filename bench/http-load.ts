@@ -1,5 +1,5 @@
 /**
- * Read and RPC throughput of one JobQueue server, measured with load generators that are not
+ * Read, enqueue and RPC throughput of one JobQueue server, measured with load generators that are not
  * JavaScript, so the client's cost does not hide the server's: `wrk` (REST over HTTP/1.1) and
  * `h2load` (Connect and gRPC over HTTP/2, and REST's /healthz over HTTP/2 as its baseline).
  *
@@ -17,7 +17,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs, promisify } from "node:util";
 import { create, toBinary } from "@bufbuild/protobuf";
-import { GetJobRequestSchema } from "../gen/jobqueue/v1/job_queue_service_pb.js";
+import {
+  EnqueueJobRequestSchema,
+  GetJobRequestSchema,
+} from "../gen/jobqueue/v1/job_queue_service_pb.js";
+import { fromRestJson } from "../src/rpc/rest-json.js";
 import { REPO_ROOT } from "./processes.js";
 
 const run = promisify(execFile);
@@ -48,10 +52,10 @@ interface Context {
   dir: string;
 }
 
-async function wrk(url: string): Promise<{ calls: number; failed: number }> {
-  const { stdout } = await run("wrk", ["-t2", "-c32", `-d${SECONDS}s`, "--latency", url], {
-    maxBuffer: 1 << 20,
-  });
+async function wrk(url: string, script?: string): Promise<{ calls: number; failed: number }> {
+  const argv = ["-t2", "-c32", `-d${SECONDS}s`, "--latency"];
+  if (script) argv.push("-s", script);
+  const { stdout } = await run("wrk", [...argv, url], { maxBuffer: 1 << 20 });
   const calls = Number(/(\d+) requests in/.exec(stdout)?.[1] ?? 0);
   const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(stdout)?.[1] ?? 0);
   const errors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(
@@ -103,6 +107,11 @@ const SCENARIOS: Scenario[] = [
     load: (base) => wrk(`${base}/jobs?page_size=50`),
   },
   {
+    name: "POST /jobs (wrk, h1)",
+    baseline: "GET /healthz (wrk, h1)",
+    load: (base, ctx) => wrk(`${base}/jobs`, join(ctx.dir, "enqueue.lua")),
+  },
+  {
     name: "GET /healthz (h2load, h2)",
     baseline: "GET /healthz (h2load, h2)",
     load: (base) => h2load(`${base}/healthz`, null, []),
@@ -129,7 +138,52 @@ const SCENARIOS: Scenario[] = [
         "te: trailers",
       ]),
   },
+  {
+    name: "POST /jobs (h2load, h2)",
+    baseline: "GET /healthz (h2load, h2)",
+    load: (base, ctx) =>
+      h2load(`${base}/jobs`, join(ctx.dir, "enqueue.json"), ["content-type: application/json"]),
+  },
+  {
+    name: "Connect EnqueueJob, binary (h2load, h2)",
+    baseline: "GET /healthz (h2load, h2)",
+    load: (base, ctx) =>
+      h2load(`${base}/jobqueue.v1.JobQueueService/EnqueueJob`, join(ctx.dir, "enqueue.bin"), [
+        "content-type: application/proto",
+      ]),
+  },
+  {
+    name: "gRPC EnqueueJob (h2load, h2)",
+    baseline: "GET /healthz (h2load, h2)",
+    load: (base, ctx) =>
+      h2load(`${base}/jobqueue.v1.JobQueueService/EnqueueJob`, join(ctx.dir, "enqueue.grpc"), [
+        "content-type: application/grpc",
+        "te: trailers",
+      ]),
+  },
 ];
+
+/** The job the enqueue scenarios submit: the seed's example, scheduled a day ahead (none runs). */
+function enqueueBody(): string {
+  return JSON.stringify({
+    method: "POST",
+    url: "https://jobqueue-bench.example/never",
+    headers: { "content-type": "application/json" },
+    body: { n: 1, payload: "x".repeat(64) },
+    timeout_sec: 30,
+    max_attempts: 3,
+    tags: ["bench"],
+    scheduled_at: new Date(Date.now() + 86_400_000).toISOString(),
+  });
+}
+
+/** A message in a gRPC frame: uncompressed, its length in 4 bytes. */
+function grpcFrame(message: Uint8Array): Buffer {
+  const frame = Buffer.alloc(5 + message.byteLength);
+  frame.writeUInt32BE(message.byteLength, 1);
+  frame.set(message, 5);
+  return frame;
+}
 
 function cpuTicks(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
@@ -203,10 +257,19 @@ async function main() {
     const jobId = await seed(base);
     const message = toBinary(GetJobRequestSchema, create(GetJobRequestSchema, { jobId }));
     writeFileSync(join(dir, "get-job.bin"), message);
-    const frame = Buffer.alloc(5 + message.byteLength);
-    frame.writeUInt32BE(message.byteLength, 1);
-    frame.set(message, 5);
-    writeFileSync(join(dir, "get-job.grpc"), frame);
+    writeFileSync(join(dir, "get-job.grpc"), grpcFrame(message));
+    const body = enqueueBody();
+    writeFileSync(join(dir, "enqueue.json"), body);
+    writeFileSync(
+      join(dir, "enqueue.lua"),
+      `wrk.method = "POST"\nwrk.body = ${JSON.stringify(body)}\nwrk.headers["Content-Type"] = "application/json"\n`,
+    );
+    const enqueue = toBinary(
+      EnqueueJobRequestSchema,
+      fromRestJson(EnqueueJobRequestSchema, JSON.parse(body)),
+    );
+    writeFileSync(join(dir, "enqueue.bin"), enqueue);
+    writeFileSync(join(dir, "enqueue.grpc"), grpcFrame(enqueue));
     const ctx: Context = { jobId, dir };
     const scenarios = SCENARIOS.filter((s) => !args.only || s.name.includes(args.only));
     const results: Record<string, { rate: number[]; cpuUs: number[]; failed: number }> = {};

@@ -176,6 +176,12 @@ function openSqliteJobStore(options: SqliteJobStoreOptions, notifier: Notifier):
     db.pragma("synchronous = NORMAL");
     db.pragma(`busy_timeout = ${options.busyTimeoutMs ?? 5000}`);
     db.pragma("foreign_keys = ON");
+    // Statement journals in memory, not in temporary files: every write whose triggers may have
+    // to be undone alone (the event and count triggers of each insert, claim and finish) wrote
+    // about 6 pages to a temporary file per statement (strace: 190,715 pwrite calls for 30,000
+    // inserts, 3,893 with this). Durability is the WAL's: a statement journal only undoes a
+    // statement inside a transaction and is never read after a crash.
+    db.pragma("temp_store = MEMORY");
     migrate(db);
     return new SqliteJobStore(
       db,
