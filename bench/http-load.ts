@@ -302,14 +302,19 @@ async function main() {
         `| ${s.name} | ${Math.round(rate)} | ${ratio} | ${Math.round(median(r.cpuUs))} | ${r.failed} |`,
       );
     }
-    const grpc = results["gRPC GetJob (h2load, h2)"];
-    const connect = results["Connect GetJob, binary (h2load, h2)"];
-    const restH2 = results["GET /jobs/{job_id} (h2load, h2)"];
-    if (grpc && connect && restH2) {
-      lines.push(
-        "",
-        `Unary RPC vs REST over HTTP/2 (GetJob): Connect ${(median(connect.rate) / median(restH2.rate)).toFixed(2)}×, gRPC ${(median(grpc.rate) / median(restH2.rate)).toFixed(2)}× of REST's rate.`,
-      );
+    for (const [rpc, rest] of [
+      ["GetJob", "GET /jobs/{job_id}"],
+      ["EnqueueJob", "POST /jobs"],
+    ]) {
+      const grpc = results[`gRPC ${rpc} (h2load, h2)`];
+      const connect = results[`Connect ${rpc}, binary (h2load, h2)`];
+      const restH2 = results[`${rest} (h2load, h2)`];
+      if (grpc && connect && restH2) {
+        lines.push(
+          "",
+          `Unary RPC vs REST over HTTP/2 (${rpc}): Connect ${(median(connect.rate) / median(restH2.rate)).toFixed(2)}×, gRPC ${(median(grpc.rate) / median(restH2.rate)).toFixed(2)}× of REST's rate.`,
+        );
+      }
     }
     console.log(lines.join("\n"));
   } finally {
