@@ -85,6 +85,29 @@ async function h2load(
   return { calls: Number(m[2]), failed: Number(m[3]) + Number(m[4]) + bad };
 }
 
+/** One unary method over Connect (binary) and gRPC, its request in `<file>.bin` and `<file>.grpc`. */
+function rpcScenarios(rpc: string, file: string): Scenario[] {
+  const url = (base: string) => `${base}/jobqueue.v1.JobQueueService/${rpc}`;
+  const baseline = "GET /healthz (h2load, h2)";
+  return [
+    {
+      name: `Connect ${rpc}, binary (h2load, h2)`,
+      baseline,
+      load: (base, ctx) =>
+        h2load(url(base), join(ctx.dir, `${file}.bin`), ["content-type: application/proto"]),
+    },
+    {
+      name: `gRPC ${rpc} (h2load, h2)`,
+      baseline,
+      load: (base, ctx) =>
+        h2load(url(base), join(ctx.dir, `${file}.grpc`), [
+          "content-type: application/grpc",
+          "te: trailers",
+        ]),
+    },
+  ];
+}
+
 const SCENARIOS: Scenario[] = [
   {
     name: "GET /healthz (wrk, h1)",
@@ -121,46 +144,14 @@ const SCENARIOS: Scenario[] = [
     baseline: "GET /healthz (h2load, h2)",
     load: (base, ctx) => h2load(`${base}/jobs/${ctx.jobId}`, null, []),
   },
-  {
-    name: "Connect GetJob, binary (h2load, h2)",
-    baseline: "GET /healthz (h2load, h2)",
-    load: (base, ctx) =>
-      h2load(`${base}/jobqueue.v1.JobQueueService/GetJob`, join(ctx.dir, "get-job.bin"), [
-        "content-type: application/proto",
-      ]),
-  },
-  {
-    name: "gRPC GetJob (h2load, h2)",
-    baseline: "GET /healthz (h2load, h2)",
-    load: (base, ctx) =>
-      h2load(`${base}/jobqueue.v1.JobQueueService/GetJob`, join(ctx.dir, "get-job.grpc"), [
-        "content-type: application/grpc",
-        "te: trailers",
-      ]),
-  },
+  ...rpcScenarios("GetJob", "get-job"),
   {
     name: "POST /jobs (h2load, h2)",
     baseline: "GET /healthz (h2load, h2)",
     load: (base, ctx) =>
       h2load(`${base}/jobs`, join(ctx.dir, "enqueue.json"), ["content-type: application/json"]),
   },
-  {
-    name: "Connect EnqueueJob, binary (h2load, h2)",
-    baseline: "GET /healthz (h2load, h2)",
-    load: (base, ctx) =>
-      h2load(`${base}/jobqueue.v1.JobQueueService/EnqueueJob`, join(ctx.dir, "enqueue.bin"), [
-        "content-type: application/proto",
-      ]),
-  },
-  {
-    name: "gRPC EnqueueJob (h2load, h2)",
-    baseline: "GET /healthz (h2load, h2)",
-    load: (base, ctx) =>
-      h2load(`${base}/jobqueue.v1.JobQueueService/EnqueueJob`, join(ctx.dir, "enqueue.grpc"), [
-        "content-type: application/grpc",
-        "te: trailers",
-      ]),
-  },
+  ...rpcScenarios("EnqueueJob", "enqueue"),
 ];
 
 /** The job the enqueue scenarios submit: the seed's example, scheduled a day ahead (none runs). */
