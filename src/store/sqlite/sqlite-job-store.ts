@@ -180,7 +180,8 @@ function openSqliteJobStore(options: SqliteJobStoreOptions, notifier: Notifier):
     // to be undone alone (the event and count triggers of each insert, claim and finish) wrote
     // about 6 pages to a temporary file per statement (strace: 190,715 pwrite calls for 30,000
     // inserts, 3,893 with this). Durability is the WAL's: a statement journal only undoes a
-    // statement inside a transaction and is never read after a crash.
+    // statement inside a transaction and is never read after a crash. Sorts and temporary tables
+    // go to memory too: the store's queries walk indexes (see explainHotQueries), so theirs are small.
     db.pragma("temp_store = MEMORY");
     migrate(db);
     return new SqliteJobStore(
