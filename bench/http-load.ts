@@ -22,6 +22,7 @@ import {
   GetJobRequestSchema,
 } from "../gen/jobqueue/v1/job_queue_service_pb.js";
 import { fromRestJson } from "../src/rpc/rest-json.js";
+import { grpcFrame } from "../src/rpc/unary-fast-path.js";
 import { REPO_ROOT } from "./processes.js";
 
 const run = promisify(execFile);
@@ -166,14 +167,6 @@ function enqueueBody(): string {
     tags: ["bench"],
     scheduled_at: new Date(Date.now() + 86_400_000).toISOString(),
   });
-}
-
-/** A message in a gRPC frame: uncompressed, its length in 4 bytes. */
-function grpcFrame(message: Uint8Array): Buffer {
-  const frame = Buffer.alloc(5 + message.byteLength);
-  frame.writeUInt32BE(message.byteLength, 1);
-  frame.set(message, 5);
-  return frame;
 }
 
 function cpuTicks(pid: number): number {

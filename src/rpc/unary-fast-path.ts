@@ -127,7 +127,7 @@ export function createUnaryFastPath(options: UnaryFastPathOptions) {
       const out = await entry.grpc(
         unaryRequest(req, res, entry.method, input, values, shutdownSignal),
       );
-      output = frame(toBinary(entry.method.output, out.message));
+      output = grpcFrame(toBinary(entry.method.output, out.message));
     } catch (err) {
       error = toConnectError(err, logger);
       recordError(values.get(CALL_RECORD), error);
@@ -253,7 +253,8 @@ function unframe(body: Buffer): Uint8Array {
   return body.subarray(5);
 }
 
-function frame(message: Uint8Array): Uint8Array {
+/** A message in a gRPC length-prefixed frame, uncompressed. */
+export function grpcFrame(message: Uint8Array): Uint8Array {
   const out = Buffer.allocUnsafe(5 + message.byteLength);
   out[0] = 0;
   out.writeUInt32BE(message.byteLength, 1);
