@@ -231,9 +231,24 @@ function accepts(port: number): Promise<void> {
   });
 }
 
+/** Builds dist/ once per run when the sources are newer (`npm start`'s own prestart step). */
+let built: Promise<void> | null = null;
+function buildOnce(): Promise<void> {
+  built ??= new Promise((resolve, reject) => {
+    const proc = spawn("sh", ["scripts/prestart.sh"], { cwd: REPO_ROOT, stdio: "inherit" });
+    proc.once("error", reject);
+    proc.once("exit", (code) =>
+      code === 0 ? resolve() : reject(new Error(`scripts/prestart.sh exited with ${code}`)),
+    );
+  });
+  return built;
+}
+
 /**
- * `node --import tsx src/main.ts` from the repository root, configured only through JOBQUEUE_*
- * environment variables. It logs at warn (at the default, info, it writes a line per attempt), so
+ * The compiled server, as `npm start` runs it (`node dist/src/main.js`, built first when the
+ * sources are newer), from the repository root, configured only through JOBQUEUE_*
+ * environment variables. Its profiles (--cpu-prof) then name the lines of dist/, which follow
+ * src/ line for line. It logs at warn (at the default, info, it writes a line per attempt), so
  * its "jobqueue listening" line is not there to read: the port is chosen here, and the server is
  * ready once GET /healthz answers 200 (or, with `ready: "listening"`, once the port accepts).
  */
@@ -241,10 +256,11 @@ export async function startServer(options: ServerOptions): Promise<ServerProcess
   const inherited = Object.fromEntries(
     Object.entries(process.env).filter(([k]) => !k.startsWith("JOBQUEUE_")),
   );
+  await buildOnce();
   const port = await freePort();
   const proc = spawn(
     process.execPath,
-    [...(options.nodeArgs ?? []), "--import", "tsx", "src/main.ts"],
+    [...(options.nodeArgs ?? []), "dist/src/main.js"],
     {
       cwd: REPO_ROOT,
       env: {

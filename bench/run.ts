@@ -8,7 +8,7 @@
  * timeout; every child process is stopped at the end, on failure and on Ctrl-C too).
  *
  * Processes: the target (bench/target.ts: keep-alive HTTP server, tiny JSON and echo routes), the
- * JobQueue server started as a user starts it (`node --import tsx src/main.ts`, configured by
+ * JobQueue server started as a user starts it (`node dist/src/main.js`, what `npm start` runs, configured by
  * JOBQUEUE_* variables, a fresh SQLite file on disk per phase, JOBQUEUE_CONCURRENCY = C), the
  * JobQueue client (bench/jobqueue-client.ts: REST over HTTP/1.1 by default, Connect or gRPC over
  * HTTP/2), the BullMQ worker (bench/bullmq-worker.ts, concurrency C) and client
