@@ -162,7 +162,6 @@ describe("sqlite store on a file", () => {
     ).toHaveLength(4);
   });
 
-
   it("fires its triggers without building a temporary b-tree on each row a claim or finish changes", () => {
     // EXPLAIN lists the programs of the triggers an UPDATE fires after its own, each opening with
     // "-- TRIGGER <name>". `x IN ('a', 'b', 'c')` in a trigger would open an ephemeral table there

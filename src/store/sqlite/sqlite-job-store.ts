@@ -104,6 +104,7 @@ import {
   statusOf,
 } from "../rows.js";
 import { listQuery } from "./list-query.js";
+import { type ObjectRows, objectRows } from "./object-rows.js";
 import { createReopeningStore } from "./reopening-store.js";
 import { readJobStats } from "./sqlite-stats.js";
 
@@ -237,6 +238,7 @@ interface PendingWrite {
 class SqliteJobStore implements JobStore {
   private closed = false;
   private readonly listStatements = new Map<string, Database.Statement>();
+  private readonly jobRowStatements = new Map<string, ObjectRows<JobRow>>();
   /** Ids of the callback deliveries this store creates. */
   private readonly nextJobId = jobIdFactory();
   private readonly s: ReturnType<typeof prepareStatements>;
@@ -546,7 +548,7 @@ class SqliteJobStore implements JobStore {
   async jobGet({ id }: { id: string }): Promise<Job | null> {
     const now = this.clock.now();
     await this.settled();
-    const row = this.s.getJob.get(id, now) as JobRow | undefined;
+    const row = this.s.getJob.get(id, now);
     return row ? rowToJob(row) : null;
   }
 
@@ -560,7 +562,7 @@ class SqliteJobStore implements JobStore {
     const now = this.clock.now();
     await this.settled();
     const q = listQuery(params, now);
-    const { rows, next } = pageOf(q, this.cached(q.sql).all(...q.args) as JobRow[], params.limit);
+    const { rows, next } = pageOf(q, this.cachedJobRows(q.sql).all(...q.args), params.limit);
     return { jobs: rows.map(rowToJob), next };
   }
 
@@ -626,6 +628,16 @@ class SqliteJobStore implements JobStore {
     return stmt;
   }
 
+  /** {@link cached} for a query of whole job rows (a page of a list), read by {@link objectRows}. */
+  private cachedJobRows(sql: string): ObjectRows<JobRow> {
+    let rows = this.jobRowStatements.get(sql);
+    if (!rows) {
+      rows = objectRows<JobRow>(this.db.prepare(sql));
+      if (this.jobRowStatements.size < 256) this.jobRowStatements.set(sql, rows);
+    }
+    return rows;
+  }
+
   async jobCancel(params: {
     id: string;
     ownedBy?: string;
@@ -653,7 +665,7 @@ class SqliteJobStore implements JobStore {
     ownedBy: string | undefined,
     fx: Effects,
   ): CancelResult {
-    const row = this.s.getJob.get(id, now) as JobRow | undefined;
+    const row = this.s.getJob.get(id, now);
     if (!row || (ownedBy !== undefined && row.owner !== ownedBy)) return { kind: "not-found" };
     if (statusOf(row.state) !== "queued" && row.state !== "running") {
       return { kind: "already-finished", job: rowToJob(row) };
@@ -665,7 +677,7 @@ class SqliteJobStore implements JobStore {
       error_code: "canceled",
       error: "canceled while the call was in flight",
     });
-    const updated = this.s.cancelJob.get({ id, now }) as JobRow;
+    const updated = this.s.cancelJob.get({ id, now })!;
     // A running job frees a slot; an available or scheduled one may have been promoted from
     // waiting to take one. Either way the next waiting job gets its turn (the claim re-checks).
     if (row.state !== "waiting") this.promoteOneWaiting(now, row.bucket, fx);
@@ -702,7 +714,7 @@ class SqliteJobStore implements JobStore {
    */
   private endedMoved(moved: EndedRow, now: number, fx: Effects): void {
     if (!reportsOutcome({ callbackUrl: moved.callback_url, callbackOf: moved.callback_of })) return;
-    this.ended(this.s.getJobRow.get(moved.id) as JobRow, now, fx);
+    this.ended(this.s.getJobRow.get(moved.id)!, now, fx);
   }
 
   private promoteOneWaiting(now: number, bucket: string, fx: Effects): void {
@@ -770,13 +782,13 @@ class SqliteJobStore implements JobStore {
     }
     let rows: JobRow[] = [];
     if (limit > 0 && !params.limits) {
-      rows = this.s.claim.all({ ...start, limit }) as JobRow[];
+      rows = this.s.claim.all({ ...start, limit });
     } else if (limit > 0) {
       const admitted = this.admit(now, queue.name, limit, params.limits!);
       if (admitted.deferredUntil !== null) {
         deferredUntil = Math.min(deferredUntil ?? admitted.deferredUntil, admitted.deferredUntil);
       }
-      rows = admitted.ids.map((id) => this.s.claimOne.get({ ...start, id }) as JobRow);
+      rows = admitted.ids.map((id) => this.s.claimOne.get({ ...start, id })!);
     }
     if (queue.rate && rows.length > 0) {
       this.s.setQueueRate.run(queue.name, queueBudget(tat, queue.rate, now, rows.length).tat);
@@ -1066,7 +1078,7 @@ class SqliteJobStore implements JobStore {
   > {
     const now = this.clock.now();
     return this.write((fx) => {
-      const row = this.s.getJob.get(params.id, now) as JobRow | undefined;
+      const row = this.s.getJob.get(params.id, now);
       type Result =
         | { kind: "retried"; job: Job }
         | { kind: "not-retryable"; job: Job }
@@ -1131,7 +1143,7 @@ class SqliteJobStore implements JobStore {
   }): Promise<{ kind: "deleted" } | { kind: "not-finished"; job: Job } | { kind: "not-found" }> {
     const now = this.clock.now();
     return this.write(() => {
-      const row = this.s.getJob.get(params.id, now) as JobRow | undefined;
+      const row = this.s.getJob.get(params.id, now);
       let result: { kind: "deleted" } | { kind: "not-finished"; job: Job } | { kind: "not-found" };
       if (!row || (params.ownedBy !== undefined && row.owner !== params.ownedBy)) {
         result = { kind: "not-found" };
@@ -1439,7 +1451,7 @@ class SqliteJobStore implements JobStore {
         );
         ({ rows: matched, next } = pageOf(
           q,
-          this.cached(q.sql).all(...q.args) as JobRow[],
+          this.cachedJobRows(q.sql).all(...q.args),
           params.batch,
         ));
       }
@@ -1742,19 +1754,21 @@ function prepareStatements(db: Database.Database) {
     insertAudit: db.prepare(`INSERT INTO audit_events
         (at, principal, action, job_id, remote_address, protocol, outcome, detail)
       VALUES (@at, @principal, @action, @job_id, @remote_address, @protocol, @outcome, @detail)`),
-    getJob: db.prepare(
-      "SELECT * FROM jobs WHERE id = ? AND (expires_at IS NULL OR expires_at > ?)",
+    getJob: objectRows<JobRow>(
+      db.prepare("SELECT * FROM jobs WHERE id = ? AND (expires_at IS NULL OR expires_at > ?)"),
     ),
     getByIdempotencyKey: db.prepare(
       "SELECT * FROM jobs WHERE COALESCE(owner, '') = ? AND idempotency_key = ?",
     ),
     deleteJob: db.prepare("DELETE FROM jobs WHERE id = ?"),
-    cancelJob: db.prepare(`UPDATE jobs SET state = 'canceled', finished_at = @now,
+    cancelJob: objectRows<JobRow>(
+      db.prepare(`UPDATE jobs SET state = 'canceled', finished_at = @now,
         updated_at = @now, expires_at = ${expiry}, ${clearLease}
       WHERE id = @id RETURNING *`),
-    claim: db.prepare(SQL.claim),
-    claimOne: db.prepare(
-      `UPDATE jobs SET ${startRunning} WHERE id = @id AND queue = @queue RETURNING *`,
+    ),
+    claim: objectRows<JobRow>(db.prepare(SQL.claim)),
+    claimOne: objectRows<JobRow>(
+      db.prepare(`UPDATE jobs SET ${startRunning} WHERE id = @id AND queue = @queue RETURNING *`),
     ),
     getQueueRate: db.prepare("SELECT tat FROM queue_rates WHERE queue = ?").pluck(),
     setQueueRate: db.prepare(`INSERT INTO queue_rates (queue, tat) VALUES (?, ?)
@@ -1799,7 +1813,7 @@ function prepareStatements(db: Database.Database) {
     finishJob: db.prepare(`UPDATE jobs SET state = @state, finished_at = @now, updated_at = @now,
         expires_at = ${expiry}, last_error = @error, last_error_code = @error_code, ${clearLease}
       WHERE ${held} RETURNING id, bucket, attempt, callback_url, callback_of`),
-    getJobRow: db.prepare("SELECT * FROM jobs WHERE id = ?"),
+    getJobRow: objectRows<JobRow>(db.prepare("SELECT * FROM jobs WHERE id = ?")),
     requeueJob: db.prepare(`UPDATE jobs SET state = @state, run_at = @run_at, updated_at = @now,
         last_error = @error, last_error_code = @error_code, ${clearLease}
       WHERE ${held} RETURNING bucket, attempt`),
