@@ -110,6 +110,7 @@ export function terminalTransition(p: {
   }
   // A job retried after it ended reports each ending; its callbackJobId names the latest.
   const url = job.callbackUrl;
+  const host = new URL(url).hostname.toLowerCase();
   return {
     callback: {
       id: p.id,
@@ -136,8 +137,8 @@ export function terminalTransition(p: {
       followRedirects: false,
       maxRedirects: 5,
       rateLimitKey: null,
-      bucket: bucketOf(url, null),
-      host: new URL(url).hostname.toLowerCase(),
+      bucket: bucketOf(host, null),
+      host,
       owner: job.owner,
       callbackUrl: null,
       // Signed when a secret is known: the source's own (sealed for the source), or its owner's.

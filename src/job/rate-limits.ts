@@ -90,9 +90,9 @@ export function createLimitResolver(rules: Rule[]): LimitResolver | undefined {
 }
 
 /**
- * The bucket a job's calls count against: its rate limit key or its URL's host, in lowercase
+ * The bucket a job's calls count against: its rate limit key or its URL's host name, in lowercase
  * (keys are case-insensitive, like host names; a key equal to a host name shares its budget).
  */
-export function bucketOf(url: string, rateLimitKey: string | null): string {
-  return (rateLimitKey ?? new URL(url).hostname).toLowerCase();
+export function bucketOf(host: string, rateLimitKey: string | null): string {
+  return (rateLimitKey ?? host).toLowerCase();
 }

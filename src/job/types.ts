@@ -37,6 +37,8 @@ export type RequestBody = { kind: "json"; value: JsonValue } | { kind: "bytes"; 
 export interface JobSpec {
   method: HttpMethod;
   url: string;
+  /** The URL's host name, in lowercase. */
+  host: string;
   /** Every header as given, secret ones included. */
   headers: Record<string, string>;
   /** Names of the headers in `headers` that are secrets: kept encrypted, shown masked. */

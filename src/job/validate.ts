@@ -120,7 +120,8 @@ export function validateEnqueue(input: EnqueueInput, limits: JobLimits, now: num
   // Like curl -d: a body without a method is a POST. A GET or HEAD that names its method and
   // carries a body is refused: servers and proxies ignore or reject such bodies.
   const method = validateMethod(input.method, body !== null ? "POST" : "GET");
-  const { url, credentials } = splitCredentials(validateUrl(input.url, limits));
+  const target = parseUrl(input.url, limits);
+  const { url, credentials } = splitCredentials(target);
   const given = input.headers ?? {};
   if (credentials !== null) {
     const other = Object.keys(given).find((n) => n.toLowerCase() === "authorization");
@@ -266,6 +267,7 @@ export function validateEnqueue(input: EnqueueInput, limits: JobLimits, now: num
     queue,
     method,
     url,
+    host: target.hostname.toLowerCase(),
     headers,
     secretHeaderNames,
     params,
@@ -315,8 +317,12 @@ function validateMethod(raw: string | undefined, fallback: HttpMethod): HttpMeth
   return m as HttpMethod;
 }
 
-/** Checks a URL a job will call: absolute, http or https, short enough, allowed by the policy. */
-export function validateUrl(raw: string | undefined, limits: JobLimits, field = "url"): string {
+/**
+ * Checks a URL a job will call: absolute, http or https, short enough, allowed by the policy.
+ * Returns it parsed (parsing is the dear part: the enqueue reads its host and credentials from
+ * this one parse).
+ */
+function parseUrl(raw: string | undefined, limits: JobLimits, field = "url"): URL {
   if (raw === undefined || raw === "") throw new InvalidArgumentError(field, "is required");
   if (raw.length > limits.maxUrlLength) {
     throw new InvalidArgumentError(
@@ -339,32 +345,30 @@ export function validateUrl(raw: string | undefined, limits: JobLimits, field = 
   if (url.hostname === "") throw new InvalidArgumentError(field, "has no host");
   const refusal = limits.refuseDestination?.(url);
   if (refusal) throw new InvalidArgumentError(field, refusal);
-  return url.href;
+  return url;
 }
 
 /**
- * Checks a callback URL as {@link validateUrl} checks a job's URL (the field named
+ * Checks a callback URL as {@link parseUrl} checks a job's URL (the field named
  * `callback_url`). Credentials in it are refused: a delivery has no secret headers to carry them.
  */
 export function validateCallbackUrl(raw: string, limits: JobLimits): string {
-  const href = validateUrl(raw, limits, "callback_url");
-  const url = new URL(href);
+  const url = parseUrl(raw, limits, "callback_url");
   if (url.username !== "" || url.password !== "") {
     throw new InvalidArgumentError(
       "callback_url",
       "carries credentials (user:password@); verify deliveries by their signature instead",
     );
   }
-  return href;
+  return url.href;
 }
 
 /**
  * Takes `user:password@` out of a URL: returns the URL without it and, if it had any, the
- * `Basic` credentials (RFC 7617) it stood for, percent-decoded.
+ * `Basic` credentials (RFC 7617) it stood for, percent-decoded. Changes `url` when it had them.
  */
-export function splitCredentials(href: string): { url: string; credentials: string | null } {
-  const url = new URL(href);
-  if (url.username === "" && url.password === "") return { url: href, credentials: null };
+export function splitCredentials(url: URL): { url: string; credentials: string | null } {
+  if (url.username === "" && url.password === "") return { url: url.href, credentials: null };
   let pair: string;
   try {
     pair = `${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`;

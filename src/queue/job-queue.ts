@@ -23,7 +23,6 @@ import {
 } from "../job/validate.js";
 import { type SecretBox, sealSigningSecrets } from "../secrets/secret-box.js";
 import type { JobStore, NodeInfo } from "../store/job-store.js";
-import { hostOf } from "../store/rows.js";
 import type { EventHub, WatchItem } from "./event-hub.js";
 import type { QueueDirectory } from "./queue-directory.js";
 import type { RefusalLog } from "./refusal-log.js";
@@ -224,8 +223,7 @@ export function createJobQueue(options: JobQueueOptions): JobQueue {
         signingSecrets.length > 0 ? sealSigningSecrets(secretBox, id, signingSecrets) : null,
       callbackOf: null,
       owner,
-      bucket: bucketOf(spec.url, spec.rateLimitKey),
-      host: hostOf(spec.url),
+      bucket: bucketOf(spec.host, spec.rateLimitKey),
       requestHash: spec.idempotencyKey === null ? null : requestHash(spec),
     };
   }

@@ -137,16 +137,17 @@ describe("createLimitResolver: matching", () => {
 });
 
 describe("bucketOf", () => {
+  // The host comes from the job's URL, in lowercase (validateEnqueue; test/job/validate.test.ts).
   it.each([
-    ["https://api.example.com/v1/x?y=1", null, "api.example.com"],
-    ["https://API.Example.COM:8443/x", null, "api.example.com"],
-    ["http://127.0.0.1:8080/", null, "127.0.0.1"],
-    ["http://[::1]:8080/", null, "[::1]"],
-    ["http://user:pw@api.example.com/", null, "api.example.com"],
+    ["api.example.com", null, "api.example.com"],
+    ["127.0.0.1", null, "127.0.0.1"],
+    ["[::1]", null, "[::1]"],
     // A rate_limit_key replaces the host, as given: jobs to any host share the key's budget.
-    ["https://api.example.com/", "shared", "shared"],
-    ["https://other.example.org/", "shared", "shared"],
-  ])("%s with key %s is %s", (url, key, bucket) => {
-    expect(bucketOf(url, key)).toBe(bucket);
+    ["api.example.com", "shared", "shared"],
+    ["other.example.org", "shared", "shared"],
+    // Keys are case-insensitive, like host names.
+    ["api.example.com", "Shared", "shared"],
+  ])("host %s with key %s is %s", (host, key, bucket) => {
+    expect(bucketOf(host, key)).toBe(bucket);
   });
 });

@@ -64,6 +64,7 @@ describe("validateEnqueue", () => {
       queue: "default",
       method: "POST",
       url: "https://httpbin.org/post",
+      host: "httpbin.org",
       headers: { "Content-Type": "application/json" },
       params: { debug: "1" },
       body: { kind: "json", value: { message: "hello" } },
@@ -87,10 +88,21 @@ describe("validateEnqueue", () => {
     expect(validateEnqueue(seedExample, limits, NOW)).toEqual(expected);
   });
 
+  it.each([
+    ["https://api.example.com/v1/x?y=1", "api.example.com"],
+    ["https://API.Example.COM:8443/x", "api.example.com"],
+    ["http://127.0.0.1:8080/", "127.0.0.1"],
+    ["http://[::1]:8080/", "[::1]"],
+    ["http://user:pw@api.example.com/", "api.example.com"],
+  ])("reads the host of %s as %s", (url, host) => {
+    expect(validateEnqueue({ url }, limits, NOW).host).toBe(host);
+  });
+
   it("applies the defaults when only the url is given", () => {
     expect(validateEnqueue({ url: GOOD_URL }, limits, NOW)).toEqual({
       method: "GET",
       url: GOOD_URL,
+      host: "example.com",
       headers: {},
       params: {},
       body: null,
