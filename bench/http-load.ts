@@ -5,10 +5,11 @@
  *
  *   npm run bench:http -- [--jobs 10000] [--seconds 5] [--rounds 2] [--cpu-prof DIR]
  *
- * Starts the server as a user does (node + tsx, src/main.ts) on a temporary SQLite file holding
- * `--jobs` jobs scheduled a day ahead (none runs), then for each round runs every scenario for
- * `--seconds` and reports calls/s, the ratio to the same server's /healthz rate in the same round
- * and protocol, and the server's CPU per call (utime + stime from /proc/<pid>/stat). Needs Debian's
+ * Starts the server as `npm start` does (node dist/src/main.js, built first when the sources are
+ * newer) on a temporary SQLite file holding `--jobs` jobs scheduled a day ahead (none runs), then
+ * for each round runs every scenario for `--seconds` and reports calls/s, the ratio to the same
+ * server's /healthz rate in the same round and protocol, and the server's CPU per call (utime +
+ * stime from /proc/<pid>/stat). Needs Debian's
  * `wrk` and `nghttp2-client` (`apt-get install -y wrk nghttp2-client`).
  */
 import { execFile, spawn } from "node:child_process";
@@ -23,7 +24,7 @@ import {
 } from "../gen/jobqueue/v1/job_queue_service_pb.js";
 import { fromRestJson } from "../src/rpc/rest-json.js";
 import { grpcFrame } from "../src/rpc/unary-fast-path.js";
-import { REPO_ROOT } from "./processes.js";
+import { buildOnce, REPO_ROOT } from "./processes.js";
 
 const run = promisify(execFile);
 const { values: args } = parseArgs({
@@ -184,9 +185,10 @@ async function startServer(dir: string) {
     JOBQUEUE_LOG_LEVEL: "info",
     JOBQUEUE_MAX_BATCH_SIZE: "1000",
   };
-  const execArgv = ["--import", "tsx"];
+  const execArgv: string[] = [];
   if (args["cpu-prof"]) execArgv.push("--cpu-prof", `--cpu-prof-dir=${args["cpu-prof"]}`);
-  const child = spawn(process.execPath, [...execArgv, "src/main.ts"], {
+  await buildOnce();
+  const child = spawn(process.execPath, [...execArgv, "dist/src/main.js"], {
     cwd: REPO_ROOT,
     env,
     stdio: ["ignore", "pipe", "inherit"],

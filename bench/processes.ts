@@ -233,7 +233,7 @@ function accepts(port: number): Promise<void> {
 
 /** Builds dist/ once per run when the sources are newer (`npm start`'s own prestart step). */
 let built: Promise<void> | null = null;
-function buildOnce(): Promise<void> {
+export function buildOnce(): Promise<void> {
   built ??= new Promise((resolve, reject) => {
     const proc = spawn("sh", ["scripts/prestart.sh"], { cwd: REPO_ROOT, stdio: "inherit" });
     proc.once("error", reject);
@@ -258,28 +258,24 @@ export async function startServer(options: ServerOptions): Promise<ServerProcess
   );
   await buildOnce();
   const port = await freePort();
-  const proc = spawn(
-    process.execPath,
-    [...(options.nodeArgs ?? []), "dist/src/main.js"],
-    {
-      cwd: REPO_ROOT,
-      env: {
-        ...inherited,
-        JOBQUEUE_HOST: "127.0.0.1",
-        JOBQUEUE_PORT: String(port),
-        JOBQUEUE_DB_URL: /^postgres(ql)?:/.test(options.dbPath)
-          ? options.dbPath
-          : `sqlite:///${options.dbPath}`,
-        JOBQUEUE_CONCURRENCY: String(options.concurrency),
-        JOBQUEUE_LOG_LEVEL: "warn",
-        // Required once the outbound (SSRF) guard lands; harmless before.
-        JOBQUEUE_ALLOWED_HOSTS: "127.0.0.1",
-        JOBQUEUE_SHUTDOWN_GRACE_SECONDS: "5",
-        ...options.env,
-      },
-      stdio: ["ignore", "pipe", "pipe"],
+  const proc = spawn(process.execPath, [...(options.nodeArgs ?? []), "dist/src/main.js"], {
+    cwd: REPO_ROOT,
+    env: {
+      ...inherited,
+      JOBQUEUE_HOST: "127.0.0.1",
+      JOBQUEUE_PORT: String(port),
+      JOBQUEUE_DB_URL: /^postgres(ql)?:/.test(options.dbPath)
+        ? options.dbPath
+        : `sqlite:///${options.dbPath}`,
+      JOBQUEUE_CONCURRENCY: String(options.concurrency),
+      JOBQUEUE_LOG_LEVEL: "warn",
+      // Required once the outbound (SSRF) guard lands; harmless before.
+      JOBQUEUE_ALLOWED_HOSTS: "127.0.0.1",
+      JOBQUEUE_SHUTDOWN_GRACE_SECONDS: "5",
+      ...options.env,
     },
-  );
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   const exited = track(proc);
   let hasExited = false;
   void exited.then(() => {
