@@ -9,8 +9,8 @@
  * newer) on a temporary SQLite file holding `--jobs` jobs scheduled a day ahead (none runs), then
  * for each round runs every scenario for `--seconds` and reports calls/s, the ratio to the same
  * server's /healthz rate in the same round and protocol, and the server's CPU per call (utime +
- * stime from /proc/<pid>/stat). Needs Debian's
- * `wrk` and `nghttp2-client` (`apt-get install -y wrk nghttp2-client`).
+ * stime from /proc/<pid>/stat). Needs Debian's `wrk` and `nghttp2-client`
+ * (`apt-get install -y wrk nghttp2-client`).
  */
 import { execFile, spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";

@@ -8,14 +8,15 @@
  * timeout; every child process is stopped at the end, on failure and on Ctrl-C too).
  *
  * Processes: the target (bench/target.ts: keep-alive HTTP server, tiny JSON and echo routes), the
- * JobQueue server started as a user starts it (`node dist/src/main.js`, what `npm start` runs, configured by
- * JOBQUEUE_* variables, a fresh SQLite file on disk per phase, JOBQUEUE_CONCURRENCY = C), the
- * JobQueue client (bench/jobqueue-client.ts: REST over HTTP/1.1 by default, Connect or gRPC over
- * HTTP/2), the BullMQ worker (bench/bullmq-worker.ts, concurrency C) and client
- * (bench/bullmq-client.ts) on two Redis servers: the machine's (127.0.0.1:6379, no persistence) and
- * a durable one the run starts and stops (`redis-server --port 6390 --appendonly yes
- * --appendfsync always --save ''`, its files in the run's temporary directory), the direct
- * contestant (bench/direct.ts) and the store micro-benchmark (bench/store-claim.ts).
+ * JobQueue server started as a user starts it (`node dist/src/main.js`, what `npm start` runs,
+ * configured by JOBQUEUE_* variables, a fresh SQLite file on disk per phase,
+ * JOBQUEUE_CONCURRENCY = C), the JobQueue client (bench/jobqueue-client.ts: REST over HTTP/1.1
+ * by default, Connect or gRPC over HTTP/2), the BullMQ worker (bench/bullmq-worker.ts,
+ * concurrency C) and client (bench/bullmq-client.ts) on two Redis servers: the machine's
+ * (127.0.0.1:6379, no persistence) and a durable one the run starts and stops
+ * (`redis-server --port 6390 --appendonly yes --appendfsync always --save ''`, its files in the
+ * run's temporary directory), the direct contestant (bench/direct.ts) and the store
+ * micro-benchmark (bench/store-claim.ts).
  *
  * Each round runs, in this order (rounds interleave the contestants; ratios are taken within a
  * round, and the report shows the median with min–max over the rounds):

@@ -185,6 +185,7 @@ describe("sqlite store on a file", () => {
       expect([...triggers]).toEqual(expect.arrayContaining(["jobs_ended", "job_event_changed"]));
     }
   });
+
   it("puts the file in WAL mode", () => {
     expect(peer().pragma("journal_mode", { simple: true })).toBe("wal");
   });
