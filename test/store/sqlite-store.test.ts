@@ -39,11 +39,14 @@ async function openSqliteFile() {
   const dir = await mkdtemp(join(tmpdir(), "jobqueue-store-"));
   const path = join(dir, "jobs.db");
   const clock = testClock();
-  const raw = createSqliteJobStore({ path, clock });
+  const commits: number[] = [];
+  const raw = createSqliteJobStore({ path, clock, onCommit: (c) => commits.push(c.writes) });
   return {
     store: timed(raw, clock),
     clock,
     path,
+    /** The writes of each group commit so far, in order. */
+    commits,
     cleanup: async () => {
       await raw.close();
       await rm(dir, { recursive: true, force: true });
@@ -126,6 +129,27 @@ describe("sqlite store on a file", () => {
     const [, found] = await Promise.all([write, read]);
     expect(found?.id).toBe(job.id);
     expect(order).toEqual(["write", "read"]);
+  });
+
+  it("has reads wait for an fsync under way without committing and syncing again", async () => {
+    const job = newJob();
+    const write = store.jobInsert(job);
+    // The group commit runs in this check phase; its fsync is then in flight on the thread pool.
+    await new Promise((resolve) => setImmediate(resolve));
+    const reads = Array.from({ length: 5 }, () => store.jobGet({ id: job.id, now: T0 }));
+    const found = await Promise.all(reads);
+    await write;
+    expect(found.map((j) => j?.id)).toEqual(Array(5).fill(job.id));
+    // One commit, the insert's: the reads added none (an empty commit would be a second fsync).
+    expect(world.commits).toEqual([1]);
+    // A read queued behind a write that is not yet committed joins that write's commit.
+    const next = newJob();
+    const [, again] = await Promise.all([
+      store.jobInsert(next),
+      store.jobGet({ id: next.id, now: T0 }),
+    ]);
+    expect(again?.id).toBe(next.id);
+    expect(world.commits).toEqual([1, 2]);
   });
 
   it("commits and syncs the writes it accepted before it closes", async () => {
