@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import Database from "better-sqlite3";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { createSqliteJobStore } from "../../src/store/sqlite/sqlite-job-store.js";
 import {
   DEFAULT_QUEUE_CLAIM,
@@ -345,5 +345,76 @@ describe("sqlite store on a file", () => {
   it("close is idempotent", async () => {
     await store.close();
     await expect(store.close()).resolves.toBeUndefined();
+  });
+});
+
+describe("sqlite store statements", () => {
+  afterEach(() => {
+    vi.restoreAllMocks();
+  });
+
+  it("binds no LIMIT as a bare parameter, which makes SQLite prepare the statement again on every run", async () => {
+    // SQLite (3.53 here) plans with a LIMIT's bound value and so marks a statement whose LIMIT is a
+    // lone parameter to be prepared again whenever that parameter is bound: better-sqlite3 binds
+    // on every run, so each run was a parse and a plan (an empty list page 29 µs against 6).
+    // `LIMIT ? + 0` is an expression, read at run time. Every statement the store prepares while
+    // it opens and while it serves the calls below is checked.
+    const prepared: string[] = [];
+    const prepare = Database.prototype.prepare;
+    vi.spyOn(Database.prototype, "prepare").mockImplementation(function (
+      this: Database.Database,
+      sql: string,
+    ) {
+      prepared.push(sql);
+      return prepare.call(this, sql);
+    });
+    const world = await openSqliteFile();
+    try {
+      const { store } = world;
+      const job = newJob({ tags: ["a", "b"] });
+      await store.jobInsert(job);
+      await store.jobPromoteScheduled({ limit: 10 });
+      const { jobs } = await store.jobClaim({
+        queues: DEFAULT_QUEUE_CLAIM,
+        limit: 5,
+        leaseMs: 30_000,
+        node: "w1",
+      });
+      await store.jobRescueExpired({ limit: 10 });
+      await store.jobPromoteWaiting({ limit: 10 });
+      await store.jobDeleteExpired({ limit: 10 });
+      for (const filter of [
+        {},
+        { statuses: ["running" as const, "queued" as const] },
+        { tags: ["a", "b"] },
+        { queue: "default" },
+        { host: "example.com" },
+        { statuses: ["succeeded" as const], finishedAfter: T0 },
+        { jobIds: [job.id] },
+      ]) {
+        await store.jobList({ ...filter, limit: 50 });
+        await store.jobCount({ filter, cap: 1000 });
+      }
+      expect(jobs).toHaveLength(1);
+      await store.eventList({ after: null, limit: 10 });
+      await store.eventDeleteBefore({ before: T0, limit: 10 });
+      await store.auditList({ limit: 10, action: "CancelJob" });
+      await store.auditDeleteBefore({ before: T0, limit: 10 });
+      await store.statsGroups({ by: "host", limit: 10, scanCap: 100 });
+      await store.statsGroups({ by: "tag", limit: 10, scanCap: 100 });
+      await store.statsDurations({ sinceMs: T0 - 60_000, limit: 10 });
+      await store.jobStats({ cap: 100 });
+      await store.scheduleList({ limit: 10 });
+      await store.scheduleDue({ dueBy: T0, limit: 10 });
+      await store.operationList({ limit: 10 });
+    } finally {
+      await world.cleanup();
+    }
+    const limits = prepared.filter((sql) => /\bLIMIT\b/i.test(sql));
+    // The calls above reach the store's LIMITs: the list walks, claims, promotions, clean-ups.
+    expect(limits.length).toBeGreaterThan(15);
+    for (const sql of limits) {
+      expect(sql, sql).not.toMatch(/\bLIMIT\s+[?@:$]\w*(?!\w)(?!\s*\+)/i);
+    }
   });
 });

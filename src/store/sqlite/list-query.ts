@@ -9,7 +9,8 @@ import { idBounds, STATES_OF } from "../rows.js";
  * page. Indexed conditions (status, tags, queue, job ids, creation time as id bounds, finishing
  * time, owner) narrow the walk itself; conditions checked row by row (host, method, URL text,
  * error code, attempts, updated time) are applied to at most `scanLimit` walked rows, and the
- * result says where the walk stopped so the next page continues from there.
+ * result says where the walk stopped so the next page continues from there. Its LIMITs are
+ * `? + 0` for the reason the store's are (see SQL in ./sqlite-job-store.ts).
  */
 export interface ListQuery {
   sql: string;
@@ -74,7 +75,7 @@ export function listQuery(params: JobListParams, now: number): ListQuery {
     if (states) cond(`j.state IN (${inList(states)})`, ...states);
     walk = {
       sql: `SELECT j.* FROM jobs j WHERE j.id IN (${inList(params.jobIds)}) AND ${where()}
-        ORDER BY ${order} LIMIT ?`,
+        ORDER BY ${order} LIMIT ? + 0`,
       args: [...params.jobIds, ...args, walkLimit],
     };
   } else if (firstTag !== undefined && !finishOrder) {
@@ -83,7 +84,7 @@ export function listQuery(params: JobListParams, now: number): ListQuery {
     walk = {
       // CROSS JOIN fixes the order: walk the tag's entries newest first, look each job up.
       sql: `SELECT j.* FROM job_tags t CROSS JOIN jobs j ON j.id = t.job_id
-        WHERE t.tag = ? AND ${where()} ORDER BY t.job_id DESC LIMIT ?`,
+        WHERE t.tag = ? AND ${where()} ORDER BY t.job_id DESC LIMIT ? + 0`,
       args: [firstTag, ...args, walkLimit],
     };
   } else if (states) {
@@ -93,28 +94,28 @@ export function listQuery(params: JobListParams, now: number): ListQuery {
     if (params.queue !== undefined) cond("j.queue = ?", params.queue);
     const index = finishOrder ? "jobs_finished" : "jobs_state";
     const branch = `SELECT * FROM (SELECT j.* FROM jobs j INDEXED BY ${index}
-        WHERE j.state = ? AND ${where()} ORDER BY ${order} LIMIT ?)`;
+        WHERE j.state = ? AND ${where()} ORDER BY ${order} LIMIT ? + 0)`;
     walk = {
       sql: `SELECT * FROM (${states.map(() => branch).join(" UNION ALL ")})
-        ORDER BY ${plainOrder} LIMIT ?`,
+        ORDER BY ${plainOrder} LIMIT ? + 0`,
       args: [...states.flatMap((state) => [state, ...args, walkLimit]), walkLimit],
     };
   } else if (params.scheduleId !== undefined && !finishOrder) {
     if (params.queue !== undefined) cond("j.queue = ?", params.queue);
     walk = {
       sql: `SELECT j.* FROM jobs j INDEXED BY jobs_schedule WHERE ${where()}
-        ORDER BY ${order} LIMIT ?`,
+        ORDER BY ${order} LIMIT ? + 0`,
       args: [...args, walkLimit],
     };
   } else if (params.queue !== undefined) {
     walk = {
       sql: `SELECT j.* FROM jobs j INDEXED BY jobs_queue WHERE j.queue = ? AND ${where()}
-        ORDER BY ${order} LIMIT ?`,
+        ORDER BY ${order} LIMIT ? + 0`,
       args: [params.queue, ...args, walkLimit],
     };
   } else {
     walk = {
-      sql: `SELECT j.* FROM jobs j WHERE ${where()} ORDER BY ${order} LIMIT ?`,
+      sql: `SELECT j.* FROM jobs j WHERE ${where()} ORDER BY ${order} LIMIT ? + 0`,
       args: [...args, walkLimit],
     };
   }
@@ -153,7 +154,7 @@ export function listQuery(params: JobListParams, now: number): ListQuery {
                 (SELECT id FROM walk ORDER BY ${reverse} LIMIT 1) AS edge_id,
                 (SELECT finished_at FROM walk ORDER BY ${reverse} LIMIT 1) AS edge_finished) e
         LEFT JOIN (SELECT * FROM walk WHERE ${scan.join(" AND ")}
-          ORDER BY ${plainOrder} LIMIT ?) m ON 1`,
+          ORDER BY ${plainOrder} LIMIT ? + 0) m ON 1`,
     args: [...walk.args, ...scanArgs, page],
     scanned,
     finishOrder,

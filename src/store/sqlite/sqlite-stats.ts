@@ -38,7 +38,8 @@ function statementsOf(db: Database.Database) {
 
 /** The statements, for {@link readJobStats} and for the test that checks their plans. */
 export const STATS_SQL = {
-  count: "SELECT COUNT(*) FROM (SELECT 1 FROM jobs INDEXED BY jobs_state WHERE state = ? LIMIT ?)",
+  count:
+    "SELECT COUNT(*) FROM (SELECT 1 FROM jobs INDEXED BY jobs_state WHERE state = ? LIMIT ? + 0)",
   // Per priority present among due jobs (found by seeking past each), its earliest run time.
   oldestDue: `WITH RECURSIVE p(pr) AS (
       SELECT MAX(priority) FROM jobs INDEXED BY jobs_claim WHERE state = 'available'
@@ -50,11 +51,11 @@ export const STATS_SQL = {
                 WHERE state = 'available' AND priority = p.pr))
     FROM p WHERE p.pr IS NOT NULL`,
   waiting: `SELECT bucket, COUNT(*) AS n FROM (
-      SELECT bucket FROM jobs INDEXED BY jobs_waiting WHERE state = 'waiting' LIMIT ?)
+      SELECT bucket FROM jobs INDEXED BY jobs_waiting WHERE state = 'waiting' LIMIT ? + 0)
     GROUP BY bucket`,
   deferred: `SELECT bucket, SUM(rate_reserved) AS n FROM (
       SELECT bucket, rate_reserved FROM jobs INDEXED BY jobs_scheduled
-      WHERE state = 'scheduled' LIMIT ?)
+      WHERE state = 'scheduled' LIMIT ? + 0)
     GROUP BY bucket`,
 };
 
