@@ -35,18 +35,56 @@ export function toRestJson<Desc extends DescMessage>(
 
 function messageOut(schema: DescMessage, message: Record<string, unknown>): JsonValue {
   if (schema.typeName.startsWith(WKT_PREFIX)) return wktOut(schema, message);
-  const out: JsonObject = {};
-  for (const field of schema.fields) {
-    let value: unknown;
-    if (field.oneof) {
-      const set = message[field.oneof.localName] as { case?: string; value?: unknown } | undefined;
-      value = set?.case === field.localName ? set.value : undefined;
-    } else {
-      value = message[field.localName];
-    }
-    out[field.name] = fieldOut(field, value);
+  let encode = encoders.get(schema);
+  if (encode === undefined) {
+    encode = compileMessageOut(schema);
+    encoders.set(schema, encode);
   }
-  return out;
+  return encode(message);
+}
+
+type Encoder = (message: Record<string, unknown>) => JsonObject;
+
+/** Each message type's encoder, made on its first answer by {@link compileMessageOut}. */
+const encoders = new WeakMap<DescMessage, Encoder>();
+
+/**
+ * The encoder of one message type: a single object literal with the JSON name of every field, in
+ * the descriptor's order, each value from {@link fieldOut}. An answer object is then made with
+ * all its keys at once and one hidden class per type, which JSON.stringify walks quickly too;
+ * built one key at a time, a job's 45 fields were each a map transition (profiled on
+ * GET /jobs?page_size=50, the loop was 10% of the server's time). The source is made from the
+ * descriptor's own names, each JSON-quoted; a field named `__proto__` (which a literal would take
+ * as the prototype) keeps the loop.
+ */
+function compileMessageOut(schema: DescMessage): Encoder {
+  const fields = schema.fields;
+  if (fields.some((f) => f.name === "__proto__")) {
+    return (message) => {
+      const out: JsonObject = {};
+      for (const field of fields) {
+        Object.defineProperty(out, field.name, {
+          value: fieldOut(field, fieldValue(field, message)),
+          enumerable: true,
+          writable: true,
+          configurable: true,
+        });
+      }
+      return out;
+    };
+  }
+  const entries = fields.map(
+    (field, i) => `${JSON.stringify(field.name)}: out(f[${i}], read(f[${i}], m))`,
+  );
+  const make = new Function("f", "out", "read", `return (m) => ({ ${entries.join(", ")} });`);
+  return make(fields, fieldOut, fieldValue) as Encoder;
+}
+
+/** A field's value in a message: its own, or its oneof's when the oneof holds it. */
+function fieldValue(field: DescField, message: Record<string, unknown>): unknown {
+  if (!field.oneof) return message[field.localName];
+  const set = message[field.oneof.localName] as { case?: string; value?: unknown } | undefined;
+  return set?.case === field.localName ? set.value : undefined;
 }
 
 function fieldOut(field: DescField, value: unknown): JsonValue {

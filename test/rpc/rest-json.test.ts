@@ -1,5 +1,6 @@
 import {
   create,
+  createFileRegistry,
   type DescEnum,
   type DescField,
   type DescMessage,
@@ -9,7 +10,13 @@ import {
   ScalarType,
   toJson,
 } from "@bufbuild/protobuf";
-import { timestampFromMs, ValueSchema } from "@bufbuild/protobuf/wkt";
+import {
+  FieldDescriptorProto_Label,
+  FieldDescriptorProto_Type,
+  FileDescriptorProtoSchema,
+  timestampFromMs,
+  ValueSchema,
+} from "@bufbuild/protobuf/wkt";
 import { describe, expect, it } from "vitest";
 import {
   AttemptOutcome,
@@ -179,7 +186,33 @@ const CASES: [string, DescMessage, unknown][] = [
 
 describe("toRestJson", () => {
   it.each(CASES)("encodes %s as the two-pass encoder did", (_name, schema, message) => {
-    expect(toRestJson(schema, message as never)).toEqual(oracle(schema, message));
+    const json = toRestJson(schema, message as never);
+    expect(json).toEqual(oracle(schema, message));
+    // In the descriptor's field order, as the seed's examples show them.
+    expect(Object.keys(json as JsonObject)).toEqual(schema.fields.map((f) => f.name));
+  });
+
+  it("writes a field named __proto__ as a field, not as the answer's prototype", () => {
+    const string = (name: string, number: number) => ({
+      name,
+      number,
+      type: FieldDescriptorProto_Type.STRING,
+      label: FieldDescriptorProto_Label.OPTIONAL,
+      jsonName: name,
+    });
+    const file = create(FileDescriptorProtoSchema, {
+      name: "t.proto",
+      package: "t",
+      syntax: "proto3",
+      messageType: [{ name: "M", field: [string("__proto__", 1), string("b", 2)] }],
+    });
+    const schema = createFileRegistry(file, () => undefined).getMessage("t.M")!;
+    const message = create(schema) as unknown as Record<string, unknown>;
+    message[schema.fields[0]!.localName] = "x";
+    message.b = "y";
+    const json = toRestJson(schema, message as never);
+    expect(JSON.stringify(json)).toBe('{"__proto__":"x","b":"y"}');
+    expect(Object.getPrototypeOf(json)).toBe(Object.prototype);
   });
 });
 
