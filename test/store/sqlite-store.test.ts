@@ -1,4 +1,4 @@
-import { readdirSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -207,6 +207,128 @@ describe("sqlite store on a file", () => {
         }
       }
       expect([...triggers]).toEqual(expect.arrayContaining(["jobs_ended", "job_event_changed"]));
+    }
+  });
+
+  it("checks a job's state, an attempt's outcome and a result's encoding without building a temporary b-tree", () => {
+    const db = peer();
+    const programs = {
+      "insert a job": `INSERT INTO jobs (id, state, run_at, created_at, updated_at, max_attempts,
+        method, url, headers, secret_header_names, params, tags, timeout_ms, backoff_strategy,
+        backoff_base_ms, max_redirects, bucket)
+        VALUES ('j', 'available', 0, 0, 0, 1, 'GET', 'u', '{}', '[]', '{}', '[]', 1, 'fixed', 1, 5,
+        'b')`,
+      "change a state": "UPDATE jobs SET state = 'running' WHERE id = 'j'",
+      "insert an attempt": `INSERT INTO attempts (job_id, attempt, lease_token, outcome, started_at)
+        VALUES ('j', 1, 't', 'running', 0)`,
+      "end an attempt": "UPDATE attempts SET outcome = 'succeeded' WHERE id = 1",
+      "insert a result": `INSERT INTO results (job_id, attempt, body_encoding, duration_ms, finished_at)
+        VALUES ('j', 1, 'json', 1, 0)`,
+    };
+    for (const [what, sql] of Object.entries(programs)) {
+      const ops = db.prepare(`EXPLAIN ${sql}`).all() as { opcode: string }[];
+      expect(
+        ops.filter((op) => op.opcode === "OpenEphemeral"),
+        what,
+      ).toEqual([]);
+    }
+    // The constraints still hold.
+    expect(() =>
+      db.prepare(programs["insert a job"].replace("'available'", "'done'")).run(),
+    ).toThrow(/CHECK constraint failed/);
+    db.prepare(programs["insert a job"]).run();
+    expect(() => db.prepare("UPDATE jobs SET state = 'gone' WHERE id = 'j'").run()).toThrow(
+      /CHECK constraint failed/,
+    );
+    expect(() =>
+      db.prepare(programs["insert an attempt"].replace("'running'", "'maybe'")).run(),
+    ).toThrow(/CHECK constraint failed/);
+    expect(() => db.prepare(programs["insert a result"].replace("'json'", "'xml'")).run()).toThrow(
+      /CHECK constraint failed/,
+    );
+  });
+
+  it("upgrades a file made by the migrations before 009 in place, keeping its rows", async () => {
+    // Rows as the store writes them: a finished job with its attempt and result.
+    const job = newJob({ tags: ["t"] });
+    await store.jobInsert(job);
+    const [claimed] = (
+      await store.jobClaim({ queues: DEFAULT_QUEUE_CLAIM, limit: 1, leaseMs: 30_000, node: "w1" })
+    ).jobs;
+    await store.jobFinishAttempt({
+      lease: { jobId: job.id, token: claimed!.leaseToken },
+      end: {
+        outcome: "succeeded",
+        responseStatus: 200,
+        errorCode: null,
+        error: null,
+        retryable: false,
+        durationMs: 10,
+      },
+      next: { status: "succeeded" },
+      result: { response: null, error: null, durationMs: 10 },
+    });
+    const tables = ["jobs", "job_tags", "attempts", "results"];
+    const rowsOf = (db: Database.Database) =>
+      Object.fromEntries(tables.map((t) => [t, db.prepare(`SELECT * FROM ${t}`).all()]));
+    const rows = rowsOf(peer());
+    expect(rows.results).toHaveLength(1);
+
+    // The same rows in a file at version 8, made by the migration files as the store applies them.
+    const dir = await mkdtemp(join(tmpdir(), "jobqueue-upgrade-"));
+    const path = join(dir, "jobs.db");
+    try {
+      const old = new Database(path);
+      old.pragma("journal_mode = WAL");
+      old.exec(`CREATE TABLE schema_migrations (
+        version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)`);
+      for (const file of readdirSync(MIGRATIONS_DIR).sort()) {
+        const version = Number.parseInt(file, 10);
+        if (!(version <= 8)) continue;
+        old.exec(readFileSync(join(MIGRATIONS_DIR, file), "utf8"));
+        old.prepare("INSERT INTO schema_migrations VALUES (?, ?, 0)").run(version, file);
+      }
+      for (const table of tables) {
+        for (const row of rows[table] as Record<string, unknown>[]) {
+          const names = Object.keys(row);
+          old
+            .prepare(
+              `INSERT INTO ${table} (${names.join(", ")}) VALUES (${names.map((n) => `@${n}`).join(", ")})`,
+            )
+            .run(row);
+        }
+      }
+      const before = rowsOf(old);
+      const ephemeral = () =>
+        old
+          .prepare("EXPLAIN UPDATE jobs SET state = 'running' WHERE id = 'x'")
+          .all()
+          .some((op) => (op as { opcode: string }).opcode === "OpenEphemeral");
+      expect(ephemeral()).toBe(true);
+
+      const upgraded = createSqliteJobStore({ path, clock });
+      try {
+        expect((await upgraded.jobGet({ id: job.id }))?.status).toBe("succeeded");
+        expect((await upgraded.resultGet({ jobId: job.id }))?.durationMs).toBe(10);
+      } finally {
+        await upgraded.close();
+      }
+      // Every row is as it was, and the connection open across the upgrade, once it reads again,
+      // has the new definitions (the schema's version changed).
+      expect(rowsOf(old)).toEqual(before);
+      expect(ephemeral()).toBe(false);
+      expect(old.pragma("integrity_check", { simple: true })).toBe("ok");
+      expect(old.prepare("SELECT max(version) FROM schema_migrations").pluck().get()).toBe(9);
+      for (const table of ["jobs", "attempts", "results"]) {
+        const sql = old
+          .prepare("SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = ?")
+          .pluck()
+          .get(table) as string;
+        expect(sql, table).not.toMatch(/CHECK \((state|outcome|body_encoding) IN/);
+      }
+      old.close();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
     }
   });
 

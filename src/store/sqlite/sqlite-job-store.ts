@@ -198,8 +198,21 @@ function openSqliteJobStore(options: SqliteJobStoreOptions, notifier: Notifier):
   }
 }
 
-/** Applies the numbered .sql migrations that the database has not seen yet. */
+/**
+ * Applies the numbered .sql migrations that the database has not seen yet. The connection's
+ * defensive mode is off meanwhile: a migration may edit a table's definition in the schema table
+ * (SQLite's procedure for changing a CHECK constraint without copying the table, as 009 does).
+ */
 function migrate(db: Database.Database): void {
+  db.unsafeMode(true);
+  try {
+    applyMigrations(db);
+  } finally {
+    db.unsafeMode(false);
+  }
+}
+
+function applyMigrations(db: Database.Database): void {
   db.exec(`CREATE TABLE IF NOT EXISTS schema_migrations (
     version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)`);
   const isApplied = db.prepare("SELECT 1 FROM schema_migrations WHERE version = ?").pluck();
