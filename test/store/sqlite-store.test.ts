@@ -9,6 +9,7 @@ import { createSqliteJobStore } from "../../src/store/sqlite/sqlite-job-store.js
 import {
   DEFAULT_QUEUE_CLAIM,
   newJob,
+  succeededEnd,
   T0,
   type TestClock,
   type TimedStore,
@@ -257,14 +258,7 @@ describe("sqlite store on a file", () => {
     ).jobs;
     await store.jobFinishAttempt({
       lease: { jobId: job.id, token: claimed!.leaseToken },
-      end: {
-        outcome: "succeeded",
-        responseStatus: 200,
-        errorCode: null,
-        error: null,
-        retryable: false,
-        durationMs: 10,
-      },
+      end: succeededEnd(10),
       next: { status: "succeeded" },
       result: { response: null, error: null, durationMs: 10 },
     });
