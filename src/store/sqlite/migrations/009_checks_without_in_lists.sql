@@ -3,6 +3,8 @@
 -- temporary b-tree of the constants each time a statement runs: each insert of a job, an attempt
 -- or a result and each change of a job's state or an attempt's outcome built one to check its
 -- row (EXPLAIN shows an OpenEphemeral in each of those statements), about five per job.
+-- (008 did the same for two triggers; measured after it landed, that saved 10% of the store's
+-- instructions per job, not the fifth its comment estimates.)
 --
 -- The new constraints accept exactly the rows the old ones did, so no stored row changes: only
 -- the tables' definitions are edited in place, by SQLite's procedure for changing CHECK
