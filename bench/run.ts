@@ -72,6 +72,8 @@
  * --rate, --latency-seconds, --rss-seconds, --rpc-inflight, --batch-size, --batch-inflight,
  * --phase-timeout (seconds), --only (comma list of: direct, jq-rest-unary, jq-rest-batch, bullmq,
  * bullmq-durable, enqueue, latency, claim, pg, rss), --server-cpu-prof <dir> (run every JobQueue server under --cpu-prof),
+ * --server-node-args="<flags>" (more Node.js flags for every JobQueue server, split at spaces: GC
+ * flags to compare, or `--import <file>` to load a profiler),
  * --dir (where temporary files go), --keep (keep them).
  */
 import { randomBytes } from "node:crypto";
@@ -141,6 +143,7 @@ const { values: flags } = parseArgs({
     "phase-timeout": { type: "string" },
     only: { type: "string" },
     "server-cpu-prof": { type: "string" },
+    "server-node-args": { type: "string" },
     dir: { type: "string" },
     keep: { type: "boolean", default: false },
   },
@@ -173,6 +176,7 @@ const opts = {
   only: flags.only ? flags.only.split(",").map((s) => s.trim()) : PHASES,
   quick: flags.quick,
   cpuProfDir: flags["server-cpu-prof"] ? resolve(flags["server-cpu-prof"]) : null,
+  serverNodeArgs: flags["server-node-args"]?.split(" ").filter(Boolean) ?? [],
 };
 for (const phase of opts.only) {
   if (!PHASES.includes(phase))
@@ -259,8 +263,10 @@ function removeDb(path: string) {
   for (const suffix of ["", "-wal", "-shm"]) rmSync(path + suffix, { force: true });
 }
 
-const cpuProfArgs = () =>
-  opts.cpuProfDir ? ["--cpu-prof", `--cpu-prof-dir=${opts.cpuProfDir}`] : [];
+const cpuProfArgs = () => [
+  ...opts.serverNodeArgs,
+  ...(opts.cpuProfDir ? ["--cpu-prof", `--cpu-prof-dir=${opts.cpuProfDir}`] : []),
+];
 
 /** Starts a JobQueue server (under --cpu-prof if asked: the profile is named after its pid). */
 async function serve(

@@ -6,7 +6,7 @@ import type { Caller } from "../auth/principal.js";
 import { InvalidArgumentError } from "../job/errors.js";
 import type { JobFilterInput } from "../job/filter.js";
 import type { OperationKind, RetryOverrides } from "../job/operations.js";
-import type { JobQueue } from "../queue/job-queue.js";
+import type { JobQueue, ListInput } from "../queue/job-queue.js";
 import type { Operator } from "../queue/operator.js";
 import { pageSizeOf } from "../queue/scope.js";
 import { callerOf } from "./auth.js";
@@ -89,10 +89,11 @@ export function createJobQueueServiceImpl(
     }),
 
     listJobs: async (req, ctx) => {
-      const { jobs, nextPageToken, watchCursor } = await queue.list(
-        { ...filterFromPb(req), pageSize: req.pageSize, pageToken: req.pageToken },
-        callerOf(ctx.values),
-      );
+      // Keys added to the filter, not spread with it (see claimedJob in src/store/rows.ts).
+      const input: ListInput = filterFromPb(req);
+      input.pageSize = req.pageSize;
+      input.pageToken = req.pageToken;
+      const { jobs, nextPageToken, watchCursor } = await queue.list(input, callerOf(ctx.values));
       return {
         jobs: jobs.map(jobToPb),
         nextPageToken: nextPageToken ?? undefined,

@@ -62,6 +62,7 @@ import { pageOf } from "../list-page.js";
 import {
   type AttemptRow,
   type AuditRow,
+  claimedJob,
   cursorOf,
   type EventRow,
   encodeRequestBody,
@@ -83,6 +84,7 @@ import {
   type ScheduleRow,
   scheduleColumns,
   statusOf,
+  storedJob,
 } from "../rows.js";
 import { connect, type Db, type Transaction } from "./client.js";
 import { joinSql, listQuery } from "./list-query.js";
@@ -693,7 +695,7 @@ class PostgresJobStore implements JobStore {
       }
       return { rows, deferredUntil };
     });
-    const jobs: ClaimedJob[] = rows.map((row) => ({ ...rowToJob(row), leaseToken: token }));
+    const jobs: ClaimedJob[] = rows.map((row) => claimedJob(row, token));
     for (const job of jobs) this.notifier.jobChanged({ jobId: job.id, status: "running" });
     if (deferredUntil !== null) this.notifier.jobScheduled(deferredUntil);
     return { jobs, deferredUntil };
@@ -1766,22 +1768,6 @@ function operationColumns(op: Operation) {
 
 /** Rows per multi-row INSERT (PostgreSQL allows 65,535 parameters a statement). */
 const INSERT_CHUNK = 1000;
-
-function storedJob(job: NewJob): Job {
-  return {
-    ...job,
-    status: "queued",
-    attempt: 0,
-    startedAt: null,
-    finishedAt: null,
-    expiresAt: null,
-    lastError: null,
-    updatedAt: job.createdAt,
-    leaseExpiresAt: null,
-    lastErrorCode: null,
-    callbackJobId: null,
-  };
-}
 
 function and(q: Query, parts: Fragment[]) {
   return joinSql(q, parts, q` AND `);

@@ -119,7 +119,7 @@ export function listQuery(params: JobListParams, now: number): ListQuery {
       args: [...args, walkLimit],
     };
   }
-  if (!scanned) return { ...walk, scanned, finishOrder, walkLimit };
+  if (!scanned) return { sql: walk.sql, args: walk.args, scanned, finishOrder, walkLimit };
 
   const scan: string[] = [];
   const scanArgs: unknown[] = [];

@@ -81,6 +81,7 @@ import { pageOf } from "../list-page.js";
 import {
   type AttemptRow,
   type AuditRow,
+  claimedJob,
   cursorOf,
   type EventRow,
   encodeRequestBody,
@@ -102,6 +103,7 @@ import {
   type ScheduleRow,
   scheduleColumns,
   statusOf,
+  storedJob,
 } from "../rows.js";
 import { listQuery } from "./list-query.js";
 import { type ObjectRows, objectRows } from "./object-rows.js";
@@ -539,20 +541,7 @@ class SqliteJobStore implements JobStore {
       this.notifier.jobChanged({ jobId: job.id, status: "queued" });
       if (job.runAt > job.createdAt) this.notifier.jobScheduled(job.runAt);
     });
-    const stored: Job = {
-      ...job,
-      status: "queued",
-      attempt: 0,
-      startedAt: null,
-      finishedAt: null,
-      expiresAt: null,
-      lastError: null,
-      updatedAt: job.createdAt,
-      leaseExpiresAt: null,
-      lastErrorCode: null,
-      callbackJobId: null,
-    };
-    return { job: stored, inserted: true };
+    return { job: storedJob(job), inserted: true };
   }
 
   private insertAudit(e: AuditEvent): void {
@@ -771,7 +760,7 @@ class SqliteJobStore implements JobStore {
           started_at: now,
           node: params.node,
         });
-        return { ...rowToJob(row), leaseToken: token };
+        return claimedJob(row, token);
       });
       const deferred = deferredUntil;
       fx.push(() => {
@@ -792,7 +781,7 @@ class SqliteJobStore implements JobStore {
     token: string,
     params: ClaimParams,
   ): { rows: JobRow[]; deferredUntil: number | null } {
-    const start = { now, token, lease_expires_at: now + params.leaseMs, queue: queue.name };
+    const leaseExpiresAt = now + params.leaseMs;
     let deferredUntil: number | null = null;
     // The queue's rate across nodes: take no more than its budget allows now.
     const tat = queue.rate
@@ -805,13 +794,28 @@ class SqliteJobStore implements JobStore {
     }
     let rows: JobRow[] = [];
     if (limit > 0 && !params.limits) {
-      rows = this.s.claim.all({ ...start, limit });
+      rows = this.s.claim.all({
+        now,
+        token,
+        lease_expires_at: leaseExpiresAt,
+        queue: queue.name,
+        limit,
+      });
     } else if (limit > 0) {
       const admitted = this.admit(now, queue.name, limit, params.limits!);
       if (admitted.deferredUntil !== null) {
         deferredUntil = Math.min(deferredUntil ?? admitted.deferredUntil, admitted.deferredUntil);
       }
-      rows = admitted.ids.map((id) => this.s.claimOne.get({ ...start, id })!);
+      rows = admitted.ids.map(
+        (id) =>
+          this.s.claimOne.get({
+            now,
+            token,
+            lease_expires_at: leaseExpiresAt,
+            queue: queue.name,
+            id,
+          })!,
+      );
     }
     if (queue.rate && rows.length > 0) {
       this.s.setQueueRate.run(queue.name, queueBudget(tat, queue.rate, now, rows.length).tat);
