@@ -22,7 +22,7 @@ import {
   validateJobId,
 } from "../job/validate.js";
 import { type SecretBox, sealSigningSecrets } from "../secrets/secret-box.js";
-import type { JobStore, NodeInfo } from "../store/job-store.js";
+import type { JobListParams, JobStore, NodeInfo } from "../store/job-store.js";
 import type { EventHub, WatchItem } from "./event-hub.js";
 import type { QueueDirectory } from "./queue-directory.js";
 import type { RefusalLog } from "./refusal-log.js";
@@ -396,13 +396,13 @@ export function createJobQueue(options: JobQueueOptions): JobQueue {
       if (after !== undefined && typeof after !== "object") throw badToken();
       // Read before the list: a change after it is in the stream after this cursor.
       const watchCursor = after === undefined ? await store.eventHead() : null;
-      const { jobs, next } = await store.jobList({
-        ...filter,
-        ownedBy: ownerScope(caller),
-        after,
-        limit: pageSize,
-        scanLimit: LIST_SCAN_LIMIT,
-      });
+      // The filter (a fresh object) with keys added, not spread (see storedJob, src/store/rows.ts).
+      const params = filter as JobListParams;
+      params.ownedBy = ownerScope(caller);
+      params.after = after;
+      params.limit = pageSize;
+      params.scanLimit = LIST_SCAN_LIMIT;
+      const { jobs, next } = await store.jobList(params);
       return { jobs, nextPageToken: next ? encodePageToken(next) : null, watchCursor };
     },
 

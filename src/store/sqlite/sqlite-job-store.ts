@@ -875,7 +875,7 @@ class SqliteJobStore implements JobStore {
     return this.write((fx) => {
       this.closeAttempt(p.lease, p.end, now);
       if (p.next === null) return false;
-      const key = { id: p.lease.jobId, token: p.lease.token, now };
+      const { jobId: id, token } = p.lease;
       let row: Pick<JobRow, "bucket" | "attempt"> | undefined;
       let ended: EndedRow | undefined;
       let status: JobStatus;
@@ -884,7 +884,9 @@ class SqliteJobStore implements JobStore {
         case "failed":
           status = p.next.status;
           ended = this.s.finishJob.get({
-            ...key,
+            id,
+            token,
+            now,
             state: status,
             error: status === "failed" ? p.end.error : null,
             error_code: status === "failed" ? p.end.errorCode : null,
@@ -895,7 +897,9 @@ class SqliteJobStore implements JobStore {
           status = "queued";
           const runAt = p.next.runAt;
           row = this.s.requeueJob.get({
-            ...key,
+            id,
+            token,
+            now,
             state: runAt > now ? "scheduled" : "available",
             run_at: runAt,
             error: p.end.error,
@@ -911,7 +915,7 @@ class SqliteJobStore implements JobStore {
         }
         case "released":
           status = "queued";
-          row = this.s.releaseJob.get(key) as typeof row;
+          row = this.s.releaseJob.get({ id, token, now }) as typeof row;
           if (row) fx.push(() => this.notifier.jobsAvailable());
           break;
       }
@@ -963,19 +967,23 @@ class SqliteJobStore implements JobStore {
       const rescued = expired.map((row): RescuedJob => {
         const lease = { jobId: row.id, token: row.lease_token! };
         this.closeAttempt(lease, LOST_ATTEMPT, now);
-        const key = { id: row.id, token: row.lease_token, now };
+        const { id, lease_token: token } = row;
         const status = rescuedStatus({ attempt: row.attempt, maxAttempts: row.max_attempts });
         let ended: EndedRow | undefined;
         if (status === "failed") {
           ended = this.s.finishJob.get({
-            ...key,
+            id,
+            token,
+            now,
             state: "failed",
             error: LOST_ERROR,
             error_code: LOST_ATTEMPT.errorCode,
           }) as EndedRow | undefined;
         } else {
           this.s.requeueJob.get({
-            ...key,
+            id,
+            token,
+            now,
             state: "available",
             run_at: now,
             error: LOST_ERROR,
