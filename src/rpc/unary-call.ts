@@ -28,49 +28,86 @@ export function composeUnary(
   protocolName: string,
 ): UnaryCall {
   const method = spec.method;
-  const service = method.parent;
   let next = (async (req: UnaryRequest): Promise<UnaryResponse> => {
-    // Response headers and trailers are made if a handler or interceptor touches them (the
-    // transports here answer with their own).
-    let header: Headers | null = null;
-    let trailer: Headers | null = null;
-    const ctx: HandlerContext = {
-      method,
-      service: req.service,
-      requestMethod: req.requestMethod,
-      protocolName,
-      url: req.url,
-      get signal() {
-        return req.signal;
-      },
-      timeoutMs: () => undefined,
-      requestHeader: req.header,
-      get responseHeader() {
-        header = header ?? new Headers();
-        return header;
-      },
-      get responseTrailer() {
-        trailer = trailer ?? new Headers();
-        return trailer;
-      },
-      values: req.contextValues,
-    };
+    const ctx = new CallContext(req, protocolName);
     const output = await spec.impl(req.message, ctx);
-    return {
-      stream: false,
-      service,
-      method,
-      get header() {
-        return ctx.responseHeader;
-      },
-      get trailer() {
-        return ctx.responseTrailer;
-      },
-      message: create(method.output, output as never),
-    };
+    return new CallResponse(ctx, create(method.output, output as never));
   }) as Parameters<Interceptor>[0];
   for (const interceptor of [...interceptors].reverse()) next = interceptor(next);
   return next as UnaryCall;
+}
+
+/*
+ * The request, context and response of a call are class instances with getters on their
+ * prototype, not object literals with getters: on Node 20's V8 a literal with getters takes ~1.5
+ * µs to make (its accessors are defined one by one at run time), a class instance ~20 ns.
+ */
+
+/**
+ * A handler's context. Response headers and trailers are made if a handler or interceptor
+ * touches them (the transports here answer with their own).
+ */
+class CallContext implements HandlerContext {
+  private header: Headers | null = null;
+  private trailer: Headers | null = null;
+  readonly method: HandlerContext["method"];
+  readonly service: HandlerContext["service"];
+  readonly requestMethod: string;
+  readonly url: string;
+  readonly requestHeader: Headers;
+  readonly values: ContextValues;
+
+  constructor(
+    private readonly req: UnaryRequest,
+    readonly protocolName: string,
+  ) {
+    this.method = req.method;
+    this.service = req.service;
+    this.requestMethod = req.requestMethod;
+    this.url = req.url;
+    this.requestHeader = req.header;
+    this.values = req.contextValues;
+  }
+
+  get signal(): AbortSignal {
+    return this.req.signal;
+  }
+
+  timeoutMs(): number | undefined {
+    return undefined;
+  }
+
+  get responseHeader(): Headers {
+    this.header ??= new Headers();
+    return this.header;
+  }
+
+  get responseTrailer(): Headers {
+    this.trailer ??= new Headers();
+    return this.trailer;
+  }
+}
+
+class CallResponse implements UnaryResponse {
+  readonly stream = false;
+  readonly service: UnaryResponse["service"];
+  readonly method: UnaryResponse["method"];
+
+  constructor(
+    private readonly ctx: CallContext,
+    readonly message: UnaryResponse["message"],
+  ) {
+    this.service = ctx.service;
+    this.method = ctx.method as UnaryResponse["method"];
+  }
+
+  get header(): Headers {
+    return this.ctx.responseHeader;
+  }
+
+  get trailer(): Headers {
+    return this.ctx.responseTrailer;
+  }
 }
 
 /**
@@ -86,25 +123,49 @@ export function unaryRequest(
   contextValues: ContextValues,
   shutdownSignal: AbortSignal | undefined,
 ): UnaryRequest {
-  let signal: AbortSignal | null = null;
-  return {
-    stream: false,
-    service: method.parent,
-    method: method as UnaryRequest["method"],
-    requestMethod: req.method ?? "POST",
-    url: `http://${req.headers.host ?? req.headers[":authority"] ?? "localhost"}${req.url ?? "/"}`,
-    header: new NodeHeaders(req.headers),
+  return new CallRequest(
+    req,
+    res,
+    method,
+    message as UnaryRequest["message"],
     contextValues,
-    message: message as UnaryRequest["message"],
-    get signal() {
-      if (!signal) {
-        const ac = new AbortController();
-        res.once("close", () => ac.abort());
-        if (shutdownSignal?.aborted) ac.abort();
-        else shutdownSignal?.addEventListener("abort", () => ac.abort(), { once: true });
-        signal = ac.signal;
-      }
-      return signal;
-    },
-  };
+    shutdownSignal,
+  );
+}
+
+class CallRequest implements UnaryRequest {
+  readonly stream = false;
+  readonly service: UnaryRequest["service"];
+  readonly method: UnaryRequest["method"];
+  readonly requestMethod: string;
+  readonly url: string;
+  readonly header: Headers;
+  private lazySignal: AbortSignal | null = null;
+
+  constructor(
+    req: Request,
+    private readonly res: Response,
+    method: DescMethod,
+    readonly message: UnaryRequest["message"],
+    readonly contextValues: ContextValues,
+    private readonly shutdownSignal: AbortSignal | undefined,
+  ) {
+    this.service = method.parent;
+    this.method = method as UnaryRequest["method"];
+    this.requestMethod = req.method ?? "POST";
+    this.url = `http://${req.headers.host ?? req.headers[":authority"] ?? "localhost"}${req.url ?? "/"}`;
+    this.header = new NodeHeaders(req.headers);
+  }
+
+  get signal(): AbortSignal {
+    if (!this.lazySignal) {
+      const ac = new AbortController();
+      this.res.once("close", () => ac.abort());
+      const shutdown = this.shutdownSignal;
+      if (shutdown?.aborted) ac.abort();
+      else shutdown?.addEventListener("abort", () => ac.abort(), { once: true });
+      this.lazySignal = ac.signal;
+    }
+    return this.lazySignal;
+  }
 }
