@@ -89,7 +89,7 @@ export function createJobQueueServiceImpl(
     }),
 
     listJobs: async (req, ctx) => {
-      // Keys added to the filter, not spread with it (see claimedJob in src/store/rows.ts).
+      // Keys added to the filter, not spread with it (see storedJob in src/store/rows.ts).
       const input: ListInput = filterFromPb(req);
       input.pageSize = req.pageSize;
       input.pageToken = req.pageToken;
