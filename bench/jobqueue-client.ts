@@ -90,7 +90,10 @@ export interface NoopResult extends RateResult {
 export interface RssLoadResult {
   reads: number;
   enqueues: number;
+  /** Calls that failed before the window's end. */
   errors: number;
+  /** Calls still in flight when the window ended (one per lane at most), cut by their timeout. */
+  cut: number;
 }
 
 runChild<JobQueueClientParams>(async (p, ctx) => {
@@ -351,6 +354,7 @@ async function rssLoad(
   let reads = 0;
   let enqueues = 0;
   let errors = 0;
+  let cut = 0;
   let ids: string[] = [];
   const lane = async (k: number) => {
     while (nowMs() < until) {
@@ -372,12 +376,15 @@ async function rssLoad(
           reads++;
         }
       } catch {
+        if (nowMs() >= until) {
+          cut++;
+          break;
+        }
         errors++;
-        if (nowMs() >= until) break;
         await sleep(50);
       }
     }
   };
   await Promise.all(Array.from({ length: p.inflight }, (_, k) => lane(k)));
-  return { reads, enqueues, errors };
+  return { reads, enqueues, errors, cut };
 }

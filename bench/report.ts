@@ -199,7 +199,11 @@ export const RAW_FIGURES: FigureSpec[] = [
   { ...rate("rssPeakMb", "server RSS peak while serving (sampled every 100 ms)", "MB") },
   { ...rate("rssHwmMb", "server VmHWM at the end", "MB") },
   rate("rssCallsAnswered", "RPCs answered during the RSS window", "calls"),
-  rate("rssCallsUnanswered", "RPCs failed or unanswered during the RSS window", "calls"),
+  rate(
+    "rssCallsUnanswered",
+    "RPCs failed during the RSS window (not counting those still in flight at its end)",
+    "calls",
+  ),
 ];
 
 export interface Machine {

@@ -854,7 +854,7 @@ async function runRound(
           f.rssCallsAnswered = r.reads + r.enqueues;
           f.rssCallsUnanswered = r.errors;
           bar.log(
-            `  ${r.reads} reads and ${r.enqueues} enqueues answered, ${r.errors} calls failed or unanswered in ${opts.rssSeconds} s; RSS peak ${peak.toFixed(0)} MB`,
+            `  ${r.reads} reads and ${r.enqueues} enqueues answered, ${r.errors} calls failed and ${r.cut} cut by the window's end in ${opts.rssSeconds} s; RSS peak ${peak.toFixed(0)} MB`,
           );
         } finally {
           clearInterval(sampler);
