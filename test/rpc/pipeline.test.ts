@@ -25,6 +25,11 @@ const JOB_ID = "j_01HXYZ0000000000000000000A";
  */
 describe("one pipeline for every protocol", () => {
   const seen: { method: string; stream: boolean; contentType: string | null }[] = [];
+  /** What the handler saw of its context, per call (by job id). */
+  const contexts = new Map<string, Record<string, unknown>>();
+  /** Calls whose handler waits for its abort signal: told when it waits and when it fires. */
+  const waiting = new Map<string, () => void>();
+  const aborted = new Map<string, () => void>();
   const recording: Interceptor = (next) => async (req) => {
     seen.push({
       method: req.method.name,
@@ -40,7 +45,29 @@ describe("one pipeline for every protocol", () => {
     const services: ServiceRegistration[] = [
       // Registration is all: the REST routes come from the google.api.http rules.
       serve(JobQueueService, {
-        async getJob(req) {
+        async getJob(req, ctx) {
+          if (req.jobId.startsWith("ctx-")) {
+            contexts.set(req.jobId, {
+              method: ctx.method.name,
+              service: ctx.service.typeName,
+              protocol: ctx.protocolName,
+              requestMethod: ctx.requestMethod,
+              url: ctx.url,
+              header: ctx.requestHeader.get("x-probe"),
+              timeoutMs: ctx.timeoutMs(),
+              responseHeader: ctx.responseHeader instanceof Headers,
+            });
+            return { job: create(JobSchema, { jobId: req.jobId }) };
+          }
+          if (req.jobId.startsWith("wait-")) {
+            // Never answers: ends when the call's signal says the client went away.
+            await new Promise<void>((resolve) => {
+              ctx.signal.addEventListener("abort", () => resolve(), { once: true });
+              waiting.get(req.jobId)?.();
+            });
+            aborted.get(req.jobId)?.();
+            throw new JobNotFoundError(req.jobId);
+          }
           if (req.jobId === "bad") throw new InvalidArgumentError("job_id", "is bad");
           if (req.jobId !== JOB_ID) throw new JobNotFoundError(req.jobId);
           return { job: create(JobSchema, { jobId: JOB_ID, url: "http://x/" }) };
@@ -118,6 +145,68 @@ describe("one pipeline for every protocol", () => {
     const client = createClient(JobQueueService, createGrpcTransport({ baseUrl: base }));
     const err = await client.getJob({ jobId: "bad" }).catch((e) => ConnectError.from(e));
     expect(err).toMatchObject({ code: Code.InvalidArgument, rawMessage: "job_id: is bad" });
+  });
+
+  it("gives a unary handler its call's context on REST, Connect and gRPC", async () => {
+    const rest = await fetch(`${base}/jobs/ctx-rest`, { headers: { "x-probe": "r" } });
+    expect(rest.status).toBe(200);
+    const connect = createClient(
+      JobQueueService,
+      createConnectTransport({ baseUrl: base, httpVersion: "1.1" }),
+    );
+    await connect.getJob({ jobId: "ctx-connect" }, { headers: { "x-probe": "c" } });
+    const grpc = createClient(JobQueueService, createGrpcTransport({ baseUrl: base }));
+    await grpc.getJob({ jobId: "ctx-grpc" }, { headers: { "x-probe": "g" } });
+    const common = {
+      method: "GetJob",
+      service: "jobqueue.v1.JobQueueService",
+      timeoutMs: undefined,
+      responseHeader: true,
+    };
+    expect(contexts.get("ctx-rest")).toEqual({
+      ...common,
+      protocol: "rest",
+      requestMethod: "GET",
+      url: `${base}/jobs/ctx-rest`,
+      header: "r",
+    });
+    expect(contexts.get("ctx-connect")).toEqual({
+      ...common,
+      protocol: "connect",
+      requestMethod: "POST",
+      url: `${base}/jobqueue.v1.JobQueueService/GetJob`,
+      header: "c",
+    });
+    expect(contexts.get("ctx-grpc")).toEqual({
+      ...common,
+      protocol: "grpc",
+      requestMethod: "POST",
+      url: `${base}/jobqueue.v1.JobQueueService/GetJob`,
+      header: "g",
+    });
+  });
+
+  it("aborts a unary handler's signal when its client goes away, on REST and Connect", async () => {
+    for (const [id, call] of [
+      ["wait-rest", (signal: AbortSignal) => fetch(`${base}/jobs/wait-rest`, { signal })],
+      [
+        "wait-connect",
+        (signal: AbortSignal) =>
+          createClient(
+            JobQueueService,
+            createConnectTransport({ baseUrl: base, httpVersion: "1.1" }),
+          ).getJob({ jobId: "wait-connect" }, { signal }),
+      ],
+    ] as const) {
+      const handlerWaits = new Promise<void>((resolve) => waiting.set(id, resolve));
+      const seenAbort = new Promise<void>((resolve) => aborted.set(id, resolve));
+      const client = new AbortController();
+      const pending = call(client.signal).catch(() => "gone");
+      await handlerWaits;
+      client.abort();
+      expect(await pending).toBe("gone");
+      await seenAbort; // times out (and fails) if the handler's signal never fires
+    }
   });
 
   it("answers methods the service does not implement as unimplemented on REST too", async () => {
