@@ -1,4 +1,4 @@
-import { fromJson, type MessageInitShape, toJson } from "@bufbuild/protobuf";
+import { fromJson, type MessageInitShape, type MessageShape, toJson } from "@bufbuild/protobuf";
 import { type Timestamp, timestampFromMs, timestampMs, ValueSchema } from "@bufbuild/protobuf/wkt";
 import type { GetCallerResponseSchema } from "../../gen/jobqueue/v1/caller_pb.js";
 import {
@@ -151,8 +151,17 @@ export function enqueueInputFromPb(req: EnqueueJobRequest): EnqueueInput {
   };
 }
 
-export function jobToPb(job: Job): MessageInitShape<typeof JobSchema> {
+/**
+ * A job as the wire's Job message, complete (every field set, `$typeName` too), so that protobuf's
+ * `create()` takes it as it is instead of copying it field by field: 5.5 against 8.5 µs for a
+ * GetJobResponse, per job of a list page too. A literal, not a default message spread with its
+ * keys set again: on Node 20's V8, spreading an object of 20 keys or more and setting keys in the
+ * same literal took 4–9 µs (see storedJob in src/store/rows.ts). test/rpc/convert.test.ts checks it
+ * against the message `create()` makes of the same fields.
+ */
+export function jobToPb(job: Job): MessageShape<typeof JobSchema> {
   return {
+    $typeName: "jobqueue.v1.Job",
     jobId: job.id,
     status: STATUS[job.status],
     attempt: job.attempt,
