@@ -127,24 +127,42 @@ function wktOut(schema: DescMessage, message: Record<string, unknown>): JsonValu
   return toJson(schema, create(schema, message as never));
 }
 
-/** RFC 3339 in UTC, with 0, 3, 6 or 9 fractional digits, as protobuf's JSON writes it. */
+/** RFC 3339 dates ("YYYY-MM-DDT") by day since the epoch, made once per day seen. */
+const datesOfDays = new Map<number, string>();
+
+/**
+ * RFC 3339 in UTC, with 0, 3, 6 or 9 fractional digits, as protobuf's JSON writes it. The date is
+ * made once per day and the time of day by arithmetic: a job has six timestamps, and making each
+ * through a Date, toISOString() and replace() took ~1 µs (0.2 µs this way).
+ */
 function timestampOut(
   ts: { seconds: bigint; nanos: number },
   schema: DescMessage,
   message: Record<string, unknown>,
 ): JsonValue {
-  const ms = Number(ts.seconds) * 1000;
-  if (ts.nanos < 0 || ts.nanos > 999_999_999 || !(ms >= -62135596800000 && ms <= 253402300799000)) {
+  const seconds = Number(ts.seconds);
+  const n = ts.nanos;
+  if (n < 0 || n > 999_999_999 || !(seconds >= -62135596800 && seconds <= 253402300799)) {
     return toJson(schema, create(schema, message as never)); // which says what is wrong
   }
-  let z = "Z";
-  if (ts.nanos > 0) {
-    const nanos = (ts.nanos + 1_000_000_000).toString().substring(1);
-    if (nanos.endsWith("000000")) z = `.${nanos.substring(0, 3)}Z`;
-    else if (nanos.endsWith("000")) z = `.${nanos.substring(0, 6)}Z`;
-    else z = `.${nanos}Z`;
+  const day = Math.floor(seconds / 86_400);
+  let date = datesOfDays.get(day);
+  if (date === undefined) {
+    if (datesOfDays.size >= 1024) datesOfDays.clear();
+    date = new Date(day * 86_400_000).toISOString().slice(0, 11);
+    datesOfDays.set(day, date);
   }
-  return new Date(ms).toISOString().replace(".000Z", z);
+  const t = seconds - day * 86_400;
+  const h = Math.floor(t / 3600);
+  const m = Math.floor((t % 3600) / 60);
+  const s = t % 60;
+  let z = "Z";
+  if (n > 0) {
+    if (n % 1_000_000 === 0) z = `.${String(n / 1_000_000 + 1000).slice(1)}Z`;
+    else if (n % 1000 === 0) z = `.${String(n / 1000 + 1_000_000).slice(1)}Z`;
+    else z = `.${String(n + 1_000_000_000).slice(1)}Z`;
+  }
+  return `${date}${h < 10 ? "0" : ""}${h}:${m < 10 ? "0" : ""}${m}:${s < 10 ? "0" : ""}${s}${z}`;
 }
 
 function enumToJson(desc: DescEnum, value: number): JsonValue {

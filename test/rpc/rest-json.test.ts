@@ -14,6 +14,7 @@ import {
   FieldDescriptorProto_Label,
   FieldDescriptorProto_Type,
   FileDescriptorProtoSchema,
+  TimestampSchema,
   timestampFromMs,
   ValueSchema,
 } from "@bufbuild/protobuf/wkt";
@@ -190,6 +191,37 @@ describe("toRestJson", () => {
     expect(json).toEqual(oracle(schema, message));
     // In the descriptor's field order, as the seed's examples show them.
     expect(Object.keys(json as JsonObject)).toEqual(schema.fields.map((f) => f.name));
+  });
+
+  it("writes timestamps as protobuf's JSON does, from year 1 to 9999, at every precision", () => {
+    // A fixed sequence (xorshift), so a failure names the same timestamps every run.
+    let x = 20261201;
+    const next = (n: number) => {
+      x ^= x << 13;
+      x ^= x >>> 17;
+      x ^= x << 5;
+      return (x >>> 0) % n;
+    };
+    const min = -62135596800; // 0001-01-01T00:00:00Z
+    const max = 253402300799; // 9999-12-31T23:59:59Z
+    const seconds = [min, max, -1, 0, 951782400 /* 2000-02-29 */, 4107542399, 1_764_547_199];
+    for (let i = 0; i < 5000; i++) seconds.push(min + next(max - min) + next(2));
+    const nanos = [0, 1, 999_999_999, 5_000_000, 120_000, 123_456_789];
+    for (const [i, s] of seconds.entries()) {
+      const random = [next(1000) * 1_000_000, next(1_000_000) * 1000, next(1_000_000_000)];
+      for (const n of [...nanos, ...random]) {
+        const t = create(TimestampSchema, { seconds: BigInt(s), nanos: n });
+        const json = toRestJson(JobSchema, create(JobSchema, { createdAt: t })) as JsonObject;
+        if (json.created_at !== toJson(TimestampSchema, t)) {
+          expect({ i, s, n, got: json.created_at }).toEqual({
+            i,
+            s,
+            n,
+            got: toJson(TimestampSchema, t),
+          });
+        }
+      }
+    }
   });
 
   it("writes a field named __proto__ as a field, not as the answer's prototype", () => {
