@@ -163,27 +163,14 @@ describe("one pipeline for every protocol", () => {
       timeoutMs: undefined,
       responseHeader: true,
     };
-    expect(contexts.get("ctx-rest")).toEqual({
-      ...common,
-      protocol: "rest",
-      requestMethod: "GET",
-      url: `${base}/jobs/ctx-rest`,
-      header: "r",
-    });
-    expect(contexts.get("ctx-connect")).toEqual({
-      ...common,
-      protocol: "connect",
-      requestMethod: "POST",
-      url: `${base}/jobqueue.v1.JobQueueService/GetJob`,
-      header: "c",
-    });
-    expect(contexts.get("ctx-grpc")).toEqual({
-      ...common,
-      protocol: "grpc",
-      requestMethod: "POST",
-      url: `${base}/jobqueue.v1.JobQueueService/GetJob`,
-      header: "g",
-    });
+    const rpc = `${base}/jobqueue.v1.JobQueueService/GetJob`;
+    for (const [id, protocol, requestMethod, url, header] of [
+      ["ctx-rest", "rest", "GET", `${base}/jobs/ctx-rest`, "r"],
+      ["ctx-connect", "connect", "POST", rpc, "c"],
+      ["ctx-grpc", "grpc", "POST", rpc, "g"],
+    ] as const) {
+      expect(contexts.get(id)).toEqual({ ...common, protocol, requestMethod, url, header });
+    }
   });
 
   it("aborts a unary handler's signal when its client goes away, on REST and Connect", async () => {
