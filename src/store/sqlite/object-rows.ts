@@ -1,4 +1,5 @@
 import type { Statement } from "better-sqlite3";
+import type { NamedStatement } from "./named-params.js";
 
 /** A statement's rows as objects, built by {@link objectRows}. */
 export interface ObjectRows<Row> {
@@ -16,17 +17,25 @@ export interface ObjectRows<Row> {
  *
  * The literal's keys are the statement's column names as SQLite reports them (the schema's
  * own names, quoted), in their order, so a name that repeats keeps its last value as before.
+ * A {@link NamedStatement} takes its parameters in one object, as it does alone.
  */
-export function objectRows<Row>(stmt: Statement): ObjectRows<Row> {
-  const raw = stmt.raw(true);
+export function objectRows<Row>(stmt: Statement | NamedStatement): ObjectRows<Row> {
+  const named = "statement" in stmt ? stmt : null;
+  const raw = (named?.statement ?? (stmt as Statement)).raw(true);
   const keys = raw.columns().map((c, i) => `${JSON.stringify(c.name)}: v[${i}]`);
   // Compiled from the column names SQLite reports for our own statements, each JSON-quoted.
   const make = new Function("v", `return { ${keys.join(", ")} };`) as (v: unknown[]) => Row;
+  const read: { get(params: unknown[]): unknown; all(params: unknown[]): unknown } = named
+    ? {
+        get: (params) => named.get(params[0] as object),
+        all: (params) => named.all(params[0] as object),
+      }
+    : { get: (params) => raw.get(...params), all: (params) => raw.all(...params) };
   return {
     get: (...params) => {
-      const values = raw.get(...params) as unknown[] | undefined;
+      const values = read.get(params) as unknown[] | undefined;
       return values === undefined ? undefined : make(values);
     },
-    all: (...params) => (raw.all(...params) as unknown[][]).map(make),
+    all: (...params) => (read.all(params) as unknown[][]).map(make),
   };
 }

@@ -106,6 +106,7 @@ import {
   storedJob,
 } from "../rows.js";
 import { listQuery } from "./list-query.js";
+import { prepareNamed } from "./named-params.js";
 import { type ObjectRows, objectRows } from "./object-rows.js";
 import { createReopeningStore } from "./reopening-store.js";
 import { readJobStats } from "./sqlite-stats.js";
@@ -1749,7 +1750,9 @@ function prepareStatements(db: Database.Database) {
         lease_token = @token, lease_expires_at = @lease_expires_at,
         started_at = COALESCE(started_at, @now), updated_at = @now`;
   return {
-    insertJob: db.prepare(`INSERT INTO jobs (
+    insertJob: prepareNamed(
+      db,
+      `INSERT INTO jobs (
         id, state, run_at, scheduled_at, created_at, updated_at, max_attempts, priority, method, url,
         headers, sealed_headers, secret_header_names, params, body_kind, body, timeout_ms,
         backoff_strategy, backoff_base_ms, ttl_ms, tags, idempotency_key, request_hash,
@@ -1761,41 +1764,60 @@ function prepareStatements(db: Database.Database) {
         @timeout_ms, @backoff_strategy, @backoff_base_ms, @ttl_ms, @tags, @idempotency_key,
         @request_hash, @follow_redirects, @max_redirects, @rate_limit_key, @bucket, @owner,
         @queue, @host, @callback_url, @sign, @sealed_signing_secret, @callback_of, @schedule_id,
-        @schedule_tick)`),
+        @schedule_tick)`,
+    ),
     setCallbackJob: db.prepare("UPDATE jobs SET callback_job_id = ? WHERE id = ?"),
-    insertSchedule: db.prepare(`INSERT INTO schedules (id, owner, description, template,
+    insertSchedule: prepareNamed(
+      db,
+      `INSERT INTO schedules (id, owner, description, template,
         sealed_headers, cron, time_zone, jitter_ms, start_at, end_at, overlap_policy, catch_up,
         catch_up_window_ms, paused, next_run_at, last_run_at, last_job_id, buffered_tick,
         created_at, updated_at)
       VALUES (@id, @owner, @description, @template, @sealed_headers, @cron, @time_zone, @jitter_ms,
         @start_at, @end_at, @overlap_policy, @catch_up, @catch_up_window_ms, @paused, @next_run_at,
-        @last_run_at, @last_job_id, @buffered_tick, @created_at, @updated_at)`),
+        @last_run_at, @last_job_id, @buffered_tick, @created_at, @updated_at)`,
+    ),
     getSchedule: db.prepare("SELECT * FROM schedules WHERE id = ?"),
-    listSchedules: db.prepare(`SELECT * FROM schedules
+    listSchedules: prepareNamed(
+      db,
+      `SELECT * FROM schedules
       WHERE (@owner IS NULL OR owner = @owner) AND (@after IS NULL OR id < @after)
-      ORDER BY id DESC LIMIT @limit + 0`),
-    updateSchedule: db.prepare(`UPDATE schedules SET description = @description,
+      ORDER BY id DESC LIMIT @limit + 0`,
+    ),
+    updateSchedule: prepareNamed(
+      db,
+      `UPDATE schedules SET description = @description,
         template = @template, sealed_headers = @sealed_headers, cron = @cron,
         time_zone = @time_zone, jitter_ms = @jitter_ms, start_at = @start_at, end_at = @end_at,
         overlap_policy = @overlap_policy, catch_up = @catch_up,
         catch_up_window_ms = @catch_up_window_ms, paused = @paused, next_run_at = @next_run_at,
         last_run_at = @last_run_at, last_job_id = @last_job_id, buffered_tick = @buffered_tick,
         updated_at = @updated_at
-      WHERE id = @id`),
+      WHERE id = @id`,
+    ),
     deleteSchedule: db.prepare("DELETE FROM schedules WHERE id = ?"),
-    dueSchedules: db.prepare(`SELECT * FROM schedules
+    dueSchedules: prepareNamed(
+      db,
+      `SELECT * FROM schedules
       WHERE paused = 0 AND (next_run_at <= @dueBy OR buffered_tick IS NOT NULL)
-      ORDER BY next_run_at LIMIT @limit + 0`),
-    advanceSchedule: db.prepare(`UPDATE schedules SET next_run_at = @next_run_at,
+      ORDER BY next_run_at LIMIT @limit + 0`,
+    ),
+    advanceSchedule: prepareNamed(
+      db,
+      `UPDATE schedules SET next_run_at = @next_run_at,
         buffered_tick = @buffered_tick,
         last_run_at = COALESCE(@last_run_at, last_run_at),
         last_job_id = COALESCE(@last_job_id, last_job_id)
-      WHERE id = @id AND next_run_at IS @from AND updated_at = @updated_at`),
+      WHERE id = @id AND next_run_at IS @from AND updated_at = @updated_at`,
+    ),
     getByScheduleTick: db.prepare("SELECT * FROM jobs WHERE schedule_id = ? AND schedule_tick = ?"),
     insertTag: db.prepare("INSERT OR IGNORE INTO job_tags (tag, job_id) VALUES (?, ?)"),
-    insertAudit: db.prepare(`INSERT INTO audit_events
+    insertAudit: prepareNamed(
+      db,
+      `INSERT INTO audit_events
         (at, principal, action, job_id, remote_address, protocol, outcome, detail)
-      VALUES (@at, @principal, @action, @job_id, @remote_address, @protocol, @outcome, @detail)`),
+      VALUES (@at, @principal, @action, @job_id, @remote_address, @protocol, @outcome, @detail)`,
+    ),
     getJob: objectRows<JobRow>(
       db.prepare("SELECT * FROM jobs WHERE id = ? AND (expires_at IS NULL OR expires_at > ?)"),
     ),
@@ -1804,13 +1826,19 @@ function prepareStatements(db: Database.Database) {
     ),
     deleteJob: db.prepare("DELETE FROM jobs WHERE id = ?"),
     cancelJob: objectRows<JobRow>(
-      db.prepare(`UPDATE jobs SET state = 'canceled', finished_at = @now,
+      prepareNamed(
+        db,
+        `UPDATE jobs SET state = 'canceled', finished_at = @now,
         updated_at = @now, expires_at = ${expiry}, ${clearLease}
-      WHERE id = @id RETURNING *`),
+      WHERE id = @id RETURNING *`,
+      ),
     ),
-    claim: objectRows<JobRow>(db.prepare(SQL.claim)),
+    claim: objectRows<JobRow>(prepareNamed(db, SQL.claim)),
     claimOne: objectRows<JobRow>(
-      db.prepare(`UPDATE jobs SET ${startRunning} WHERE id = @id AND queue = @queue RETURNING *`),
+      prepareNamed(
+        db,
+        `UPDATE jobs SET ${startRunning} WHERE id = @id AND queue = @queue RETURNING *`,
+      ),
     ),
     getQueueRate: db.prepare("SELECT tat FROM queue_rates WHERE queue = ?").pluck(),
     setQueueRate: db.prepare(`INSERT INTO queue_rates (queue, tat) VALUES (?, ?)
@@ -1839,31 +1867,50 @@ function prepareStatements(db: Database.Database) {
       WHERE id IN (SELECT id FROM jobs WHERE state = 'waiting' LIMIT ? + 0)`),
     promoteScheduled: db.prepare(SQL.promoteScheduled),
     nextScheduledAt: db.prepare(SQL.nextScheduledAt).pluck(),
-    insertAttempt:
-      db.prepare(`INSERT INTO attempts (job_id, attempt, lease_token, outcome, started_at, node)
-      VALUES (@job_id, @attempt, @lease_token, 'running', @started_at, @node)`),
+    insertAttempt: prepareNamed(
+      db,
+      `INSERT INTO attempts (job_id, attempt, lease_token, outcome, started_at, node)
+      VALUES (@job_id, @attempt, @lease_token, 'running', @started_at, @node)`,
+    ),
     renewLease: db.prepare(
       "UPDATE jobs SET lease_expires_at = ? WHERE id = ? AND lease_token = ? AND state = 'running'",
     ),
-    closeAttempt: db.prepare(`UPDATE attempts SET outcome = @outcome, finished_at = @now,
+    closeAttempt: prepareNamed(
+      db,
+      `UPDATE attempts SET outcome = @outcome, finished_at = @now,
         response_status = @response_status, error_code = @error_code, error = @error,
         duration_ms = @duration_ms, retryable = @retryable
-      WHERE job_id = @job_id AND lease_token = @lease_token AND finished_at IS NULL`),
-    closeOpenAttemptsOfJob: db.prepare(`UPDATE attempts SET outcome = @outcome, finished_at = @now,
+      WHERE job_id = @job_id AND lease_token = @lease_token AND finished_at IS NULL`,
+    ),
+    closeOpenAttemptsOfJob: prepareNamed(
+      db,
+      `UPDATE attempts SET outcome = @outcome, finished_at = @now,
         error_code = @error_code, error = @error, duration_ms = @now - started_at
-      WHERE job_id = @job_id AND finished_at IS NULL`),
-    finishJob: db.prepare(`UPDATE jobs SET state = @state, finished_at = @now, updated_at = @now,
+      WHERE job_id = @job_id AND finished_at IS NULL`,
+    ),
+    finishJob: prepareNamed(
+      db,
+      `UPDATE jobs SET state = @state, finished_at = @now, updated_at = @now,
         expires_at = ${expiry}, last_error = @error, last_error_code = @error_code, ${clearLease}
-      WHERE ${held} RETURNING id, bucket, attempt, callback_url, callback_of`),
+      WHERE ${held} RETURNING id, bucket, attempt, callback_url, callback_of`,
+    ),
     getJobRow: objectRows<JobRow>(db.prepare("SELECT * FROM jobs WHERE id = ?")),
-    requeueJob: db.prepare(`UPDATE jobs SET state = @state, run_at = @run_at, updated_at = @now,
+    requeueJob: prepareNamed(
+      db,
+      `UPDATE jobs SET state = @state, run_at = @run_at, updated_at = @now,
         last_error = @error, last_error_code = @error_code, ${clearLease}
-      WHERE ${held} RETURNING bucket, attempt`),
-    releaseJob: db.prepare(`UPDATE jobs SET state = 'available', run_at = @now, updated_at = @now,
+      WHERE ${held} RETURNING bucket, attempt`,
+    ),
+    releaseJob: prepareNamed(
+      db,
+      `UPDATE jobs SET state = 'available', run_at = @now, updated_at = @now,
         attempt = attempt - 1, started_at = CASE WHEN attempt = 1 THEN NULL ELSE started_at END,
         ${clearLease}
-      WHERE ${held} RETURNING bucket, attempt`),
-    upsertResult: db.prepare(`INSERT INTO results (job_id, attempt, response_status,
+      WHERE ${held} RETURNING bucket, attempt`,
+    ),
+    upsertResult: prepareNamed(
+      db,
+      `INSERT INTO results (job_id, attempt, response_status,
         response_headers, body, body_encoding, truncated, error, duration_ms, finished_at)
       VALUES (@job_id, @attempt, @response_status, @response_headers, @body, @body_encoding,
         @truncated, @error, @duration_ms, @finished_at)
@@ -1871,26 +1918,33 @@ function prepareStatements(db: Database.Database) {
         response_status = excluded.response_status, response_headers = excluded.response_headers,
         body = excluded.body, body_encoding = excluded.body_encoding,
         truncated = excluded.truncated, error = excluded.error,
-        duration_ms = excluded.duration_ms, finished_at = excluded.finished_at`),
+        duration_ms = excluded.duration_ms, finished_at = excluded.finished_at`,
+    ),
     expiredLeases: db.prepare(SQL.expiredLeases),
     expiredIds: db
       .prepare("SELECT id FROM jobs INDEXED BY jobs_expiry WHERE expires_at <= ? LIMIT ? + 0")
       .pluck(),
-    goneEvent: db.prepare(`INSERT INTO job_events (at, job_id, type, status, queue, owner, tags)
+    goneEvent: prepareNamed(
+      db,
+      `INSERT INTO job_events (at, job_id, type, status, queue, owner, tags)
       SELECT @now, id, @type,
         CASE WHEN state IN ('available', 'scheduled', 'waiting') THEN 'queued' ELSE state END,
         queue, owner, tags
-      FROM jobs WHERE id = @id`),
+      FROM jobs WHERE id = @id`,
+    ),
     listEvents: db.prepare("SELECT * FROM job_events WHERE seq > ? ORDER BY seq LIMIT ? + 0"),
     eventHead: db
       .prepare(`SELECT MAX(COALESCE((SELECT MAX(seq) FROM job_events), 0),
         (SELECT seq FROM event_horizon WHERE id = 1))`)
       .pluck(),
     eventHorizon: db.prepare("SELECT seq FROM event_horizon WHERE id = 1").pluck(),
-    appendProgress: db.prepare(`INSERT INTO job_events (at, job_id, type, status, queue, owner,
+    appendProgress: prepareNamed(
+      db,
+      `INSERT INTO job_events (at, job_id, type, status, queue, owner,
         tags, attempt, detail)
       SELECT @now, id, 'progress', 'running', queue, owner, tags, @attempt, @detail
-      FROM jobs WHERE id = @id AND state = 'running' AND attempt = @attempt`),
+      FROM jobs WHERE id = @id AND state = 'running' AND attempt = @attempt`,
+    ),
     deleteOldEvents: db
       .prepare(`DELETE FROM job_events WHERE seq IN (
           SELECT seq FROM job_events INDEXED BY job_events_at WHERE at < ? ORDER BY at LIMIT ? + 0)
@@ -1903,10 +1957,13 @@ function prepareStatements(db: Database.Database) {
     deleteAuditBefore: db.prepare(
       "DELETE FROM audit_events WHERE id IN (SELECT id FROM audit_events WHERE at < ? LIMIT ? + 0)",
     ),
-    retryJob: db.prepare(`UPDATE jobs SET state = @state, run_at = @run_at,
+    retryJob: prepareNamed(
+      db,
+      `UPDATE jobs SET state = @state, run_at = @run_at,
         max_attempts = @max_attempts, finished_at = NULL, expires_at = NULL, rate_reserved = 0,
         updated_at = @now, lease_token = NULL, lease_expires_at = NULL
-      WHERE id = @id RETURNING *`),
+      WHERE id = @id RETURNING *`,
+    ),
     counts: db.prepare("SELECT queue, state, n FROM job_counts WHERE n <> 0"),
     runningByQueue: db.prepare(`SELECT queue, COUNT(*) AS n FROM jobs INDEXED BY jobs_lease
       WHERE state = 'running' GROUP BY queue`),
@@ -1923,16 +1980,22 @@ function prepareStatements(db: Database.Database) {
       WHERE minute >= ? AND queue = ? ORDER BY minute`),
     dropThroughput: db.prepare("DELETE FROM job_throughput WHERE minute < ?"),
     dropZeroCounts: db.prepare("DELETE FROM job_counts WHERE n = 0"),
-    insertQueue: db.prepare(`INSERT INTO queues (name, concurrency, rate_interval_ms, rate_burst,
+    insertQueue: prepareNamed(
+      db,
+      `INSERT INTO queues (name, concurrency, rate_interval_ms, rate_burst,
         max_attempts, backoff_strategy, backoff_base_ms, ttl_ms, paused, created_at, updated_at)
       VALUES (@name, @concurrency, @rate_interval_ms, @rate_burst, @max_attempts,
         @backoff_strategy, @backoff_base_ms, @ttl_ms, @paused, @now, @now)
-      ON CONFLICT (name) DO NOTHING`),
-    updateQueue: db.prepare(`UPDATE queues SET concurrency = @concurrency,
+      ON CONFLICT (name) DO NOTHING`,
+    ),
+    updateQueue: prepareNamed(
+      db,
+      `UPDATE queues SET concurrency = @concurrency,
         rate_interval_ms = @rate_interval_ms, rate_burst = @rate_burst,
         max_attempts = @max_attempts, backoff_strategy = @backoff_strategy,
         backoff_base_ms = @backoff_base_ms, ttl_ms = @ttl_ms, paused = @paused, updated_at = @now
-      WHERE name = @name`),
+      WHERE name = @name`,
+    ),
     getQueue: db.prepare("SELECT * FROM queues WHERE name = ?"),
     listQueues: db.prepare("SELECT * FROM queues ORDER BY name"),
     activeInQueue: db
@@ -1941,37 +2004,52 @@ function prepareStatements(db: Database.Database) {
       .pluck(),
     deleteQueue: db.prepare("DELETE FROM queues WHERE name = ?"),
     deleteQueueRate: db.prepare("DELETE FROM queue_rates WHERE queue = ?"),
-    insertOperation: db.prepare(`INSERT INTO operations (id, kind, filter, overrides, owner,
+    insertOperation: prepareNamed(
+      db,
+      `INSERT INTO operations (id, kind, filter, overrides, owner,
         principal, state, estimate, estimate_capped, examined, affected, upper_id, cursor, error,
         created_at, updated_at, finished_at)
       VALUES (@id, @kind, @filter, @overrides, @owner, @principal, @state, @estimate,
         @estimate_capped, @examined, @affected, @upper_id, @cursor, @error, @created_at,
-        @updated_at, @finished_at)`),
+        @updated_at, @finished_at)`,
+    ),
     getOperation: db.prepare("SELECT * FROM operations WHERE id = ?"),
-    stepOperation: db.prepare(`UPDATE operations SET examined = @examined, affected = @affected,
+    stepOperation: prepareNamed(
+      db,
+      `UPDATE operations SET examined = @examined, affected = @affected,
         cursor = @cursor, state = @state, updated_at = @now, finished_at = @finished_at
-      WHERE id = @id`),
-    endOperation: db.prepare(`UPDATE operations SET state = @state, error = @error,
-        updated_at = @now, finished_at = @now WHERE id = @id AND state = 'running'`),
-    upsertNode: db.prepare(`INSERT INTO nodes
+      WHERE id = @id`,
+    ),
+    endOperation: prepareNamed(
+      db,
+      `UPDATE operations SET state = @state, error = @error,
+        updated_at = @now, finished_at = @now WHERE id = @id AND state = 'running'`,
+    ),
+    upsertNode: prepareNamed(
+      db,
+      `INSERT INTO nodes
         (id, started_at, heartbeat_at, version, concurrency, in_flight)
       VALUES (@id, @started_at, @heartbeat_at, @version, @concurrency, @in_flight)
       ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at,
         version = excluded.version, concurrency = excluded.concurrency,
-        in_flight = excluded.in_flight`),
+        in_flight = excluded.in_flight`,
+    ),
     listNodes: db.prepare(`SELECT n.*, (l.node IS NOT NULL) AS leader FROM nodes n
       LEFT JOIN leader l ON l.node = n.id AND l.expires_at > ?
       WHERE n.heartbeat_at >= ? ORDER BY n.id`),
     deleteNode: db.prepare("DELETE FROM nodes WHERE id = ?"),
     deleteSilentNodes: db.prepare("DELETE FROM nodes WHERE heartbeat_at < ?"),
     // Takes the term when there is none or it expired, renews it when it is ours; else keeps it.
-    elect: db.prepare(`INSERT INTO leader (name, node, elected_at, expires_at)
+    elect: prepareNamed(
+      db,
+      `INSERT INTO leader (name, node, elected_at, expires_at)
       VALUES ('maintenance', @node, @now, @expires_at)
       ON CONFLICT (name) DO UPDATE SET node = excluded.node, expires_at = excluded.expires_at,
         elected_at = CASE WHEN leader.node = excluded.node THEN leader.elected_at
                           ELSE excluded.elected_at END
       WHERE leader.node = excluded.node OR leader.expires_at <= @now
-      RETURNING node`),
+      RETURNING node`,
+    ),
     resign: db.prepare("DELETE FROM leader WHERE name = 'maintenance' AND node = ?"),
     probe: db.prepare(`INSERT INTO store_probe (id, at) VALUES (1, ?)
       ON CONFLICT (id) DO UPDATE SET at = excluded.at`),

@@ -1,0 +1,47 @@
+import type { Database, RunResult, Statement } from "better-sqlite3";
+
+/** A statement whose `@name` parameters come in one object, bound by position. */
+export interface NamedStatement {
+  /** The prepared statement, its parameters positional (for its columns and modes). */
+  readonly statement: Statement;
+  run(params: object): RunResult;
+  get(params: object): unknown;
+  all(params: object): unknown[];
+}
+
+/**
+ * Prepares `sql` with each `@name` made a positional parameter, and compiles once the function
+ * that lists an object's values in that order. better-sqlite3 binds an object's named parameters
+ * by making a string of each name and looking it up, on every call: a job's insert (35
+ * parameters) took 6.4 µs that way against 2.0 µs with the same values by position, 9 parameters
+ * 1.8–2.0 against 1.0 µs (bench/bind-params.ts). A name used twice is passed twice. A key missing
+ * from the object throws, as better-sqlite3 does, rather than binding NULL.
+ */
+export function prepareNamed(db: Database, sql: string): NamedStatement {
+  const names: string[] = [];
+  const statement = db.prepare(
+    sql.replace(/@(\w+)/g, (_, name: string) => {
+      names.push(name);
+      return "?";
+    }),
+  );
+  // Compiled from our own statements' parameter names (word characters), each JSON-quoted.
+  const values = new Function(
+    "p",
+    "missing",
+    `let v; return [${names
+      .map((n) => JSON.stringify(n))
+      .map((n) => `(v = p[${n}]) === undefined ? missing(${n}) : v`)
+      .join(", ")}];`,
+  ) as (p: object, missing: (name: string) => never) => unknown[];
+  return {
+    statement,
+    run: (p) => statement.run(...values(p, missingParameter)),
+    get: (p) => statement.get(...values(p, missingParameter)),
+    all: (p) => statement.all(...values(p, missingParameter)),
+  };
+}
+
+function missingParameter(name: string): never {
+  throw new RangeError(`Missing named parameter "${name}"`);
+}
