@@ -8,9 +8,10 @@
  * Starts the server as `npm start` does (node dist/src/main.js, built first when the sources are
  * newer) on a temporary SQLite file holding `--jobs` jobs scheduled a day ahead (none runs), then
  * for each round runs every scenario for `--seconds` and reports calls/s, the ratio to the same
- * server's /healthz rate in the same round and protocol, and the server's CPU per call (utime +
- * stime from /proc/<pid>/stat). Needs Debian's `wrk` and `nghttp2-client`
- * (`apt-get install -y wrk nghttp2-client`).
+ * server's /healthz rate in the same round and protocol, the server's CPU per call (utime +
+ * stime from /proc/<pid>/stat) and what that makes per core (calls per second of server CPU, and
+ * its ratio to /healthz's: the server's own cost, apart from what the load generator takes).
+ * Needs Debian's `wrk` and `nghttp2-client` (`apt-get install -y wrk nghttp2-client`).
  */
 import { execFile, spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -276,16 +277,20 @@ async function main() {
     const lines = [
       `JobQueue read/RPC load: ${JOBS} jobs stored, ${SECONDS} s per run, ${ROUNDS} rounds (medians); wrk -t2 -c32 (HTTP/1.1), h2load -c4 -m16 (HTTP/2)`,
       "",
-      "| scenario | calls/s | × /healthz | server CPU µs/call | failed |",
-      "| --- | ---: | ---: | ---: | ---: |",
+      "| scenario | calls/s | × /healthz | server CPU µs/call | calls/s per server core | × /healthz per core | failed |",
+      "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ];
     for (const s of scenarios) {
       const r = results[s.name]!;
       const rate = median(r.rate);
+      const cpuUs = median(r.cpuUs);
       const baseline = results[s.baseline];
       const ratio = baseline ? (rate / median(baseline.rate)).toFixed(2) : "-";
+      // Calls per second of the server's CPU time (all its threads): its own cost, whatever the
+      // load generator leaves it of the machine.
+      const ratioPerCore = baseline ? (median(baseline.cpuUs) / cpuUs).toFixed(2) : "-";
       lines.push(
-        `| ${s.name} | ${Math.round(rate)} | ${ratio} | ${Math.round(median(r.cpuUs))} | ${r.failed} |`,
+        `| ${s.name} | ${Math.round(rate)} | ${ratio} | ${Math.round(cpuUs)} | ${Math.round(1e6 / cpuUs)} | ${ratioPerCore} | ${r.failed} |`,
       );
     }
     for (const [rpc, rest] of [
