@@ -277,6 +277,13 @@ class SqliteJobStore implements JobStore {
    * writes nothing more; it is closed and the database reopened (see {@link failure}).
    */
   private syncFailure: StoreUnavailableError | null = null;
+  /**
+   * Runs writes in one IMMEDIATE transaction. Made once: better-sqlite3 builds four functions and
+   * their properties for each transaction() (3.9 µs), which was once per group commit.
+   */
+  private readonly runWrites: Database.Transaction<
+    (writes: PendingWrite[], effects: Effects) => unknown[]
+  >;
 
   constructor(
     private readonly db: Database.Database,
@@ -289,6 +296,7 @@ class SqliteJobStore implements JobStore {
     this.signals = notifier;
     this.s = prepareStatements(db);
     this.walFd = db.memory ? null : openWal(db.name);
+    this.runWrites = db.transaction((writes, effects) => writes.map((w) => w.op(effects)));
   }
 
   /**
@@ -338,7 +346,7 @@ class SqliteJobStore implements JobStore {
     const settle: (() => void)[] = [];
     const effects: Effects = [];
     try {
-      const values = this.db.transaction(() => batch.map((w) => w.op(effects))).immediate();
+      const values = this.runWrites.immediate(batch, effects);
       for (const [i, v] of values.entries()) settle.push(() => batch[i]!.resolve(v));
     } catch {
       // Rare: find the culprit by running each write alone.
@@ -346,7 +354,7 @@ class SqliteJobStore implements JobStore {
       for (const w of batch) {
         const own: Effects = [];
         try {
-          const v = this.db.transaction(w.op).immediate(own);
+          const [v] = this.runWrites.immediate([w], own);
           settle.push(() => w.resolve(v));
           effects.push(...own);
         } catch (error) {
