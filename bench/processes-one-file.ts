@@ -4,7 +4,7 @@
  * splits the client's keep-alive connections evenly among them (what a primary handing out
  * sockets, or SO_REUSEPORT, would do), submits `--n` jobs with one `POST /jobs` each (`--c` in
  * flight), each job a GET of the target's tiny JSON, and stops when the target has seen every
- * call. Reports jobs/s and the servers' CPU per job (utime + stime from /proc, all of them),
+ * call (the last results may still be committing; a call seen twice fails the run). Reports jobs/s and the servers' CPU per job (utime + stime from /proc, all of them),
  * for k = 1 and k = `--processes`, interleaved over `--rounds`.
  *
  *   node --import tsx bench/processes-one-file.ts [--n 10000] [--c 128] [--processes 2] [--rounds 2]
@@ -59,10 +59,12 @@ async function round(k: number, run: string): Promise<{ perSec: number; cpuUsPer
         }
       }),
     );
-    while ((await target.query<number>("count", { run })) < N) {
+    let seen = 0;
+    while ((seen = await target.query<number>("count", { run })) < N) {
       await new Promise((resolve) => setTimeout(resolve, 2));
     }
     const ms = performance.now() - t0;
+    if (seen > N) throw new Error(`the target saw ${seen} calls for ${N} jobs`);
     const cpuMs = servers.reduce((sum, s, i) => sum + readCpuMs(s.pid) - cpu0[i]!, 0);
     await Promise.all(pools.map((p) => p.close()));
     await target.query("forget", { run });
