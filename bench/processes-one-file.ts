@@ -59,9 +59,10 @@ async function round(k: number, run: string): Promise<{ perSec: number; cpuUsPer
         }
       }),
     );
-    let seen = 0;
-    while ((seen = await target.query<number>("count", { run })) < N) {
+    let seen = await target.query<number>("count", { run });
+    while (seen < N) {
       await new Promise((resolve) => setTimeout(resolve, 2));
+      seen = await target.query<number>("count", { run });
     }
     const ms = performance.now() - t0;
     if (seen > N) throw new Error(`the target saw ${seen} calls for ${N} jobs`);
