@@ -208,7 +208,9 @@ describe("dashboard", () => {
     await page.locator("nav a", { hasText: "Jobs" }).focus();
     await page.keyboard.press("Enter");
     await page.waitForURL(`${t.url}/ui/jobs`);
-    // The new page's content has the focus, as after a page load.
+    // The new page's content has the focus, as after a page load. The URL changes at the click;
+    // the focus moves once the new page has rendered, so the test waits for it (or times out).
+    await page.waitForFunction('document.activeElement?.id === "main"');
     expect(await page.evaluate("document.activeElement?.id")).toBe("main");
     await page.close();
   });
