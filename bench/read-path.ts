@@ -57,15 +57,16 @@ try {
   await store.close();
 
   const db = new Database(path, { readonly: true });
-  const where = "WHERE (expires_at IS NULL OR expires_at > ?)";
-  const id = (db.prepare(`SELECT id FROM jobs ${where} ORDER BY id DESC`).pluck().get(now) ??
+  // The condition every read of the store puts on a job: not expired.
+  const live = "(expires_at IS NULL OR expires_at > ?)";
+  const id = (db.prepare(`SELECT id FROM jobs WHERE ${live} ORDER BY id DESC`).pluck().get(now) ??
     "") as string;
-  const byId = objectRows<JobRow>(
-    db.prepare(`SELECT * FROM jobs WHERE id = ? AND ${where.slice(6)}`),
-  );
-  const idOnly = db.prepare(`SELECT id FROM jobs WHERE id = ? AND ${where.slice(6)}`).raw(true);
-  const page = db.prepare(`SELECT * FROM jobs ${where} ORDER BY id DESC LIMIT ?`).raw(true);
-  const pageIds = db.prepare(`SELECT id FROM jobs ${where} ORDER BY id DESC LIMIT ?`).raw(true);
+  const byId = objectRows<JobRow>(db.prepare(`SELECT * FROM jobs WHERE id = ? AND ${live}`));
+  const idOnly = db.prepare(`SELECT id FROM jobs WHERE id = ? AND ${live}`).raw(true);
+  const page = db.prepare(`SELECT * FROM jobs WHERE ${live} ORDER BY id DESC LIMIT ?`).raw(true);
+  const pageIds = db
+    .prepare(`SELECT id FROM jobs WHERE ${live} ORDER BY id DESC LIMIT ?`)
+    .raw(true);
   const columns = page.columns().length;
 
   const row = byId.get(id, now)!;

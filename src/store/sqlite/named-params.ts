@@ -28,18 +28,17 @@ export function prepareNamed(db: Database, sql: string): NamedStatement {
   );
   // Compiled from our own statements' parameter names (word characters), each JSON-quoted.
   const values = new Function(
-    "p",
     "missing",
-    `let v; return [${names
+    `return (p) => { let v; return [${names
       .map((n) => JSON.stringify(n))
       .map((n) => `(v = p[${n}]) === undefined ? missing(${n}) : v`)
-      .join(", ")}];`,
-  ) as (p: object, missing: (name: string) => never) => unknown[];
+      .join(", ")}]; };`,
+  )(missingParameter) as (p: object) => unknown[];
   return {
     statement,
-    run: (p) => statement.run(...values(p, missingParameter)),
-    get: (p) => statement.get(...values(p, missingParameter)),
-    all: (p) => statement.all(...values(p, missingParameter)),
+    run: (p) => statement.run(...values(p)),
+    get: (p) => statement.get(...values(p)),
+    all: (p) => statement.all(...values(p)),
   };
 }
 
