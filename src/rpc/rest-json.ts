@@ -248,7 +248,7 @@ export function explainJsonError(
   }
   const seen = new Map<string, string>();
   for (const [key, value] of Object.entries(json as JsonObject)) {
-    const field = schema.fields.find((f) => f.name === key || f.jsonName === key);
+    const field = fieldsByKey(schema).get(key);
     if (!field) return { field: path + shownKey(key), problem: "unknown field" };
     const twice = seen.get(field.name);
     if (twice !== undefined) {
@@ -288,17 +288,18 @@ function normalize(schema: DescMessage, json: unknown, path: string): JsonObject
     throw new InvalidArgumentError(path.replace(/\.$/, "") || "body", "must be a JSON object");
   }
   const out: JsonObject = {};
-  const seen = new Map<string, string>();
-  for (const [key, value] of Object.entries(json as JsonObject)) {
-    const field = schema.fields.find((f) => f.name === key || f.jsonName === key);
+  const byKey = fieldsByKey(schema);
+  const given = json as JsonObject;
+  for (const key in given) {
+    if (!Object.hasOwn(given, key)) continue;
+    const field = byKey.get(key);
     if (!field) throw new InvalidArgumentError(path + shownKey(key), "unknown field");
-    if (seen.has(field.name)) {
-      throw new InvalidArgumentError(
-        path + field.name,
-        `is given twice (as ${seen.get(field.name)} and ${key})`,
-      );
+    // A field is named twice only as both its names; the first of the two met is `key`.
+    const other = key === field.name ? field.jsonName : field.name;
+    if (other !== key && Object.hasOwn(given, other)) {
+      throw new InvalidArgumentError(path + field.name, `is given twice (as ${key} and ${other})`);
     }
-    seen.set(field.name, key);
+    const value = given[key]!;
     if (value === null && !isValueField(field)) continue;
     out[field.name] = normalizeField(field, value, `${path}${field.name}`);
   }
@@ -312,6 +313,22 @@ function normalize(schema: DescMessage, json: unknown, path: string): JsonObject
     }
   }
   return out;
+}
+
+/** Each message type's fields by their proto and JSON names. */
+const fieldMaps = new WeakMap<DescMessage, Map<string, DescField>>();
+
+function fieldsByKey(schema: DescMessage): Map<string, DescField> {
+  let map = fieldMaps.get(schema);
+  if (map === undefined) {
+    map = new Map();
+    for (const f of schema.fields) map.set(f.jsonName, f);
+    // A proto name wins over another field's JSON name, as it did when fields were searched in
+    // order for either name (a clash the protobuf compiler refuses anyway).
+    for (const f of schema.fields) map.set(f.name, f);
+    fieldMaps.set(schema, map);
+  }
+  return map;
 }
 
 function isValueField(field: DescField): boolean {
@@ -405,7 +422,7 @@ function scalarNoun(scalar: ScalarType): string {
 export function queryToJson(schema: DescMessage, query: URLSearchParams): JsonObject {
   const out: JsonObject = {};
   for (const key of new Set(query.keys())) {
-    const field = schema.fields.find((f) => f.name === key || f.jsonName === key);
+    const field = fieldsByKey(schema).get(key);
     if (!field) throw new InvalidArgumentError(shownKey(key), "unknown query parameter");
     const values = query.getAll(key);
     if (field.fieldKind === "list") {

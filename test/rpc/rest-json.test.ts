@@ -272,3 +272,42 @@ describe("fromRestJson", () => {
     );
   });
 });
+
+describe("fromRestJson field names", () => {
+  it("takes a field by its proto name or its JSON name, and refuses both at once, even with one null", () => {
+    const byProto = fromRestJson(EnqueueJobRequestSchema, {
+      url: "https://x.test/",
+      timeout_sec: 7,
+    });
+    const byJson = fromRestJson(EnqueueJobRequestSchema, { url: "https://x.test/", timeoutSec: 7 });
+    expect(byProto.timeoutSec).toBe(7);
+    expect(byJson.timeoutSec).toBe(7);
+    expect(() =>
+      fromRestJson(EnqueueJobRequestSchema, {
+        timeoutSec: 7,
+        url: "https://x.test/",
+        timeout_sec: null,
+      }),
+    ).toThrow(/^timeout_sec: is given twice \(as timeoutSec and timeout_sec\)$/);
+    expect(() => fromRestJson(EnqueueJobRequestSchema, { timeout_sec: 7, timeoutSec: 8 })).toThrow(
+      /^timeout_sec: is given twice \(as timeout_sec and timeoutSec\)$/,
+    );
+  });
+
+  it("names an unknown field by its path, __proto__ and inherited names included", () => {
+    expect(() =>
+      fromRestJson(EnqueueJobRequestSchema, { url: "https://x.test/", urll: 1 }),
+    ).toThrow(/^urll: unknown field$/);
+    expect(() =>
+      fromRestJson(
+        EnqueueJobRequestSchema,
+        JSON.parse('{"url":"https://x.test/","__proto__":{"priority":9}}'),
+      ),
+    ).toThrow(/unknown field$/);
+    for (const key of ["constructor", "toString", "hasOwnProperty"]) {
+      expect(() =>
+        fromRestJson(EnqueueJobRequestSchema, { url: "https://x.test/", [key]: 1 }),
+      ).toThrow(new RegExp(`^${key}: unknown field$`));
+    }
+  });
+});
