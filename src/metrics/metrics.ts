@@ -278,30 +278,40 @@ export function createMetrics(
       commitDuration.observe(ms / 1000);
     },
     instrument(store) {
+      // One wrapper per method, made on first use. The duration is observed on a branch of the
+      // call's promise: the caller gets the store's own promise, with no extra hop to wait for.
+      const wrapped = new Map<string, unknown>();
+      const wrap = (call: string, fn: (...args: unknown[]) => unknown) => {
+        const ok = storeCalls.labels(call, "ok");
+        const failed = storeCalls.labels(call, "error");
+        const unavailable = storeCalls.labels(call, "unavailable");
+        return (...args: unknown[]) => {
+          const started = performance.now();
+          const out = fn.apply(store, args);
+          if (out instanceof Promise) {
+            out.then(
+              () => ok.observe((performance.now() - started) / 1000),
+              (err: unknown) =>
+                ((err as Error | null)?.name === "StoreUnavailableError"
+                  ? unavailable
+                  : failed
+                ).observe((performance.now() - started) / 1000),
+            );
+          }
+          return out;
+        };
+      };
       return new Proxy(store, {
         get(target, prop, receiver) {
           const value = Reflect.get(target, prop, receiver);
           if (typeof value !== "function" || typeof prop !== "string") return value;
           if (prop === "close" || prop === "now") return value.bind(target);
-          return (...args: unknown[]) => {
-            const started = performance.now();
-            const out = value.apply(target, args);
-            if (!(out instanceof Promise)) return out;
-            const done = (outcome: string) =>
-              storeCalls.observe({ call: prop, outcome }, (performance.now() - started) / 1000);
-            return out.then(
-              (v) => {
-                done("ok");
-                return v;
-              },
-              (err: unknown) => {
-                done(
-                  (err as Error | null)?.name === "StoreUnavailableError" ? "unavailable" : "error",
-                );
-                throw err;
-              },
-            );
-          };
+          let fn = wrapped.get(prop);
+          if (fn === undefined) {
+            fn = wrap(prop, value);
+            wrapped.set(prop, fn);
+          }
+          return fn;
         },
       });
     },

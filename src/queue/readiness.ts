@@ -72,22 +72,27 @@ export function createReadiness(options: {
     );
   }
 
-  // Every method of the store, passing results through and noting unavailability on the way.
+  // Every method of the store, its results passed through as they are; unavailability is noted on
+  // a branch of the call's promise. One wrapper per method, made on first use.
+  const noteFault = (err: unknown) => {
+    if (err instanceof StoreUnavailableError) fail(err);
+  };
+  const wrapped = new Map<string | symbol, unknown>();
   const watched = new Proxy(options.store, {
     get(target, prop, receiver) {
       const value = Reflect.get(target, prop, receiver);
       if (typeof value !== "function") return value;
       if (prop === "close") return value.bind(target);
-      return (...args: unknown[]) => {
-        const out = value.apply(target, args);
-        if (out instanceof Promise) {
-          return out.catch((err: unknown) => {
-            if (err instanceof StoreUnavailableError) fail(err);
-            throw err;
-          });
-        }
-        return out;
-      };
+      let fn = wrapped.get(prop);
+      if (fn === undefined) {
+        fn = (...args: unknown[]) => {
+          const out = value.apply(target, args);
+          if (out instanceof Promise) out.catch(noteFault);
+          return out;
+        };
+        wrapped.set(prop, fn);
+      }
+      return fn;
     },
   });
 

@@ -181,12 +181,19 @@ export function createReopeningStore(options: ReopeningStoreOptions): JobStore {
     },
   };
 
+  // One forwarding function per method, made on first use.
+  const forwarders = new Map<string, (...args: unknown[]) => unknown>();
   return new Proxy({} as JobStore, {
     get(_target, prop) {
       if (typeof prop !== "string") return undefined;
       if (Object.hasOwn(own, prop)) return own[prop as keyof JobStore];
-      if (!options.isMethod(prop)) return undefined;
-      return (...args: unknown[]) => call(prop, args);
+      let forward = forwarders.get(prop);
+      if (forward === undefined) {
+        if (!options.isMethod(prop)) return undefined;
+        forward = (...args: unknown[]) => call(prop, args);
+        forwarders.set(prop, forward);
+      }
+      return forward;
     },
     has(_target, prop) {
       return typeof prop === "string" && (Object.hasOwn(own, prop) || options.isMethod(prop));
