@@ -34,6 +34,7 @@ import {
   type GetJobResultResponse,
   JobQueueService,
 } from "./gen/jobqueue/v1/job_queue_service_pb.js";
+import { createUnaryHttpTransport } from "./unary-http.js";
 
 export { JobQueueService };
 
@@ -350,12 +351,18 @@ function transportFor(options: JobQueueClientOptions, interceptors: Interceptor[
         interceptors,
         httpVersion: options.httpVersion ?? "1.1",
       });
-    case "connect":
-      return createConnectTransport({
+    case "connect": {
+      const streams = createConnectTransport({
         baseUrl,
         interceptors,
         httpVersion: options.httpVersion ?? "1.1",
       });
+      if (options.httpVersion === "2") return streams;
+      const headers: Record<string, string> = options.apiKey
+        ? { authorization: `Bearer ${options.apiKey}` }
+        : {};
+      return createUnaryHttpTransport({ baseUrl, headers, streams });
+    }
     default:
       throw new Error(`unknown protocol ${JSON.stringify(options.protocol)}`);
   }
