@@ -88,24 +88,32 @@ async function h2load(
   return { calls: Number(m[2]), failed: Number(m[3]) + Number(m[4]) + bad };
 }
 
-/** One unary method over Connect (binary) and gRPC, its request in `<file>.bin` and `<file>.grpc`. */
-function rpcScenarios(rpc: string, file: string): Scenario[] {
+/**
+ * One unary method over Connect (binary) and gRPC, its request in `<file>.bin` and `<file>.grpc`;
+ * with `deadline`, each call carries one of 10 s (as clients that set deadlines send it).
+ */
+function rpcScenarios(rpc: string, file: string, deadline = false): Scenario[] {
   const url = (base: string) => `${base}/jobqueue.v1.JobQueueService/${rpc}`;
   const baseline = "GET /healthz (h2load, h2)";
+  const what = deadline ? `${rpc} with a deadline` : rpc;
   return [
     {
-      name: `Connect ${rpc}, binary (h2load, h2)`,
+      name: `Connect ${what}, binary (h2load, h2)`,
       baseline,
       load: (base, ctx) =>
-        h2load(url(base), join(ctx.dir, `${file}.bin`), ["content-type: application/proto"]),
+        h2load(url(base), join(ctx.dir, `${file}.bin`), [
+          "content-type: application/proto",
+          ...(deadline ? ["connect-timeout-ms: 10000"] : []),
+        ]),
     },
     {
-      name: `gRPC ${rpc} (h2load, h2)`,
+      name: `gRPC ${what} (h2load, h2)`,
       baseline,
       load: (base, ctx) =>
         h2load(url(base), join(ctx.dir, `${file}.grpc`), [
           "content-type: application/grpc",
           "te: trailers",
+          ...(deadline ? ["grpc-timeout: 10S"] : []),
         ]),
     },
   ];
@@ -148,6 +156,7 @@ const SCENARIOS: Scenario[] = [
     load: (base, ctx) => h2load(`${base}/jobs/${ctx.jobId}`, null, []),
   },
   ...rpcScenarios("GetJob", "get-job"),
+  ...rpcScenarios("GetJob", "get-job", true),
   {
     name: "POST /jobs (h2load, h2)",
     baseline: "GET /healthz (h2load, h2)",

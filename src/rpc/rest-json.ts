@@ -323,8 +323,8 @@ function fieldsByKey(schema: DescMessage): Map<string, DescField> {
   if (map === undefined) {
     map = new Map();
     for (const f of schema.fields) map.set(f.jsonName, f);
-    // A proto name wins over another field's JSON name, as it did when fields were searched in
-    // order for either name (a clash the protobuf compiler refuses anyway).
+    // Should a JSON name be another field's proto name (protoc refuses such a clash), the proto
+    // name wins.
     for (const f of schema.fields) map.set(f.name, f);
     fieldMaps.set(schema, map);
   }

@@ -15,8 +15,15 @@ import {
   createServiceImplSpec,
   type Interceptor,
 } from "@connectrpc/connect";
-import { codeToHttpStatus, errorToJsonBytes } from "@connectrpc/connect/protocol-connect";
-import { setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
+import {
+  codeToHttpStatus,
+  errorToJsonBytes,
+  parseTimeout as parseConnectTimeout,
+} from "@connectrpc/connect/protocol-connect";
+import {
+  parseTimeout as parseGrpcTimeout,
+  setTrailerStatus,
+} from "@connectrpc/connect/protocol-grpc";
 import type { Logger } from "pino";
 import { InvalidArgumentError } from "../job/errors.js";
 import { CALL_RECORD, recordError } from "./access-log.js";
@@ -53,9 +60,9 @@ const CONNECT_TYPES = new Map<string, "binary" | "json">([
 
 /**
  * Serves the common unary calls itself: gRPC (binary, HTTP/2) and Connect unary (binary or JSON
- * POST) without compression or a deadline, through the same interceptors as every other call;
- * everything else (streams, gRPC-Web, Connect GET, compressed messages, deadlines, gRPC JSON) goes
- * to connect-es. Connect-es builds each call from async-generator pipelines and three
+ * POST) without compression, with or without a deadline, through the same interceptors as every
+ * other call; everything else (streams, gRPC-Web, Connect GET, compressed messages, gRPC JSON)
+ * goes to connect-es. Connect-es builds each call from async-generator pipelines and three
  * AbortControllers (whose aborts each make a DOMException): profiled on GetJob over gRPC, that was
  * 780 µs of server CPU per call, of which the handler was under 60; the wire format of a unary
  * call is a length-prefixed message and a status, which this writes directly. Returns whether it
@@ -89,7 +96,7 @@ export function createUnaryFastPath(options: UnaryFastPathOptions) {
     const h = req.headers;
     const ct = (h["content-type"] ?? "").toLowerCase();
     if (GRPC_TYPES.has(ct)) {
-      if (!("stream" in req) || h["grpc-timeout"] !== undefined) return false;
+      if (!("stream" in req)) return false;
       const encoding = h["grpc-encoding"];
       if (encoding !== undefined && encoding !== "identity") return false;
       void serveGrpc(entry, req, res as http2.Http2ServerResponse, values);
@@ -97,7 +104,6 @@ export function createUnaryFastPath(options: UnaryFastPathOptions) {
     }
     const kind = CONNECT_TYPES.get(ct);
     if (kind) {
-      if (h["connect-timeout-ms"] !== undefined) return false;
       const encoding = h["content-encoding"];
       if (encoding !== undefined && encoding !== "identity") return false;
       void serveConnect(entry, kind, req, res, values);
@@ -114,6 +120,7 @@ export function createUnaryFastPath(options: UnaryFastPathOptions) {
   ) {
     let error: ConnectError | null = null;
     let output: Uint8Array | null = null;
+    const deadline = deadlineOf(parseGrpcTimeout, req.headers["grpc-timeout"]);
     const body = await readBody(req, readMaxBytes + 5);
     try {
       if (body === null) {
@@ -122,10 +129,11 @@ export function createUnaryFastPath(options: UnaryFastPathOptions) {
           Code.ResourceExhausted,
         );
       }
+      if (deadline.error) throw deadline.error;
       const bytes = unframe(body);
       const input = parseBinary(entry.method, bytes);
       const out = await entry.grpc(
-        unaryRequest(req, res, entry.method, input, values, shutdownSignal),
+        unaryRequest(req, res, entry.method, input, values, shutdownSignal, deadline.at),
       );
       output = grpcFrame(toBinary(entry.method.output, out.message));
     } catch (err) {
@@ -159,6 +167,7 @@ export function createUnaryFastPath(options: UnaryFastPathOptions) {
     res: Response,
     values: ContextValues,
   ) {
+    const deadline = deadlineOf(parseConnectTimeout, req.headers["connect-timeout-ms"]);
     const body = await readBody(req, readMaxBytes);
     let payload: Uint8Array;
     let status = 200;
@@ -170,10 +179,11 @@ export function createUnaryFastPath(options: UnaryFastPathOptions) {
           Code.ResourceExhausted,
         );
       }
+      if (deadline.error) throw deadline.error;
       const input =
         kind === "binary" ? parseBinary(entry.method, body) : parseJson(entry.method, body);
       const out = await entry.connect(
-        unaryRequest(req, res, entry.method, input, values, shutdownSignal),
+        unaryRequest(req, res, entry.method, input, values, shutdownSignal, deadline.at),
       );
       payload =
         kind === "binary"
@@ -195,6 +205,26 @@ export function createUnaryFastPath(options: UnaryFastPathOptions) {
     (res as import("node:http").ServerResponse).writeHead(status, headers);
     res.end(payload);
   }
+}
+
+/**
+ * When the call's deadline passes (epoch ms), from its header (`connect-timeout-ms`,
+ * `grpc-timeout`) as the protocol's own parser reads it, counted from the request's arrival; or
+ * why the header is refused (invalid_argument, as connect-es answers it). As through connect-es,
+ * the deadline aborts the handler's signal and shows in its context's `timeoutMs()`; it does not
+ * cut the call short by itself.
+ */
+function deadlineOf(
+  parse: (
+    value: string | null,
+    maxTimeoutMs: number,
+  ) => { timeoutMs?: number; error?: ConnectError },
+  value: string | string[] | undefined,
+): { at?: number; error?: ConnectError } {
+  if (value === undefined) return {};
+  const parsed = parse(Array.isArray(value) ? value.join(", ") : value, Number.POSITIVE_INFINITY);
+  if (parsed.error) return { error: parsed.error };
+  return parsed.timeoutMs === undefined ? {} : { at: Date.now() + parsed.timeoutMs };
 }
 
 /** The request body, or null when it is larger than `max` (the rest is left unread). */

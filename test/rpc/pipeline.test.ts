@@ -107,7 +107,7 @@ describe("one pipeline for every protocol", () => {
     expect(seen[2]!.contentType).toMatch(/^application\/grpc/);
   });
 
-  it("serves unary calls the fast path leaves to connect-es (deadlines, compression, GET) the same", async () => {
+  it("serves unary calls with deadlines, and those the fast path leaves to connect-es (compression, GET, gRPC-Web), the same", async () => {
     seen.length = 0;
     const transports = [
       createGrpcTransport({ baseUrl: base, defaultTimeoutMs: 5_000 }),
@@ -194,6 +194,52 @@ describe("one pipeline for every protocol", () => {
       expect(await pending).toBe("gone");
       await seenAbort; // times out (and fails) if the handler's signal never fires
     }
+  });
+
+  it("gives a unary handler its deadline on Connect and gRPC: timeoutMs() counts down to it", async () => {
+    for (const [id, transport] of [
+      ["ctx-deadline-connect", createConnectTransport({ baseUrl: base, httpVersion: "1.1" })],
+      ["ctx-deadline-grpc", createGrpcTransport({ baseUrl: base })],
+    ] as const) {
+      await createClient(JobQueueService, transport).getJob({ jobId: id }, { timeoutMs: 4_000 });
+      const left = contexts.get(id)?.timeoutMs as number;
+      expect(left).toBeGreaterThan(0);
+      expect(left).toBeLessThanOrEqual(4_000);
+    }
+  });
+
+  it("aborts a unary handler's signal when the call's deadline passes, while its client still waits", async () => {
+    const id = "wait-deadline";
+    const seenAbort = new Promise<void>((resolve) => aborted.set(id, resolve));
+    let answered = false;
+    const pending = fetch(`${base}/jobqueue.v1.JobQueueService/GetJob`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "connect-timeout-ms": "100" },
+      body: JSON.stringify({ jobId: id }),
+    }).then(async (res) => {
+      answered = true;
+      return { status: res.status, body: (await res.json()) as { code: string } };
+    });
+    await seenAbort; // times out (and fails) if the deadline never fires the handler's signal
+    expect(answered).toBe(false);
+    // The handler then fails the call its own way, as it would through connect-es.
+    expect(await pending).toEqual({
+      status: 404,
+      body: expect.objectContaining({ code: "not_found" }),
+    });
+  });
+
+  it("refuses a malformed deadline with invalid_argument naming it", async () => {
+    const res = await fetch(`${base}/jobqueue.v1.JobQueueService/GetJob`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "connect-timeout-ms": "soon" },
+      body: JSON.stringify({ jobId: JOB_ID }),
+    });
+    expect(res.status).toBe(400);
+    expect(await res.json()).toMatchObject({
+      code: "invalid_argument",
+      message: "protocol error: invalid connect timeout value: soon",
+    });
   });
 
   it("answers methods the service does not implement as unimplemented on REST too", async () => {
