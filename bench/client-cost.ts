@@ -21,7 +21,7 @@ import { createConnectTransport } from "@connectrpc/connect-node";
 import { Pool } from "undici";
 import { createJobQueueClient } from "../clients/typescript/src/index.js";
 import { JobQueueService } from "../gen/jobqueue/v1/job_queue_service_pb.js";
-import { readCpuMs, startServer } from "./processes.js";
+import { postJob, readCpuMs, startServer } from "./processes.js";
 import { spread } from "./stats.js";
 
 const { values } = parseArgs({
@@ -46,16 +46,7 @@ const CLIENTS: Record<string, (server: string) => () => Promise<unknown>> = {
       url: "http://127.0.0.1:9/x",
       scheduled_at: new Date(Date.now() + 86_400_000).toISOString(),
     });
-    return async () => {
-      const res = await pool.request({
-        path: "/jobs",
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body,
-      });
-      const text = await res.body.text();
-      if (res.statusCode !== 200) throw new Error(`POST /jobs: ${res.statusCode} ${text}`);
-    };
+    return () => postJob(pool, body);
   },
   "@jobqueue/client, Connect over HTTP/1.1 (its default)": (server) => jobqueueClient(server, {}),
   "@jobqueue/client, Connect over HTTP/2": (server) => jobqueueClient(server, { httpVersion: "2" }),

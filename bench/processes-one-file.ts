@@ -14,7 +14,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { Pool } from "undici";
-import { forkChild, readCpuMs, type ServerProcess, startServer } from "./processes.js";
+import { forkChild, postJob, readCpuMs, type ServerProcess, startServer } from "./processes.js";
 
 const { values } = parseArgs({
   options: {
@@ -47,16 +47,7 @@ async function round(k: number, run: string): Promise<{ perSec: number; cpuUsPer
     await Promise.all(
       Array.from({ length: C }, async (_, lane) => {
         const pool = pools[lane % k]!;
-        while (next++ < N) {
-          const res = await pool.request({
-            path: "/jobs",
-            method: "POST",
-            headers: { "content-type": "application/json" },
-            body,
-          });
-          const text = await res.body.text();
-          if (res.statusCode !== 200) throw new Error(`POST /jobs: ${res.statusCode} ${text}`);
-        }
+        while (next++ < N) await postJob(pool, body);
       }),
     );
     let seen = await target.query<number>("count", { run });

@@ -4,7 +4,7 @@ import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import net from "node:net";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import { request } from "undici";
+import { type Pool, request } from "undici";
 import type { ChildMessage, ParentMessage } from "./child-main.js";
 
 /** The repository root: the JobQueue server is started from here, as a user starts it. */
@@ -316,6 +316,18 @@ export async function startServer(options: ServerOptions): Promise<ServerProcess
     url,
     stop: (graceMs = 15_000) => stopProcess(proc, exited, graceMs, () => proc.kill("SIGTERM")),
   };
+}
+
+/** One `POST /jobs` of a JSON body on `pool`; throws with the server's answer unless it is a 200. */
+export async function postJob(pool: Pool, body: string): Promise<void> {
+  const res = await pool.request({
+    path: "/jobs",
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body,
+  });
+  const text = await res.body.text();
+  if (res.statusCode !== 200) throw new Error(`POST /jobs: ${res.statusCode} ${text}`);
 }
 
 /** Resident set size and its peak, in bytes, from /proc/<pid>/status. */
