@@ -16,6 +16,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs, promisify } from "node:util";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { Pool } from "undici";
@@ -56,7 +57,7 @@ const CLIENTS: Record<string, (server: string) => () => Promise<unknown>> = {
       JobQueueService,
       createConnectTransport({ baseUrl: server, httpVersion: "1.1" }),
     );
-    const scheduledAt = { seconds: BigInt(Math.floor(Date.now() / 1000) + 86_400), nanos: 0 };
+    const scheduledAt = timestampFromMs(Date.now() + 86_400_000);
     return () => client.enqueueJob({ method: "GET", url: "http://127.0.0.1:9/x", scheduledAt });
   },
 };
